@@ -1,0 +1,1 @@
+"""Models and the inference worker. Knows nothing of Discord or the database."""
