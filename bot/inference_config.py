@@ -1,0 +1,27 @@
+"""Translate the bot's settings into the inference layer's own config (inference/ never reads bot settings)."""
+
+from __future__ import annotations
+
+from bot.settings import Settings
+from inference.config import InferenceConfig
+from inference.types import Mechanism
+
+
+def inference_config_from_settings(settings: Settings) -> InferenceConfig:
+    return InferenceConfig(
+        backend=settings.inference_backend.value,
+        device=settings.inference_device,
+        empathy_sources={
+            Mechanism.EMOTIONAL_REACTIONS: settings.empathy_er_model,
+            Mechanism.INTERPRETATIONS: settings.empathy_ip_model,
+            Mechanism.EXPLORATIONS: settings.empathy_ex_model,
+        },
+        risk_source=settings.risk_model,
+        risk_problem_type=None if settings.risk_problem_type == "auto" else settings.risk_problem_type,
+        max_batch_size=settings.inference_max_batch,
+        max_wait_ms=settings.inference_max_wait_ms,
+        queue_size=settings.inference_queue_size,
+        request_timeout_s=settings.inference_timeout_s,
+        quantize_int8=settings.inference_quantize_int8,
+        ray_address=settings.ray_address,
+    )

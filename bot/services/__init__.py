@@ -1,0 +1,1 @@
+"""Plain services the cogs call: they know Discord ids, never discord.py objects."""

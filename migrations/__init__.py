@@ -1,0 +1,1 @@
+"""Alembic migrations for PeerCare's database (packaged so an installed `peercare` can migrate)."""
