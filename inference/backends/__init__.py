@@ -1,0 +1,1 @@
+"""Inference backends: in-process, a supervised worker process, and Ray Serve; all share ScoringEngine."""

@@ -1,0 +1,160 @@
+"""The Ray Serve backend: the same ScoringEngine as a ``@serve.batch`` deployment on a Ray cluster (``RAY_ADDRESS``).
+
+Optional: needs ``pip install 'peercare[ray]'``. Ray Serve does the micro-batching on the replicas; this
+client bounds the coaching work it has in flight (risk work is never shed), as the other backends do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from typing import Any
+
+from inference.backends.inprocess import _expect
+from inference.batching import AdmissionGate
+from inference.config import InferenceConfig
+from inference.engine import WorkItem, WorkResult
+from inference.errors import InferenceError, InferenceUnavailable
+from inference.types import Priority, ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "peercare-inference"
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.serve") is not None
+
+
+def build_app(config: InferenceConfig) -> Any:
+    """The Serve application: one deployment whose replicas each load a ScoringEngine once."""
+    from ray import serve
+
+    from inference.engine import ScoringEngine
+
+    actor_options: dict[str, Any] = {"num_cpus": 1}
+    if config.device == "cuda":
+        actor_options["num_gpus"] = 1
+
+    @serve.deployment(name="scorer", ray_actor_options=actor_options, max_ongoing_requests=config.queue_size)
+    class PeerCareScorer:
+        def __init__(self, config: InferenceConfig) -> None:
+            self.engine = ScoringEngine.load(config, progress=lambda stage: log.info("inference: %s", stage))
+
+        @serve.batch(max_batch_size=config.max_batch_size, batch_wait_timeout_s=config.max_wait_ms / 1000)
+        async def score(self, items: list[WorkItem]) -> list[Any]:
+            results = await asyncio.to_thread(self.engine.score_batch, items)
+            # Errors travel as values: one bad item must not fail its whole batch.
+            return [_wire(result) for result in results]
+
+        async def __call__(self, item: WorkItem) -> Any:
+            return await self.score(item)
+
+    return PeerCareScorer.bind(config)
+
+
+def _wire(result: WorkResult) -> Any:
+    if isinstance(result, BaseException):
+        from inference.backends.protocol import error_to_wire
+
+        return ("error", *error_to_wire(result))
+    return result
+
+
+def _unwire(value: Any) -> WorkResult:
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == "error":
+        from inference.backends.protocol import error_from_wire
+
+        return error_from_wire((value[1], value[2]))
+    return value
+
+
+class RayServeClient:
+    """InferenceClient for a Ray Serve deployment; connects to ``config.ray_address`` or starts a local Ray."""
+
+    def __init__(self, config: InferenceConfig) -> None:
+        if not ray_available():
+            raise InferenceUnavailable(
+                "INFERENCE_BACKEND=ray needs the optional Ray extra: pip install 'peercare[ray]'"
+            )
+        self.config = config
+        self._gate = AdmissionGate(config.queue_size, coaching_wait_s=config.coaching_wait_s)
+        self._handle: Any = None
+        self._ready = asyncio.Event()
+        self._deploying: asyncio.Task | None = None
+        self._failure: InferenceUnavailable | None = None
+        self._started_ray = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def start(self) -> None:
+        if self._deploying is None:
+            self._deploying = asyncio.get_running_loop().create_task(self._deploy(), name="inference-ray")
+
+    async def _deploy(self) -> None:
+        log.info("deploying inference models on Ray Serve; replies wait until they are ready")
+        try:
+            self._handle = await asyncio.to_thread(self._deploy_blocking)
+        except Exception as exc:
+            self._failure = InferenceUnavailable(f"Ray Serve deployment failed: {type(exc).__name__}: {exc}")
+            log.error("%s", self._failure)
+            self._ready.set()  # wake waiters so they see the failure
+            return
+        log.info("inference ready on Ray Serve")
+        self._ready.set()
+
+    def _deploy_blocking(self) -> Any:
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():
+            ray.init(address=self.config.ray_address or None, ignore_reinit_error=True, log_to_driver=False)
+            self._started_ray = self.config.ray_address is None
+        return serve.run(build_app(self.config), name=APP_NAME, route_prefix=None)
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def close(self) -> None:
+        if self._deploying is not None and not self._deploying.done():
+            self._deploying.cancel()
+        if self._handle is not None:
+            await asyncio.to_thread(self._shutdown_blocking)
+        self._handle = None
+        self._failure = InferenceUnavailable("the inference backend is shut down")
+
+    def _shutdown_blocking(self) -> None:
+        import ray
+        from ray import serve
+
+        try:
+            serve.delete(APP_NAME)
+            if self._started_ray:
+                serve.shutdown()
+                ray.shutdown()
+        except Exception as exc:  # shutting down: report, never raise
+            log.warning("Ray Serve shutdown: %s", type(exc).__name__)
+
+    async def score_reply(self, request: ReplyScoreRequest) -> ReplyScore:
+        return _expect(await self._submit(request, request.priority), ReplyScore)  # type: ignore[return-value]
+
+    async def score_risk(self, request: RiskScoreRequest) -> RiskScore:
+        return _expect(await self._submit(request, Priority.RISK), RiskScore)  # type: ignore[return-value]
+
+    async def _submit(self, item: WorkItem, priority: Priority) -> WorkResult:
+        if self._deploying is None:
+            raise InferenceUnavailable("the inference client is not started (call start() first)")
+        async with self._gate.admit(priority):
+            await self._ready.wait()
+            if self._failure is not None:
+                raise self._failure
+            try:
+                value = await self._handle.remote(item)
+            except InferenceError:
+                raise
+            except Exception as exc:
+                raise InferenceUnavailable(f"Ray Serve request failed: {type(exc).__name__}") from exc
+        return _unwire(value)
