@@ -1,0 +1,375 @@
+"""The reply pipeline: score a reply with its parent, store the result, and risk-score each seeker post once.
+
+Ids and text in, database rows and a ``SeekerRiskScored`` payload out; no Discord objects. Message text is
+stored only on the reply row and only until ``text_expires_at`` (the retention job nulls it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import re
+import unicodedata
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import RiskAssessment, ScoredReply, utcnow
+from bot.db.session import Database
+from bot.services.events import SeekerRiskScored
+from inference.client import InferenceClient
+from inference.errors import InferenceError, InputRejected, RequestShed
+from inference.types import (
+    Mechanism,
+    Priority,
+    ReplyScore,
+    ReplyScoreRequest,
+    RiskResult,
+    RiskScoreRequest,
+)
+
+log = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 300
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+_SPACES = re.compile(r"\s+")
+
+
+class CoachingStatus(str, enum.Enum):
+    """Where a scored reply stands on its way to (at most) one coaching note."""
+
+    PENDING = "pending"  # scored, not yet looked at by coaching
+    QUEUED = "queued"  # wanted, waiting for the rate limit
+    SENT = "sent"  # delivered on its own
+    DIGESTED = "digested"  # delivered inside a digest
+    AWAITING_CONSENT = "awaiting_consent"  # responder invited, has not answered
+    NOT_WANTED = "not_wanted"  # responder (or guild default) said no
+    SHADOW = "shadow"  # guild in shadow mode: scored and logged only
+    DMS_CLOSED = "dms_closed"
+    FAILED = "failed"
+
+
+class ReplyOutcome(str, enum.Enum):
+    NEW = "new"  # first time scored: coaching may follow
+    UPDATED = "updated"  # an edit changed the text materially: re-scored, never a second note
+    UNCHANGED = "unchanged"  # same text as stored (or already being scored)
+    SKIPPED = "skipped"  # nothing to score (empty after normalisation, an edit of an unknown reply, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class SeekerPost:
+    """A seeker's message in a support channel (a top-level post, a thread starter, or a reply's parent)."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyInput:
+    """A responder's reply and the seeker post it answers."""
+
+    guild_id: int
+    channel_id: int
+    reply_message_id: int
+    responder_id: int
+    reply_text: str
+    parent: SeekerPost
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyScoringResult:
+    outcome: ReplyOutcome
+    score: ReplyScore | None = None
+    # Set only the first time the parent post is risk-scored: dispatch it, exactly once per message id.
+    seeker_event: SeekerRiskScored | None = None
+
+
+def normalise_text(text: str) -> str:
+    """What counts as the same text: NFKC, no zero-width characters, collapsed whitespace, case-folded."""
+    text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
+    return _SPACES.sub(" ", text).strip().casefold()
+
+
+def content_hash(text: str) -> str:
+    """Hash of the normalised reply: an edit that only touches case or spacing is not a material change."""
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def has_scorable_text(text: str | None) -> bool:
+    return bool(text) and bool(normalise_text(text or ""))
+
+
+def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """A short slice for a moderator alert, cut at a word boundary."""
+    text = _SPACES.sub(" ", _ZERO_WIDTH.sub("", text)).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]
+    return cut + "…"
+
+
+def spans_as_offsets(score: ReplyScore) -> list[dict[str, Any]]:
+    """Rationale spans as character offsets into the reply (the text itself is not duplicated)."""
+    spans = []
+    for mechanism, mechanism_score in score.empathy.by_mechanism().items():
+        for span in mechanism_score.rationales:
+            spans.append({"mechanism": mechanism.value, "start": span.start, "end": span.end})
+    return spans
+
+
+def _probabilities(score: ReplyScore) -> dict[str, list[float]]:
+    return {m.value: list(s.probabilities) for m, s in score.empathy.by_mechanism().items()}
+
+
+def _risk_json(risk: RiskResult) -> dict[str, Any]:
+    return {
+        "probabilities": dict(risk.probabilities),
+        "tier": risk.tier.value,
+        "triggered_labels": list(risk.triggered_labels),
+        "phrase_matches": list(risk.phrase_matches),
+    }
+
+
+class ReplyScoringPipeline:
+    """Scores replies and seeker posts through the inference client and stores the results."""
+
+    def __init__(
+        self,
+        database: Database,
+        inference: InferenceClient,
+        *,
+        retention_days: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.database = database
+        self.inference = inference
+        self.retention_days = retention_days
+        self.clock = clock
+        # One lock per message id: an edit arriving while the original is being scored waits for it.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, message_id: int) -> asyncio.Lock:
+        lock = self._locks.get(message_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[message_id] = lock
+        return lock
+
+    def _text_expiry(self) -> datetime | None:
+        if self.retention_days <= 0:
+            return None
+        return self.clock() + timedelta(days=self.retention_days)
+
+    async def score_reply(self, reply: ReplyInput, *, is_edit: bool = False) -> ReplyScoringResult:
+        """Score a new or edited reply. An edit re-scores only a stored reply whose text changed materially."""
+        if not (has_scorable_text(reply.reply_text) and has_scorable_text(reply.parent.text)):
+            return ReplyScoringResult(ReplyOutcome.SKIPPED)
+        new_hash = content_hash(reply.reply_text)
+        async with self._lock(reply.reply_message_id):
+            async with self.database.session() as session:
+                stored = await _find_reply(session, reply.reply_message_id)
+                parent_known = await _seeker_risk_recorded(session, reply.parent.message_id)
+            if stored is None and is_edit:
+                return ReplyScoringResult(ReplyOutcome.SKIPPED)
+            if stored is not None and stored.content_hash == new_hash:
+                return ReplyScoringResult(ReplyOutcome.UNCHANGED)
+
+            score = await self._score(reply, parent_known=parent_known)
+            if score is None:
+                seeker_event = None if parent_known else await self._score_seeker_post(reply.parent)
+                return ReplyScoringResult(ReplyOutcome.SKIPPED, seeker_event=seeker_event)
+
+            async with self.database.session() as session:
+                outcome = await self._store(session, reply, score, new_hash)
+                seeker_event = await record_seeker_risk(
+                    session, reply.parent, score.parent_risk, self.clock()
+                )
+            log.info(
+                "reply %s %s (guild %s, levels ER=%d IP=%d EX=%d)",
+                reply.reply_message_id,
+                outcome.value,
+                reply.guild_id,
+                score.empathy.emotional_reactions.level,
+                score.empathy.interpretations.level,
+                score.empathy.explorations.level,
+            )
+            return ReplyScoringResult(outcome, score=score, seeker_event=seeker_event)
+
+    async def score_seeker_post(self, post: SeekerPost) -> SeekerRiskScored | None:
+        """Risk-score a post that is not a reply. Returns the event to dispatch, or None if already done."""
+        if not has_scorable_text(post.text):
+            return None
+        async with self._lock(post.message_id):
+            async with self.database.session() as session:
+                if await _seeker_risk_recorded(session, post.message_id):
+                    return None
+            return await self._score_seeker_post(post)
+
+    async def _score_seeker_post(self, post: SeekerPost) -> SeekerRiskScored | None:
+        try:
+            result = await self.inference.score_risk(
+                RiskScoreRequest(message_id=post.message_id, text=post.text)
+            )
+        except InferenceError as exc:
+            log.error("could not risk-score post %s: %s", post.message_id, type(exc).__name__)
+            return None
+        async with self.database.session() as session:
+            return await record_seeker_risk(session, post, result.risk, self.clock())
+
+    async def _score(self, reply: ReplyInput, *, parent_known: bool) -> ReplyScore | None:
+        request = ReplyScoreRequest(
+            parent_id=reply.parent.message_id,
+            parent_text=reply.parent.text,
+            reply_id=reply.reply_message_id,
+            reply_text=reply.reply_text,
+            # The parent's first risk score rides on this request: it must not be shed under load.
+            priority=Priority.COACHING if parent_known else Priority.RISK,
+        )
+        try:
+            return await self.inference.score_reply(request)
+        except InputRejected:
+            log.info("reply %s not scorable after normalisation", reply.reply_message_id)
+        except RequestShed as exc:
+            log.warning("coaching score for reply %s shed: %s", reply.reply_message_id, exc.reason)
+        except InferenceError as exc:
+            log.error("could not score reply %s: %s", reply.reply_message_id, type(exc).__name__)
+        return None
+
+    async def _store(
+        self, session: AsyncSession, reply: ReplyInput, score: ReplyScore, new_hash: str
+    ) -> ReplyOutcome:
+        empathy = score.empathy
+        values = {
+            "er_level": int(empathy.emotional_reactions.level),
+            "ip_level": int(empathy.interpretations.level),
+            "ex_level": int(empathy.explorations.level),
+            "probabilities": _probabilities(score),
+            "rationale_spans": spans_as_offsets(score),
+            "parent_risk": _risk_json(score.parent_risk),
+            "parent_risk_tier": score.parent_risk.tier.value,
+            "content_hash": new_hash,
+            "reply_text": reply.reply_text if self.retention_days > 0 else None,
+            "text_expires_at": self._text_expiry(),
+        }
+        stored = await _find_reply(session, reply.reply_message_id)
+        if stored is None:
+            session.add(
+                ScoredReply(
+                    guild_id=reply.guild_id,
+                    channel_id=reply.channel_id,
+                    reply_message_id=reply.reply_message_id,
+                    parent_message_id=reply.parent.message_id,
+                    responder_id=reply.responder_id,
+                    seeker_id=reply.parent.author_id,
+                    coaching_status=CoachingStatus.PENDING.value,
+                    scored_at=self.clock(),
+                    **values,
+                )
+            )
+            return ReplyOutcome.NEW
+        for name, value in values.items():
+            setattr(stored, name, value)  # coaching_status untouched: an edit never earns a second note
+        return ReplyOutcome.UPDATED
+
+
+async def _find_reply(session: AsyncSession, reply_message_id: int) -> ScoredReply | None:
+    return await session.scalar(select(ScoredReply).where(ScoredReply.reply_message_id == reply_message_id))
+
+
+async def _seeker_risk_recorded(session: AsyncSession, message_id: int) -> bool:
+    found = await session.scalar(
+        select(RiskAssessment.id).where(
+            RiskAssessment.source == "post", RiskAssessment.message_id == message_id
+        )
+    )
+    return found is not None
+
+
+async def record_seeker_risk(
+    session: AsyncSession, post: SeekerPost, risk: RiskResult, now: datetime
+) -> SeekerRiskScored | None:
+    """Store a seeker post's risk (no text) once; return the event only for the first writer.
+
+    The unique (source, message_id) row is the "exactly once" guard: it holds across restarts and
+    between two replies to the same post scored at the same time.
+    """
+    if await _seeker_risk_recorded(session, post.message_id):
+        return None
+    try:
+        async with session.begin_nested():
+            session.add(
+                RiskAssessment(
+                    guild_id=post.guild_id,
+                    channel_id=post.channel_id,
+                    message_id=post.message_id,
+                    author_id=post.author_id,
+                    source="post",
+                    tier=risk.tier.value,
+                    probabilities=dict(risk.probabilities),
+                    triggered_labels=list(risk.triggered_labels),
+                    phrase_matches=list(risk.phrase_matches),
+                    scored_at=now,
+                )
+            )
+    except IntegrityError:
+        return None
+    log.info("seeker post %s risk tier %s (guild %s)", post.message_id, risk.tier.value, post.guild_id)
+    return SeekerRiskScored(
+        guild_id=post.guild_id,
+        channel_id=post.channel_id,
+        message_id=post.message_id,
+        author_id=post.author_id,
+        risk=risk,
+        excerpt=excerpt(post.text),
+        jump_url=jump_url(post.guild_id, post.channel_id, post.message_id),
+    )
+
+
+async def find_reply(session: AsyncSession, reply_message_id: int) -> ScoredReply | None:
+    return await _find_reply(session, reply_message_id)
+
+
+async def forget_message(session: AsyncSession, message_id: int) -> int:
+    """A message was deleted: drop its reply row, its post risk row, and its risk copy on replies to it.
+
+    Escalations are left to the escalation service (a human may already be helping). Returns rows touched.
+    """
+    touched = 0
+    result = await session.execute(delete(ScoredReply).where(ScoredReply.reply_message_id == message_id))
+    touched += result.rowcount or 0
+    result = await session.execute(
+        delete(RiskAssessment).where(RiskAssessment.source == "post", RiskAssessment.message_id == message_id)
+    )
+    touched += result.rowcount or 0
+    result = await session.execute(
+        update(ScoredReply)
+        .where(ScoredReply.parent_message_id == message_id)
+        .values(parent_risk=None, parent_risk_tier=None)
+    )
+    touched += result.rowcount or 0
+    if touched:
+        log.info("deleted message %s: removed or cleared %d stored rows", message_id, touched)
+    return touched
+
+
+def mechanism_levels(row: ScoredReply) -> dict[Mechanism, int]:
+    return {
+        Mechanism.EMOTIONAL_REACTIONS: row.er_level,
+        Mechanism.INTERPRETATIONS: row.ip_level,
+        Mechanism.EXPLORATIONS: row.ex_level,
+    }
