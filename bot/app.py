@@ -38,6 +38,12 @@ def extension_names() -> list[str]:
     return sorted(f"cogs.{module.name}" for module in pkgutil.iter_modules(cogs.__path__))
 
 
+def _top_level_app_commands(cog: commands.Cog) -> list[app_commands.Command | app_commands.Group]:
+    # A GroupCog's get_app_commands() lists its subcommands (parent = the cog's group), not the group itself.
+    group = cog.app_command if isinstance(cog, commands.GroupCog) else None
+    return [group] if group is not None else list(cog.get_app_commands())
+
+
 class PeerCareBot(commands.Bot):
     """The bot. Feature cogs hang their slash commands under the one ``/peercare`` group."""
 
@@ -104,14 +110,14 @@ class PeerCareBot(commands.Bot):
     async def add_cog(self, cog: commands.Cog, /, **kwargs: object) -> None:  # type: ignore[override]
         """Add a cog, then move its app commands under ``/peercare`` (Discord allows one level of groups)."""
         await super().add_cog(cog, **kwargs)  # type: ignore[arg-type]
-        for command in cog.get_app_commands():
+        for command in _top_level_app_commands(cog):
             self.tree.remove_command(command.name)
             self.peercare_group.add_command(command)
 
     async def remove_cog(self, name: str, /, **kwargs: object) -> commands.Cog | None:  # type: ignore[override]
         cog = self.get_cog(name)
         if cog is not None:
-            for command in cog.get_app_commands():
+            for command in _top_level_app_commands(cog):
                 self.peercare_group.remove_command(command.name)
         return await super().remove_cog(name, **kwargs)  # type: ignore[arg-type]
 
