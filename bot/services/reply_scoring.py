@@ -39,6 +39,9 @@ from inference.types import (
 log = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 300
+
+# bot.dispatch(REPLY_SCORED, ReplyScored(...)) -> on_peercare_reply_scored: a reply was scored for the first time.
+REPLY_SCORED = "peercare_reply_scored"
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 _SPACES = re.compile(r"\s+")
 
@@ -85,6 +88,15 @@ class ReplyInput:
     responder_id: int
     reply_text: str
     parent: SeekerPost
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyScored:
+    """A new reply is stored: the coaching cog decides whether its author hears about it."""
+
+    guild_id: int
+    responder_id: int
+    reply_message_id: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,234 @@
+"""Moderator setup: `/peercare setup` (alerts, thresholds, resources, coaching, shadow mode) and `/peercare stats`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import timedelta
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
+from bot.services import guild_settings, risk_thresholds
+from bot.services.charts import render_level_trend_async
+from bot.services.errors import UserFacingError
+from bot.services.stats import guild_counts, level_trend
+from inference.types import RiskThresholds
+
+log = logging.getLogger(__name__)
+
+STATS_DAYS = 90
+CRISIS_RESOURCES_MAX = 1500
+
+
+def moderator_only():  # type: ignore[no-untyped-def]
+    """Manage Server, inside a server (subcommands cannot use Discord's default_permissions)."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        if interaction.guild is None:
+            raise app_commands.NoPrivateMessage()
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    return app_commands.check(predicate)
+
+
+def _load_default_thresholds(source: str) -> RiskThresholds:
+    from inference.risk.scorer import RiskScorer
+
+    return RiskScorer.default_thresholds(source)  # type: ignore[attr-defined]
+
+
+async def default_thresholds(bot: commands.Bot) -> RiskThresholds:
+    """The risk model card's calibrated thresholds for the configured risk model (read off the loop)."""
+    cached = getattr(bot, "_peercare_default_thresholds", None)
+    if cached is None:
+        cached = await asyncio.to_thread(_load_default_thresholds, bot.settings.risk_model)  # type: ignore[attr-defined]
+        bot._peercare_default_thresholds = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _summary(settings: GuildSettings, thresholds: RiskThresholds) -> discord.Embed:
+    embed = discord.Embed(title="PeerCare settings", colour=discord.Colour.blurple())
+    embed.add_field(
+        name="Mode",
+        value="Shadow mode: scoring only, no DMs, no alerts"
+        if settings.shadow_mode
+        else "Live: coaching DMs and alerts are sent",
+        inline=False,
+    )
+    embed.add_field(
+        name="Alert channel",
+        value=f"<#{settings.alert_channel_id}>" if settings.alert_channel_id else "not set",
+    )
+    embed.add_field(
+        name="Moderator role",
+        value=f"<@&{settings.moderator_role_id}>" if settings.moderator_role_id else "not set",
+    )
+    embed.add_field(name="Re-alert after", value=f"{settings.realert_after_minutes} min")
+    embed.add_field(
+        name="Coaching",
+        value=(
+            f"{'members opt in' if settings.coaching_default is CoachingDefault.OPT_IN else 'on unless a member opts out'}"
+            f"; at most one note per {settings.coaching_interval_minutes} min, {settings.coaching_daily_cap} a day"
+        ),
+        inline=False,
+    )
+    embed.add_field(
+        name="Escalation default",
+        value={
+            EscalationConsent.YES: "alert moderators",
+            EscalationConsent.NO: "send the member crisis resources privately",
+            EscalationConsent.ASK_FIRST: "ask the member first",
+        }[settings.default_escalation_consent],
+        inline=False,
+    )
+    embed.add_field(
+        name="Risk thresholds" + ("" if settings.risk_thresholds else " (model card defaults)"),
+        value=risk_thresholds.describe(thresholds)[:1024] or "—",
+        inline=False,
+    )
+    embed.add_field(
+        name="Crisis resources",
+        value=guild_settings.crisis_resources_text(settings)[:1024],
+        inline=False,
+    )
+    return embed
+
+
+class GuildSetup(commands.Cog):
+    """Thin: validates what Discord cannot, hands changes to ``guild_settings`` (which audits them)."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="setup", description="Configure PeerCare for this server (Manage Server)")
+    @app_commands.describe(
+        alert_channel="Channel where moderator alerts are posted",
+        moderator_role="Role pinged on an alert",
+        high_threshold="0-1 for every main risk label (e.g. 0.8), or label=value pairs, or `default`",
+        elevated_threshold="0-1 for every main risk label, or label=value pairs, or `default`",
+        crisis_resources="Text sent privately to a member at risk (helplines for your community)",
+        coaching_default="Do members get coaching unless they say otherwise?",
+        escalation_default="For members who have not chosen: alert moderators, ask them first, or only resources",
+        shadow_mode="Score and log only: no DMs, no alerts (for trying PeerCare out safely)",
+        coaching_interval_minutes="At most one coaching note per responder per this many minutes",
+        coaching_daily_cap="At most this many coaching notes per responder per day",
+        realert_minutes="Re-ping moderators when an alert is not acknowledged after this many minutes",
+    )
+    @moderator_only()
+    async def setup_command(
+        self,
+        interaction: discord.Interaction,
+        alert_channel: discord.TextChannel | None = None,
+        moderator_role: discord.Role | None = None,
+        high_threshold: str | None = None,
+        elevated_threshold: str | None = None,
+        crisis_resources: app_commands.Range[str, 1, CRISIS_RESOURCES_MAX] | None = None,
+        coaching_default: Literal["opt_in", "opt_out"] | None = None,
+        escalation_default: Literal["yes", "ask_first", "no"] | None = None,
+        shadow_mode: bool | None = None,
+        coaching_interval_minutes: app_commands.Range[int, 0, 10080] | None = None,
+        coaching_daily_cap: app_commands.Range[int, 1, 50] | None = None,
+        realert_minutes: app_commands.Range[int, 1, 1440] | None = None,
+    ) -> None:
+        assert interaction.guild is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        changes: dict[str, object] = {}
+        if alert_channel is not None:
+            changes["alert_channel_id"] = alert_channel.id
+        if moderator_role is not None:
+            if moderator_role.is_default():
+                raise UserFacingError(
+                    "Pick a moderator role, not @everyone: alerts would ping the whole server."
+                )
+            changes["moderator_role_id"] = moderator_role.id
+        if crisis_resources is not None:
+            text = crisis_resources.replace("\\n", "\n").strip()
+            if not text:
+                raise UserFacingError(
+                    "The crisis resources text is empty; give helplines your members can use."
+                )
+            changes["crisis_resources"] = text
+        if coaching_default is not None:
+            changes["coaching_default"] = CoachingDefault(coaching_default)
+        if escalation_default is not None:
+            changes["default_escalation_consent"] = EscalationConsent(escalation_default)
+        if shadow_mode is not None:
+            changes["shadow_mode"] = shadow_mode
+        if coaching_interval_minutes is not None:
+            changes["coaching_interval_minutes"] = coaching_interval_minutes
+        if coaching_daily_cap is not None:
+            changes["coaching_daily_cap"] = coaching_daily_cap
+        if realert_minutes is not None:
+            changes["realert_after_minutes"] = realert_minutes
+
+        defaults = await default_thresholds(self.bot)
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            current = await guild_settings.get_or_create(session, interaction.guild.id)
+            if high_threshold is not None or elevated_threshold is not None:
+                changes["risk_thresholds"] = risk_thresholds.updated(
+                    current.risk_thresholds, defaults, high=high_threshold, elevated=elevated_threshold
+                )
+            settings = await guild_settings.update(
+                session, interaction.guild.id, interaction.user.id, **changes
+            )
+            thresholds = risk_thresholds.from_mapping(settings.risk_thresholds, defaults)
+            embed = _summary(settings, thresholds)
+            warnings = self._warnings(interaction.guild, settings)
+        content = "Saved." if changes else "Current settings (pass options to change them):"
+        if warnings:
+            content += "\n" + "\n".join(f"⚠️ {w}" for w in warnings)
+        await interaction.followup.send(content, embed=embed, ephemeral=True)
+
+    @staticmethod
+    def _warnings(guild: discord.Guild, settings: GuildSettings) -> list[str]:
+        warnings = []
+        if not settings.shadow_mode and settings.alert_channel_id is None:
+            warnings.append("No alert channel: high-risk posts cannot reach moderators. Set `alert_channel`.")
+        if settings.alert_channel_id is not None:
+            channel = guild.get_channel(settings.alert_channel_id)
+            me = guild.me
+            if isinstance(channel, discord.TextChannel) and me is not None:
+                permissions = channel.permissions_for(me)
+                if not (permissions.send_messages and permissions.embed_links):
+                    warnings.append(f"I cannot send messages with embeds in {channel.mention}.")
+        return warnings
+
+    @app_commands.command(
+        name="stats", description="PeerCare numbers and empathy levels over time (Manage Server)"
+    )
+    @moderator_only()
+    async def stats(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        now = utcnow()
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            counts = await guild_counts(session, interaction.guild.id, now)
+            points = await level_trend(session, interaction.guild.id, now - timedelta(days=STATS_DAYS))
+        png = await render_level_trend_async(
+            points, f"{interaction.guild.name}: empathy levels, last {STATS_DAYS} days"
+        )
+        text = "\n".join(
+            [
+                f"**Support channels:** {counts.support_channels}",
+                f"**Replies scored:** {counts.replies_scored} ({counts.replies_last_7_days} in the last 7 days) "
+                f"by {counts.responders} responders",
+                f"**Coaching:** {counts.coaching_notes_sent} notes, {counts.digests_sent} digests, "
+                f"{counts.invitations_sent} invitations sent",
+                f"**Seeker posts scored:** {counts.seeker_posts_scored} ({counts.high_risk_posts} high risk)",
+                f"**Escalations:** {counts.escalations}",
+            ]
+        )
+        await interaction.followup.send(
+            text, file=discord.File(io.BytesIO(png), filename="peercare-stats.png"), ephemeral=True
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(GuildSetup(bot))

@@ -1,0 +1,78 @@
+"""`/peercare channel add|remove|list`: moderators choose the only channels PeerCare reads (and their threads)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.services import support_channels
+from cogs.guild_setup import moderator_only
+
+log = logging.getLogger(__name__)
+
+ReadableChannel = discord.TextChannel | discord.ForumChannel
+
+
+class SupportChannels(
+    commands.GroupCog, group_name="channel", group_description="Support channels PeerCare reads"
+):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(
+        name="add", description="Let PeerCare read this channel and its threads (Manage Server)"
+    )
+    @app_commands.describe(channel="A text or forum channel where members ask for and give support")
+    @moderator_only()
+    async def add(self, interaction: discord.Interaction, channel: ReadableChannel) -> None:
+        assert interaction.guild is not None
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            added = await support_channels.add(session, interaction.guild.id, channel.id, interaction.user.id)
+        if added:
+            text = (
+                f"{channel.mention} is now a support channel: PeerCare reads new posts and replies there "
+                "(and in its threads). Nothing elsewhere is read."
+            )
+            me = interaction.guild.me
+            if me is not None and not channel.permissions_for(me).read_message_history:
+                text += "\n⚠️ I cannot read message history there, so I cannot see the posts replies answer."
+        else:
+            text = f"{channel.mention} already is a support channel."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="remove", description="Stop PeerCare reading this channel (Manage Server)")
+    @moderator_only()
+    async def remove(self, interaction: discord.Interaction, channel: ReadableChannel) -> None:
+        assert interaction.guild is not None
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            removed = await support_channels.remove(
+                session, interaction.guild.id, channel.id, interaction.user.id
+            )
+        text = (
+            f"{channel.mention} is no longer a support channel: nothing new there is read."
+            if removed
+            else f"{channel.mention} was not a support channel."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="list", description="The channels PeerCare reads (Manage Server)")
+    @moderator_only()
+    async def list_channels(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild is not None
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            channel_ids = await support_channels.list_channel_ids(session, interaction.guild.id)
+        if not channel_ids:
+            text = "No support channels yet: PeerCare reads nothing. Add one with `/peercare channel add`."
+        else:
+            text = "PeerCare reads these channels and their threads:\n" + "\n".join(
+                f"• <#{c}>" for c in channel_ids
+            )
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(SupportChannels(bot))
