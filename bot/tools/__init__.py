@@ -1,0 +1,1 @@
+"""Command-line tools that use the bot's services without Discord (`peercare score`, `peercare replay`)."""
