@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -75,7 +76,7 @@ class WorkerServer:
         started = time.perf_counter()
 
         def progress(stage: str) -> None:
-            loop.call_soon_threadsafe(self._send, protocol.PROGRESS, stage=stage)
+            loop.call_soon_threadsafe(functools.partial(self._send, protocol.PROGRESS, stage=stage))
 
         loop = asyncio.get_running_loop()
         try:
