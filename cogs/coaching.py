@@ -15,7 +15,7 @@ from discord.ext import commands
 from bot.db.models import utcnow
 from bot.services import coaching_delivery, consent, guild_settings
 from bot.services.charts import render_level_trend_async
-from bot.services.coaching import compose_invitation
+from bot.services.coaching import compose_first_contact, compose_invitation
 from bot.services.coaching_delivery import DeliveryPlan, PlanKind
 from bot.services.reply_scoring import ReplyScored
 from bot.services.stats import level_trend
@@ -144,6 +144,11 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
             guild = self.bot.get_guild(plan.guild_id)
             content = compose_invitation(guild.name if guild else "this server")
             status, dm_id = await self._send_dm(plan.responder_id, content, invitation_view(plan.guild_id))
+        elif plan.first_contact:
+            assert plan.note is not None
+            guild = self.bot.get_guild(plan.guild_id)
+            content = compose_first_contact(guild.name if guild else "this server", plan.note)
+            status, dm_id = await self._send_dm(plan.responder_id, content, invitation_view(plan.guild_id))
         else:
             assert plan.note is not None
             status, dm_id = await self._send_dm(plan.responder_id, plan.note.text)
@@ -183,12 +188,15 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
                 session, guild_id, interaction.user.id, accepted, utcnow()
             )
         answer = (
-            "Thanks! I'll send you a short private note about your replies from time to time. "
+            "✅ Thanks! I'll send you a short private note about your replies from time to time. "
             "Stop any time with `/peercare coaching off`."
             if accepted
-            else "No problem, I won't send you coaching notes. Change your mind with `/peercare coaching on`."
+            else "✅ No problem, I won't send you coaching notes. Change your mind with `/peercare coaching on`."
         )
-        await interaction.response.edit_message(content=answer, view=None)
+        # Keep what the message said (it may hold a first note), drop the buttons, add the answer.
+        previous = interaction.message.content if interaction.message is not None else ""
+        content = f"{previous}\n\n{answer}" if previous else answer
+        await interaction.response.edit_message(content=content[:2000], view=None)
         if accepted:
             await self.deliver_due(guild_id, interaction.user.id)
 

@@ -240,6 +240,16 @@ def compose_invitation(guild_name: str) -> str:
     )
 
 
+def compose_first_contact(guild_name: str, note: CoachingNote) -> str:
+    """The first note in a guild where coaching is on by default: who is writing and how to stop, then the note."""
+    intro = (
+        f"Hi! The moderators of **{escape_markdown(guild_name)}** use PeerCare to send responders short private "
+        "notes about their replies in the support channels. Only you see them. Here is your first one; "
+        "use the buttons below (or `/peercare coaching on|off`) to keep or stop them."
+    )
+    return _fit(intro + "\n\n" + note.text)
+
+
 def _fit(text: str) -> str:
     if len(text) <= DISCORD_MESSAGE_LIMIT:
         return text

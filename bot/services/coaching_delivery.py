@@ -44,6 +44,8 @@ class DeliveryPlan:
     note: CoachingNote | None = None
     due_at: datetime | None = None  # WAIT: the earliest time a note may go out
     reason: str = ""
+    # The member never heard from PeerCare (an opt-out guild): the note says what PeerCare is, with buttons.
+    first_contact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +149,14 @@ async def plan_due(session: AsyncSession, guild_id: int, responder_id: int, now:
         )
         for row in queued
     ]
+    first_contact = member is None or (
+        member.coaching is CoachingChoice.UNSET and member.coaching_invited_at is None
+    )
     if len(replies) == 1:
-        return DeliveryPlan(PlanKind.COACH, guild_id, responder_id, reply_ids, note=compose_note(replies[0]))
-    return DeliveryPlan(PlanKind.DIGEST, guild_id, responder_id, reply_ids, note=compose_digest(replies))
+        kind, note = PlanKind.COACH, compose_note(replies[0])
+    else:
+        kind, note = PlanKind.DIGEST, compose_digest(replies)
+    return DeliveryPlan(kind, guild_id, responder_id, reply_ids, note=note, first_contact=first_contact)
 
 
 async def next_allowed_at(
@@ -199,6 +206,9 @@ async def record_delivery(
         )
     )
     if status == "sent":
+        if plan.first_contact:
+            member = await consent.get_or_create(session, plan.guild_id, plan.responder_id)
+            member.coaching_invited_at = member.coaching_invited_at or now
         if plan.kind is PlanKind.COACH:
             await _set_status(session, plan.reply_message_ids, CoachingStatus.SENT)
         elif plan.kind is PlanKind.DIGEST:

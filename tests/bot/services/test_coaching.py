@@ -10,6 +10,7 @@ from bot.services.coaching import (
     DISCORD_MESSAGE_LIMIT,
     ReplyForCoaching,
     compose_digest,
+    compose_first_contact,
     compose_invitation,
     compose_note,
     merge_spans,
@@ -125,3 +126,10 @@ def test_invitation_explains_the_notes_and_how_to_stop() -> None:
     assert "Calm \\*Corner\\*" in text
     assert "/peercare coaching off" in text
     assert "private" in text
+
+
+def test_first_contact_note_says_who_is_writing_then_the_note() -> None:
+    note = compose_note(_reply((1, 1, 0)))
+    text = compose_first_contact("Calm Corner", note)
+    assert text.startswith("Hi! The moderators of **Calm Corner** use PeerCare")
+    assert text.endswith(note.text)

@@ -92,6 +92,27 @@ async def test_opt_out_guild_coaches_without_an_invitation(
     assert plan.note is not None and "/1/2/601" in plan.note.text
 
 
+async def test_first_note_in_an_opt_out_guild_introduces_peercare_once(
+    database: Database, inference: ScriptedInference
+) -> None:
+    await _configure(database, coaching_default=CoachingDefault.OPT_OUT, coaching_interval_minutes=0)
+    clock = Clock()
+    first = await _new_reply(database, inference, clock, 601)
+    await _send(database, first, clock.now)
+    second = await _new_reply(database, inference, clock, 602)
+    assert first.first_contact
+    assert second.kind is PlanKind.COACH and not second.first_contact
+
+
+async def test_member_who_turned_coaching_on_gets_no_introduction(
+    database: Database, inference: ScriptedInference
+) -> None:
+    await _configure(database)
+    await _opt_in(database)
+    plan = await _new_reply(database, inference, Clock(), 601)
+    assert plan.kind is PlanKind.COACH and not plan.first_contact
+
+
 async def test_member_who_said_no_gets_nothing(database: Database, inference: ScriptedInference) -> None:
     await _configure(database, coaching_default=CoachingDefault.OPT_OUT)
     async with database.session() as session:
