@@ -52,6 +52,8 @@ class InferenceConfig:
     # Dynamic int8 is kept only if it agrees with fp32 on at least this share of built-in probe texts.
     int8_min_agreement: float = 0.9
     ray_address: str | None = None
+    # CPUs Ray reserves for each Serve replica (the replica's torch threads follow cpu_threads).
+    ray_replica_cpus: float = 1.0
     # Worker process supervision.
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 15.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import uuid
 from typing import Any
 
 from inference.backends.inprocess import _expect
@@ -20,7 +21,9 @@ from inference.types import Priority, ReplyScore, ReplyScoreRequest, RiskScore, 
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "peercare-inference"
+APP_PREFIX = "peercare-inference"
+# Clients alive in this process; the last one to close stops the local Ray it started.
+_live_clients = 0
 
 
 def ray_available() -> bool:
@@ -33,7 +36,7 @@ def build_app(config: InferenceConfig) -> Any:
 
     from inference.engine import ScoringEngine
 
-    actor_options: dict[str, Any] = {"num_cpus": 1}
+    actor_options: dict[str, Any] = {"num_cpus": config.ray_replica_cpus}
     if config.device == "cuda":
         actor_options["num_gpus"] = 1
 
@@ -85,13 +88,17 @@ class RayServeClient:
         self._deploying: asyncio.Task | None = None
         self._failure: InferenceUnavailable | None = None
         self._started_ray = False
+        self._closed = False
+        self.app_name = f"{APP_PREFIX}-{uuid.uuid4().hex[:8]}"
 
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
 
     async def start(self) -> None:
+        global _live_clients
         if self._deploying is None:
+            _live_clients += 1
             self._deploying = asyncio.get_running_loop().create_task(self._deploy(), name="inference-ray")
 
     async def _deploy(self) -> None:
@@ -111,28 +118,38 @@ class RayServeClient:
         from ray import serve
 
         if not ray.is_initialized():
-            ray.init(address=self.config.ray_address or None, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(
+                address=self.config.ray_address or None,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                include_dashboard=False,
+            )
             self._started_ray = self.config.ray_address is None
-        return serve.run(build_app(self.config), name=APP_NAME, route_prefix=None)
+        return serve.run(build_app(self.config), name=self.app_name, route_prefix=None)
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
     async def close(self) -> None:
-        if self._deploying is not None and not self._deploying.done():
+        global _live_clients
+        if self._deploying is None or self._closed:
+            return
+        self._closed = True
+        _live_clients -= 1
+        if not self._deploying.done():
             self._deploying.cancel()
-        if self._handle is not None:
-            await asyncio.to_thread(self._shutdown_blocking)
+        await asyncio.to_thread(self._shutdown_blocking, last=_live_clients == 0)
         self._handle = None
         self._failure = InferenceUnavailable("the inference backend is shut down")
 
-    def _shutdown_blocking(self) -> None:
+    def _shutdown_blocking(self, *, last: bool) -> None:
         import ray
         from ray import serve
 
         try:
-            serve.delete(APP_NAME)
-            if self._started_ray:
+            if ray.is_initialized():
+                serve.delete(self.app_name)
+            if last and ray.is_initialized() and (self._started_ray or self.config.ray_address is None):
                 serve.shutdown()
                 ray.shutdown()
         except Exception as exc:  # shutting down: report, never raise
