@@ -1,0 +1,654 @@
+"""Escalation: decide what a high-risk post leads to under stored consent, and move each case through its states.
+
+Ids, tiers and times in; database rows and plain plans out — no Discord objects. The rule that makes delivery
+durable: an ``Escalation`` row (state ``pending``) is committed before anything is sent; the cog delivers
+every pending row at least once (right away, at start-up and in a periodic sweep) and a two-phase mark
+(``delivery_attempts`` bumped and committed before sending, ``alert_message_id`` after) lets it detect a
+send that may have happened before a crash, so an alert is never posted twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import Escalation, EscalationConsent, EscalationState, RiskAssessment
+from bot.services import audit, consent, guild_settings
+from bot.services.errors import UserFacingError
+from bot.services.events import SeekerRiskScored
+from bot.services.risk_thresholds import from_mapping
+from inference.types import RiskResult, RiskThresholds, RiskTier
+
+log = logging.getLogger(__name__)
+
+# An unacknowledged alert is re-pinged at most this many times (the first ping is not counted).
+MAX_REPINGS = 3
+# Written into the alert embed's footer: how a re-delivery after a crash recognises its own alert.
+ALERT_FOOTER_PREFIX = "PeerCare escalation #"
+ERROR_CHARS = 200
+
+
+class EscalationKind(str, enum.Enum):
+    POST = "post"  # a seeker post in a support channel
+    CHECKIN = "checkin"  # a check-in answer: "struggling" or a high-tier text
+    TALK_REQUEST = "talk_request"  # a check-in "I'd like to talk to someone"
+
+
+class Outcome(str, enum.Enum):
+    """What happens to one scored post or check-in answer."""
+
+    NOTHING = "nothing"  # not high tier
+    SHADOW = "shadow"  # guild in shadow mode: recorded and audited, nothing sent
+    ALERT_MODERATORS = "alert_moderators"
+    ASK_MEMBER = "ask_member"
+    PRIVATE_RESOURCES = "private_resources"
+
+
+class ModeratorAction(str, enum.Enum):
+    ACKNOWLEDGE = "acknowledge"
+    CLAIM = "claim"
+    RESOLVE = "resolve"
+    FALSE_ALARM = "false_alarm"
+
+
+OPEN_ALERT_STATES = frozenset(
+    {EscalationState.ALERTED, EscalationState.ACKNOWLEDGED, EscalationState.CLAIMED}
+)
+CLOSED_STATES = frozenset(
+    {
+        EscalationState.RESOLVED,
+        EscalationState.FALSE_ALARM,
+        EscalationState.MEMBER_SUPPORTED,
+        EscalationState.DECLINED,
+    }
+)
+_ALLOWED_FROM: dict[ModeratorAction, frozenset[EscalationState]] = {
+    ModeratorAction.ACKNOWLEDGE: frozenset({EscalationState.ALERTED}),
+    ModeratorAction.CLAIM: frozenset({EscalationState.ALERTED, EscalationState.ACKNOWLEDGED}),
+    ModeratorAction.RESOLVE: OPEN_ALERT_STATES,
+    ModeratorAction.FALSE_ALARM: OPEN_ALERT_STATES,
+}
+_STATE_AFTER = {
+    ModeratorAction.ACKNOWLEDGE: EscalationState.ACKNOWLEDGED,
+    ModeratorAction.CLAIM: EscalationState.CLAIMED,
+    ModeratorAction.RESOLVE: EscalationState.RESOLVED,
+    ModeratorAction.FALSE_ALARM: EscalationState.FALSE_ALARM,
+}
+
+
+# -- deciding ---------------------------------------------------------------------------------------------
+
+
+def decide_outcome(tier: RiskTier, consent_choice: EscalationConsent, *, shadow_mode: bool) -> Outcome:
+    """The one rule: only a high tier acts, shadow mode never sends, consent picks who hears about it."""
+    if tier is not RiskTier.HIGH:
+        return Outcome.NOTHING
+    if shadow_mode:
+        return Outcome.SHADOW
+    return {
+        EscalationConsent.YES: Outcome.ALERT_MODERATORS,
+        EscalationConsent.ASK_FIRST: Outcome.ASK_MEMBER,
+        EscalationConsent.NO: Outcome.PRIVATE_RESOURCES,
+    }[consent_choice]
+
+
+def describe_default_outcome(
+    tier: RiskTier, consent_choice: EscalationConsent = EscalationConsent.ASK_FIRST
+) -> str:
+    """One sentence for `peercare score`: what the bot would do with this tier under this consent."""
+    outcome = decide_outcome(tier, consent_choice, shadow_mode=False)
+    return {
+        Outcome.NOTHING: f"No escalation: the post's risk tier is {tier.value}; only a high tier acts.",
+        Outcome.ALERT_MODERATORS: (
+            "Moderators alerted: an alert with a link, a short excerpt, the tier and labels is posted in the "
+            "moderator channel, pinging the moderator role (the member allowed it)."
+        ),
+        Outcome.ASK_MEMBER: (
+            "Member asked first: a private DM with crisis resources asks whether they would like a moderator "
+            "to reach out; moderators see nothing unless they say yes."
+        ),
+        Outcome.PRIVATE_RESOURCES: (
+            "Private crisis resources: the member gets a warm DM with the server's crisis resources; "
+            "no moderator sees their message."
+        ),
+        Outcome.SHADOW: "Shadow mode: recorded only.",
+    }[outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class TierDecision:
+    tier: RiskTier
+    labels: tuple[str, ...]
+
+
+def _labels_at(probabilities: Mapping[str, float], cutoffs: Mapping[str, float]) -> list[str]:
+    hits = [label for label, cut in cutoffs.items() if probabilities.get(label, 0.0) >= cut]
+    return sorted(hits, key=lambda label: -probabilities.get(label, 0.0))
+
+
+def _assign_tier(
+    probabilities: Mapping[str, float], thresholds: RiskThresholds, phrase_matches: Sequence[str]
+) -> RiskTier:
+    """The risk package's tier rule when it is installed; the same documented rule otherwise."""
+    try:
+        from inference.risk.tiers import assign_tier
+    except ImportError:
+        assign_tier = None
+    if assign_tier is not None:
+        result: Any = assign_tier(dict(probabilities), thresholds, tuple(phrase_matches))
+        if isinstance(result, RiskResult):
+            return result.tier
+        if isinstance(result, tuple):
+            return RiskTier(result[0])
+        return RiskTier(result)
+    if _labels_at(probabilities, thresholds.high):
+        return RiskTier.HIGH
+    if _labels_at(probabilities, thresholds.elevated):
+        return RiskTier.ELEVATED
+    return RiskTier.NONE
+
+
+def guild_tier(
+    risk: RiskResult, stored_thresholds: Mapping[str, Any] | None, defaults: RiskThresholds | None
+) -> TierDecision:
+    """Re-apply a guild's own thresholds; without them the model's default tier stands.
+
+    The crisis-phrase layer only ever raises a tier, so a post the phrases lifted keeps at least the tier
+    the phrases gave it under the model's defaults.
+    """
+    if not stored_thresholds:
+        return TierDecision(risk.tier, tuple(risk.triggered_labels))
+    thresholds = from_mapping(stored_thresholds, defaults or RiskThresholds(elevated={}, high={}))
+    tier = _assign_tier(risk.probabilities, thresholds, risk.phrase_matches)
+    if risk.phrase_matches:
+        tier = RiskTier.max(tier, risk.tier)
+    cutoffs = thresholds.high if tier is RiskTier.HIGH else thresholds.elevated
+    labels = _labels_at(risk.probabilities, cutoffs) if tier is not RiskTier.NONE else []
+    return TierDecision(
+        tier, tuple(labels) or (tuple(risk.triggered_labels) if tier is not RiskTier.NONE else ())
+    )
+
+
+def main_labels(labels: Sequence[str], phrase_matches: Sequence[str]) -> list[str]:
+    """What a moderator reads as the reason: the triggered labels, else that a crisis phrase matched."""
+    return list(labels) or (["crisis phrase"] if phrase_matches else [])
+
+
+# -- opening a case ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostDecision:
+    """What the listener decided for one seeker post (the escalation to deliver, if any)."""
+
+    tier: RiskTier
+    outcome: Outcome
+    escalation_id: int | None
+
+
+async def record_post_tier(
+    session: AsyncSession, event: SeekerRiskScored, decision: TierDecision, now: datetime
+) -> None:
+    """Store the guild's tier on the post's risk assessment (the responder pipeline wrote the row; no text)."""
+    row = await session.scalar(
+        select(RiskAssessment).where(
+            RiskAssessment.source == "post", RiskAssessment.message_id == event.message_id
+        )
+    )
+    if row is None:
+        row = RiskAssessment(
+            guild_id=event.guild_id,
+            channel_id=event.channel_id,
+            message_id=event.message_id,
+            author_id=event.author_id,
+            source="post",
+            probabilities=dict(event.risk.probabilities),
+            phrase_matches=list(event.risk.phrase_matches),
+            scored_at=now,
+        )
+        session.add(row)
+    row.tier = decision.tier.value
+    row.triggered_labels = list(decision.labels)
+
+
+async def open_escalation(
+    session: AsyncSession,
+    *,
+    guild_id: int,
+    channel_id: int | None,
+    message_id: int,
+    member_id: int,
+    kind: EscalationKind,
+    tier: RiskTier,
+    labels: Sequence[str],
+    excerpt: str | None,
+    consent_choice: EscalationConsent,
+    now: datetime,
+    retention_days: int,
+) -> tuple[Escalation, bool]:
+    """Write the case (state pending) before anything is sent. Returns (row, created); never a duplicate.
+
+    The excerpt is kept only when a moderator may read it (consent yes, or ask-first until the member
+    answers) and only until retention expires.
+    """
+    existing = await find_for_message(session, guild_id, kind, message_id)
+    if existing is not None:
+        return existing, False
+    keep_text = consent_choice is not EscalationConsent.NO and retention_days > 0 and bool(excerpt)
+    row = Escalation(
+        guild_id=guild_id,
+        channel_id=channel_id,
+        message_id=message_id,
+        member_id=member_id,
+        kind=kind.value,
+        tier=tier.value,
+        labels=list(labels),
+        excerpt=excerpt if keep_text else None,
+        text_expires_at=now + timedelta(days=retention_days) if keep_text else None,
+        state=EscalationState.PENDING,
+        consent_used=consent_choice.value,
+        created_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # Another task opened the same case between our check and insert.
+        existing = await find_for_message(session, guild_id, kind, message_id)
+        assert existing is not None
+        return existing, False
+    audit.record(
+        session,
+        "escalation.opened",
+        guild_id=guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        kind=kind.value,
+        tier=tier.value,
+        consent=consent_choice.value,
+    )
+    return row, True
+
+
+async def find_for_message(
+    session: AsyncSession, guild_id: int, kind: EscalationKind, message_id: int
+) -> Escalation | None:
+    return await session.scalar(
+        select(Escalation).where(
+            Escalation.guild_id == guild_id,
+            Escalation.kind == kind.value,
+            Escalation.message_id == message_id,
+        )
+    )
+
+
+async def handle_seeker_risk(
+    session: AsyncSession,
+    event: SeekerRiskScored,
+    *,
+    defaults: RiskThresholds | None,
+    now: datetime,
+    retention_days: int,
+) -> PostDecision:
+    """Re-tier a scored seeker post with the guild's thresholds, record it, and open a case if it is high."""
+    settings = await guild_settings.get_or_create(session, event.guild_id)
+    decision = guild_tier(event.risk, settings.risk_thresholds, defaults)
+    await record_post_tier(session, event, decision, now)
+    member = await consent.find(session, event.guild_id, event.author_id)
+    choice = consent.escalation_consent(settings, member)
+    outcome = decide_outcome(decision.tier, choice, shadow_mode=settings.shadow_mode)
+    if outcome is Outcome.NOTHING:
+        return PostDecision(decision.tier, outcome, None)
+    if outcome is Outcome.SHADOW:
+        audit.record(
+            session,
+            "escalation.shadow",
+            guild_id=event.guild_id,
+            subject_type="message",
+            subject_id=event.message_id,
+            tier=decision.tier.value,
+            consent=choice.value,
+        )
+        return PostDecision(decision.tier, outcome, None)
+    row, _created = await open_escalation(
+        session,
+        guild_id=event.guild_id,
+        channel_id=event.channel_id,
+        message_id=event.message_id,
+        member_id=event.author_id,
+        kind=EscalationKind.POST,
+        tier=decision.tier,
+        labels=main_labels(decision.labels, event.risk.phrase_matches),
+        excerpt=event.excerpt,
+        consent_choice=choice,
+        now=now,
+        retention_days=retention_days,
+    )
+    return PostDecision(decision.tier, outcome, row.id)
+
+
+# -- delivering -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPlan:
+    """Everything the cog needs to deliver one pending case; ``action`` says which message."""
+
+    escalation_id: int
+    action: Outcome
+    guild_id: int
+    member_id: int
+    kind: EscalationKind
+    tier: str
+    labels: tuple[str, ...]
+    excerpt: str | None
+    channel_id: int | None
+    message_id: int
+    alert_channel_id: int | None
+    moderator_role_id: int | None
+    crisis_resources: str
+    # True when an earlier attempt may have sent the alert before a crash: look for it before sending.
+    may_have_been_sent: bool
+    created_at: datetime
+
+    @property
+    def jump_url(self) -> str | None:
+        if self.kind is not EscalationKind.POST or self.channel_id is None:
+            return None
+        return f"https://discord.com/channels/{self.guild_id}/{self.channel_id}/{self.message_id}"
+
+
+def _action_for(row: Escalation) -> Outcome:
+    choice = row.consent_used or EscalationConsent.ASK_FIRST.value
+    if choice in (EscalationConsent.YES.value, "asked_yes"):
+        return Outcome.ALERT_MODERATORS
+    if choice == EscalationConsent.NO.value:
+        return Outcome.PRIVATE_RESOURCES
+    return Outcome.ASK_MEMBER
+
+
+async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPlan | None:
+    """The delivery still owed for a case, or None when nothing is (already delivered, closed, gone)."""
+    row = await session.get(Escalation, escalation_id)
+    if row is None or row.state is not EscalationState.PENDING:
+        return None
+    settings = await guild_settings.get_or_create(session, row.guild_id)
+    if settings.left_at is not None:
+        return None
+    return DeliveryPlan(
+        escalation_id=row.id,
+        action=_action_for(row),
+        guild_id=row.guild_id,
+        member_id=row.member_id,
+        kind=EscalationKind(row.kind),
+        tier=row.tier,
+        labels=tuple(row.labels or ()),
+        excerpt=row.excerpt,
+        channel_id=row.channel_id,
+        message_id=row.message_id,
+        alert_channel_id=settings.alert_channel_id,
+        moderator_role_id=settings.moderator_role_id,
+        crisis_resources=guild_settings.crisis_resources_text(settings),
+        may_have_been_sent=row.delivery_attempts > 0 and row.alert_message_id is None,
+        created_at=row.created_at,
+    )
+
+
+async def pending_ids(session: AsyncSession) -> list[int]:
+    """Cases written but not yet delivered (a crash, a restart, a failed send): the sweep's work list."""
+    rows = await session.scalars(
+        select(Escalation.id).where(Escalation.state == EscalationState.PENDING).order_by(Escalation.id)
+    )
+    return list(rows)
+
+
+async def mark_attempt(session: AsyncSession, escalation_id: int) -> None:
+    """Phase one of the two-phase mark: committed before the send, so a crash after it is detectable."""
+    row = await _get(session, escalation_id)
+    row.delivery_attempts += 1
+
+
+async def mark_alerted(
+    session: AsyncSession, escalation_id: int, alert_channel_id: int, alert_message_id: int, now: datetime
+) -> None:
+    row = await _get(session, escalation_id)
+    if row.alert_message_id is not None:
+        return
+    row.alert_channel_id = alert_channel_id
+    row.alert_message_id = alert_message_id
+    row.state = EscalationState.ALERTED
+    row.alerted_at = now
+    row.last_pinged_at = now
+    row.last_error = None
+    audit.record(
+        session,
+        "escalation.alerted",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        alert_message_id=alert_message_id,
+    )
+
+
+async def mark_member_asked(session: AsyncSession, escalation_id: int) -> None:
+    row = await _get(session, escalation_id)
+    row.state = EscalationState.AWAITING_MEMBER
+    row.last_error = None
+    audit.record(
+        session,
+        "escalation.member_asked",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+    )
+
+
+async def mark_member_supported(
+    session: AsyncSession, escalation_id: int, *, dms_closed: bool = False
+) -> None:
+    """Private resources were sent (or could not be: DMs closed). Either way, no moderator is told."""
+    row = await _get(session, escalation_id)
+    row.state = EscalationState.MEMBER_SUPPORTED
+    row.excerpt = None
+    row.text_expires_at = None
+    row.last_error = "member's DMs are closed" if dms_closed else None
+    audit.record(
+        session,
+        "escalation.member_supported",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        dms_closed=dms_closed,
+    )
+
+
+async def mark_member_unreachable(session: AsyncSession, escalation_id: int) -> None:
+    """ "Ask me first" but their DMs are closed: we cannot ask, so nobody is told (their choice stands)."""
+    row = await _get(session, escalation_id)
+    row.state = EscalationState.DECLINED
+    row.excerpt = None
+    row.text_expires_at = None
+    row.last_error = "member's DMs are closed: could not ask"
+    audit.record(
+        session,
+        "escalation.member_unreachable",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+    )
+
+
+async def mark_failed(session: AsyncSession, escalation_id: int, error: str, now: datetime) -> None:
+    """A send failed (no alert channel, 403, ...): keep the case pending for the sweep and tell moderators."""
+    row = await _get(session, escalation_id)
+    first_time_for_this_error = row.last_error != error[:ERROR_CHARS]
+    row.last_error = error[:ERROR_CHARS]
+    if first_time_for_this_error:
+        audit.record(
+            session,
+            "escalation.delivery_failed",
+            guild_id=row.guild_id,
+            subject_type="escalation",
+            subject_id=row.id,
+            error=error[:ERROR_CHARS],
+            attempts=row.delivery_attempts,
+        )
+    log.warning("escalation %s not delivered (attempt %d): %s", row.id, row.delivery_attempts, error)
+
+
+# -- moderators and members act ---------------------------------------------------------------------------
+
+
+async def apply_moderator_action(
+    session: AsyncSession, escalation_id: int, action: ModeratorAction, moderator_id: int, now: datetime
+) -> Escalation:
+    """Move an alert one step (who and when are recorded); a step that no longer fits is refused clearly."""
+    row = await session.get(Escalation, escalation_id)
+    if row is None:
+        raise UserFacingError("This alert no longer exists (its data may have been deleted).")
+    if row.state not in _ALLOWED_FROM[action]:
+        raise UserFacingError(_refusal(row, action))
+    if action is ModeratorAction.ACKNOWLEDGE:
+        row.acknowledged_by, row.acknowledged_at = moderator_id, now
+    elif action is ModeratorAction.CLAIM:
+        if row.acknowledged_at is None:
+            row.acknowledged_by, row.acknowledged_at = moderator_id, now
+        row.claimed_by, row.claimed_at = moderator_id, now
+    else:
+        if row.acknowledged_at is None:
+            row.acknowledged_by, row.acknowledged_at = moderator_id, now
+        row.resolved_by, row.resolved_at = moderator_id, now
+    previous = row.state
+    row.state = _STATE_AFTER[action]
+    audit.record(
+        session,
+        f"escalation.{action.value}",
+        guild_id=row.guild_id,
+        actor_id=moderator_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        previous_state=previous.value,
+        state=row.state.value,
+    )
+    return row
+
+
+def _refusal(row: Escalation, action: ModeratorAction) -> str:
+    if row.state is EscalationState.CLAIMED and action is ModeratorAction.CLAIM:
+        return f"<@{row.claimed_by}> has already claimed this alert."
+    if row.state in (EscalationState.RESOLVED, EscalationState.FALSE_ALARM):
+        verb = "resolved" if row.state is EscalationState.RESOLVED else "marked as a false alarm"
+        return f"This alert was already {verb} by <@{row.resolved_by}>."
+    if row.state is EscalationState.ACKNOWLEDGED and action is ModeratorAction.ACKNOWLEDGE:
+        return f"<@{row.acknowledged_by}> has already acknowledged this alert."
+    return f"This alert is {row.state.value.replace('_', ' ')}; it cannot be {action.value.replace('_', ' ')}d now."
+
+
+async def record_member_answer(
+    session: AsyncSession, escalation_id: int, member_id: int, wants_moderator: bool, now: datetime
+) -> Escalation:
+    """The member answered "ask me first". Yes → pending again, now as an alert; no → closed, text dropped."""
+    row = await session.get(Escalation, escalation_id)
+    if row is None or row.member_id != member_id:
+        raise UserFacingError("This question has expired.")
+    if row.state is not EscalationState.AWAITING_MEMBER:
+        raise UserFacingError("You already answered this — thank you.")
+    if wants_moderator:
+        row.consent_used = "asked_yes"
+        row.state = EscalationState.PENDING
+        row.delivery_attempts = 0
+    else:
+        row.state = EscalationState.DECLINED
+        row.excerpt = None
+        row.text_expires_at = None
+        row.resolved_at = now
+    audit.record(
+        session,
+        "escalation.member_answered",
+        guild_id=row.guild_id,
+        actor_id=member_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        wants_moderator=wants_moderator,
+    )
+    return row
+
+
+# -- re-pinging -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepingPlan:
+    escalation_id: int
+    guild_id: int
+    alert_channel_id: int
+    alert_message_id: int
+    moderator_role_id: int | None
+    ping_number: int  # 1 for the first re-ping
+
+
+async def due_repings(session: AsyncSession, now: datetime) -> list[RepingPlan]:
+    """Alerts nobody acknowledged within the guild's ``realert_after_minutes``, at most MAX_REPINGS times."""
+    rows = await session.scalars(
+        select(Escalation).where(
+            Escalation.state == EscalationState.ALERTED,
+            Escalation.alert_message_id.is_not(None),
+            Escalation.ping_count < MAX_REPINGS,
+        )
+    )
+    plans = []
+    for row in rows:
+        settings = await guild_settings.get_or_create(session, row.guild_id)
+        if settings.left_at is not None or settings.realert_after_minutes <= 0:
+            continue
+        last = row.last_pinged_at or row.alerted_at or row.created_at
+        if now - last < timedelta(minutes=settings.realert_after_minutes):
+            continue
+        plans.append(
+            RepingPlan(
+                escalation_id=row.id,
+                guild_id=row.guild_id,
+                alert_channel_id=row.alert_channel_id or 0,
+                alert_message_id=row.alert_message_id or 0,
+                moderator_role_id=settings.moderator_role_id,
+                ping_number=row.ping_count + 1,
+            )
+        )
+    return plans
+
+
+async def mark_repinged(session: AsyncSession, escalation_id: int, now: datetime) -> bool:
+    """Count a re-ping; False when the alert was acknowledged meanwhile (then the ping is not sent)."""
+    row = await _get(session, escalation_id)
+    if row.state is not EscalationState.ALERTED:
+        return False
+    row.ping_count += 1
+    row.last_pinged_at = now
+    audit.record(
+        session,
+        "escalation.repinged",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        ping_count=row.ping_count,
+    )
+    return True
+
+
+async def get(session: AsyncSession, escalation_id: int) -> Escalation | None:
+    return await session.get(Escalation, escalation_id)
+
+
+async def _get(session: AsyncSession, escalation_id: int) -> Escalation:
+    row = await session.get(Escalation, escalation_id)
+    if row is None:
+        raise LookupError(f"escalation {escalation_id} does not exist")
+    return row
