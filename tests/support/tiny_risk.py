@@ -1,0 +1,220 @@
+"""Tiny random risk classifiers saved with save_pretrained, for tests that need a real model quickly.
+
+``build_tiny_risk_model`` writes a Hugging Face ``BertForSequenceClassification`` folder (hidden size 32,
+2 layers, a small word-piece vocabulary) in either problem type, with ``id2label`` like the published
+mental-health classifiers (neutral/depression/anxiety/stress) or PeerCare's own labels. ``forced`` pins the
+output probabilities whatever the text (zero weights, chosen biases): ``low_risk=True`` makes every risk
+label about 0.01, so only the crisis-phrase layer can raise a tier — handy for the bot's end-to-end tests.
+``build_tiny_pooled_risk_model`` writes PeerCare's compact format (frozen tiny encoder + trained-head file).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from inference.types import RiskThresholds
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_LABELS: tuple[str, ...] = ("neutral", "depression", "anxiety", "stress")
+PEERCARE_LABELS: tuple[str, ...] = ("suicidal", "depression", "stress")
+MULTI_LABEL = "multi_label_classification"
+SINGLE_LABEL = "single_label_classification"
+LOW_RISK_PROBABILITY = 0.01
+
+_WORDS = [
+    "i",
+    "want",
+    "to",
+    "die",
+    "kill",
+    "myself",
+    "end",
+    "it",
+    "all",
+    "my",
+    "life",
+    "no",
+    "one",
+    "would",
+    "miss",
+    "me",
+    "help",
+    "please",
+    "hotline",
+    "call",
+    "talk",
+    "you",
+    "are",
+    "not",
+    "alone",
+    "exam",
+    "is",
+    "killing",
+    "me",
+    "stressed",
+    "tired",
+    "sad",
+    "happy",
+    "today",
+    "work",
+    "school",
+    "friend",
+    "the",
+    "a",
+    "and",
+    "of",
+]
+
+
+def write_tiny_tokenizer(folder: Path):
+    """A BERT word-piece tokenizer that can spell any ASCII text (letters, digits and punctuation pieces)."""
+    from transformers import BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(_WORDS), *pieces]
+    vocab += [f"##{piece}" for piece in string.ascii_lowercase + string.digits]
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def _tiny_config(labels: Sequence[str], problem_type: str | None, max_positions: int, vocab_size: int):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+        problem_type=problem_type,
+    )
+
+
+def forced_biases(
+    labels: Sequence[str], forced: Mapping[str, float], problem_type: str | None
+) -> torch.Tensor:
+    """Classifier biases that make the model output ``forced`` probabilities (others: 0.01 / the rest)."""
+    if problem_type == SINGLE_LABEL:
+        rest = [label for label in labels if label not in forced]
+        leftover = max(1e-6, 1.0 - sum(forced.values()))
+        probs = [forced.get(label, leftover / max(1, len(rest))) for label in labels]
+        return torch.tensor([math.log(max(p, 1e-6)) for p in probs])
+    probs = [min(max(forced.get(label, LOW_RISK_PROBABILITY), 1e-6), 1 - 1e-6) for label in labels]
+    return torch.tensor([math.log(p / (1 - p)) for p in probs])
+
+
+def low_risk_probabilities(labels: Sequence[str]) -> dict[str, float]:
+    """Every risk label at 0.01; a neutral label (if any) takes the rest."""
+    from inference.risk.model_folder import is_neutral_label
+
+    return {label: LOW_RISK_PROBABILITY for label in labels if not is_neutral_label(label)}
+
+
+def write_calibration(
+    folder: Path, thresholds: RiskThresholds, temperature: Mapping[str, float] | None = None
+):
+    from inference.risk.model_folder import CALIBRATION_FILE, Calibration, write_json
+
+    calibration = Calibration(dict(temperature or {}), thresholds, method="set by a test")
+    write_json(folder / CALIBRATION_FILE, calibration.to_json())
+
+
+def build_tiny_risk_model(
+    folder: str | Path,
+    *,
+    labels: Sequence[str] = PEERCARE_LABELS,
+    problem_type: str | None = MULTI_LABEL,
+    forced: Mapping[str, float] | None = None,
+    low_risk: bool = False,
+    thresholds: RiskThresholds | None = None,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny random sequence classifier (and tokenizer) to ``folder`` and return the folder.
+
+    ``problem_type=None`` leaves it out of the config (as some published checkpoints do).
+    ``forced`` / ``low_risk`` pin the outputs; ``thresholds`` writes a calibration file next to it.
+    """
+    from transformers import BertForSequenceClassification
+
+    folder = Path(folder)
+    tokenizer = write_tiny_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = _tiny_config(labels, problem_type, max_position_embeddings, len(tokenizer))
+    model = BertForSequenceClassification(config).eval()
+    if low_risk:
+        forced = {**low_risk_probabilities(labels), **(forced or {})}
+    if forced:
+        unknown = set(forced) - set(labels)
+        if unknown:
+            raise ValueError(f"forced labels not in the model: {sorted(unknown)}")
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.bias.copy_(forced_biases(labels, forced, problem_type))
+    model.save_pretrained(folder)
+    if thresholds is not None:
+        write_calibration(folder, thresholds)
+    return folder
+
+
+def build_tiny_pooled_risk_model(
+    folder: str | Path,
+    *,
+    labels: Sequence[str] = PEERCARE_LABELS,
+    forced: Mapping[str, float] | None = None,
+    window_tokens: int = 32,
+    overlap_tokens: int = 8,
+    thresholds: RiskThresholds | None = None,
+    seed: int = 0,
+) -> Path:
+    """PeerCare's compact format over a tiny random base encoder saved in ``folder/base``."""
+    from safetensors.torch import save_file
+    from transformers import BertModel
+
+    from inference.risk.heads import RiskHead
+    from inference.risk.model_folder import POOLED_CONFIG_FILE, POOLED_HEAD_FILE, PooledConfig, write_json
+
+    folder = Path(folder)
+    base = folder / "base"
+    tokenizer = write_tiny_tokenizer(base)
+    torch.manual_seed(seed)
+    encoder = BertModel(_tiny_config(labels, None, 512, len(tokenizer)))
+    encoder.save_pretrained(base)
+    layers = (1, 2)
+    head = RiskHead(32 * len(layers), len(labels))
+    if forced:
+        with torch.no_grad():
+            head.layers[-1].weight.zero_()
+            head.layers[-1].bias.copy_(forced_biases(labels, forced, MULTI_LABEL))
+    save_file(
+        {key: value.half().contiguous() for key, value in head.state_dict().items()},
+        folder / POOLED_HEAD_FILE,
+    )
+    config = PooledConfig(
+        base_model=str(base.resolve()),
+        labels=tuple(labels),
+        problem_type=MULTI_LABEL,
+        layers=layers,
+        in_features=32 * len(layers),
+        window_tokens=window_tokens,
+        overlap_tokens=overlap_tokens,
+    )
+    write_json(folder / POOLED_CONFIG_FILE, config.to_json())
+    if thresholds is not None:
+        write_calibration(folder, thresholds)
+    return folder
