@@ -25,6 +25,7 @@ from bot.services import audit, consent, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.events import SeekerRiskScored
 from bot.services.risk_thresholds import from_mapping
+from inference.risk.tiers import assign_tier
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
 log = logging.getLogger(__name__)
@@ -129,52 +130,19 @@ class TierDecision:
     labels: tuple[str, ...]
 
 
-def _labels_at(probabilities: Mapping[str, float], cutoffs: Mapping[str, float]) -> list[str]:
-    hits = [label for label, cut in cutoffs.items() if probabilities.get(label, 0.0) >= cut]
-    return sorted(hits, key=lambda label: -probabilities.get(label, 0.0))
-
-
-def _assign_tier(
-    probabilities: Mapping[str, float], thresholds: RiskThresholds, phrase_matches: Sequence[str]
-) -> RiskTier:
-    """The risk package's tier rule when it is installed; the same documented rule otherwise."""
-    try:
-        from inference.risk.tiers import assign_tier
-    except ImportError:
-        assign_tier = None
-    if assign_tier is not None:
-        result: Any = assign_tier(dict(probabilities), thresholds, tuple(phrase_matches))
-        if isinstance(result, RiskResult):
-            return result.tier
-        if isinstance(result, tuple):
-            return RiskTier(result[0])
-        return RiskTier(result)
-    if _labels_at(probabilities, thresholds.high):
-        return RiskTier.HIGH
-    if _labels_at(probabilities, thresholds.elevated):
-        return RiskTier.ELEVATED
-    return RiskTier.NONE
-
-
 def guild_tier(
     risk: RiskResult, stored_thresholds: Mapping[str, Any] | None, defaults: RiskThresholds | None
 ) -> TierDecision:
     """Re-apply a guild's own thresholds; without them the model's default tier stands.
 
-    The crisis-phrase layer only ever raises a tier, so a post the phrases lifted keeps at least the tier
-    the phrases gave it under the model's defaults.
+    The crisis-phrase layer inside ``assign_tier`` only ever raises a tier, so a guild's stricter
+    thresholds never hide a post a crisis phrase lifted.
     """
     if not stored_thresholds:
         return TierDecision(risk.tier, tuple(risk.triggered_labels))
     thresholds = from_mapping(stored_thresholds, defaults or RiskThresholds(elevated={}, high={}))
-    tier = _assign_tier(risk.probabilities, thresholds, risk.phrase_matches)
-    if risk.phrase_matches:
-        tier = RiskTier.max(tier, risk.tier)
-    cutoffs = thresholds.high if tier is RiskTier.HIGH else thresholds.elevated
-    labels = _labels_at(risk.probabilities, cutoffs) if tier is not RiskTier.NONE else []
-    return TierDecision(
-        tier, tuple(labels) or (tuple(risk.triggered_labels) if tier is not RiskTier.NONE else ())
-    )
+    tier, labels = assign_tier(risk.probabilities, thresholds, risk.phrase_matches)
+    return TierDecision(tier, tuple(labels))
 
 
 def main_labels(labels: Sequence[str], phrase_matches: Sequence[str]) -> list[str]:
