@@ -1,0 +1,132 @@
+"""Text to tokens and back: character offsets, rationale token labels, and merged rationale spans."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from inference.types import RationaleSpan
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+
+
+def lowercase_keeping_offsets(text: str) -> str:
+    """Lowercase character by character, leaving characters whose lowercase is longer (e.g. 'İ') as they are.
+
+    Offsets into the result are offsets into ``text``, so rationale spans still point into the original.
+    """
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """One text's token ids (special tokens included, truncated) and each token's character span (None: special)."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int] | None]
+
+
+def tokenize(tokenizer, texts: Sequence[str], *, max_length: int, lowercase: bool = False) -> list[Tokenized]:
+    if not texts:
+        return []
+    prepared = [lowercase_keeping_offsets(t) if lowercase else t for t in texts]
+    encoded = tokenizer(
+        prepared,
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        verbose=False,
+    )
+    out = []
+    for ids, offsets, special in zip(
+        encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], strict=True
+    ):
+        spans = [
+            None if is_special else (int(s), int(e))
+            for (s, e), is_special in zip(offsets, special, strict=True)
+        ]
+        out.append(Tokenized(list(ids), spans))
+    return out
+
+
+def rationale_char_spans(response: str, rationales: str) -> list[tuple[int, int]]:
+    """Where each '|'-separated rationale occurs in the response (exact first, then ignoring case).
+
+    Upstream searched with unescaped regexes and skipped failures; plain substring search is exact.
+    Rationales that cannot be found are skipped (counted in the debug log, never printed).
+    """
+    spans: list[tuple[int, int]] = []
+    missing = 0
+    folded = response.lower() if len(response.lower()) == len(response) else None
+    for piece in (p.strip() for p in rationales.split("|")):
+        if not piece:
+            continue
+        start = response.find(piece)
+        if start < 0 and folded is not None:
+            start = folded.find(piece.lower())
+        if start < 0:
+            missing += 1
+            continue
+        spans.append((start, start + len(piece)))
+    if missing:
+        log.debug("%d rationale piece(s) not found in their response", missing)
+    return spans
+
+
+def token_rationale_labels(
+    tokens: Tokenized, char_spans: Sequence[tuple[int, int]], *, all_if_none: bool
+) -> list[int]:
+    """1 for tokens overlapping a rationale, 0 otherwise, IGNORE for special tokens.
+
+    ``all_if_none``: upstream's author-confirmed heuristic labels every token 1 when a row has no rationale.
+    """
+    labels = []
+    for offset in tokens.offsets:
+        if offset is None:
+            labels.append(IGNORE)
+        elif not char_spans and all_if_none:
+            labels.append(1)
+        else:
+            start, end = offset
+            labels.append(int(any(start < e and s < end for s, e in char_spans)))
+    return labels
+
+
+def merge_token_spans(text: str, tokens: Tokenized, marked: Sequence[bool]) -> tuple[RationaleSpan, ...]:
+    """Character spans of runs of marked tokens, merged across the whitespace between them.
+
+    Runs are broken only by an unmarked token; the text is sliced from the original, so emoji and
+    non-ASCII come back exactly as written.
+    """
+    spans: list[list[int]] = []
+    previous_marked = False
+    for offset, is_marked in zip(tokens.offsets, marked, strict=False):
+        if offset is None or offset[1] <= offset[0]:
+            continue  # special or empty tokens neither extend nor break a run
+        if is_marked:
+            if previous_marked and spans:
+                spans[-1][1] = max(spans[-1][1], offset[1])
+            else:
+                spans.append([offset[0], offset[1]])
+        previous_marked = bool(is_marked)
+    return tuple(RationaleSpan(start, end, text[start:end]) for start, end in spans)
+
+
+def token_runs(labels: Sequence[int]) -> list[tuple[int, int]]:
+    """Half-open index ranges of consecutive 1s (used by the IOU-F1 metric)."""
+    runs = []
+    start = None
+    for index, label in enumerate(labels):
+        if label == 1 and start is None:
+            start = index
+        elif label != 1 and start is not None:
+            runs.append((start, index))
+            start = None
+    if start is not None:
+        runs.append((start, len(labels)))
+    return runs
