@@ -1,0 +1,372 @@
+"""Check-ins, Discord side: `/peercare checkin on|off`, the scheduled DM, its buttons and its free-text answer.
+
+Schedules come from the database at every start (``cog_load``), one APScheduler cron job per member, and
+are removed in ``cog_unload``. The decisions are in ``bot.services.checkins``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Literal
+
+import discord
+from apscheduler.triggers.cron import CronTrigger
+from discord import app_commands
+from discord.ext import commands
+
+from bot.db.models import CheckinCadence, CheckinSchedule, utcnow
+from bot.services import checkins, guild_settings, safety_messages
+from bot.services.checkins import AnswerOutcome, Mood
+from bot.services.errors import UserFacingError
+from bot.services.escalation import Outcome
+from inference.errors import InferenceError
+from inference.types import RiskScoreRequest
+
+log = logging.getLogger(__name__)
+
+DISCORD_DMS_CLOSED = 50007
+
+_MOOD_BUTTONS = {
+    Mood.OKAY: ("Doing okay", discord.ButtonStyle.success),
+    Mood.SO_SO: ("So-so", discord.ButtonStyle.secondary),
+    Mood.STRUGGLING: ("Struggling", discord.ButtonStyle.primary),
+    Mood.TALK: ("I'd like to talk to someone", discord.ButtonStyle.danger),
+}
+_SIMPLE_REPLIES = {
+    Mood.OKAY: "Glad to hear it. Thanks for checking in — see you next time.",
+    Mood.SO_SO: (
+        "Thanks for being honest — some days are like that. If you'd like, press **Add a few words** to say "
+        "more. Take care of yourself today."
+    ),
+}
+
+
+class CheckinMoodButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"peercare:checkin:(?P<mood>okay|so_so|struggling|talk):(?P<checkin_id>[0-9]+)",
+):
+    """One answer on a check-in DM; the check-in id rides in the custom id (works after restarts)."""
+
+    def __init__(self, mood: Mood, checkin_id: int) -> None:
+        label, style = _MOOD_BUTTONS[mood]
+        super().__init__(
+            discord.ui.Button(
+                label=label, style=style, custom_id=f"peercare:checkin:{mood.value}:{checkin_id}"
+            )
+        )
+        self.mood = mood
+        self.checkin_id = checkin_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> CheckinMoodButton:
+        return cls(Mood(match["mood"]), int(match["checkin_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("Checkins")  # type: ignore[union-attr]
+        if not isinstance(cog, Checkins):
+            await interaction.response.send_message("PeerCare is restarting; try again in a minute.")
+            return
+        await cog.mood_pressed(interaction, self.checkin_id, self.mood)
+
+
+class CheckinNoteButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"peercare:checkin:note:(?P<checkin_id>[0-9]+)",
+):
+    """Opens a short free-text form for the check-in."""
+
+    def __init__(self, checkin_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Add a few words",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"peercare:checkin:note:{checkin_id}",
+            )
+        )
+        self.checkin_id = checkin_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> CheckinNoteButton:
+        return cls(int(match["checkin_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(CheckinNoteModal(self.checkin_id))
+
+
+class CheckinNoteModal(discord.ui.Modal, title="Your check-in"):
+    note: discord.ui.TextInput = discord.ui.TextInput(
+        label="Anything you'd like to add? (optional)",
+        style=discord.TextStyle.paragraph,
+        max_length=checkins.ANSWER_CHARS,
+        required=False,
+    )
+
+    def __init__(self, checkin_id: int) -> None:
+        super().__init__(custom_id=f"peercare:checkin:form:{checkin_id}")
+        self.checkin_id = checkin_id
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("Checkins")  # type: ignore[union-attr]
+        if not isinstance(cog, Checkins):
+            await interaction.response.send_message("PeerCare is restarting; try again in a minute.")
+            return
+        await cog.note_submitted(interaction, self.checkin_id, self.note.value or "")
+
+
+def checkin_view(checkin_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for mood in Mood:
+        view.add_item(CheckinMoodButton(mood, checkin_id))
+    view.add_item(CheckinNoteButton(checkin_id))
+    return view
+
+
+def checkin_message(due: checkins.CheckinDue, guild_name: str | None) -> str:
+    where = f" from **{guild_name}**" if guild_name else ""
+    text = (
+        f"Hi — this is your {due.cadence.value} PeerCare check-in{where}. How are you doing today? "
+        "Pick whatever fits; there is no wrong answer."
+    )
+    if due.gentle_note:
+        text += (
+            "\n\nNo pressure if you'd rather skip — if I don't hear back this time, I'll pause check-ins, "
+            "and `/peercare checkin on` starts them again whenever you like."
+        )
+    return text
+
+
+class Checkins(
+    commands.GroupCog, group_name="checkin", group_description="Opt-in check-ins: a private how-are-you DM"
+):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @property
+    def database(self):  # type: ignore[no-untyped-def]
+        return self.bot.database  # type: ignore[attr-defined]
+
+    @property
+    def scheduler(self):  # type: ignore[no-untyped-def]
+        return self.bot.scheduler  # type: ignore[attr-defined]
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(CheckinMoodButton, CheckinNoteButton)
+        async with self.database.session() as session:
+            schedules = await checkins.active_schedules(session)
+        for schedule in schedules:
+            self.schedule_job(schedule)
+        log.info("restored %d check-in schedules", len(schedules))
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(CheckinMoodButton, CheckinNoteButton)
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(checkins.JOB_PREFIX):
+                job.remove()
+
+    # -- scheduling ----------------------------------------------------------------------------------------
+
+    def schedule_job(self, schedule: CheckinSchedule) -> None:
+        spec = checkins.cron_spec(schedule)
+        trigger = CronTrigger(
+            hour=spec.hour, minute=spec.minute, day_of_week=spec.day_of_week, timezone=spec.timezone
+        )
+        self.scheduler.add_job(
+            self.send_checkin,
+            trigger,
+            args=[schedule.id],
+            id=checkins.job_id(schedule.id),
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
+
+    def unschedule(self, schedule_id: int) -> None:
+        job = self.scheduler.get_job(checkins.job_id(schedule_id))
+        if job is not None:
+            job.remove()
+
+    async def send_checkin(self, schedule_id: int, now: datetime | None = None) -> bool:
+        """The job: send the check-in that is due (if any). Returns True when a DM went out."""
+        try:
+            async with self.database.session() as session:
+                due = await checkins.start_checkin(session, schedule_id, now or utcnow())
+            if due is None:
+                return False
+            guild = self.bot.get_guild(due.guild_id)
+            try:
+                channel = await self.bot.create_dm(discord.Object(id=due.user_id))
+                message = await channel.send(
+                    checkin_message(due, guild.name if guild else None),
+                    view=checkin_view(due.checkin_id),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+            except discord.Forbidden as exc:
+                if exc.code != DISCORD_DMS_CLOSED:
+                    raise
+                async with self.database.session() as session:
+                    await checkins.stop_for_closed_dms(session, due.checkin_id)
+                self.unschedule(schedule_id)
+                log.info("check-ins stopped for schedule %s: DMs closed", schedule_id)
+                return False
+            async with self.database.session() as session:
+                await checkins.mark_sent(session, due.checkin_id, message.id)
+            return True
+        except Exception:
+            log.exception("check-in for schedule %s failed", schedule_id)
+            return False
+
+    # -- commands ------------------------------------------------------------------------------------------
+
+    @app_commands.command(name="on", description="Get a private check-in DM on a schedule you choose")
+    @app_commands.describe(
+        cadence="daily or weekly (weekly: on today's weekday)",
+        time="your local time, 24-hour HH:MM, e.g. 09:30",
+        timezone="your time zone as Area/City, e.g. Europe/Berlin",
+    )
+    @app_commands.guild_only()
+    async def checkin_on(
+        self, interaction: discord.Interaction, cadence: Literal["daily", "weekly"], time: str, timezone: str
+    ) -> None:
+        async with self.database.session() as session:
+            schedule = await checkins.enable(
+                session,
+                interaction.guild_id or 0,
+                interaction.user.id,
+                CheckinCadence(cadence),
+                time,
+                timezone,
+                utcnow(),
+            )
+            settings = await guild_settings.get_or_create(session, interaction.guild_id or 0)
+            shadow = settings.shadow_mode
+        self.schedule_job(schedule)
+        upcoming = checkins.next_time(schedule, utcnow())
+        when = "every day" if schedule.cadence is CheckinCadence.DAILY else f"every {upcoming:%A}"
+        text = (
+            f"Check-ins are on: {when} at {schedule.time_of_day} ({schedule.timezone}). The next one is "
+            f"{upcoming:%A %d %B at %H:%M}. I'll send it as a private DM — keep DMs from this server open. "
+            "`/peercare checkin off` stops them any time."
+        )
+        if shadow:
+            text += "\n\nNote: PeerCare is still being tried out on this server, so check-ins start once the moderators turn it on."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="off", description="Stop your check-in DMs")
+    @app_commands.guild_only()
+    async def checkin_off(self, interaction: discord.Interaction) -> None:
+        async with self.database.session() as session:
+            schedule = await checkins.disable(session, interaction.guild_id or 0, interaction.user.id)
+        if schedule is None:
+            await interaction.response.send_message("You have no check-ins turned on.", ephemeral=True)
+            return
+        self.unschedule(schedule.id)
+        await interaction.response.send_message(
+            "Check-ins are off. `/peercare checkin on` turns them back on whenever you like.", ephemeral=True
+        )
+
+    # -- answers -------------------------------------------------------------------------------------------
+
+    async def mood_pressed(self, interaction: discord.Interaction, checkin_id: int, mood: Mood) -> None:
+        try:
+            async with self.database.session() as session:
+                result = await checkins.record_mood(
+                    session,
+                    checkin_id,
+                    interaction.user.id,
+                    mood,
+                    utcnow(),
+                    retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
+                )
+        except UserFacingError as exc:
+            await interaction.response.send_message(str(exc))
+            return
+        if mood in _SIMPLE_REPLIES:
+            await interaction.response.send_message(_SIMPLE_REPLIES[mood])
+            return
+        await self._answer_escalation(interaction, result, talk=mood is Mood.TALK)
+
+    async def note_submitted(self, interaction: discord.Interaction, checkin_id: int, text: str) -> None:
+        if not text.strip():
+            await interaction.response.send_message("Thanks — nothing was saved since the box was empty.")
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            scored = await self.bot.inference.score_risk(  # type: ignore[attr-defined]
+                RiskScoreRequest(message_id=interaction.id, text=text)
+            )
+        except InferenceError as exc:
+            log.error("could not risk-score check-in %s: %s", checkin_id, type(exc).__name__)
+            await interaction.followup.send(
+                "Thank you for sharing. If things feel too heavy, please reach out to someone you trust "
+                "or a crisis line."
+            )
+            return
+        try:
+            async with self.database.session() as session:
+                result = await checkins.record_text(
+                    session,
+                    checkin_id,
+                    interaction.user.id,
+                    text,
+                    scored.risk,
+                    utcnow(),
+                    defaults=getattr(self.bot, "_peercare_default_thresholds", None),
+                    retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
+                )
+        except UserFacingError as exc:
+            await interaction.followup.send(str(exc))
+            return
+        if result.outcome is Outcome.NOTHING:
+            await interaction.followup.send("Thank you for sharing that with me. Take care of yourself.")
+            return
+        await self._answer_escalation(interaction, result, talk=False)
+
+    async def _send(
+        self, interaction: discord.Interaction, content: str, view: discord.ui.View | None = None
+    ) -> None:
+        kwargs = {"view": view} if view is not None else {}
+        if interaction.response.is_done():
+            await interaction.followup.send(content, **kwargs)
+        else:
+            await interaction.response.send_message(content, **kwargs)
+
+    async def _answer_escalation(
+        self, interaction: discord.Interaction, result: AnswerOutcome, *, talk: bool
+    ) -> None:
+        if result.outcome is Outcome.ALERT_MODERATORS and result.escalation_id is not None:
+            await self._send(interaction, safety_messages.moderator_on_the_way())
+            escalations = self.bot.get_cog("Escalations")
+            if escalations is not None:
+                await escalations.deliver(result.escalation_id)  # type: ignore[attr-defined]
+            return  # if the cog is missing, the sweep delivers the pending case
+        if result.outcome is Outcome.ASK_MEMBER and result.escalation_id is not None:
+            from cogs.escalation import ask_first_view
+
+            question = (
+                "Thank you for telling me. **Would you like one of the server's moderators to reach out to you?** "
+                "Nothing has been shared with them yet.\n\n" + result.crisis_resources
+            )
+            await self._send(interaction, question, ask_first_view(result.escalation_id))
+            return
+        if talk:
+            await self._send(
+                interaction, safety_messages.talk_request_without_consent(result.crisis_resources)
+            )
+            return
+        await self._send(
+            interaction,
+            "Thank you for telling me — that sounds hard, and you don't have to go through it alone.\n\n"
+            + result.crisis_resources,
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Checkins(bot))

@@ -1,0 +1,205 @@
+"""Privacy, Discord side: `/peercare privacy`, `/peercare forget-me`, member/guild departures and the retention job."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from datetime import datetime
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.db.models import utcnow
+from bot.services import checkins, privacy, retention
+from bot.services.privacy import DeletionReport
+
+log = logging.getLogger(__name__)
+
+RETENTION_JOB_ID = "privacy-retention"
+RETENTION_EVERY_MINUTES = 60
+REDACTED_ALERT = "This alert's data was deleted ({why}). Nothing about the member is kept by PeerCare."
+
+
+class ForgetMeConfirm(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"peercare:forget:(?P<answer>confirm|cancel):(?P<user_id>[0-9]+)",
+):
+    """Confirm/cancel for `/peercare forget-me`; only the member who asked can press it."""
+
+    def __init__(self, confirm: bool, user_id: int) -> None:
+        answer = "confirm" if confirm else "cancel"
+        super().__init__(
+            discord.ui.Button(
+                label="Yes, delete everything" if confirm else "Cancel",
+                style=discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
+                custom_id=f"peercare:forget:{answer}:{user_id}",
+            )
+        )
+        self.confirm = confirm
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> ForgetMeConfirm:
+        return cls(match["answer"] == "confirm", int(match["user_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if interaction.user.id != self.user_id:
+            await interaction.response.send_message(
+                "Only the member who asked can confirm this.", ephemeral=True
+            )
+            return
+        if not self.confirm:
+            await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+            return
+        cog = interaction.client.get_cog("Privacy")  # type: ignore[union-attr]
+        if not isinstance(cog, Privacy):
+            await interaction.response.send_message(
+                "PeerCare is restarting; try again in a minute.", ephemeral=True
+            )
+            return
+        await cog.forget(interaction)
+
+
+def summary_lines(found: dict[str, list[dict[str, object]]]) -> str:
+    if not found:
+        return "PeerCare stores nothing about you."
+    lines = [
+        f"• **{table}**: {len(rows)} row{'s' if len(rows) != 1 else ''}" for table, rows in found.items()
+    ]
+    return "\n".join(lines)
+
+
+class Privacy(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @property
+    def database(self):  # type: ignore[no-untyped-def]
+        return self.bot.database  # type: ignore[attr-defined]
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ForgetMeConfirm)
+        self.bot.scheduler.add_job(  # type: ignore[attr-defined]
+            self.run_retention,
+            "interval",
+            minutes=RETENTION_EVERY_MINUTES,
+            id=RETENTION_JOB_ID,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=utcnow(),  # once at start-up too: text past its time never waits an hour
+        )
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ForgetMeConfirm)
+        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        if scheduler.get_job(RETENTION_JOB_ID) is not None:
+            scheduler.remove_job(RETENTION_JOB_ID)
+
+    # -- the scheduled job ---------------------------------------------------------------------------------
+
+    async def run_retention(self, now: datetime | None = None) -> None:
+        """Delete expired message text and the data of guilds whose grace period has passed."""
+        now = now or utcnow()
+        settings = self.bot.settings  # type: ignore[attr-defined]
+        try:
+            async with self.database.session() as session:
+                await retention.purge_expired_text(session, now, settings.message_retention_days)
+            async with self.database.session() as session:
+                reports = await retention.purge_departed_guilds(session, now, settings.guild_data_grace_days)
+            for report in reports:
+                self._unschedule(report)
+        except Exception:
+            log.exception("retention job failed; it runs again in %d minutes", RETENTION_EVERY_MINUTES)
+
+    # -- commands ------------------------------------------------------------------------------------------
+
+    @app_commands.command(name="privacy", description="See exactly what PeerCare stores about you")
+    async def privacy_command(self, interaction: discord.Interaction) -> None:
+        async with self.database.session() as session:
+            found = await privacy.describe_member_data(session, interaction.user.id)
+        text = (
+            "Here is everything PeerCare stores about you, in every server, grouped by table "
+            "(the attached file has every row exactly as stored):\n" + summary_lines(found)
+        )
+        kwargs = {}
+        if found:
+            data = json.dumps(found, indent=2, ensure_ascii=False, default=str).encode("utf-8")
+            kwargs["file"] = discord.File(io.BytesIO(data), filename="peercare-my-data.json")
+        text += "\n\n`/peercare forget-me` deletes all of it."
+        await interaction.response.send_message(text, ephemeral=True, **kwargs)
+
+    @app_commands.command(name="forget-me", description="Delete everything PeerCare stores about you")
+    async def forget_me(self, interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None)
+        view.add_item(ForgetMeConfirm(True, interaction.user.id))
+        view.add_item(ForgetMeConfirm(False, interaction.user.id))
+        await interaction.response.send_message(
+            "This deletes everything PeerCare stores about you in every server: your settings, scores, "
+            "check-ins and any safety alerts about you. It cannot be undone. Continue?",
+            view=view,
+            ephemeral=True,
+        )
+
+    async def forget(self, interaction: discord.Interaction) -> None:
+        async with self.database.session() as session:
+            report = await privacy.delete_member_data(session, interaction.user.id, reason="forget_me")
+        self._unschedule(report)
+        await interaction.response.edit_message(
+            content=f"Done — everything PeerCare stored about you is deleted ({report.total} records).",
+            view=None,
+        )
+        await self._redact_alerts(report, "at the member's request")
+
+    # -- departures ----------------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        # Deleted at once (no grace period): a member who leaves takes their data with them.
+        try:
+            async with self.database.session() as session:
+                report = await privacy.delete_member_data(
+                    session, payload.user.id, payload.guild_id, reason="member_left"
+                )
+            self._unschedule(report)
+            await self._redact_alerts(report, "the member left the server")
+        except Exception:
+            log.exception("could not delete data of a member who left guild %s", payload.guild_id)
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        async with self.database.session() as session:
+            await retention.mark_guild_left(session, guild.id, utcnow())
+        log.info("left guild %s: its data is deleted after the grace period", guild.id)
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        async with self.database.session() as session:
+            await retention.mark_guild_returned(session, guild.id)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _unschedule(self, report: DeletionReport) -> None:
+        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        for schedule_id in report.checkin_schedule_ids:
+            if scheduler.get_job(checkins.job_id(schedule_id)) is not None:
+                scheduler.remove_job(checkins.job_id(schedule_id))
+
+    async def _redact_alerts(self, report: DeletionReport, why: str) -> None:
+        for alert in report.alerts_to_redact:
+            channel = self.bot.get_partial_messageable(alert.channel_id, guild_id=alert.guild_id)
+            try:
+                await channel.get_partial_message(alert.message_id).edit(
+                    content=REDACTED_ALERT.format(why=why), embed=None, view=None
+                )
+            except discord.HTTPException as exc:
+                log.warning("could not redact alert message %s: HTTP %s", alert.message_id, exc.status)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Privacy(bot))
