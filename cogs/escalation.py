@@ -246,6 +246,13 @@ class Escalations(commands.Cog):
     async def sweep(self, now: datetime | None = None) -> None:
         """Deliver every pending case and re-ping unacknowledged alerts. Safe to run at any time."""
         async with self.database.session() as session:
+            await escalation.recover_missed_posts(
+                session,
+                now or utcnow(),
+                defaults=getattr(self.bot, "_peercare_default_thresholds", None),
+                retention_days=self.retention_days,
+            )
+        async with self.database.session() as session:
             pending = await escalation.pending_ids(session)
         for escalation_id in pending:
             try:

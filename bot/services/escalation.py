@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Escalation, EscalationConsent, EscalationState, RiskAssessment
+from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, EscalationState, RiskAssessment
 from bot.services import audit, consent, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.events import SeekerRiskScored
@@ -35,6 +35,9 @@ MAX_REPINGS = 3
 # Written into the alert embed's footer: how a re-delivery after a crash recognises its own alert.
 ALERT_FOOTER_PREFIX = "PeerCare escalation #"
 ERROR_CHARS = 200
+# How far back the sweep looks for high-risk posts whose event was lost in a crash.
+RECOVERY_WINDOW = timedelta(hours=24)
+RECOVERY_MIN_AGE = timedelta(minutes=2)
 
 
 class EscalationKind(str, enum.Enum):
@@ -301,6 +304,79 @@ async def handle_seeker_risk(
         retention_days=retention_days,
     )
     return PostDecision(decision.tier, outcome, row.id)
+
+
+async def recover_missed_posts(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    defaults: RiskThresholds | None,
+    retention_days: int,
+    window: timedelta = RECOVERY_WINDOW,
+) -> list[int]:
+    """Open the cases a crash skipped: a recent post whose risk was stored but whose event was never handled.
+
+    The responder pipeline commits the post's risk row before it dispatches the event, so a crash in between
+    would otherwise lose the escalation for good (the post is never scored again). The stored probabilities
+    are enough to decide again; the excerpt is gone (text is not kept on risk rows), the link is not.
+    Posts handled in shadow mode are left alone. Returns the ids of the cases opened.
+    """
+    handled = select(Escalation.id).where(
+        Escalation.guild_id == RiskAssessment.guild_id,
+        Escalation.kind == EscalationKind.POST.value,
+        Escalation.message_id == RiskAssessment.message_id,
+    )
+    shadowed = select(AuditLogEntry.id).where(
+        AuditLogEntry.action == "escalation.shadow",
+        AuditLogEntry.subject_type == "message",
+        AuditLogEntry.subject_id == RiskAssessment.message_id,
+    )
+    rows = await session.scalars(
+        select(RiskAssessment).where(
+            RiskAssessment.source == "post",
+            RiskAssessment.scored_at >= now - window,
+            # Younger rows are still in the listener's hands; leave them to it (it keeps the excerpt).
+            RiskAssessment.scored_at <= now - RECOVERY_MIN_AGE,
+            RiskAssessment.tier.in_([RiskTier.HIGH.value, RiskTier.ELEVATED.value]),
+            ~handled.exists(),
+            ~shadowed.exists(),
+        )
+    )
+    opened = []
+    for row in rows.all():
+        settings = await guild_settings.get_or_create(session, row.guild_id)
+        if settings.shadow_mode or settings.left_at is not None:
+            continue
+        stored = RiskResult(
+            probabilities=dict(row.probabilities or {}),
+            tier=RiskTier(row.tier),
+            triggered_labels=tuple(row.triggered_labels or ()),
+            phrase_matches=tuple(row.phrase_matches or ()),
+        )
+        decision = guild_tier(stored, settings.risk_thresholds, defaults)
+        if decision.tier is not RiskTier.HIGH:
+            continue
+        choice = consent.escalation_consent(
+            settings, await consent.find(session, row.guild_id, row.author_id)
+        )
+        case, created = await open_escalation(
+            session,
+            guild_id=row.guild_id,
+            channel_id=row.channel_id,
+            message_id=row.message_id,
+            member_id=row.author_id,
+            kind=EscalationKind.POST,
+            tier=decision.tier,
+            labels=main_labels(decision.labels, stored.phrase_matches),
+            excerpt=None,
+            consent_choice=choice,
+            now=now,
+            retention_days=retention_days,
+        )
+        if created:
+            log.warning("opened escalation %s for post %s missed before a restart", case.id, row.message_id)
+            opened.append(case.id)
+    return opened
 
 
 # -- delivering -------------------------------------------------------------------------------------------

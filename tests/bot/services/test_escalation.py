@@ -308,3 +308,53 @@ async def test_open_escalation_for_a_checkin_uses_its_own_kind(database: Databas
         )
     post = await _handle(database, _event(message_id=100))
     assert created and post.escalation_id != row.id
+
+
+async def _post_risk_without_event(database: Database, message_id: int = 100, tier: str = "high") -> None:
+    async with database.session() as session:
+        session.add(
+            RiskAssessment(
+                guild_id=GUILD,
+                channel_id=CHANNEL,
+                message_id=message_id,
+                author_id=MEMBER,
+                tier=tier,
+                probabilities={"suicidal": 0.95},
+                triggered_labels=["suicidal"],
+                scored_at=NOW,
+            )
+        )
+
+
+async def _recover(database: Database, now: datetime) -> list[int]:
+    async with database.session() as session:
+        return await escalation.recover_missed_posts(session, now, defaults=None, retention_days=7)
+
+
+async def test_high_post_whose_event_was_lost_is_recovered_by_the_sweep(database: Database) -> None:
+    await _configure(database)
+    await _post_risk_without_event(database)
+    opened = await _recover(database, NOW + timedelta(minutes=5))
+    async with database.session() as session:
+        row = await session.get(Escalation, opened[0])
+    assert row.message_id == 100 and row.state is EscalationState.PENDING and row.excerpt is None
+    assert await _recover(database, NOW + timedelta(minutes=6)) == []
+
+
+async def test_recovery_leaves_posts_the_listener_already_handled(database: Database) -> None:
+    await _configure(database)
+    await _handle(database, _event())
+    assert await _recover(database, NOW + timedelta(minutes=5)) == []
+
+
+async def test_recovery_leaves_posts_seen_in_shadow_mode(database: Database) -> None:
+    await _configure(database, shadow=True)
+    await _handle(database, _event())
+    await _configure(database, shadow=False)
+    assert await _recover(database, NOW + timedelta(minutes=5)) == []
+
+
+async def test_recovery_ignores_posts_older_than_its_window(database: Database) -> None:
+    await _configure(database)
+    await _post_risk_without_event(database)
+    assert await _recover(database, NOW + escalation.RECOVERY_WINDOW + timedelta(minutes=1)) == []
