@@ -108,7 +108,8 @@ class CheckinNoteModal(discord.ui.Modal, title="Your check-in"):
     )
 
     def __init__(self, checkin_id: int) -> None:
-        super().__init__(custom_id=f"peercare:checkin:form:{checkin_id}")
+        # An open form lives in memory only; after an hour (or a restart) the member presses the button again.
+        super().__init__(custom_id=f"peercare:checkin:form:{checkin_id}", timeout=3600)
         self.checkin_id = checkin_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:

@@ -351,7 +351,28 @@ class Escalations(commands.Cog):
             raise
         return True
 
+    async def _already_asked(self, plan: DeliveryPlan) -> bool:
+        """After a crash mid-delivery: is our question (its Yes button) already in the member's DMs?"""
+        wanted = AskFirstAnswer(True, plan.escalation_id).item.custom_id
+        try:
+            channel = await self.bot.create_dm(discord.Object(id=plan.member_id))
+            async for message in channel.history(limit=HISTORY_LOOKBACK):
+                for row in message.components:
+                    if any(
+                        getattr(child, "custom_id", None) == wanted for child in getattr(row, "children", [])
+                    ):
+                        return True
+        except discord.HTTPException as exc:
+            log.warning(
+                "could not read DM history for escalation %s: HTTP %s", plan.escalation_id, exc.status
+            )
+        return False
+
     async def _ask_member(self, plan: DeliveryPlan) -> None:
+        if plan.may_have_been_sent and await self._already_asked(plan):
+            async with self.database.session() as session:
+                await escalation.mark_member_asked(session, plan.escalation_id)
+            return
         text = safety_messages.ask_first_message(plan.crisis_resources, self._guild_name(plan.guild_id))
         async with self.database.session() as session:
             await escalation.mark_attempt(session, plan.escalation_id)
