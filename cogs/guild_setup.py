@@ -107,6 +107,16 @@ class GuildSetup(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
+    async def cog_load(self) -> None:
+        # Read the model card's thresholds once at start (a small JSON read, no weights): the escalation
+        # cog re-tiers posts against them when a guild has its own thresholds.
+        try:
+            await default_thresholds(self.bot)
+        except Exception as exc:
+            log.warning(
+                "risk model thresholds not readable yet (%s); /peercare setup will retry", type(exc).__name__
+            )
+
     @app_commands.command(name="setup", description="Configure PeerCare for this server (Manage Server)")
     @app_commands.describe(
         alert_channel="Channel where moderator alerts are posted",

@@ -42,6 +42,7 @@ _ANSI = {
 _ANSI_RESET = "\033[0m"
 REPLAY_CONCURRENCY = 64
 PREVIEW_URL = "(link to your reply)"
+_SHADOW_NOTE = " (A new server starts in shadow mode: this is only recorded until a moderator turns it off.)"
 
 
 class InputError(Exception):
@@ -66,12 +67,15 @@ def describe_escalation(tier: RiskTier) -> str:
         from bot.services.escalation import describe_default_outcome  # the safety agent's pure description
     except ImportError:
         describe_default_outcome = None
-    if describe_default_outcome is not None:
-        return str(describe_default_outcome(tier))
-    if tier is not RiskTier.HIGH:
-        return f"No escalation: only high-tier posts lead to action (this post is {tier.value})."
     guild = _default_guild()
     consent = guild.default_escalation_consent
+    if describe_default_outcome is not None:
+        text = str(describe_default_outcome(tier, consent))
+        if tier is RiskTier.HIGH and guild.shadow_mode:
+            text += _SHADOW_NOTE
+        return text
+    if tier is not RiskTier.HIGH:
+        return f"No escalation: only high-tier posts lead to action (this post is {tier.value})."
     action = {
         EscalationConsent.ASK_FIRST: "the member is asked privately whether moderators may be alerted; "
         "moderators see nothing unless they say yes",
@@ -80,7 +84,7 @@ def describe_escalation(tier: RiskTier) -> str:
     }[consent]
     text = f"Escalation (default consent: {consent.value}): {action}."
     if guild.shadow_mode:
-        text += " A new server starts in shadow mode, where this is only logged until a moderator goes live."
+        text += _SHADOW_NOTE
     return text
 
 
@@ -159,7 +163,11 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
     lines += ["  " + line if line else "" for line in data["coaching_dm"].splitlines()]
     risk = data["seeker_risk"]
     labels = ", ".join(risk["triggered_labels"] + risk["phrase_matches"]) or "none"
-    lines += ["", f"Seeker post risk tier: {risk['tier']} (triggered by: {labels})", data["escalation"]]
+    lines += [
+        "",
+        f"Seeker post risk tier: {risk['tier']} (triggered by: {labels})",
+        f"Escalation under the default consent settings: {data['escalation']}",
+    ]
     return "\n".join(lines)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,7 +59,7 @@ async def test_text_output_shows_levels_rationale_note_risk_and_escalation(
     assert "[That sounds exhausting]. What happened?" in text
     assert "“That sounds exhausting” shows you understood how they feel" in text
     assert "Seeker post risk tier: high" in text
-    assert "Escalation" in text
+    assert "Escalation under the default consent settings: Member asked first" in text
 
 
 async def test_json_output_is_one_object_with_every_part(scripted: ScriptedInference) -> None:
@@ -65,7 +68,7 @@ async def test_json_output_is_one_object_with_every_part(scripted: ScriptedInfer
     assert data["empathy"]["EX"]["level_name"] == "none"
     assert "open question" in data["coaching_dm"]
     assert data["seeker_risk"]["tier"] == "none"
-    assert data["escalation"].startswith("No escalation")
+    assert data["escalation"].startswith("No escalation")  # tier none
 
 
 def test_empty_reply_is_refused_before_loading_models(capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,3 +133,75 @@ async def test_replay_writes_csv_and_json_results(tmp_path: Path, scripted: Scri
     assert record["IP_level"] == "2" and record["IP_rationales"] == "That sounds exhausting"
     data = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert data["summary"]["pairs"] == 1 and data["results"][0]["status"] == "scored"
+
+
+# -- the real command, as a user runs it, on tiny models ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from tests.support.tiny_empathy import build_tiny_empathy_models
+    from tests.support.tiny_risk import build_tiny_risk_model
+
+    folder = tmp_path_factory.mktemp("models")
+    empathy = build_tiny_empathy_models(folder, force_levels={"ER": 2, "IP": 1, "EX": 0}, all_rationale=True)
+    risk = build_tiny_risk_model(folder / "risk", low_risk=True)
+    return {
+        "EMPATHY_ER_MODEL": str(empathy[Mechanism.EMOTIONAL_REACTIONS]),
+        "EMPATHY_IP_MODEL": str(empathy[Mechanism.INTERPRETATIONS]),
+        "EMPATHY_EX_MODEL": str(empathy[Mechanism.EXPLORATIONS]),
+        "RISK_MODEL": str(risk),
+    }
+
+
+def _peercare(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("EMPATHY_", "RISK_", "INFERENCE_"))
+    }
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def test_score_json_runs_offline_on_the_configured_models(
+    tiny_models: dict[str, str], tmp_path: Path
+) -> None:
+    result = _peercare(
+        ["score", "--seeker", "I want to kill myself, nothing helps.", "--reply", REPLY, "--json"],
+        tiny_models,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert [data["empathy"][m]["level"] for m in ("ER", "IP", "EX")] == [2, 1, 0]
+    assert data["empathy"]["ER"]["rationales"], "all_rationale marks reply tokens"
+    assert "a strong Emotional Reaction" in data["coaching_dm"] and "open question" in data["coaching_dm"]
+    assert data["seeker_risk"]["tier"] == "high"  # the crisis-phrase layer, not the (low) model output
+    assert "asked" in data["escalation"].lower()
+    assert "kill myself" not in result.stderr
+
+
+def test_replay_writes_results_and_prints_the_summary(tiny_models: dict[str, str], tmp_path: Path) -> None:
+    path = _write_csv(
+        tmp_path / "history.csv",
+        [
+            {"id": "1", "seeker": "Exams are killing me.", "reply": REPLY},
+            {
+                "id": "2",
+                "seeker": "I feel so alone lately.",
+                "reply": "You are not alone. What has been hardest?",
+            },
+        ],
+    )
+    result = _peercare(["replay", str(path), "--out", str(tmp_path / "out.json")], tiny_models, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Coaching DMs: 2" in result.stdout and "Escalations: 0" in result.stdout
+    data = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert [r["id"] for r in data["results"]] == ["1", "2"]
+    assert "pair" in result.stderr  # the progress bar
