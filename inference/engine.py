@@ -155,6 +155,14 @@ class SeekerCache:
         self._entries.clear()
 
 
+@dataclass(frozen=True)
+class _Reply:
+    index: int
+    request: ReplyScoreRequest
+    parent_key: tuple[int, str]
+    text: str
+
+
 @dataclass
 class EngineStats:
     seeker_encodings: int = 0
@@ -296,19 +304,22 @@ class ScoringEngine:
 
     def _score_batch(self, items: Sequence[WorkItem]) -> list[WorkResult]:
         results: list[WorkResult | None] = [None] * len(items)
-        replies: list[tuple[int, ReplyScoreRequest, str, str]] = []
-        risk_texts: dict[tuple[str, int], str] = {}  # (kind, id) -> text, deduplicated within the batch
+        replies: list[_Reply] = []
+        # Risk texts deduplicated within the batch: ("message", id) or ("parent", id, text).
+        risk_texts: dict[tuple, str] = {}
         risk_items: list[tuple[int, RiskScoreRequest]] = []
-        parents: dict[int, tuple[str, _ParentEntry]] = {}
+        # Keyed by id and text: two replies in one batch may quote a parent before and after an edit.
+        parents: dict[tuple[int, str], _ParentEntry] = {}
 
         for index, item in enumerate(items):
             try:
                 if isinstance(item, ReplyScoreRequest):
                     parent_text = prepare_text(item.parent_text, what=f"parent message {item.parent_id}")
                     reply_text = prepare_text(item.reply_text, what=f"reply {item.reply_id}")
-                    replies.append((index, item, parent_text, reply_text))
-                    if item.parent_id not in parents:
-                        parents[item.parent_id] = (parent_text, self.cache.get(item.parent_id, parent_text))
+                    key = (item.parent_id, parent_text)
+                    replies.append(_Reply(index, item, key, reply_text))
+                    if key not in parents:
+                        parents[key] = self.cache.get(item.parent_id, parent_text)
                     if item.score_reply_risk:
                         risk_texts[("message", item.reply_id)] = reply_text
                 elif isinstance(item, RiskScoreRequest):
@@ -321,20 +332,20 @@ class ScoringEngine:
                 results[index] = exc
 
         self._encode_seekers(parents)
-        for parent_id, (text, entry) in parents.items():
+        for key, entry in parents.items():
             if entry.risk is None:
-                risk_texts[("parent", parent_id)] = text
+                risk_texts[("parent", *key)] = key[1]
         risk_results = self._predict_risk(risk_texts)
-        for parent_id, (_, entry) in parents.items():
-            parent_risk = risk_results.get(("parent", parent_id))
+        for key, entry in parents.items():
+            parent_risk = risk_results.get(("parent", *key))
             if isinstance(parent_risk, RiskResult):
                 entry.risk = parent_risk
             if entry.seeker is not None and entry.risk is not None:
-                self.cache.put(parent_id, entry)
+                self.cache.put(key[0], entry)
 
         empathy = self._score_empathy(replies, parents)
-        for (index, item, _, _), outcome in zip(replies, empathy, strict=True):
-            results[index] = self._reply_score(item, outcome, parents[item.parent_id][1], risk_results)
+        for reply, outcome in zip(replies, empathy, strict=True):
+            results[reply.index] = self._reply_score(reply, outcome, parents[reply.parent_key], risk_results)
         for index, item in risk_items:
             risk = risk_results[("message", item.message_id)]
             results[index] = RiskScore(item.message_id, risk) if isinstance(risk, RiskResult) else risk
@@ -343,14 +354,15 @@ class ScoringEngine:
 
     def _reply_score(
         self,
-        item: ReplyScoreRequest,
+        reply: _Reply,
         empathy: EmpathyResult | InferenceError,
         parent: _ParentEntry,
-        risk_results: dict[tuple[str, int], RiskResult | InferenceError],
+        risk_results: dict[tuple, RiskResult | InferenceError],
     ) -> WorkResult:
+        item = reply.request
         if isinstance(empathy, InferenceError):
             return empathy
-        parent_risk = parent.risk or risk_results.get(("parent", item.parent_id))
+        parent_risk = parent.risk or risk_results.get(("parent", *reply.parent_key))
         if not isinstance(parent_risk, RiskResult):
             return parent_risk or InferenceError(f"parent message {item.parent_id} has no risk score")
         reply_risk = None
@@ -367,68 +379,59 @@ class ScoringEngine:
             model_versions=dict(self.model_versions),
         )
 
-    def _encode_seekers(self, parents: dict[int, tuple[str, _ParentEntry]]) -> None:
-        missing = [(pid, text, entry) for pid, (text, entry) in parents.items() if entry.seeker is None]
+    def _encode_seekers(self, parents: dict[tuple[int, str], _ParentEntry]) -> None:
+        missing = [(key[1], entry) for key, entry in parents.items() if entry.seeker is None]
         self.stats.seeker_cache_hits += len(parents) - len(missing)
         self.cache.hits += len(parents) - len(missing)
         self.cache.misses += len(missing)
         if not missing:
             return
-        texts = [text for _, text, _ in missing]
-        encodings = self._grouped(
-            texts, self.empathy.token_length, lambda group: self.empathy.encode_seekers(group), "seeker"
-        )
+        texts = [text for text, _ in missing]
+        lengths = [self.empathy.token_length(text) for text in texts]
+        encodings = self._grouped_by_length(texts, lengths, self.empathy.encode_seekers, "seeker")
         self.stats.seeker_encodings += len(missing)
-        for (_, _, entry), encoding in zip(missing, encodings, strict=True):
+        for (_, entry), encoding in zip(missing, encodings, strict=True):
             if not isinstance(encoding, InferenceError):
                 entry.seeker = encoding
 
     def _score_empathy(
-        self,
-        replies: list[tuple[int, ReplyScoreRequest, str, str]],
-        parents: dict[int, tuple[str, _ParentEntry]],
+        self, replies: list[_Reply], parents: dict[tuple[int, str], _ParentEntry]
     ) -> list[EmpathyResult | InferenceError]:
-        if not replies:
-            return []
         outcomes: list[EmpathyResult | InferenceError | None] = [None] * len(replies)
         scorable: list[int] = []
-        for position, (_, item, _, _) in enumerate(replies):
-            if parents[item.parent_id][1].seeker is None:
-                outcomes[position] = InferenceError(f"parent message {item.parent_id} could not be encoded")
+        for position, reply in enumerate(replies):
+            if parents[reply.parent_key].seeker is None:
+                outcomes[position] = InferenceError(
+                    f"parent message {reply.request.parent_id} could not be encoded"
+                )
             else:
                 scorable.append(position)
-        pairs = [(parents[replies[p][1].parent_id][1].seeker, replies[p][3]) for p in scorable]
-        lengths = [self.empathy.token_length(reply) for _, reply in pairs]
+        if scorable:
+            pairs = [(parents[replies[p].parent_key].seeker, replies[p].text) for p in scorable]
+            lengths = [self.empathy.token_length(text) for _, text in pairs]
 
-        def run(group: list[tuple[Any, str]]) -> list[EmpathyResult]:
-            self.stats.empathy_calls += 1
-            return self.empathy.score([seeker for seeker, _ in group], [reply for _, reply in group])
+            def run(group: list[tuple[Any, str]]) -> list[EmpathyResult]:
+                self.stats.empathy_calls += 1
+                return self.empathy.score([seeker for seeker, _ in group], [text for _, text in group])
 
-        scored = self._grouped_by_length(pairs, lengths, run, "reply")
-        for position, outcome in zip(scorable, scored, strict=True):
-            outcomes[position] = outcome
+            scored = self._grouped_by_length(pairs, lengths, run, "reply")
+            for position, outcome in zip(scorable, scored, strict=True):
+                outcomes[position] = outcome
         return [outcome if outcome is not None else InferenceError("not scored") for outcome in outcomes]
 
-    def _predict_risk(
-        self, texts: dict[tuple[str, int], str]
-    ) -> dict[tuple[str, int], RiskResult | InferenceError]:
+    def _predict_risk(self, texts: dict[tuple, str]) -> dict[tuple, RiskResult | InferenceError]:
         if not texts:
             return {}
         keys = list(texts)
-        values = [texts[key] for key in keys]
 
         def run(group: list[str]) -> list[RiskResult]:
             self.stats.risk_calls += 1
             return self.risk.predict(group)
 
-        predicted = self._grouped(values, self.risk.token_length, run, "risk")
-        self.stats.risk_texts += len(values)
+        # One call: the risk scorer already splits long posts into windows and batches them by length.
+        predicted = self._run_isolated([texts[key] for key in keys], run, "risk")
+        self.stats.risk_texts += len(keys)
         return dict(zip(keys, predicted, strict=True))
-
-    def _grouped(
-        self, texts: list[str], token_length: Callable[[str], int], run: Callable, what: str
-    ) -> list:
-        return self._grouped_by_length(texts, [token_length(text) for text in texts], run, what)
 
     def _grouped_by_length(self, inputs: list, lengths: list[int], run: Callable, what: str) -> list:
         """Run ``run`` over length-grouped slices of ``inputs``; results come back in input order."""

@@ -106,7 +106,11 @@ class RayServeClient:
         try:
             self._handle = await asyncio.to_thread(self._deploy_blocking)
         except Exception as exc:
-            self._failure = InferenceUnavailable(f"Ray Serve deployment failed: {type(exc).__name__}: {exc}")
+            self._failure = (
+                exc
+                if isinstance(exc, InferenceUnavailable)
+                else InferenceUnavailable(f"Ray Serve deployment failed: {type(exc).__name__}: {exc}")
+            )
             log.error("%s", self._failure)
             self._ready.set()  # wake waiters so they see the failure
             return
@@ -125,7 +129,25 @@ class RayServeClient:
                 include_dashboard=False,
             )
             self._started_ray = self.config.ray_address is None
-        return serve.run(build_app(self.config), name=self.app_name, route_prefix=None)
+        try:
+            return serve.run(build_app(self.config), name=self.app_name, route_prefix=None)
+        except Exception as exc:
+            raise InferenceUnavailable(
+                f"Ray Serve deployment failed: {self._failure_detail() or exc}"
+            ) from exc
+
+    def _failure_detail(self) -> str | None:
+        """The replica's own error (e.g. which model setting is wrong), from Serve's status message."""
+        from ray import serve
+
+        try:
+            application = serve.status().applications[self.app_name]
+            messages = [d.message for d in application.deployments.values() if d.message]
+        except Exception:  # status is best effort; the caller still reports the failure
+            return None
+        lines = [line.strip() for message in messages for line in message.splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line.split(":", 1)[0]]
+        return (errors or lines or [None])[-1]
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
