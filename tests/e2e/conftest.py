@@ -1,0 +1,343 @@
+"""End-to-end fixtures: the loopback Discord server, and the real PeerCare bot (every cog, a real SQLite file).
+
+Read tests/README.md for the guide. In short::
+
+    async def test_something(e2e):
+        post = await e2e.say(e2e.cast.support, e2e.cast.alice, "I had a rough day")
+        dm = await e2e.wait_for_dm(e2e.cast.bob)
+
+Override ``e2e_inference_config``, ``e2e_settings`` or ``e2e_extra_extensions`` in a test module to change
+the models, settings or extensions the bot starts with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+import yarl
+
+from bot.app import PeerCareBot, create_bot, extension_names
+from bot.db.migrate import upgrade_database
+from bot.settings import Settings
+from inference.config import InferenceConfig
+from inference.factory import create_inference_client
+from inference.types import Mechanism
+from tests.discord_server import DiscordServer, WaitTimeout
+
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.e2e
+
+BOT_READY_TIMEOUT_S = 30.0
+# Small, so READY follows the single GUILD_CREATE at once (member_count == members sent: no chunking).
+GUILD_READY_TIMEOUT_S = 0.05
+WATCHED_LOGGERS = ("discord", "bot", "cogs", "inference", "tests.e2e")
+
+
+# -- models ----------------------------------------------------------------------------------------------
+
+
+class TinyModelCache:
+    """Tiny real models built once per test session for each distinct set of forced outputs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._built: dict[tuple[Any, ...], tuple[dict[Mechanism, str], str]] = {}
+
+    def sources(
+        self,
+        *,
+        empathy_levels: Mapping[str, int] | int | None = None,
+        all_rationale: bool = True,
+        risk_forced: Mapping[str, float] | None = None,
+    ) -> tuple[dict[Mechanism, str], str]:
+        """(empathy sources, risk source). No ``risk_forced``: a model that always says low risk."""
+        key = (
+            tuple(sorted(empathy_levels.items())) if isinstance(empathy_levels, Mapping) else empathy_levels,
+            all_rationale,
+            tuple(sorted((risk_forced or {}).items())),
+        )
+        if key not in self._built:
+            from tests.support.tiny_empathy import build_tiny_empathy_models
+            from tests.support.tiny_risk import build_tiny_risk_model
+
+            folder = self.folder / f"set-{len(self._built)}"
+            empathy = build_tiny_empathy_models(
+                folder / "empathy", force_levels=empathy_levels, all_rationale=all_rationale
+            )
+            risk = build_tiny_risk_model(folder / "risk", forced=risk_forced, low_risk=risk_forced is None)
+            self._built[key] = ({Mechanism(m): str(p) for m, p in empathy.items()}, str(risk))
+        return self._built[key]
+
+    def config(self, **options: Any) -> InferenceConfig:
+        """An in-process CPU config over tiny models; ``options`` as for ``sources``."""
+        empathy, risk = self.sources(**options)
+        return InferenceConfig(
+            backend="inprocess",
+            device="cpu",
+            empathy_sources=empathy,
+            risk_source=risk,
+            max_batch_size=8,
+            max_wait_ms=1.0,
+            cpu_threads=1,
+            request_timeout_s=30.0,
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> TinyModelCache:
+    return TinyModelCache(tmp_path_factory.mktemp("e2e-models"))
+
+
+@pytest.fixture
+def e2e_inference_config(tiny_model_cache: TinyModelCache) -> InferenceConfig:
+    """The bot's models: ER level 2, IP 1, EX 0, every reply token a rationale; risk always low."""
+    return tiny_model_cache.config(empathy_levels={"ER": 2, "IP": 1, "EX": 0})
+
+
+# -- database and settings -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_database_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head; each test copies it (Alembic runs once per session)."""
+    path = tmp_path_factory.mktemp("e2e-db") / "template.db"
+    upgrade_database(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def e2e_database_url(migrated_database_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "peercare.db"
+    shutil.copyfile(migrated_database_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def e2e_settings() -> dict[str, Any]:
+    """Extra Settings fields for the bot (override in a module, e.g. ``{"dev_guild_id": ...}``)."""
+    return {}
+
+
+@pytest.fixture
+def e2e_extra_extensions() -> list[str]:
+    """Extensions loaded after every cog in cogs/ (e.g. ``["tests.e2e.probe_cog"]``)."""
+    return []
+
+
+# -- the server ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def discord_server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordServer]:
+    """A started loopback server; discord.py's REST base and gateway URL point at it for this test only."""
+    server = await DiscordServer().start()
+    monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway.url))
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+# -- the bot ---------------------------------------------------------------------------------------------
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps the tracebacks the bot logs: an exception in a handler is a bug unless a test expects it."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclasses.dataclass
+class BotRunner:
+    """Starts, stops, crashes and restarts the real bot against ``server`` on one database file."""
+
+    server: DiscordServer
+    database_url: str
+    inference_config: InferenceConfig
+    settings_overrides: dict[str, Any]
+    extra_extensions: list[str]
+    bot: PeerCareBot | None = None
+    token: str = ""
+    task: asyncio.Task[None] | None = None
+    starts: int = 0
+
+    def settings(self) -> Settings:
+        options: dict[str, Any] = {
+            "discord_token": self.token,
+            "database_url": self.database_url,
+            "dev_guild_id": None,
+            "inference_backend": "inprocess",
+            "log_level": "INFO",
+            **self.settings_overrides,
+        }
+        return Settings(**options)
+
+    async def start(self) -> PeerCareBot:
+        """Start a fresh bot instance (new token, new inference client) and wait for READY."""
+        self.token = self.server.new_token()
+        inference = create_inference_client(self.inference_config)
+        bot = create_bot(
+            self.settings(),
+            inference=inference,
+            extensions=[*extension_names(), *self.extra_extensions],
+            guild_ready_timeout=GUILD_READY_TIMEOUT_S,
+        )
+        self.bot = bot
+        self.starts += 1
+        self.task = asyncio.create_task(bot.start(self.token), name=f"peercare-bot-{self.starts}")
+        ready = asyncio.create_task(bot.wait_until_ready())
+        done, _ = await asyncio.wait(
+            {ready, self.task}, timeout=BOT_READY_TIMEOUT_S, return_when="FIRST_COMPLETED"
+        )
+        if ready not in done:
+            ready.cancel()
+            if self.task in done:
+                self.task.result()  # raises what stopped the bot
+            raise WaitTimeout(f"the bot was not ready after {BOT_READY_TIMEOUT_S}s")
+        return bot
+
+    async def stop(self) -> None:
+        """A clean shutdown (SIGTERM): cogs unload, the scheduler stops, the database closes."""
+        bot, task = self.bot, self.task
+        if bot is None:
+            return
+        await bot.close()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, discord.ConnectionClosed):
+                await task
+        self.bot = self.task = None
+
+    async def crash(self) -> None:
+        """The process dies: no cog unloads, no flushing. Discord forgets the session; local resources close."""
+        bot, task = self.bot, self.task
+        if bot is None:
+            return
+        await self.server.revoke_token(self.token)  # a dead process makes no more requests that succeed
+        if bot.scheduler.running:
+            bot.scheduler.shutdown(wait=False)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        # Handlers still running in the dead bot die with it.
+        for other in asyncio.all_tasks():
+            if other is not asyncio.current_task() and other.get_name().startswith("discord"):
+                other.cancel()
+        await bot.http.close()
+        if bot._inference is not None:
+            await bot._inference.close()
+        await bot.database.close()
+        self.bot = self.task = None
+
+    async def restart(self, *, crash: bool = False) -> PeerCareBot:
+        """Stop (or crash) the running bot, then start a fresh instance on the same database."""
+        await (self.crash() if crash else self.stop())
+        return await self.start()
+
+
+@pytest.fixture
+async def bot_runner(
+    discord_server: DiscordServer,
+    e2e_database_url: str,
+    e2e_inference_config: InferenceConfig,
+    e2e_settings: dict[str, Any],
+    e2e_extra_extensions: list[str],
+) -> AsyncIterator[BotRunner]:
+    """A BotRunner that is not started yet (use ``e2e`` for a started bot)."""
+    runner = BotRunner(
+        discord_server, e2e_database_url, e2e_inference_config, dict(e2e_settings), list(e2e_extra_extensions)
+    )
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+class E2E:
+    """One running bot and the loopback server, with the helpers tests use. See tests/README.md."""
+
+    def __init__(self, server: DiscordServer, runner: BotRunner, errors: _ErrorLog) -> None:
+        self.server = server
+        self.runner = runner
+        self.cast = server.cast
+        self.faults = server.faults
+        self.requests = server.requests
+        self.gateway = server.gateway
+        self._errors = errors
+        self._errors_expected = False
+        # Discord-side actions and waits, straight from the server.
+        self.say = server.say
+        self.edit = server.edit
+        self.delete = server.delete
+        self.slash = server.slash
+        self.click = server.click
+        self.submit_modal = server.submit_modal
+        self.remove_member = server.remove_member
+        self.delete_guild = server.delete_guild
+        self.wait_for_dm = server.wait_for_dm
+        self.dms_to = server.dms_to
+        self.sent_to = server.sent_to
+        self.wait_for_message_in = server.wait_for_message_in
+        self.wait_for_request = server.wait_for_request
+        self.wait_until = server.wait_until
+        self.settle = server.settle
+
+    @property
+    def bot(self) -> PeerCareBot:
+        assert self.runner.bot is not None, "the bot is not running"
+        return self.runner.bot
+
+    @property
+    def database(self):  # type: ignore[no-untyped-def]
+        """The running bot's Database: ``async with e2e.database.session() as session: ...``."""
+        return self.bot.database
+
+    async def restart_bot(self, *, crash: bool = False) -> PeerCareBot:
+        """A fresh bot instance on the same database; ``crash=True`` kills the old one without shutdown."""
+        return await self.runner.restart(crash=crash)
+
+    async def wait_until_scored(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+        return await self.server.wait_until(condition, timeout, "a condition on the bot")
+
+    def expect_errors(self) -> None:
+        """This test makes the bot log errors on purpose; do not fail it for them."""
+        self._errors_expected = True
+
+    def logged_errors(self) -> list[logging.LogRecord]:
+        return list(self._errors.records)
+
+
+@pytest.fixture
+async def e2e(discord_server: DiscordServer, bot_runner: BotRunner) -> AsyncIterator[E2E]:
+    """The real bot, started and READY against the loopback server. Fails the test if the bot logged errors."""
+    errors = _ErrorLog()
+    loggers = [logging.getLogger(name) for name in WATCHED_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(errors)
+    harness = E2E(discord_server, bot_runner, errors)
+    try:
+        await bot_runner.start()
+        yield harness
+        await bot_runner.stop()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(errors)
+    if errors.records and not harness._errors_expected:
+        details = "\n".join(f"{r.name}: {r.getMessage()}" for r in errors.records[:5])
+        pytest.fail(f"the bot logged {len(errors.records)} error(s):\n{details}")
