@@ -1,0 +1,342 @@
+"""Benchmark: the naive way of scoring replies against PeerCare's inference worker, same models, same messages.
+
+    python bench/inference.py [--quick] [--json] [--backend worker|inprocess] [--device auto|cpu|cuda]
+
+The naive way is the seed model cards' usage: one reply at a time, every input padded to 64 tokens, the
+three empathy models each encoding the seeker post again, plus the risk model on the post. PeerCare's way
+is the worker backend: dynamic batching grouped by length, one seeker encoding per parent (cached),
+inference mode, bf16 on GPU. Reports replies/s (saturated), p50/p99 latency under a steady offered load
+(70% of each side's own capacity), peak RSS and the speedup. With --json the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+# `python bench/inference.py` puts bench/ first on sys.path, where this file would shadow the `inference`
+# package; put the repository root there instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench"]
+sys.path.insert(0, str(_ROOT))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench.load import peak_rss_mb, saturate, steady_load  # noqa: E402
+from bench.messages import make_conversations, reply_requests  # noqa: E402
+from bench.models import BenchModels, prepare_models  # noqa: E402
+from inference.config import InferenceConfig  # noqa: E402
+
+log = logging.getLogger("bench.inference")
+
+# Offered load for the latency figures, as a share of each side's own measured capacity.
+LOAD_SHARE = 0.7
+H100_BF16_DENSE_TFLOPS = 989.0
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- the naive side (its own process, so its memory and threads are its own) --------------------------------
+
+
+def _naive_child(models: BenchModels, device: str, parents: int, seed: int, threads: int, queue) -> None:
+    try:
+        from bench.naive import measure_naive
+
+        queue.put(measure_naive(models, device=device, parents=parents, seed=seed, threads=threads))
+    except BaseException as exc:  # report, don't hang the parent
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_naive(models: BenchModels, *, device: str, parents: int, seed: int, threads: int) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_naive_child, args=(models, device, parents, seed, threads, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    if "error" in result:
+        raise SystemExit(f"naive benchmark failed: {result['error']}")
+    return result
+
+
+# -- PeerCare's side -------------------------------------------------------------------------------------------
+
+
+def gpu_memory_mb(pid: int) -> float | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 2 and fields[0] == str(pid):
+            return float(fields[1])
+    return None
+
+
+async def run_peercare(
+    models: BenchModels, *, backend: str, device: str, parents: int, seed: int, threads: int, max_batch: int
+) -> dict[str, Any]:
+    from inference.factory import create_inference_client
+
+    config = InferenceConfig(
+        backend=backend,  # type: ignore[arg-type]
+        device=device,  # type: ignore[arg-type]
+        empathy_sources=dict(models.empathy),
+        risk_source=models.risk,
+        max_batch_size=max_batch,
+        max_wait_ms=5.0,
+        queue_size=100_000,  # this measures speed, not shedding
+        cpu_threads=threads,
+        request_timeout_s=600,
+        heartbeat_timeout_s=120,
+    )
+    client = create_inference_client(config)
+    started = time.perf_counter()
+    await client.start()
+    await client.wait_ready()  # type: ignore[attr-defined]
+    load_s = time.perf_counter() - started
+
+    # Distinct message ids per phase, so no phase finds another's parents in the seeker cache.
+    warm = reply_requests(make_conversations(8, seed=seed + 99, id_offset=9_000_000))
+    capacity_requests = reply_requests(make_conversations(parents, seed=seed, id_offset=1_000_000))
+    steady_requests = reply_requests(make_conversations(parents, seed=seed, id_offset=2_000_000))
+    await asyncio.gather(*(client.score_reply(r) for r in warm))
+
+    throughput = await saturate(client.score_reply, capacity_requests, concurrency=4 * max_batch)
+    latency = await steady_load(client.score_reply, steady_requests, rate_per_s=LOAD_SHARE * throughput.per_s)
+
+    pid = getattr(client, "pid", None)
+    worker_rss = peak_rss_mb(pid) if pid else float("nan")
+    result = {
+        "backend": backend,
+        "device": getattr(client, "device", None) or device,
+        "load_s": round(load_s, 2),
+        "replies": throughput.replies,
+        "replies_per_s": throughput.per_s,
+        "steady": dataclasses.asdict(latency),
+        # The bench process's own figure includes building the models, so only the worker's is reported.
+        "peak_rss_mb": {"worker": worker_rss, "bench_process": peak_rss_mb()},
+        "gpu_memory_mb": gpu_memory_mb(pid) if pid and device != "cpu" else None,
+    }
+    engine = getattr(client, "engine", None)
+    if engine is not None:
+        result["engine_stats"] = dataclasses.asdict(engine.stats)
+    await client.close()
+    return result
+
+
+# -- int8 ------------------------------------------------------------------------------------------------------
+
+
+def measure_int8(models: BenchModels, *, parents: int, seed: int, threads: int) -> dict[str, Any]:
+    """Engine replies/s in fp32 and dynamic int8, and how often int8 gives the same levels and tiers."""
+    from inference.engine import ScoringEngine
+
+    requests = reply_requests(make_conversations(parents, seed=seed + 7, id_offset=3_000_000))
+    base = InferenceConfig(
+        backend="inprocess",
+        device="cpu",
+        empathy_sources=dict(models.empathy),
+        risk_source=models.risk,
+        cpu_threads=threads,
+    )
+    outcomes: dict[str, Any] = {}
+    for name, quantize in (("fp32", False), ("int8", True)):
+        engine = ScoringEngine.load(dataclasses.replace(base, quantize_int8=quantize, int8_min_agreement=0.0))
+        started = time.perf_counter()
+        results = []
+        for start in range(0, len(requests), 32):
+            results.extend(engine.score_batch(requests[start : start + 32]))
+        elapsed = time.perf_counter() - started
+        outcomes[name] = {"replies_per_s": len(requests) / elapsed, "results": results}
+        outcomes[name + "_probe_agreement"] = engine.model_versions.get("int8")
+    same_level = same_tier = total_levels = 0
+    for a, b in zip(outcomes["fp32"]["results"], outcomes["int8"]["results"], strict=True):
+        for mechanism, score in a.empathy.by_mechanism().items():
+            same_level += score.level == b.empathy.by_mechanism()[mechanism].level
+            total_levels += 1
+        same_tier += a.parent_risk.tier == b.parent_risk.tier
+    return {
+        "replies": len(requests),
+        "fp32_replies_per_s": outcomes["fp32"]["replies_per_s"],
+        "int8_replies_per_s": outcomes["int8"]["replies_per_s"],
+        "level_agreement": same_level / max(1, total_levels),
+        "risk_tier_agreement": same_tier / max(1, len(requests)),
+    }
+
+
+# -- report ----------------------------------------------------------------------------------------------------
+
+
+def roofline_share(naive: dict[str, Any], peercare: dict[str, Any]) -> float | None:
+    """Useful FLOP/s over the H100's dense bf16 peak (useful = unpadded tokens x 2 x parameters)."""
+    flops_per_reply = naive.get("useful_gflop_per_reply")
+    if not flops_per_reply:
+        return None
+    return peercare["replies_per_s"] * flops_per_reply * 1e9 / (H100_BF16_DENSE_TFLOPS * 1e12)
+
+
+def print_report(summary: dict[str, Any]) -> None:
+    naive, ours = summary["naive"], summary["peercare"]
+    print(f"PeerCare inference benchmark — {summary['date']}")
+    print(
+        f"machine: {summary['machine']['cpu']} ({summary['machine']['cores_usable']} usable cores)"
+        f", load average {summary['load_before']} -> {summary['load_after']}"
+    )
+    print(f"models: {summary['models']}; device: {summary['device']}; messages: {summary['messages']}")
+    print()
+    header = f"{'':28}{'replies/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'peak RSS MiB':>14}"
+    print(header)
+    print("-" * len(header))
+    print(
+        f"{'naive (batch 1, pad 64)':28}{naive['replies_per_s']:>12.1f}{naive['steady']['p50_ms']:>10.1f}"
+        f"{naive['steady']['p99_ms']:>10.1f}{naive['peak_rss_mb']:>14.0f}"
+    )
+    print(
+        f"{'PeerCare ' + ours['backend']:28}{ours['replies_per_s']:>12.1f}{ours['steady']['p50_ms']:>10.1f}"
+        f"{ours['steady']['p99_ms']:>10.1f}{ours['peak_rss_mb']['worker']:>14.0f}"
+    )
+    print()
+    print(
+        f"speedup vs naive: {summary['speedup_vs_naive']:.2f}x  (latency at {LOAD_SHARE:.0%} of each side's capacity:"
+        f" naive {naive['steady']['offered_per_s']:.1f}/s, PeerCare {ours['steady']['offered_per_s']:.1f}/s)"
+    )
+    if summary.get("roofline_share") is not None:
+        print(
+            f"GPU: {summary['roofline_share']:.2%} of the H100 dense bf16 roofline; "
+            f"GPU memory naive {naive.get('gpu_memory_mb')} MiB, PeerCare {ours.get('gpu_memory_mb')} MiB"
+        )
+    if summary.get("int8"):
+        q = summary["int8"]
+        print(
+            f"int8 (engine, in-process): fp32 {q['fp32_replies_per_s']:.1f}/s -> int8 {q['int8_replies_per_s']:.1f}/s;"
+            f" level agreement {q['level_agreement']:.3f}, risk tier agreement {q['risk_tier_agreement']:.3f}"
+            f" over {q['replies']} replies"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer messages (about a minute on 2 CPU cores)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--backend", choices=("worker", "inprocess"), default="worker")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--models",
+        choices=("auto", "shipped", "fresh"),
+        default="auto",
+        help="shipped models, or freshly initialised MiniLM-shaped ones (same compute); "
+        "auto = shipped when present",
+    )
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every usable core)")
+    parser.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure dynamic int8 (default: on for full CPU runs)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Quiet transformers' per-load reports and progress bars (here and in the child processes).
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+    from inference.engine import resolve_device
+
+    device = resolve_device(args.device)
+    threads = args.threads or len(os.sched_getaffinity(0))
+    naive_parents, peercare_parents = (8, 40) if args.quick else (40, 200)
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="peercare-bench-") as scratch:
+        models = prepare_models(args.models, Path(scratch))
+        naive = run_naive(models, device=device, parents=naive_parents, seed=args.seed, threads=threads)
+        peercare = asyncio.run(
+            run_peercare(
+                models,
+                backend=args.backend,
+                device=device,
+                parents=peercare_parents,
+                seed=args.seed,
+                threads=threads,
+                max_batch=args.max_batch,
+            )
+        )
+        want_int8 = args.int8 if args.int8 is not None else (not args.quick and device == "cpu")
+        int8 = measure_int8(models, parents=40, seed=args.seed, threads=threads) if want_int8 else None
+    summary: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "models": models.description,
+        "device": device,
+        "messages": f"naive {naive['replies']} replies / {naive_parents} parents; PeerCare {peercare['replies']}"
+        f" replies / {peercare_parents} parents per phase",
+        "naive": naive,
+        "peercare": peercare,
+        "int8": int8,
+        "speedup_vs_naive": peercare["replies_per_s"] / naive["replies_per_s"],
+        "replies_per_s": peercare["replies_per_s"],
+        "p50_ms": peercare["steady"]["p50_ms"],
+        "p99_ms": peercare["steady"]["p99_ms"],
+    }
+    if device == "cuda":
+        summary["roofline_share"] = roofline_share(naive, peercare)
+    print_report(summary)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
