@@ -1,0 +1,115 @@
+"""A high-risk post reaches a human only as the member's consent allows: yes, ask me first, or no."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.db.models import EscalationConsent, EscalationState
+from tests.e2e.safety_support import (
+    CALM_POST,
+    CRISIS_POST,
+    HEAVY_POST,
+    alerts,
+    cases,
+    go_live,
+    post_crisis,
+    wait_for_alert,
+    wait_for_audit,
+    wait_for_case,
+)
+
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_escalation_waits_for_consent(e2e):
+    await go_live(e2e, EscalationConsent.ASK_FIRST)
+    await post_crisis(e2e)
+    question = await e2e.wait_for_dm(e2e.cast.alice)
+    case = await wait_for_case(e2e, EscalationState.AWAITING_MEMBER)
+    await e2e.settle()
+    assert alerts(e2e) == []  # nobody told yet
+    assert "Would you like one of the server's moderators to reach out" in question.content
+    assert "988" in question.content  # crisis resources come with the question
+    await e2e.click(question, f"peercare:askfirst:yes:{case.id}", user=e2e.cast.alice)
+    alert = await wait_for_alert(e2e)
+    assert CRISIS_POST in alert.text
+
+
+async def test_member_saying_no_keeps_moderators_out(e2e):
+    await go_live(e2e, EscalationConsent.ASK_FIRST)
+    await post_crisis(e2e)
+    question = await e2e.wait_for_dm(e2e.cast.alice)
+    case = await wait_for_case(e2e, EscalationState.AWAITING_MEMBER)
+    click = await e2e.click(question, f"peercare:askfirst:no:{case.id}", user=e2e.cast.alice)
+    await click.reply(lambda m: "nobody has been told" in m.content)
+    declined = await wait_for_case(e2e, EscalationState.DECLINED)
+    await e2e.settle()
+    assert alerts(e2e) == [] and declined.excerpt is None
+
+
+async def test_no_consent_sends_private_resources_only(e2e):
+    await go_live(e2e, EscalationConsent.NO)
+    await post_crisis(e2e)
+    dm = await e2e.wait_for_dm(e2e.cast.alice)
+    case = await wait_for_case(e2e, EscalationState.MEMBER_SUPPORTED)
+    await e2e.settle()
+    assert "988" in dm.content and "Nobody else has been told" in dm.content
+    assert CRISIS_POST not in dm.content  # the member's words are never repeated back
+    assert e2e.sent_to(e2e.cast.mod_alerts) == []
+    assert case.excerpt is None
+
+
+async def test_members_own_setting_overrides_the_server_default(e2e):
+    await go_live(e2e, EscalationConsent.YES)
+    command = await e2e.slash(
+        "peercare safety", {"choice": "no"}, user=e2e.cast.alice, channel=e2e.cast.general
+    )
+    confirmation = await command.reply()
+    assert confirmation.ephemeral and "No moderator is told" in confirmation.content
+    await post_crisis(e2e)
+    await e2e.wait_for_dm(e2e.cast.alice)
+    await e2e.settle()
+    assert alerts(e2e) == []
+
+
+async def test_alert_pings_only_the_moderator_role(e2e):
+    await go_live(e2e, EscalationConsent.YES)
+    post = await post_crisis(e2e, text=CRISIS_POST + " @everyone <@&1>")
+    alert = await wait_for_alert(e2e)
+    role = e2e.cast.moderator_role
+    assert alert.content.startswith(role.mention)
+    assert alert.allowed_mentions["parse"] == [] and [str(r) for r in alert.allowed_mentions["roles"]] == [
+        str(role.id)
+    ]
+    embed = alert.embeds[0]
+    assert role.mention not in str(embed)  # the ping is outside the embed
+    assert post.jump_url_path in embed["description"]
+    fields = {field["name"]: field["value"] for field in embed["fields"]}
+    assert fields["Tier"] == "high" and fields["Main labels"] == "crisis phrase"
+    assert "I just want to die" in fields["Excerpt"]
+    assert alert.custom_ids() == [
+        f"peercare:alert:{action}:{(await cases(e2e))[0].id}"
+        for action in ("acknowledge", "claim", "resolve", "false_alarm")
+    ]
+
+
+async def test_shadow_mode_sends_no_dm_and_no_alert(e2e):
+    await go_live(e2e, EscalationConsent.YES, shadow=True)
+    await post_crisis(e2e)
+    await wait_for_audit(e2e, "escalation.shadow")
+    await e2e.settle()
+    assert e2e.sent_to(e2e.cast.mod_alerts) == [] and e2e.dms_to(e2e.cast.alice) == []
+    assert await cases(e2e) == []
+
+
+@pytest.mark.parametrize("text", [HEAVY_POST, CALM_POST])
+async def test_post_below_high_tier_alerts_no_one(e2e, text):
+    await go_live(e2e, EscalationConsent.YES)
+    await post_crisis(e2e, text=text)
+    await e2e.settle(quiet=0.5)
+    assert e2e.sent_to(e2e.cast.mod_alerts) == [] and e2e.dms_to(e2e.cast.alice) == []
+    assert await cases(e2e) == []
