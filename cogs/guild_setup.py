@@ -44,16 +44,20 @@ def _load_default_thresholds(source: str) -> RiskThresholds:
     return RiskScorer.default_thresholds(source)  # type: ignore[attr-defined]
 
 
-async def default_thresholds(bot: commands.Bot) -> RiskThresholds:
-    """The risk model card's calibrated thresholds for the configured risk model (read off the loop)."""
+async def default_thresholds(bot: commands.Bot) -> RiskThresholds | None:
+    """The risk model card's calibrated thresholds for RISK_MODEL (read off the loop); None if unreadable."""
     cached = getattr(bot, "_peercare_default_thresholds", None)
     if cached is None:
-        cached = await asyncio.to_thread(_load_default_thresholds, bot.settings.risk_model)  # type: ignore[attr-defined]
+        try:
+            cached = await asyncio.to_thread(_load_default_thresholds, bot.settings.risk_model)  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.warning("cannot read the risk model's default thresholds: %s", type(exc).__name__)
+            return None
         bot._peercare_default_thresholds = cached  # type: ignore[attr-defined]
     return cached
 
 
-def _summary(settings: GuildSettings, thresholds: RiskThresholds) -> discord.Embed:
+def _summary(settings: GuildSettings, thresholds: RiskThresholds | None) -> discord.Embed:
     embed = discord.Embed(title="PeerCare settings", colour=discord.Colour.blurple())
     embed.add_field(
         name="Mode",
@@ -90,7 +94,9 @@ def _summary(settings: GuildSettings, thresholds: RiskThresholds) -> discord.Emb
     )
     embed.add_field(
         name="Risk thresholds" + ("" if settings.risk_thresholds else " (model card defaults)"),
-        value=risk_thresholds.describe(thresholds)[:1024] or "—",
+        value=(risk_thresholds.describe(thresholds)[:1024] or "—")
+        if thresholds is not None
+        else "the risk model's thresholds cannot be read (check RISK_MODEL)",
         inline=False,
     )
     embed.add_field(
@@ -110,12 +116,7 @@ class GuildSetup(commands.Cog):
     async def cog_load(self) -> None:
         # Read the model card's thresholds once at start (a small JSON read, no weights): the escalation
         # cog re-tiers posts against them when a guild has its own thresholds.
-        try:
-            await default_thresholds(self.bot)
-        except Exception as exc:
-            log.warning(
-                "risk model thresholds not readable yet (%s); /peercare setup will retry", type(exc).__name__
-            )
+        await default_thresholds(self.bot)
 
     @app_commands.command(name="setup", description="Configure PeerCare for this server (Manage Server)")
     @app_commands.describe(
@@ -182,13 +183,22 @@ class GuildSetup(commands.Cog):
         async with self.bot.database.session() as session:  # type: ignore[attr-defined]
             current = await guild_settings.get_or_create(session, interaction.guild.id)
             if high_threshold is not None or elevated_threshold is not None:
+                if defaults is None:
+                    raise UserFacingError(
+                        "I cannot read the risk model's default thresholds (check RISK_MODEL), "
+                        "so I cannot change thresholds right now."
+                    )
                 changes["risk_thresholds"] = risk_thresholds.updated(
                     current.risk_thresholds, defaults, high=high_threshold, elevated=elevated_threshold
                 )
             settings = await guild_settings.update(
                 session, interaction.guild.id, interaction.user.id, **changes
             )
-            thresholds = risk_thresholds.from_mapping(settings.risk_thresholds, defaults)
+            thresholds = (
+                risk_thresholds.from_mapping(settings.risk_thresholds, defaults)
+                if defaults is not None
+                else None
+            )
             embed = _summary(settings, thresholds)
             warnings = self._warnings(interaction.guild, settings)
         content = "Saved." if changes else "Current settings (pass options to change them):"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -18,9 +19,13 @@ from bot.services import audit
 async def get_or_create(session: AsyncSession, guild_id: int, user_id: int) -> MemberConsent:
     consent = await session.get(MemberConsent, (guild_id, user_id))
     if consent is None:
-        consent = MemberConsent(guild_id=guild_id, user_id=user_id, coaching=CoachingChoice.UNSET)
-        session.add(consent)
-        await session.flush()
+        try:
+            async with session.begin_nested():
+                consent = MemberConsent(guild_id=guild_id, user_id=user_id, coaching=CoachingChoice.UNSET)
+                session.add(consent)
+        except IntegrityError:  # another event handler created it at the same moment
+            consent = await session.get(MemberConsent, (guild_id, user_id))
+            assert consent is not None
     return consent
 
 

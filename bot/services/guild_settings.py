@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import GuildSettings
@@ -35,9 +36,13 @@ async def get_or_create(session: AsyncSession, guild_id: int) -> GuildSettings:
     """The guild's settings row; a new guild starts in shadow mode so nothing is sent until set up."""
     settings = await session.get(GuildSettings, guild_id)
     if settings is None:
-        settings = GuildSettings(guild_id=guild_id)
-        session.add(settings)
-        await session.flush()
+        try:
+            async with session.begin_nested():
+                settings = GuildSettings(guild_id=guild_id)
+                session.add(settings)
+        except IntegrityError:  # another event handler created it at the same moment
+            settings = await session.get(GuildSettings, guild_id)
+            assert settings is not None
     return settings
 
 
