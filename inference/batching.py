@@ -72,6 +72,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._risk: deque[_Entry] = deque()
         self._coaching: deque[_Entry] = deque()
         self._by_item: dict[Item, asyncio.Future] = {}
+        self._running: list[_Entry] = []
         self._ready = asyncio.Event()
         self._work = asyncio.Event()
         self._full = asyncio.Event()
@@ -95,13 +96,14 @@ class MicroBatcher(Generic[Item, Result]):
         return self._ready.is_set()
 
     def fail(self, error: BaseException) -> None:
-        """The models will never be ready (e.g. they failed to load): fail everything queued and future calls."""
+        """The models will never be ready (e.g. they failed to load): fail everything waiting and future calls."""
         self._failure = error
-        for entry in [*self._risk, *self._coaching]:
+        for entry in [*self._risk, *self._coaching, *self._running]:
             if not entry.future.done():
                 entry.future.set_exception(error)
         self._risk.clear()
         self._coaching.clear()
+        self._running = []
         self._by_item.clear()
 
     async def close(self) -> None:
@@ -195,6 +197,7 @@ class MicroBatcher(Generic[Item, Result]):
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Entry]) -> None:
         items = [entry.item for entry in batch]
+        self._running = batch
         self.stats.batches += 1
         self.stats.items += len(items)
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))
@@ -212,6 +215,7 @@ class MicroBatcher(Generic[Item, Result]):
                 else InferenceError(f"scoring failed: {type(exc).__name__}")
             )
             results = [error] * len(items)
+        self._running = []
         for entry, result in zip(batch, results, strict=True):
             self._by_item.pop(entry.item, None)
             if entry.future.done():

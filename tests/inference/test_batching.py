@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from inference.batching import AdmissionGate, MicroBatcher, plan_length_groups
-from inference.errors import InputRejected, RequestShed
+from inference.errors import InferenceUnavailable, InputRejected, RequestShed
 from inference.types import Priority
 
 
@@ -168,6 +168,16 @@ async def test_failure_before_ready_answers_waiting_requests():
     with pytest.raises(InputRejected):
         await pending
     await batcher.close()
+
+
+async def test_closing_answers_requests_whose_batch_is_still_running():
+    fn = RecordingBatchFunction()
+    batcher = make_batcher(fn)
+    running = await hold_first_batch(batcher, fn)
+    await batcher.close()
+    fn.release.set()
+    with pytest.raises(InferenceUnavailable):
+        await asyncio.wait_for(running, 2)
 
 
 async def test_admission_gate_sheds_coaching_but_admits_risk_past_its_limit():

@@ -56,6 +56,17 @@ def test_an_edited_parent_is_encoded_again(fresh):
     assert fresh.stats.seeker_encodings == 2
 
 
+def test_replies_quoting_a_parent_before_and_after_an_edit_use_their_own_text(fresh):
+    before = ReplyScoreRequest(1, PARENT, 10, REPLIES[1])
+    after = ReplyScoreRequest(1, "My dog ran away this morning and the house feels empty.", 11, REPLIES[1])
+    together = fresh.score_batch([before, after])
+    fresh.cache.clear()
+    (alone,) = fresh.score_batch([after])
+    probabilities = [r.empathy.emotional_reactions.probabilities for r in (*together, alone)]
+    assert probabilities[0] != pytest.approx(probabilities[1], abs=1e-6)  # the two parents really differ
+    assert probabilities[1] == pytest.approx(probabilities[2], abs=1e-4)
+
+
 def test_the_seeker_cache_keeps_only_its_capacity():
     cache = SeekerCache(2)
     for parent_id in range(3):
