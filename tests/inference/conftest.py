@@ -46,6 +46,8 @@ def tiny_config(tiny_models: TinyModels) -> Callable[..., InferenceConfig]:
             "heartbeat_interval_s": 0.2,
             "heartbeat_timeout_s": 20.0,
             "request_timeout_s": 30.0,
+            # Several Ray Serve apps may be up at once in the contract tests; keep each replica small.
+            "ray_replica_cpus": 0.25,
         }
         options.update(overrides)
         return InferenceConfig(**options)  # type: ignore[arg-type]
