@@ -1,0 +1,156 @@
+"""Escalations are written before sending, delivered at least once across crashes, and never posted twice.
+
+A crash is simulated by making one step of delivery hang (the process "freezes" there), then killing the
+bot with ``restart_bot(crash=True)``: no shutdown, no flushing; a fresh bot starts on the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+
+from bot.db.models import EscalationConsent, EscalationState, utcnow
+from bot.services import escalation, guild_settings
+from tests.discord_server.faults import missing_permissions
+from tests.e2e.safety_support import (
+    CRISIS_POST,
+    alerts,
+    audit_actions,
+    go_live,
+    post_crisis,
+    wait_for_alert,
+    wait_for_case,
+)
+
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.e2e
+
+
+class Freeze:
+    """Make ``escalation.<name>`` hang forever, as if the process froze right there; ``thaw`` restores it.
+
+    (Not ``monkeypatch.undo()``: that would also undo the fixture's redirection of discord.py to the server.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.original = getattr(escalation, name)
+        self.reached = asyncio.Event()
+
+        async def frozen(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.reached.set()
+            await asyncio.Event().wait()
+
+        setattr(escalation, name, frozen)
+
+    async def wait_reached(self) -> None:
+        await asyncio.wait_for(self.reached.wait(), 10)
+
+    def thaw(self) -> None:
+        setattr(escalation, self.name, self.original)
+
+
+@pytest.fixture
+def freeze():  # type: ignore[no-untyped-def]
+    frozen: list[Freeze] = []
+
+    def make(name: str) -> Freeze:
+        frozen.append(Freeze(name))
+        return frozen[-1]
+
+    yield make
+    for item in frozen:
+        item.thaw()
+
+
+async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
+    await go_live(e2e, EscalationConsent.YES)
+    frozen = freeze("mark_alerted")  # the alert is sent, the database never hears of it
+    await post_crisis(e2e)
+    await frozen.wait_reached()
+    assert len(alerts(e2e)) == 1
+    frozen.thaw()
+    await e2e.restart_bot(crash=True)
+    case = await wait_for_case(e2e, EscalationState.ALERTED)
+    await e2e.settle()
+    assert len(alerts(e2e)) == 1
+    assert case.alert_message_id == alerts(e2e)[0].id
+    assert e2e.requests.find(method="GET", route="/channels/{channel_id}/messages")  # it looked first
+
+
+async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e, freeze):
+    await go_live(e2e, EscalationConsent.YES)
+    frozen = freeze("mark_attempt")  # dies after writing the case, before sending
+    await post_crisis(e2e)
+    await frozen.wait_reached()
+    assert (await wait_for_case(e2e)).state is EscalationState.PENDING
+    assert alerts(e2e) == []
+    frozen.thaw()
+    await e2e.restart_bot(crash=True)
+    alert = await wait_for_alert(e2e)
+    await wait_for_case(e2e, EscalationState.ALERTED)
+    await e2e.settle()
+    assert len(alerts(e2e)) == 1 and CRISIS_POST in alert.text
+
+
+async def test_high_risk_post_is_escalated_even_if_the_bot_died_before_deciding(e2e, freeze):
+    await go_live(e2e, EscalationConsent.YES)
+    frozen = freeze("handle_seeker_risk")  # the post's risk is stored; the event is lost
+    post = await post_crisis(e2e)
+    await frozen.wait_reached()
+    frozen.thaw()
+    await e2e.restart_bot(crash=True)
+    await e2e.bot.get_cog("Escalations").sweep(utcnow() + timedelta(minutes=3))
+    alert = await wait_for_alert(e2e)
+    assert post.jump_url_path in alert.text
+    assert CRISIS_POST not in alert.text  # text is not kept on risk rows: the link is what remains
+
+
+async def test_alert_channel_permission_error_is_recorded_and_retried(e2e):
+    await go_live(e2e, EscalationConsent.YES)
+    e2e.faults.next_request(
+        missing_permissions(), method="POST", path=f"/channels/{e2e.cast.mod_alerts.id}/messages"
+    )
+    await post_crisis(e2e)
+    case = await wait_for_case(e2e)
+    for _ in range(100):
+        if case.last_error:
+            break
+        await asyncio.sleep(0.05)
+        case = await wait_for_case(e2e)
+    assert case.state is EscalationState.PENDING and "403" in case.last_error
+    assert "escalation.delivery_failed" in await audit_actions(e2e)
+    await e2e.bot.get_cog("Escalations").sweep()
+    await wait_for_case(e2e, EscalationState.ALERTED)
+    assert len(alerts(e2e)) == 1
+
+
+async def test_missing_alert_channel_keeps_the_case_until_setup_is_fixed(e2e):
+    await go_live(e2e, EscalationConsent.YES, alert_channel=False)
+    await post_crisis(e2e)
+    for _ in range(100):
+        case = await wait_for_case(e2e)
+        if case.last_error:
+            break
+        await asyncio.sleep(0.05)
+    assert "no moderator alert channel" in case.last_error and case.state is EscalationState.PENDING
+    async with e2e.database.session() as session:
+        await guild_settings.update(
+            session, e2e.cast.guild.id, e2e.cast.moderator.id, alert_channel_id=e2e.cast.mod_alerts.id
+        )
+    await e2e.bot.get_cog("Escalations").sweep()
+    await wait_for_alert(e2e)
+
+
+async def test_member_with_closed_dms_is_not_asked_and_nobody_is_told(e2e):
+    await go_live(e2e, EscalationConsent.ASK_FIRST)
+    e2e.faults.block_dms(e2e.cast.alice.id)
+    await post_crisis(e2e)
+    case = await wait_for_case(e2e, EscalationState.DECLINED)
+    await e2e.settle()
+    assert "DMs are closed" in case.last_error and alerts(e2e) == []
+    assert "member.dms_closed" in await audit_actions(e2e)
