@@ -102,6 +102,7 @@ class CheckinNoteButton(
 class CheckinNoteModal(discord.ui.Modal, title="Your check-in"):
     note: discord.ui.TextInput = discord.ui.TextInput(
         label="Anything you'd like to add? (optional)",
+        custom_id="note",
         style=discord.TextStyle.paragraph,
         max_length=checkins.ANSWER_CHARS,
         required=False,
