@@ -13,16 +13,21 @@ from bot.services.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 
+def _permission_name(permission: str) -> str:
+    # Discord's UI calls manage_guild "Manage Server"; people look for the name they see.
+    return {"manage_guild": "Manage Server"}.get(permission, permission.replace("_", " ").title())
+
+
 def describe_error(error: app_commands.AppCommandError) -> str:
     """A message a member or moderator can act on; never a stack trace."""
     original = getattr(error, "original", error)
     if isinstance(original, UserFacingError):
         return str(original)
     if isinstance(error, app_commands.MissingPermissions):
-        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        needed = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"You need the {needed} permission to do that."
     if isinstance(error, app_commands.BotMissingPermissions):
-        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        needed = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"I am missing the {needed} permission here; ask an admin to grant it."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works inside a server."
