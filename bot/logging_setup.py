@@ -5,6 +5,17 @@ from __future__ import annotations
 import logging
 
 
+QUIET_LIBRARIES = ("discord", "apscheduler", "asyncio")
+PAYLOAD_LOGGERS = (
+    "discord.gateway",
+    "discord.http",
+    "discord.state",
+    "aiosqlite",
+    "sqlalchemy.engine",
+    "asyncpg",
+)
+
+
 class _RedactSecrets(logging.Filter):
     """Last line of defence: blank a known secret if any library tries to log it."""
 
@@ -29,7 +40,9 @@ def configure_logging(level: str = "INFO", *, secrets: list[str] | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # discord.py's gateway DEBUG logs include raw payloads (message text): keep it quieter than ours.
-    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(level)))
-    logging.getLogger("discord.gateway").setLevel(logging.WARNING)
-    logging.getLogger("discord.http").setLevel(logging.WARNING)
+    # Libraries whose DEBUG output carries message text (gateway payloads, REST bodies, SQL parameters)
+    # stay at INFO or above even when PeerCare itself runs at DEBUG.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
