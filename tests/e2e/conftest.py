@@ -40,7 +40,40 @@ pytestmark = pytest.mark.e2e
 BOT_READY_TIMEOUT_S = 30.0
 # Small, so READY follows the single GUILD_CREATE at once (member_count == members sent: no chunking).
 GUILD_READY_TIMEOUT_S = 0.05
-WATCHED_LOGGERS = ("discord", "bot", "cogs", "inference", "tests.e2e")
+WATCHED_LOGGERS = ("discord", "bot", "cogs", "inference", "tests.e2e", "apscheduler", "sqlalchemy")
+SHUTDOWN_DRAIN_S = 10.0
+# Code whose tasks belong to a bot instance (listeners, jobs, sweeps, database work, discord.py internals).
+_BOT_CODE = (
+    "/bot/",
+    "/cogs/",
+    "/inference/",
+    "/discord/",
+    "/apscheduler/",
+    "/sqlalchemy/",
+    "/aiosqlite/",
+    "probe_cog",
+)
+
+
+def _is_bot_task(task: asyncio.Task[Any]) -> bool:
+    coro = task.get_coro()
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    return code is not None and any(part in code.co_filename for part in _BOT_CODE)
+
+
+async def drain_bot_tasks(timeout: float) -> list[asyncio.Task[Any]]:  # noqa: ASYNC109
+    """Wait for a stopped bot's leftover tasks (a job mid-transaction, a sweep) to finish by themselves.
+
+    Cancelling them instead can leave aiosqlite's graceful close pending forever, hanging the loop's teardown.
+    Returns the tasks still running after ``timeout``.
+    """
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
+    if pending:
+        log.info("waiting for %d bot task(s) after close: %s", len(pending), [t.get_coro() for t in pending])
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        return list(still)
+    return []
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -222,6 +255,11 @@ class BotRunner:
             with contextlib.suppress(asyncio.CancelledError, discord.ConnectionClosed):
                 await task
         self.bot = self.task = None
+        left = await drain_bot_tasks(SHUTDOWN_DRAIN_S)
+        if left:
+            log.warning(
+                "bot tasks still running %ss after close: %s", SHUTDOWN_DRAIN_S, [t.get_coro() for t in left]
+            )
 
     async def crash(self) -> None:
         """The process dies: no cog unloads, no flushing. Discord forgets the session; local resources close."""
@@ -334,6 +372,9 @@ async def e2e(discord_server: DiscordServer, bot_runner: BotRunner) -> AsyncIter
     try:
         await bot_runner.start()
         yield harness
+        # Let work the test did not wait for (a last follow-up, a DM) finish before shutting down.
+        with contextlib.suppress(WaitTimeout):
+            await discord_server.settle(quiet=0.15, timeout=5.0)
         await bot_runner.stop()
     finally:
         for logger in loggers:
