@@ -17,9 +17,9 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 import pytest
@@ -31,11 +31,12 @@ from bot.settings import Settings
 from inference.config import InferenceConfig
 from inference.factory import create_inference_client
 from inference.types import Mechanism
-from tests.discord_server import DiscordServer, WaitTimeout
+from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
 
 log = logging.getLogger(__name__)
 
-pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
 
 BOT_READY_TIMEOUT_S = 30.0
 # Small, so READY follows the single GUILD_CREATE at once (member_count == members sent: no chunking).
@@ -74,6 +75,14 @@ async def drain_bot_tasks(timeout: float) -> list[asyncio.Task[Any]]:  # noqa: A
         _, still = await asyncio.wait(pending, timeout=timeout)
         return list(still)
     return []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is end to end: ``pytest -m "not e2e"`` skips it."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -350,8 +359,27 @@ class E2E:
         """A fresh bot instance on the same database; ``crash=True`` kills the old one without shutdown."""
         return await self.runner.restart(crash=crash)
 
-    async def wait_until_scored(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-        return await self.server.wait_until(condition, timeout, "a condition on the bot")
+    def dm_channel(self, user: User) -> Channel:
+        """The DM channel between the bot and ``user`` (for ``slash(..., channel=...)`` in a DM)."""
+        return self.server.world.dm_channel_for(user)
+
+    async def eventually(
+        self,
+        check: Callable[[], Awaitable[T]],
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        what: str = "a condition",
+    ) -> T:
+        """Poll an async check (e.g. a database read) until it returns something truthy."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = await check()
+            if value:
+                return value
+            if loop.time() > deadline:
+                raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.05)
 
     def expect_errors(self) -> None:
         """This test makes the bot log errors on purpose; do not fail it for them."""

@@ -1,10 +1,11 @@
-"""A test-only extension: ``/peercare probe dm|button`` to exercise DMs and restart-proof buttons end to end.
+"""A test-only extension: ``/peercare probe dm|button|file|note`` to exercise DMs, buttons, uploads and modals.
 
 Loaded only by tests that ask for it (``e2e_extra_extensions``); it uses discord.py exactly as the real cogs do.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 
@@ -15,6 +16,18 @@ from discord.ext import commands
 log = logging.getLogger(__name__)
 
 DISCORD_DMS_CLOSED = 50007
+# A 1x1 PNG: the upload path is what is under test, not the picture.
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+)
+
+
+class NoteForm(discord.ui.Modal, title="A short note"):
+    note: discord.ui.TextInput = discord.ui.TextInput(label="Note", custom_id="probe:note", max_length=200)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"noted {len(self.note.value)} characters", ephemeral=True)
 
 
 class ProbeCounter(
@@ -68,6 +81,17 @@ class Probe(commands.GroupCog, group_name="probe", group_description="Test-only 
         view = discord.ui.View(timeout=None)
         view.add_item(ProbeCounter(0))
         await interaction.response.send_message("count=0", view=view)
+
+    @app_commands.command(name="file", description="Post a chart image in an embed")
+    async def file(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        embed = discord.Embed(title="Chart").set_image(url="attachment://chart.png")
+        chart = discord.File(io.BytesIO(PNG_1x1), filename="chart.png")
+        await interaction.followup.send(embed=embed, file=chart, ephemeral=True)
+
+    @app_commands.command(name="note", description="Open a form")
+    async def note(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(NoteForm())
 
 
 async def setup(bot: commands.Bot) -> None:

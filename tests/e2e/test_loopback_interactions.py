@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from bot.services import support_channels
+from tests.discord_server import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +63,25 @@ async def test_button_keeps_working_after_a_crash(e2e):
     assert len(e2e.gateway.identifies) == 2
     await e2e.click(message, "probe:count:0", user=e2e.cast.bob)
     await e2e.wait_until(lambda: message.content == "count=1", 5, "the counter to update")
+
+
+async def test_modal_opens_and_its_answer_reaches_the_bot(e2e):
+    command = await e2e.slash("peercare probe note", user=e2e.cast.alice)
+    assert (await command.response())["type"] == 9  # MODAL
+    submitted = await e2e.submit_modal(command, {"probe:note": "feeling better"})
+    assert (await submitted.reply()).content == "noted 14 characters"
+
+
+async def test_slash_command_in_a_dm_reaches_the_bot(e2e):
+    command = await e2e.slash(
+        "peercare probe dm", user=e2e.cast.carol, channel=e2e.dm_channel(e2e.cast.carol)
+    )
+    assert "Sent you a DM" in (await command.reply()).content
+
+
+async def test_slash_checks_the_path_and_options_against_the_synced_commands(e2e):
+    with pytest.raises(CommandError, match="no subcommand 'ad'"):
+        await e2e.slash("peercare channel ad", {"channel": e2e.cast.support}, user=e2e.cast.moderator)
+    with pytest.raises(CommandError, match="required option 'channel'"):
+        await e2e.slash("peercare channel add", user=e2e.cast.moderator)
+    assert e2e.server.interactions == {}  # nothing was sent to the bot

@@ -59,3 +59,13 @@ async def test_server_error_500_is_retried(e2e):
     await e2e.wait_for_dm(e2e.cast.alice, timeout=5)
     statuses = [r.status for r in e2e.requests.find(method="POST", route=MESSAGES_ROUTE)]
     assert statuses == [500, 200]
+
+
+async def test_chart_upload_arrives_as_multipart_with_its_png(e2e):
+    command = await e2e.slash("peercare probe file", user=e2e.cast.moderator)
+    answer = await command.reply(lambda m: m.attachments)
+    (attachment,) = answer.attachments
+    assert attachment.filename == "chart.png" and attachment.data.startswith(b"\x89PNG")
+    assert answer.embeds[0]["image"]["url"] == "attachment://chart.png"
+    (upload,) = [r for r in e2e.requests.find(method="POST") if r.files]
+    assert upload.files[0].field == "files[0]" and upload.json["attachments"][0]["filename"] == "chart.png"
