@@ -70,6 +70,10 @@ async def drain_bot_tasks(timeout: float) -> list[asyncio.Task[Any]]:  # noqa: A
     """
     current = asyncio.current_task()
     pending = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
+    for task in pending:
+        # A view's timeout task only sleeps (discord.py does not stop views on close): nothing to wait for.
+        if "timeout_task" in getattr(task.get_coro(), "__qualname__", ""):
+            task.cancel()
     if pending:
         log.info("waiting for %d bot task(s) after close: %s", len(pending), [t.get_coro() for t in pending])
         _, still = await asyncio.wait(pending, timeout=timeout)
@@ -276,6 +280,10 @@ class BotRunner:
         if bot is None:
             return
         await self.server.revoke_token(self.token)  # a dead process makes no more requests that succeed
+        ws = bot.ws
+        if ws is not None and ws._keep_alive is not None:
+            # The heartbeat thread would outlive the test's event loop and fail there.
+            ws._keep_alive.stop()
         if bot.scheduler.running:
             bot.scheduler.shutdown(wait=False)
         if task is not None:
