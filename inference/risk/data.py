@@ -9,6 +9,15 @@ Parity traps handled here (see each SOURCE.md):
 - Dreaddit rows from the same post stay together on one side of the dev split (grouped by post_id).
 - 3 normalised texts occur in both Dreaddit train and test: their train copies are dropped from training so
   nothing the test split holds is learned (the test split itself is kept whole, for parity with the authors).
+
+Two additions that are NOT gold labels (each documented in the model card, each with its own loss weight):
+- Silver negatives for ``suicidal``: Dreaddit posts (stress/anxiety/relationship/housing subreddits, none of them
+  r/SuicideWatch or r/depression) count as not-suicidal. Without them the suicidal head only ever saw
+  depression posts as negatives and fired on any everyday distress. Silver cells never enter the
+  temperature fit, the decision cut-offs or the SDCNL evaluation.
+- ``chat_style_training.csv``: 85 short chat messages written for PeerCare (crises, hyperbole, supportive
+  replies that mention hotlines, recovery stories, everyday stress) labelled for ``suicidal`` only.
+  They are disjoint from the Discord-style regression set, which is never trained on.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ log = logging.getLogger(__name__)
 RISK_LABELS: tuple[str, ...] = ("suicidal", "depression", "stress")
 UNLABELLED = -1
 DEFAULT_DATA_DIR = Path(os.environ.get("PEERCARE_DATA_DIR", "/work/shared/data"))
+CHAT_STYLE_FILE = Path(__file__).resolve().parent / "data" / "chat_style_training.csv"
 
 # DepSeverity severity -> binary depression (Mental-LLM's binary task: minimum vs mild/moderate/severe).
 _DEPRESSION_BINARY = {"minimum": 0, "mild": 1, "moderate": 1, "severe": 1}
@@ -46,8 +56,10 @@ class RiskTable:
     labels: np.ndarray  # (n, len(label_names)) int8
     label_names: tuple[str, ...]
     split: np.ndarray  # "train" / "dev" / "test"
-    source: np.ndarray  # "sdcnl" / "dreaddit"
+    source: np.ndarray  # "sdcnl" / "dreaddit" / "chat"
     group: np.ndarray  # post id: rows of one post stay on one side of a split
+    weights: np.ndarray  # (n, labels) float32 loss weight per cell (0 where unlabelled)
+    silver: np.ndarray  # (n, labels) bool: an assumed label, not an annotator's
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,6 +73,8 @@ class RiskTable:
             self.split[index],
             self.source[index],
             self.group[index],
+            self.weights[index],
+            self.silver[index],
         )
 
     def column(self, label: str) -> np.ndarray:
@@ -131,22 +145,50 @@ def load_dreaddit_depseverity(data_dir: Path = DEFAULT_DATA_DIR) -> list[tuple[s
     return rows
 
 
+def load_chat_style(path: Path = CHAT_STYLE_FILE) -> list[tuple[str, int]]:
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return [(str(text), int(label)) for text, label in zip(frame["text"], frame["suicidal"], strict=True)]
+
+
 def load_risk_table(
-    data_dir: Path = DEFAULT_DATA_DIR, *, seed: int = 13, dev_share: float = 0.15
+    data_dir: Path = DEFAULT_DATA_DIR,
+    *,
+    seed: int = 13,
+    dev_share: float = 0.15,
+    silver_weight: float = 0.5,
+    chat_weight: float = 3.0,
 ) -> RiskTable:
-    """SDCNL + Dreaddit/DepSeverity as one multi-label table with train/dev/test splits."""
+    """SDCNL + Dreaddit/DepSeverity (+ silver suicidal negatives and the chat-style rows) with train/dev/test."""
     names = RISK_LABELS
     texts: list[str] = []
     labels: list[list[int]] = []
     splits: list[str] = []
     sources: list[str] = []
     groups: list[str] = []
+    weights: list[list[float]] = []
+    silver: list[list[bool]] = []
 
-    def add(text: str, values: dict[str, int], split: str, source: str, group: str) -> None:
+    def add(
+        text: str,
+        values: dict[str, int],
+        split: str,
+        source: str,
+        group: str,
+        *,
+        weight: float = 1.0,
+        silver_values: dict[str, int] | None = None,
+    ) -> None:
         if split == "train" and in_dev(group, seed=seed, share=dev_share):
             split = "dev"
+        silver_values = silver_values or {}
         texts.append(text)
-        labels.append([values.get(name, UNLABELLED) for name in names])
+        labels.append([values.get(name, silver_values.get(name, UNLABELLED)) for name in names])
+        weights.append(
+            [weight if name in values else silver_weight if name in silver_values else 0.0 for name in names]
+        )
+        silver.append([name not in values and name in silver_values for name in names])
         splits.append(split)
         sources.append(source)
         groups.append(group)
@@ -160,8 +202,21 @@ def load_risk_table(
         if split == "train" and normalise_text(text) in test_texts:
             dropped += 1
             continue
-        add(text, {"stress": stress, "depression": depression}, split, "dreaddit", group)
+        gold = (
+            {"stress": stress} if depression == UNLABELLED else {"stress": stress, "depression": depression}
+        )
+        add(
+            text,
+            gold,
+            split,
+            "dreaddit",
+            group,
+            silver_values={"suicidal": 0} if silver_weight > 0 else None,
+        )
     log.info("dropped %d dreaddit train rows whose text is also in the test split", dropped)
+    if chat_weight > 0:
+        for index, (text, suicidal) in enumerate(load_chat_style()):
+            add(text, {"suicidal": suicidal}, "train", "chat", f"chat-{index}", weight=chat_weight)
     return RiskTable(
         texts,
         np.asarray(labels, dtype=np.int8),
@@ -169,6 +224,8 @@ def load_risk_table(
         np.asarray(splits),
         np.asarray(sources),
         np.asarray(groups),
+        np.asarray(weights, dtype=np.float32),
+        np.asarray(silver, dtype=bool),
     )
 
 

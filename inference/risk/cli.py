@@ -1,0 +1,195 @@
+"""`peercare train risk` and `peercare eval risk`: train the offline risk model, measure any risk model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT = Path("inference/shipped/risk")
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--layers takes comma-separated layer numbers, not {text!r}"
+        ) from None
+
+
+def register_train(subparsers) -> None:
+    from inference.risk.data import DEFAULT_DATA_DIR
+
+    parser = subparsers.add_parser(
+        "risk",
+        help="train the offline multi-label risk model (suicidal/depression/stress) and calibrate it",
+        description="Train LoRA adapters + a head over all-MiniLM-L6-v2 on SDCNL, Dreaddit and DepSeverity, "
+        "calibrate on a dev split carved from the authors' train splits, and save a compact model folder.",
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="the shared data folder")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="model folder to write")
+    parser.add_argument("--base-model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--mode", choices=("lora", "head"), default="lora")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lr-lora", type=float, default=5e-4)
+    parser.add_argument("--lr-head", type=float, default=2e-3)
+    parser.add_argument(
+        "--layers", type=_layers, default=(4, 5, 6), help="encoder layers to mean-pool, e.g. 4,5,6"
+    )
+    parser.add_argument("--window-tokens", type=int, default=256)
+    parser.add_argument("--overlap-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/risk/feature-cache"))
+    parser.set_defaults(func=_train)
+
+
+def register_eval(subparsers) -> None:
+    from inference.risk.data import DEFAULT_DATA_DIR
+    from inference.risk.evaluate import DATASETS
+
+    parser = subparsers.add_parser(
+        "risk",
+        help="evaluate a risk model on a CSV or on a dataset's test split",
+        description="With --data: a 0/1 label column means 'needs a moderator' (reports recall_high, "
+        "false_alarm_rate, n); a column of label names (or --label) gives per-label F1 and balanced accuracy. "
+        "With --dataset: the authors' test split of sdcnl, dreaddit, depseverity (or cssrs, user level).",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="CSV file to evaluate")
+    source.add_argument(
+        "--dataset", choices=DATASETS, action="append", help="a dataset's test split (repeatable)"
+    )
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument(
+        "--label", help="the model label a 0/1 --label-column marks (default: needs a moderator)"
+    )
+    parser.add_argument(
+        "--model", default=None, help="risk model source (default: RISK_MODEL or shipped:risk)"
+    )
+    parser.add_argument(
+        "--problem-type", choices=("auto", "multi_label_classification", "single_label_classification")
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.set_defaults(func=_evaluate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from inference.risk.train import TrainOptions, train_risk_model
+
+    _quiet_libraries()
+    options = TrainOptions(
+        output=args.output,
+        data_dir=args.data_dir,
+        base_model=args.base_model,
+        mode=args.mode,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lora_rank=args.lora_rank,
+        lr_lora=args.lr_lora,
+        lr_head=args.lr_head,
+        layers=args.layers,
+        window_tokens=args.window_tokens,
+        overlap_tokens=args.overlap_tokens,
+        threads=args.threads,
+        cache_dir=args.cache_dir,
+    )
+    metrics = train_risk_model(options)
+    print(json.dumps(metrics))
+    return 0
+
+
+def _model_source(args: argparse.Namespace) -> str:
+    if args.model:
+        return args.model
+    import os
+
+    return os.environ.get("RISK_MODEL", "shipped:risk")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from inference.errors import InferenceError
+    from inference.risk.data import DataMissing
+    from inference.risk.evaluate import EvaluationError, decision_cut_offs, evaluate_csv, evaluate_dataset
+    from inference.risk.scorer import RiskScorer
+    from inference.sources import resolve_source
+
+    _quiet_libraries()
+    source = _model_source(args)
+    try:
+        scorer = RiskScorer.load(source, device=args.device, problem_type=args.problem_type)
+        cut_offs = decision_cut_offs(resolve_source(source, setting="RISK_MODEL"))
+        if args.data is not None:
+            report = evaluate_csv(
+                scorer,
+                args.data,
+                text_column=args.text_column,
+                label_column=args.label_column,
+                label=args.label,
+                cut_offs=cut_offs,
+            )
+        else:
+            report = {
+                "datasets": [evaluate_dataset(scorer, name, cut_offs, args.data_dir) for name in args.dataset]
+            }
+    except (InferenceError, EvaluationError, DataMissing) as exc:
+        print(f"peercare eval risk: error: {exc}", file=sys.stderr)
+        return 2
+    report["model"] = source
+    if not args.json:
+        _print_report(report)
+    print(json.dumps(report) if args.json else "")
+    return 0
+
+
+def _print_report(report: dict) -> None:
+    if report.get("mode") == "needs_moderator":
+        print(
+            f"needs-a-moderator: recall_high={report['recall_high']} false_alarm_rate={report['false_alarm_rate']} "
+            f"n={report['n']} (tiers {report['tiers']})"
+        )
+        return
+    rows = report.get("datasets") or [{"label": name, **m} for name, m in report.get("labels", {}).items()]
+    for row in rows:
+        name = row.get("dataset", row["label"])
+        print(
+            f"{name:12} label={row['label']:10} balanced_accuracy={row['balanced_accuracy']:.3f} "
+            f"f1={row['f1']:.3f} n={row['n']} (cut-off {row['cut_off']})"
+        )
+
+
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in ("transformers", "huggingface_hub", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference.risk.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    register_train(commands.add_parser("train").add_subparsers(dest="model", required=True))
+    register_eval(commands.add_parser("eval").add_subparsers(dest="model", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
