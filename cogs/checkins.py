@@ -6,6 +6,7 @@ are removed in ``cog_unload``. The decisions are in ``bot.services.checkins``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from datetime import datetime
@@ -221,6 +222,9 @@ class Checkins(
             async with self.database.session() as session:
                 await checkins.mark_sent(session, due.checkin_id, message.id)
             return True
+        except asyncio.CancelledError:
+            log.info("check-in for schedule %s interrupted by shutdown", schedule_id)
+            return False
         except Exception:
             log.exception("check-in for schedule %s failed", schedule_id)
             return False

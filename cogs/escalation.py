@@ -190,7 +190,7 @@ class Escalations(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AlertButton, AskFirstAnswer)
         self.bot.scheduler.add_job(  # type: ignore[attr-defined]
-            self.sweep,
+            self._scheduled_sweep,
             "interval",
             seconds=SWEEP_EVERY_SECONDS,
             id=SWEEP_JOB_ID,
@@ -217,7 +217,14 @@ class Escalations(commands.Cog):
         try:
             await self.sweep()
         except Exception:
-            log.exception("start-up escalation sweep failed")
+            log.exception("escalation sweep failed; it runs again in %d s", SWEEP_EVERY_SECONDS)
+
+    async def _scheduled_sweep(self) -> None:
+        try:
+            await self._sweep_logged()
+        except asyncio.CancelledError:
+            # Shutdown interrupted it: every step is its own transaction, and the next start sweeps again.
+            log.info("escalation sweep interrupted by shutdown")
 
     # -- in: a scored post ---------------------------------------------------------------------------------
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import discord
 from discord import app_commands
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 RETENTION_JOB_ID = "privacy-retention"
 RETENTION_EVERY_MINUTES = 60
+STARTUP_DELAY_SECONDS = 30
 REDACTED_ALERT = "This alert's data was deleted ({why}). Nothing about the member is kept by PeerCare."
 
 
@@ -92,7 +94,8 @@ class Privacy(commands.Cog):
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            next_run_time=utcnow(),  # once at start-up too: text past its time never waits an hour
+            # Once shortly after start-up too: text past its time never waits an hour.
+            next_run_time=utcnow() + timedelta(seconds=STARTUP_DELAY_SECONDS),
         )
 
     async def cog_unload(self) -> None:
@@ -114,6 +117,10 @@ class Privacy(commands.Cog):
                 reports = await retention.purge_departed_guilds(session, now, settings.guild_data_grace_days)
             for report in reports:
                 self._unschedule(report)
+        except asyncio.CancelledError:
+            # Shutdown interrupted it; the next start runs it again. Not an error, and nothing half-done:
+            # each step is one transaction.
+            log.info("retention job interrupted by shutdown")
         except Exception:
             log.exception("retention job failed; it runs again in %d minutes", RETENTION_EVERY_MINUTES)
 
