@@ -28,8 +28,8 @@ import torch
 
 from inference.empathy.baselines import majority_baseline, tfidf_baseline
 from inference.empathy.checkpoints import save_pretrained
-from inference.empathy.data import level_counts
-from inference.empathy.evaluation import evaluate_predictions, read_rows, split_by_seeker
+from inference.empathy.data import level_counts, read_rows, split_by_seeker
+from inference.empathy.evaluation import evaluate_predictions
 from inference.empathy.features import (
     EncodedRow,
     encode_rows,
@@ -41,6 +41,7 @@ from inference.empathy.features import (
 )
 from inference.empathy.lora import add_lora, lora_target_paths
 from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder, level_and_rationale_loss
+from inference.empathy.model_card import write_model_card
 from inference.sources import resolve_source
 from inference.types import Mechanism
 
@@ -238,6 +239,7 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
         n_dev=len(dev_rows),
     )
     (out / "training_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_model_card(out)
     print(f"saved {mechanism} model to {out} in {report['minutes']} min", flush=True)
     return report
 
