@@ -275,25 +275,28 @@ class BotRunner:
             )
 
     async def crash(self) -> None:
-        """The process dies: no cog unloads, no flushing. Discord forgets the session; local resources close."""
+        """The process dies: every task of the bot stops where it is; no cog unload, no flushing, no goodbye.
+
+        Then Discord notices (the session ends, the token is refused) and local resources are released.
+        """
         bot, task = self.bot, self.task
         if bot is None:
             return
-        await self.server.revoke_token(self.token)  # a dead process makes no more requests that succeed
+        if bot.scheduler.running:
+            bot.scheduler.shutdown(wait=False)
         ws = bot.ws
         if ws is not None and ws._keep_alive is not None:
             # The heartbeat thread would outlive the test's event loop and fail there.
             ws._keep_alive.stop()
-        if bot.scheduler.running:
-            bot.scheduler.shutdown(wait=False)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        # Handlers still running in the dead bot die with it.
-        for other in asyncio.all_tasks():
-            if other is not asyncio.current_task() and other.get_name().startswith("discord"):
-                other.cancel()
+        current = asyncio.current_task()
+        doomed = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
+        if task is not None and task not in doomed:
+            doomed.append(task)
+        for victim in doomed:
+            victim.cancel()
+        if doomed:
+            await asyncio.wait(doomed, timeout=SHUTDOWN_DRAIN_S)
+        await self.server.revoke_token(self.token)
         await bot.http.close()
         if bot._inference is not None:
             await bot._inference.close()
