@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from datetime import datetime
 
 import discord
@@ -154,9 +155,12 @@ def _source_line(plan: DeliveryPlan) -> str:
 
 
 def alert_embed(plan: DeliveryPlan, status: str = _STATUS_TEXT[EscalationState.ALERTED]) -> discord.Embed:
+    description = _source_line(plan)
+    if plan.member_said_yes:
+        description += "\nThe member was asked privately and **would like a moderator to reach out**."
     embed = discord.Embed(
         title=f"A member may need support — {plan.tier} risk",
-        description=_source_line(plan),
+        description=description,
         colour=discord.Colour.red(),
         timestamp=plan.created_at,
     )
@@ -176,7 +180,9 @@ class Escalations(commands.Cog):
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        self._locks: dict[int, asyncio.Lock] = {}
+        # One lock per case: the first send, the sweep and a button never interleave on it. Weak values, so
+        # locks of finished cases go away by themselves.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._startup_sweep: asyncio.Task[None] | None = None
 
     @property
@@ -248,7 +254,11 @@ class Escalations(commands.Cog):
     # -- out: delivery -------------------------------------------------------------------------------------
 
     def _lock(self, escalation_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(escalation_id, asyncio.Lock())
+        lock = self._locks.get(escalation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[escalation_id] = lock
+        return lock
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Deliver every pending case and re-ping unacknowledged alerts. Safe to run at any time."""
@@ -524,6 +534,7 @@ def _plan_from_row(row, settings) -> DeliveryPlan:  # type: ignore[no-untyped-de
         crisis_resources=guild_settings.crisis_resources_text(settings),
         may_have_been_sent=False,
         created_at=row.created_at,
+        member_said_yes=row.consent_used == escalation.ASKED_YES,
     )
 
 

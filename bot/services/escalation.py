@@ -38,6 +38,8 @@ ERROR_CHARS = 200
 # How far back the sweep looks for high-risk posts whose event was lost in a crash.
 RECOVERY_WINDOW = timedelta(hours=24)
 RECOVERY_MIN_AGE = timedelta(minutes=2)
+# ``consent_used`` of an "ask me first" case the member said yes to.
+ASKED_YES = "asked_yes"
 
 
 class EscalationKind(str, enum.Enum):
@@ -402,6 +404,8 @@ class DeliveryPlan:
     # True when an earlier attempt may have sent the alert before a crash: look for it before sending.
     may_have_been_sent: bool
     created_at: datetime
+    # The member said yes when asked: a moderator reaching out is expected, not a surprise.
+    member_said_yes: bool = False
 
     @property
     def jump_url(self) -> str | None:
@@ -412,7 +416,7 @@ class DeliveryPlan:
 
 def _action_for(row: Escalation) -> Outcome:
     choice = row.consent_used or EscalationConsent.ASK_FIRST.value
-    if choice in (EscalationConsent.YES.value, "asked_yes"):
+    if choice in (EscalationConsent.YES.value, ASKED_YES):
         return Outcome.ALERT_MODERATORS
     if choice == EscalationConsent.NO.value:
         return Outcome.PRIVATE_RESOURCES
@@ -443,6 +447,7 @@ async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPl
         crisis_resources=guild_settings.crisis_resources_text(settings),
         may_have_been_sent=row.delivery_attempts > 0 and row.alert_message_id is None,
         created_at=row.created_at,
+        member_said_yes=row.consent_used == ASKED_YES,
     )
 
 
@@ -606,7 +611,7 @@ async def record_member_answer(
     if row.state is not EscalationState.AWAITING_MEMBER:
         raise UserFacingError("You already answered this — thank you.")
     if wants_moderator:
-        row.consent_used = "asked_yes"
+        row.consent_used = ASKED_YES
         row.state = EscalationState.PENDING
         row.delivery_attempts = 0
     else:

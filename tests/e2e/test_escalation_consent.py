@@ -37,6 +37,7 @@ async def test_escalation_waits_for_consent(e2e):
     await e2e.click(question, f"peercare:askfirst:yes:{case.id}", user=e2e.cast.alice)
     alert = await wait_for_alert(e2e)
     assert CRISIS_POST in alert.text
+    assert "would like a moderator to reach out" in alert.text
 
 
 async def test_member_saying_no_keeps_moderators_out(e2e):
