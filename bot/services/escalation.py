@@ -107,10 +107,15 @@ def decide_outcome(tier: RiskTier, consent_choice: EscalationConsent, *, shadow_
 
 
 def describe_default_outcome(
-    tier: RiskTier, consent_choice: EscalationConsent = EscalationConsent.ASK_FIRST
+    tier: RiskTier,
+    consent: EscalationConsent = EscalationConsent.ASK_FIRST,
 ) -> str:
-    """One sentence for `peercare score`: what the bot would do with this tier under this consent."""
-    outcome = decide_outcome(tier, consent_choice, shadow_mode=False)
+    """One sentence for `peercare score`: what the bot would do with this tier under this consent.
+
+    The default consent is a new guild's default (ask me first); shadow mode is left out on purpose: the
+    sentence says what PeerCare does once it is live.
+    """
+    outcome = decide_outcome(tier, consent, shadow_mode=False)
     return {
         Outcome.NOTHING: f"No escalation: the post's risk tier is {tier.value}; only a high tier acts.",
         Outcome.ALERT_MODERATORS: (
