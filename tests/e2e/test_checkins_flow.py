@@ -104,6 +104,14 @@ async def test_checkin_talk_request_without_consent_sends_resources_only(e2e):
     assert alerts(e2e) == []
 
 
+async def test_checkin_talk_request_with_consent_alerts_moderators(e2e):
+    dm, checkin_id = await _checkin_dm(e2e, EscalationConsent.YES)
+    await e2e.click(dm, f"peercare:checkin:talk:{checkin_id}", user=e2e.cast.alice)
+    alert = await wait_for_alert(e2e)
+    assert "asked to talk to someone" in alert.text
+    assert (await wait_for_case(e2e, EscalationState.ALERTED)).kind == "talk_request"
+
+
 async def test_checkin_okay_answer_escalates_nothing(e2e):
     dm, checkin_id = await _checkin_dm(e2e, EscalationConsent.YES)
     click = await e2e.click(dm, f"peercare:checkin:okay:{checkin_id}", user=e2e.cast.alice)
