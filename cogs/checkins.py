@@ -202,6 +202,9 @@ class Checkins(
             async with self.database.session() as session:
                 due = await checkins.start_checkin(session, schedule_id, now or utcnow())
             if due is None:
+                async with self.database.session() as session:
+                    if not await checkins.is_active(session, schedule_id):
+                        self.unschedule(schedule_id)  # turned off, paused or deleted: stop firing
                 return False
             guild = self.bot.get_guild(due.guild_id)
             try:

@@ -171,6 +171,11 @@ async def find_schedule(session: AsyncSession, guild_id: int, user_id: int) -> C
     )
 
 
+async def is_active(session: AsyncSession, schedule_id: int) -> bool:
+    schedule = await session.get(CheckinSchedule, schedule_id)
+    return schedule is not None and schedule.active
+
+
 async def active_schedules(session: AsyncSession) -> list[CheckinSchedule]:
     return list(await session.scalars(select(CheckinSchedule).where(CheckinSchedule.active.is_(True))))
 

@@ -144,3 +144,18 @@ async def test_closed_dms_stop_checkins(e2e):
     assert await job.func(*job.args) is False
     assert e2e.bot.scheduler.get_job(checkins.job_id(schedule.id)) is None
     assert (await _schedule(e2e)).active is False
+
+
+async def test_missed_checkins_are_not_nagged_about_more_than_once(e2e):
+    await go_live(e2e)
+    await _turn_on(e2e)
+    schedule = await _schedule(e2e)
+    first = await _fire(e2e, schedule.id)
+    second = await _fire(e2e, schedule.id)  # the first went unanswered
+    job = e2e.bot.scheduler.get_job(checkins.job_id(schedule.id))
+    assert await job.func(*job.args) is False  # the second went unanswered too: paused, no third DM
+    await e2e.settle()
+    assert "pause" not in first.content and "pause check-ins" in second.content
+    assert len(e2e.dms_to(e2e.cast.alice)) == 2
+    assert (await _schedule(e2e)).active is False
+    assert e2e.bot.scheduler.get_job(checkins.job_id(schedule.id)) is None
