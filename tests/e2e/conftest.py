@@ -28,7 +28,10 @@ import yarl
 from bot.app import PeerCareBot, create_bot, extension_names
 from bot.db.migrate import upgrade_database
 from bot.settings import Settings
+from inference.backends.inprocess import InProcessClient
+from inference.client import InferenceClient
 from inference.config import InferenceConfig
+from inference.engine import ScoringEngine
 from inference.factory import create_inference_client
 from inference.types import Mechanism
 from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
@@ -139,6 +142,33 @@ class TinyModelCache:
         )
 
 
+class LoadedEngines:
+    """Loaded ScoringEngines by config, shared by the bot instances of a session.
+
+    Each bot still gets its own, real in-process client (batcher, readiness, close); only loading the weights
+    (0.2-1 s of CPU per start on 2 cores) is done once per configuration.
+    """
+
+    def __init__(self) -> None:
+        self._engines: dict[str, ScoringEngine] = {}
+
+    def client(self, config: InferenceConfig) -> InferenceClient:
+        if config.backend != "inprocess":
+            return create_inference_client(config)
+        return InProcessClient(config, load_engine=self._load)
+
+    def _load(self, config: InferenceConfig) -> ScoringEngine:
+        key = repr(config)
+        if key not in self._engines:
+            self._engines[key] = ScoringEngine.load(config)
+        return self._engines[key]
+
+
+@pytest.fixture(scope="session")
+def loaded_engines() -> LoadedEngines:
+    return LoadedEngines()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> TinyModelCache:
     return TinyModelCache(tmp_path_factory.mktemp("e2e-models"))
@@ -218,6 +248,7 @@ class BotRunner:
     inference_config: InferenceConfig
     settings_overrides: dict[str, Any]
     extra_extensions: list[str]
+    engines: LoadedEngines
     bot: PeerCareBot | None = None
     token: str = ""
     task: asyncio.Task[None] | None = None
@@ -237,7 +268,7 @@ class BotRunner:
     async def start(self) -> PeerCareBot:
         """Start a fresh bot instance (new token, new inference client) and wait for READY."""
         self.token = self.server.new_token()
-        inference = create_inference_client(self.inference_config)
+        inference = self.engines.client(self.inference_config)
         bot = create_bot(
             self.settings(),
             inference=inference,
@@ -316,10 +347,16 @@ async def bot_runner(
     e2e_inference_config: InferenceConfig,
     e2e_settings: dict[str, Any],
     e2e_extra_extensions: list[str],
+    loaded_engines: LoadedEngines,
 ) -> AsyncIterator[BotRunner]:
     """A BotRunner that is not started yet (use ``e2e`` for a started bot)."""
     runner = BotRunner(
-        discord_server, e2e_database_url, e2e_inference_config, dict(e2e_settings), list(e2e_extra_extensions)
+        discord_server,
+        e2e_database_url,
+        e2e_inference_config,
+        dict(e2e_settings),
+        list(e2e_extra_extensions),
+        loaded_engines,
     )
     try:
         yield runner
