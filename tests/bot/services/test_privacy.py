@@ -25,6 +25,9 @@ from bot.db.models import (
 from bot.db.session import Database
 from bot.services import audit, consent, privacy
 
+# A faster `database` fixture (a copy of one migrated file) for these modules.
+from tests.bot.services.safety_fixtures import migrated_template, safety_database  # noqa: F401
+
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 GUILD, OTHER_GUILD = 10, 11
 MEMBER, OTHER = 30, 31

@@ -9,6 +9,9 @@ from sqlalchemy import select
 from bot.db.models import Checkin, Escalation, GuildSettings, ScoredReply
 from bot.db.session import Database
 from bot.services import retention
+
+# A faster `database` fixture (a copy of one migrated file) for these modules.
+from tests.bot.services.safety_fixtures import migrated_template, safety_database  # noqa: F401
 from tests.bot.services.test_privacy import GUILD, MEMBER, NOW, seed_member
 
 
