@@ -16,6 +16,8 @@ from tests.discord_server.world import Attachment, Channel, Message, MessageFlag
 if TYPE_CHECKING:
     from tests.discord_server.server import DiscordServer
 
+DEFAULT_WAIT_S = 10.0  # as in server.py: generous on a shared machine
+
 log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
@@ -87,13 +89,13 @@ class Interaction:
     def text(self) -> str:
         return "\n".join(m.text for m in self.messages)
 
-    async def response(self, timeout: float = 5.0) -> Payload:
+    async def response(self, timeout: float = DEFAULT_WAIT_S) -> Payload:
         """The bot's first callback (``{"type": 4, "data": {...}}``), waiting for it if needed."""
         await self.server.wait_until(lambda: self.callbacks, timeout, f"a response to interaction {self.id}")
         return self.callbacks[0]
 
     async def reply(
-        self, predicate: Callable[[Message], bool] | None = None, timeout: float = 5.0
+        self, predicate: Callable[[Message], bool] | None = None, timeout: float = DEFAULT_WAIT_S
     ) -> Message:
         """The first response message (original after any defer, or a follow-up) matching ``predicate``."""
 

@@ -35,6 +35,8 @@ from tests.discord_server.world import Attachment, Channel, Guild, Message, User
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Generous: the machine is shared with model training; a wait only costs this long when a test fails.
+DEFAULT_WAIT_S = 10.0
 AttachmentSpec = str | tuple[str, bytes] | tuple[str, bytes, str]
 # A tiny valid PNG, used when a test attaches a file by name only.
 _PNG_1x1 = bytes.fromhex(
@@ -164,7 +166,7 @@ class DiscordServer:
         route: str | None = None,
         path: str | None = None,
         where: Callable[[RecordedRequest], bool] | None = None,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> RecordedRequest:
         """The first recorded request (past or future) that matches and has been answered."""
 
@@ -198,7 +200,11 @@ class DiscordServer:
         return self.sent_to(user)
 
     async def wait_for_dm(
-        self, user: User, predicate: Callable[[Message], bool] | None = None, *, timeout: float = 5.0
+        self,
+        user: User,
+        predicate: Callable[[Message], bool] | None = None,
+        *,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> Message:
         """The oldest DM to ``user`` that no earlier ``wait_for_dm`` returned (and matching ``predicate``)."""
         returned = self._dms_returned.setdefault(user.id, set())
@@ -214,7 +220,11 @@ class DiscordServer:
         return message
 
     async def wait_for_message_in(
-        self, channel: Channel, predicate: Callable[[Message], bool] | None = None, *, timeout: float = 5.0
+        self,
+        channel: Channel,
+        predicate: Callable[[Message], bool] | None = None,
+        *,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> Message:
         """The oldest message the bot has in ``channel`` matching ``predicate`` (already there, or to come)."""
 
@@ -291,6 +301,14 @@ class DiscordServer:
         guild = guild or self.cast.guild
         guild.bot_removed = True
         await self.gateway.dispatch("GUILD_DELETE", {"id": str(guild.id)}, intent=Intent.GUILDS)
+
+    async def start_thread(self, starter: Message, name: str) -> Channel:
+        """A member starts a public thread from ``starter`` (THREAD_CREATE; the thread's id is the message's)."""
+        thread = self.world.add_thread(starter, name)
+        await self.gateway.dispatch(
+            "THREAD_CREATE", {**thread.payload(), "newly_created": True}, intent=Intent.GUILDS
+        )
+        return thread
 
     async def slash(
         self,

@@ -385,6 +385,7 @@ class E2E:
         self.submit_modal = server.submit_modal
         self.remove_member = server.remove_member
         self.delete_guild = server.delete_guild
+        self.start_thread = server.start_thread
         self.wait_for_dm = server.wait_for_dm
         self.dms_to = server.dms_to
         self.sent_to = server.sent_to
@@ -455,6 +456,10 @@ async def e2e(discord_server: DiscordServer, bot_runner: BotRunner) -> AsyncIter
     finally:
         for logger in loggers:
             logger.removeHandler(errors)
+    unhandled = discord_server.requests.unhandled()
+    if unhandled:
+        # The bot got a 404 the real Discord would not give: the test proves nothing until the route exists.
+        pytest.fail(f"the bot called routes the loopback server lacks (add them to rest.py): {unhandled}")
     if errors.records and not harness._errors_expected:
         details = "\n".join(f"{r.name}: {r.getMessage()}" for r in errors.records[:5])
         pytest.fail(f"the bot logged {len(errors.records)} error(s):\n{details}")

@@ -68,3 +68,11 @@ async def test_fetching_a_deleted_message_is_not_found(e2e):
     channel = e2e.bot.get_channel(e2e.cast.general.id)
     with pytest.raises(discord.NotFound):
         await channel.fetch_message(post.id)
+
+
+async def test_thread_started_later_reaches_the_bot(e2e):
+    post = await e2e.say(e2e.cast.support, e2e.cast.carol, "anyone else struggling this week?")
+    thread = await e2e.start_thread(post, "this week")
+    await e2e.wait_until(lambda: e2e.bot.get_channel(thread.id), 5, "the new thread")
+    message = await _seen(e2e, await e2e.say(thread, e2e.cast.bob, "me too"))
+    assert message.channel.id == post.id and message.channel.parent_id == e2e.cast.support.id
