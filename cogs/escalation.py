@@ -481,7 +481,7 @@ class Escalations(commands.Cog):
                 row = await escalation.apply_moderator_action(
                     session, escalation_id, action, interaction.user.id, utcnow()
                 )
-                plan = _plan_from_row(row, settings)
+                plan = escalation.plan_for(row, settings)
                 status = _STATUS_TEXT[row.state].format(
                     acknowledged_by=row.acknowledged_by,
                     claimed_by=row.claimed_by,
@@ -515,27 +515,6 @@ class Escalations(commands.Cog):
         await interaction.followup.send(reply)
         if wants:
             await self.deliver(escalation_id)
-
-
-def _plan_from_row(row, settings) -> DeliveryPlan:  # type: ignore[no-untyped-def]
-    return DeliveryPlan(
-        escalation_id=row.id,
-        action=Outcome.ALERT_MODERATORS,
-        guild_id=row.guild_id,
-        member_id=row.member_id,
-        kind=EscalationKind(row.kind),
-        tier=row.tier,
-        labels=tuple(row.labels or ()),
-        excerpt=row.excerpt,
-        channel_id=row.channel_id,
-        message_id=row.message_id,
-        alert_channel_id=row.alert_channel_id,
-        moderator_role_id=settings.moderator_role_id,
-        crisis_resources=guild_settings.crisis_resources_text(settings),
-        may_have_been_sent=False,
-        created_at=row.created_at,
-        member_said_yes=row.consent_used == escalation.ASKED_YES,
-    )
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -20,7 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, EscalationState, RiskAssessment
+from bot.db.models import (
+    AuditLogEntry,
+    Escalation,
+    EscalationConsent,
+    EscalationState,
+    GuildSettings,
+    RiskAssessment,
+)
 from bot.services import audit, consent, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.events import SeekerRiskScored
@@ -428,14 +435,8 @@ def _action_for(row: Escalation) -> Outcome:
     return Outcome.ASK_MEMBER
 
 
-async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPlan | None:
-    """The delivery still owed for a case, or None when nothing is (already delivered, closed, gone)."""
-    row = await session.get(Escalation, escalation_id)
-    if row is None or row.state is not EscalationState.PENDING:
-        return None
-    settings = await guild_settings.get_or_create(session, row.guild_id)
-    if settings.left_at is not None:
-        return None
+def plan_for(row: Escalation, settings: GuildSettings) -> DeliveryPlan:
+    """A case as the cog renders it (also to redraw an alert after a moderator pressed a button)."""
     return DeliveryPlan(
         escalation_id=row.id,
         action=_action_for(row),
@@ -447,13 +448,24 @@ async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPl
         excerpt=row.excerpt,
         channel_id=row.channel_id,
         message_id=row.message_id,
-        alert_channel_id=settings.alert_channel_id,
+        alert_channel_id=row.alert_channel_id or settings.alert_channel_id,
         moderator_role_id=settings.moderator_role_id,
         crisis_resources=guild_settings.crisis_resources_text(settings),
         may_have_been_sent=row.delivery_attempts > 0 and row.alert_message_id is None,
         created_at=row.created_at,
         member_said_yes=row.consent_used == ASKED_YES,
     )
+
+
+async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPlan | None:
+    """The delivery still owed for a case, or None when nothing is (already delivered, closed, gone)."""
+    row = await session.get(Escalation, escalation_id)
+    if row is None or row.state is not EscalationState.PENDING:
+        return None
+    settings = await guild_settings.get_or_create(session, row.guild_id)
+    if settings.left_at is not None:
+        return None
+    return plan_for(row, settings)
 
 
 async def pending_ids(session: AsyncSession) -> list[int]:
