@@ -31,7 +31,7 @@ async def test_moderator_adds_a_support_channel_with_a_slash_command(e2e):
 async def test_member_without_manage_server_is_refused_privately(e2e):
     command = await e2e.slash("peercare channel add", {"channel": e2e.cast.support}, user=e2e.cast.alice)
     answer = await command.reply()
-    assert answer.ephemeral and "permission" in answer.content
+    assert answer.ephemeral and "Manage Server" in answer.content
     async with e2e.database.session() as session:
         assert not await support_channels.is_support_channel(session, e2e.cast.guild.id, e2e.cast.support.id)
 
