@@ -76,3 +76,10 @@ async def test_thread_started_later_reaches_the_bot(e2e):
     await e2e.wait_until(lambda: e2e.bot.get_channel(thread.id), 5, "the new thread")
     message = await _seen(e2e, await e2e.say(thread, e2e.cast.bob, "me too"))
     assert message.channel.id == post.id and message.channel.parent_id == e2e.cast.support.id
+
+
+async def test_member_dm_to_the_bot_reaches_it(e2e):
+    message = await _seen(
+        e2e, await e2e.say(e2e.dm_channel(e2e.cast.alice), e2e.cast.alice, "thanks for the note")
+    )
+    assert isinstance(message.channel, discord.DMChannel) and message.guild is None
