@@ -6,11 +6,12 @@ ports are mapped key by key into the native model, and ``trust_remote_code`` is 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,9 @@ def _load_peercare(
         base_path = resolve_source(base, setting=setting)
         seeker = (base_cache or {}).get(base_path)
         if seeker is None:
-            seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
+            with quiet_transformers():
+                # The base's unused pooler weights are skipped (add_pooling_layer=False) without a report.
+                seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
             seeker.eval()
             if base_cache is not None:
                 base_cache[base_path] = seeker
@@ -375,10 +378,49 @@ def _tokenizer_for_mapped(folder: Path, side_config: dict[str, Any], wrapper: st
 # -- shared helpers ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' load report (it lists the skipped pooler weights) while loading a base encoder."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
 def _load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
+    try:
+        return AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        # A port's config.json may name a custom model type AutoTokenizer cannot map; read the files directly.
+        tokenizer = _tokenizer_from_files(folder)
+        if tokenizer is None:
+            raise
+        log.info("loaded the tokenizer files of %s directly (%s)", folder, type(exc).__name__)
+        return tokenizer
+
+
+def _tokenizer_from_files(folder: Path):
+    from transformers import BertTokenizerFast, PreTrainedTokenizerFast, RobertaTokenizerFast
+
+    specials = _read_json(folder / "special_tokens_map.json")
+    specials = {
+        k: (v["content"] if isinstance(v, dict) else v) for k, v in specials.items() if k.endswith("_token")
+    }
+    if (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **specials)
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        return RobertaTokenizerFast(
+            vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
+        )
+    if (folder / "vocab.txt").is_file():
+        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    return None
 
 
 def _pad_id(tokenizer: Any, encoder: nn.Module) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from inference.empathy.baselines import majority_baseline, tfidf_baseline
-from inference.empathy.checkpoints import save_pretrained
+from inference.empathy.checkpoints import quiet_transformers, save_pretrained
 from inference.empathy.data import level_counts, read_rows, split_by_seeker
 from inference.empathy.evaluation import evaluate_predictions
 from inference.empathy.features import (
@@ -117,9 +117,9 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
     )
     base_path = resolve_source(options.base, setting="--base")
     tokenizer = AutoTokenizer.from_pretrained(base_path, use_fast=True, trust_remote_code=False)
-    seeker = (
-        AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32).to(device).eval()
-    )
+    with quiet_transformers():
+        seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
+    seeker = seeker.to(device).eval()
     for parameter in seeker.parameters():
         parameter.requires_grad_(False)
     pad_id = int(tokenizer.pad_token_id or 0)

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.empathy.checkpoints import read_training_sp_ids
+from inference.empathy.checkpoints import load_bi_encoder, read_training_sp_ids
 from inference.empathy.cli import main
-from inference.empathy.scorer import EmpathyScorer
-from inference.types import Mechanism
 from tests.support.tiny_empathy import save_tiny_base
 
 # Made-up pairs (not dataset text): level 2 replies name a feeling, level 0 ones give advice.
@@ -92,8 +90,8 @@ def test_training_saves_a_model_that_loads_and_evaluates_on_unseen_seekers(
     trained = read_training_sp_ids(out)
     assert trained and trained < {f"s{i}" for i in range(6)}
 
-    scorer = EmpathyScorer.load(dict.fromkeys(Mechanism, out))
-    assert scorer.shares_seeker_encoder
+    loaded = load_bi_encoder(out, mechanism="IP")
+    assert loaded.source_format == "peercare" and loaded.model.config.seeker_mask
 
     capsys.readouterr()
     assert (
