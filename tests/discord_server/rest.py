@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.discord_server import errors
 from tests.discord_server.errors import ApiError
@@ -17,7 +17,7 @@ from tests.discord_server.interactions import CallbackType, Interaction
 from tests.discord_server.messages import apply_body, validate_body
 from tests.discord_server.recorder import RecordedRequest, UploadedFile
 from tests.discord_server.snowflakes import now_iso
-from tests.discord_server.world import Channel, Message, MessageFlag, MessageType
+from tests.discord_server.world import Channel, Guild, Message, MessageFlag, MessageType
 
 if TYPE_CHECKING:
     from tests.discord_server.server import DiscordServer
@@ -170,16 +170,15 @@ class RestApi:
             files: list[UploadedFile] = []
             reader = await request.multipart()
             async for part in reader:
-                data = await part.read()  # type: ignore[union-attr]
-                if part.name == "payload_json":  # type: ignore[union-attr]
+                if not isinstance(part, BodyPartReader):
+                    continue  # discord.py never nests multipart bodies
+                data = await part.read()
+                if part.name == "payload_json":
                     body = json.loads(data)
-                elif part.filename:  # type: ignore[union-attr]
+                elif part.filename:
                     files.append(
                         UploadedFile(
-                            part.name or "",  # type: ignore[union-attr]
-                            part.filename,  # type: ignore[union-attr]
-                            part.headers.get("Content-Type"),  # type: ignore[union-attr]
-                            bytes(data),
+                            part.name or "", part.filename, part.headers.get("Content-Type"), bytes(data)
                         )
                     )
             return body, files
@@ -339,7 +338,7 @@ class RestApi:
 
     # -- guilds ----------------------------------------------------------------------------------------
 
-    def _guild(self, guild_id: str):  # type: ignore[no-untyped-def]
+    def _guild(self, guild_id: str) -> Guild:
         guild = self.world.guilds.get(int(guild_id)) if guild_id.isdigit() else None
         if guild is None or guild.bot_removed:
             raise errors.unknown_guild()
