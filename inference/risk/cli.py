@@ -39,6 +39,12 @@ def register_train(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument(
+        "--lora-blocks",
+        type=_layers,
+        default=(3, 4, 5),
+        help="encoder blocks (0-based) that get LoRA adapters",
+    )
     parser.add_argument("--lr-lora", type=float, default=5e-4)
     parser.add_argument("--lr-head", type=float, default=2e-3)
     parser.add_argument(
@@ -97,6 +103,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lora_rank=args.lora_rank,
+        lora_blocks=args.lora_blocks,
         lr_lora=args.lr_lora,
         lr_head=args.lr_head,
         layers=args.layers,

@@ -61,6 +61,10 @@ def window_features(
     return out, np.asarray(plan.owners, dtype=np.int64)
 
 
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
 def cached_window_features(
     encoder,
     tokenizer,
@@ -71,20 +75,42 @@ def cached_window_features(
     cache_dir: Path = DEFAULT_CACHE_DIR,
     name: str = "features",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``window_features`` with a cache keyed by the texts, the encoder and the window settings."""
-    key = hashlib.sha256()
-    key.update(f"{encoder.config._name_or_path}|{window_tokens}|{overlap_tokens}|{len(texts)}".encode())
-    for text in texts:
-        key.update(text.encode("utf-8", "surrogatepass") + b"\0")
-    path = Path(cache_dir) / f"{name}-{key.hexdigest()[:16]}.npz"
+    """``window_features`` with a per-text cache: only texts not seen before are encoded.
+
+    The cache file is keyed by the encoder and the window settings; inside, windows are stored per text hash.
+    """
+    setting = hashlib.sha256(f"{encoder.config._name_or_path}|{window_tokens}|{overlap_tokens}".encode())
+    path = Path(cache_dir) / f"{name}-{setting.hexdigest()[:16]}.npz"
+    known: dict[str, np.ndarray] = {}
     if path.is_file():
         cached = np.load(path)
-        log.info("using cached features %s", path)
-        return cached["features"], cached["owners"]
-    features, owners = window_features(
-        encoder, tokenizer, texts, window_tokens=window_tokens, overlap_tokens=overlap_tokens
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, features=features, owners=owners)
-    log.info("cached %d window features at %s", len(owners), path)
-    return features, owners
+        features, owners, keys = cached["features"], cached["owners"], cached["keys"]
+        for index, key in enumerate(keys):
+            known[str(key)] = features[owners == index]
+    wanted = [_text_key(text) for text in texts]
+    missing = sorted({key: text for key, text in zip(wanted, texts, strict=True) if key not in known}.items())
+    if missing:
+        log.info("encoding %d texts not in the feature cache", len(missing))
+        features, owners = window_features(
+            encoder,
+            tokenizer,
+            [text for _, text in missing],
+            window_tokens=window_tokens,
+            overlap_tokens=overlap_tokens,
+        )
+        for index, (key, _) in enumerate(missing):
+            known[key] = features[owners == index]
+        keys = sorted(known)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            features=np.concatenate([known[key] for key in keys]),
+            owners=np.concatenate(
+                [np.full(len(known[key]), i, dtype=np.int64) for i, key in enumerate(keys)]
+            ),
+            keys=np.asarray(keys),
+        )
+        log.info("feature cache %s now holds %d texts", path, len(keys))
+    blocks = [known[key] for key in wanted]
+    owners = np.concatenate([np.full(len(block), i, dtype=np.int64) for i, block in enumerate(blocks)])
+    return np.concatenate(blocks), owners

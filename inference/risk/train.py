@@ -52,6 +52,8 @@ class TrainOptions:
     weight_decay: float = 0.01
     lora_rank: int = 8
     lora_alpha: int = 16
+    # Encoder blocks (0-based) that get adapters: with only the top blocks tuned, backpropagation stops there.
+    lora_blocks: tuple[int, ...] = (3, 4, 5)
     layers: tuple[int, ...] = (4, 5, 6)
     hidden: int = 0
     window_tokens: int = 256
@@ -195,6 +197,8 @@ class RiskTrainer:
             r=o.lora_rank,
             lora_alpha=o.lora_alpha,
             lora_dropout=0.1,
+            layers_to_transform=list(o.lora_blocks),
+            layers_pattern="layer",
             target_modules=[
                 "query",
                 "key",

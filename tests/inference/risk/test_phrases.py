@@ -1,0 +1,102 @@
+"""The crisis-phrase layer: first-person crisis wording raises; hyperbole, support and recovery do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.risk.phrases import (
+    DEFAULT_PHRASES_FILE,
+    PhraseBook,
+    PhraseFileError,
+    match_crisis_phrases,
+    parse_phrase_file,
+)
+
+
+def tiers(text: str) -> set[str]:
+    return {match.split(":", 1)[0] for match in match_crisis_phrases(text)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm going to kill myself tonight",
+        "i just want to die",
+        "I’m thinking about killing myself",  # curly apostrophe
+        "nobody would miss me if I was gone",
+        "I took all my pills",
+        "I DON'T WANT TO BE ALIVE ANYMORE",
+    ],
+)
+def test_first_person_crisis_wording_is_high(text: str) -> None:
+    assert "high" in tiers(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this exam is killing me",
+        "my feet are killing me",
+        "I'm dying of embarrassment",
+        "that movie killed me, so funny",
+    ],
+)
+def test_everyday_hyperbole_matches_nothing(text: str) -> None:
+    assert match_crisis_phrases(text) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If you're thinking about suicide, please call or text 988.",
+        "Please don't hurt yourself. The crisis line is open 24/7.",
+        "Nobody here wants you to kill yourself. Can you call the hotline?",
+    ],
+)
+def test_supportive_replies_that_mention_hotlines_match_nothing(text: str) -> None:
+    assert match_crisis_phrases(text) == ()
+
+
+def test_negation_just_before_a_phrase_cancels_it() -> None:
+    assert match_crisis_phrases("I would never kill myself, I promise") == ()
+
+
+def test_recovery_story_in_the_past_does_not_match() -> None:
+    assert match_crisis_phrases("Two years ago I tried to kill myself. Now I'm doing well.") == ()
+
+
+def test_joking_marker_turns_a_high_phrase_into_elevated() -> None:
+    assert match_crisis_phrases("ugh I want to die lol") == ("elevated:want_to_die",)
+
+
+def test_matches_name_their_tier() -> None:
+    assert match_crisis_phrases("I want to kill myself") == ("high:kill_myself",)
+
+
+def test_wildcard_matches_any_one_word() -> None:
+    book = parse_phrase_file("[high]\npills = swallowed * pills\n")
+    assert book.matches("I swallowed twenty pills") == ("high:pills",)
+    assert book.matches("I swallowed pills") == ()
+
+
+def test_shipped_phrase_file_loads_with_every_section() -> None:
+    book = PhraseBook.load(DEFAULT_PHRASES_FILE)
+    assert book.phrases and book.negation and book.past and book.joking
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("kill = kill myself", "before the first"),
+        ("[urgent]\nkill = kill myself", "unknown section"),
+        ("[high]\nKill Me = kill myself", "snake_case"),
+        ("[high]\nkill = kill myself\nkill = end my life", "used twice"),
+    ],
+)
+def test_malformed_phrase_file_is_refused_with_the_line(content: str, message: str) -> None:
+    with pytest.raises(PhraseFileError, match=message):
+        parse_phrase_file(content)
+
+
+def test_zero_width_characters_do_not_hide_a_phrase() -> None:
+    assert "high" in tiers("I want to ki\u200bll myself".replace("ki\u200bll", "kill\u200b"))
