@@ -121,6 +121,7 @@ async def test_thread_starter_that_cannot_be_fetched_leaves_the_reply_alone(e2e)
         times=None,
     )
     reply = await e2e.say(e2e.cast.support_thread, e2e.cast.bob, REPLY_TEXT)
+    await e2e.wait_for_request(method="GET", route="/channels/{channel_id}/messages/{message_id}")
     await e2e.settle()
     assert await stored_reply(e2e, reply.id) is None
     assert not e2e.logged_errors()
@@ -139,3 +140,38 @@ async def test_each_seeker_post_is_risk_scored_and_reported_once(e2e):
     assert event.author_id == e2e.cast.alice.id and event.channel_id == e2e.cast.support.id
     assert event.jump_url.endswith(f"/{e2e.cast.guild.id}/{e2e.cast.support.id}/{post.id}")
     assert await count_rows(e2e, RiskAssessment, RiskAssessment.message_id == post.id) == 1
+
+
+async def test_thread_starter_is_risk_scored_through_the_first_reply(e2e):
+    events = SeekerEvents(e2e.bot)
+    await add_support_channel(e2e)
+    reply = await e2e.say(e2e.cast.support_thread, e2e.cast.bob, REPLY_TEXT)
+    await wait_for_stored_reply(e2e, reply.id)
+    row = await eventually(lambda: risk_row(e2e, e2e.cast.thread_starter.id), what="the starter's risk score")
+    assert row.author_id == e2e.cast.alice.id
+    assert len(events.for_message(e2e.cast.thread_starter.id)) == 1
+
+
+async def test_thread_starter_that_is_gone_leaves_the_reply_alone(e2e):
+    await add_support_channel(e2e)
+    await e2e.restart_bot()  # nothing cached: the starter must be fetched, and Discord answers 404
+    e2e.faults.next_request(
+        faults.unknown_message(),
+        method="GET",
+        route="/channels/{channel_id}/messages/{message_id}",
+        times=None,
+    )
+    reply = await e2e.say(e2e.cast.support_thread, e2e.cast.bob, REPLY_TEXT)
+    await e2e.wait_for_request(method="GET", route="/channels/{channel_id}/messages/{message_id}")
+    await e2e.settle()
+    assert await stored_reply(e2e, reply.id) is None
+    assert not e2e.logged_errors()
+
+
+async def test_long_non_english_reply_with_emoji_is_scored(e2e):
+    await add_support_channel(e2e)
+    post = await e2e.say(e2e.cast.support, e2e.cast.alice, "Je suis épuisée, je n'en peux plus 😞")
+    text = ("Ça a l'air vraiment épuisant 💛 " * 120).strip()
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, text, reply_to=post)
+    row = await wait_for_stored_reply(e2e, reply.id)
+    assert all(0 <= s["start"] < s["end"] <= len(text) for s in row.rationale_spans)
