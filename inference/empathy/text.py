@@ -97,24 +97,46 @@ def token_rationale_labels(
     return labels
 
 
+# Characters a highlight should neither start with (stray sentence ends) nor end with (dangling commas).
+_LEADING_JUNK = frozenset(",.;:!?)]}")
+_TRAILING_JUNK = frozenset(",;:([{")
+
+
 def merge_token_spans(text: str, tokens: Tokenized, marked: Sequence[bool]) -> tuple[RationaleSpan, ...]:
-    """Character spans of runs of marked tokens, merged across the whitespace between them.
+    """Character spans of runs of marked tokens, widened to whole words and trimmed of stray punctuation.
 
     Runs are broken only by an unmarked token; the text is sliced from the original, so emoji and
     non-ASCII come back exactly as written.
     """
-    spans: list[list[int]] = []
+    runs: list[list[int]] = []
     previous_marked = False
     for offset, is_marked in zip(tokens.offsets, marked, strict=False):
         if offset is None or offset[1] <= offset[0]:
             continue  # special or empty tokens neither extend nor break a run
         if is_marked:
-            if previous_marked and spans:
-                spans[-1][1] = max(spans[-1][1], offset[1])
+            if previous_marked and runs:
+                runs[-1][1] = max(runs[-1][1], offset[1])
             else:
-                spans.append([offset[0], offset[1]])
+                runs.append([offset[0], offset[1]])
         previous_marked = bool(is_marked)
-    return tuple(RationaleSpan(start, end, text[start:end]) for start, end in spans)
+    spans: list[RationaleSpan] = []
+    for start, end in runs:
+        # A run that starts or ends inside a word (a marked sub-word piece) covers the whole word.
+        while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+            start -= 1
+        while end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
+            end += 1
+        while start < end and (text[start].isspace() or text[start] in _LEADING_JUNK):
+            start += 1
+        while end > start and (text[end - 1].isspace() or text[end - 1] in _TRAILING_JUNK):
+            end -= 1
+        if start >= end:
+            continue
+        if spans and start <= spans[-1].end:
+            start = spans[-1].start
+            spans.pop()
+        spans.append(RationaleSpan(start, end, text[start:end]))
+    return tuple(spans)
 
 
 def token_runs(labels: Sequence[int]) -> list[tuple[int, int]]:

@@ -125,3 +125,22 @@ def test_replies_scored_above_0_get_their_marked_text_highlighted(highlighting_s
     for score in result.by_mechanism().values():
         assert score.level == EmpathyLevel.STRONG
         assert score.rationales == (RationaleSpan(2, len(reply) - 2, reply.strip()),)
+
+
+def test_a_marked_word_piece_highlights_the_whole_word() -> None:
+    text = "I understand"
+    tokens = tokens_of("I understand")
+    pieces = [offset and text[offset[0] : offset[1]] for offset in tokens.offsets]
+    # Mark only the first piece of the longest word, whatever the vocabulary splits it into.
+    marked = [False] * len(pieces)
+    marked[2] = True
+    assert merge_token_spans(text, tokens, marked) == (RationaleSpan(2, 12, "understand"),)
+
+
+def test_stray_punctuation_at_span_edges_is_trimmed() -> None:
+    text = "Oh, I am sorry, truly"
+    tokens = tokens_of(text)
+    words = [offset and text[offset[0] : offset[1]] for offset in tokens.offsets]
+    marked = [w in (",", "i", "I", "am", "sorry") for w in words]
+    spans = merge_token_spans(text, tokens, marked)
+    assert [s.text for s in spans] == ["I am sorry"]
