@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,7 @@ FOOTER = (
 
 _MARKDOWN = re.compile(r"([\\*_~`|>#\[\]()])")
 _SPACES = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +132,36 @@ def merge_spans(spans: Sequence[tuple[int, int]], text: str) -> list[tuple[int, 
     return merged
 
 
-def best_quote(spans: Sequence[tuple[int, int]], text: str | None, limit: int = QUOTE_CHARS) -> str | None:
-    """The longest rationale phrase, trimmed to ``limit`` characters at a word boundary."""
+def _sentences(phrase: str) -> list[str]:
+    return [part.strip(" ,;:-") for part in _SENTENCE_END.split(phrase) if part.strip(" ,;:-")]
+
+
+def best_quote(
+    spans: Sequence[tuple[int, int]],
+    text: str | None,
+    limit: int = QUOTE_CHARS,
+    *,
+    mechanism: Mechanism | None = None,
+    avoid: Collection[str] = (),
+) -> str | None:
+    """The rationale sentence that best shows ``mechanism``, trimmed to ``limit`` characters.
+
+    A rationale often spans several sentences; quoting the one that fits (a question for Explorations, a
+    statement otherwise) and not one already quoted for another mechanism reads as specific feedback.
+    """
     if not text or not spans:
         return None
     phrases = [_SPACES.sub(" ", text[s:e]).strip(" ,;:-") for s, e in merge_spans(spans, text)]
-    phrases = [p for p in phrases if p]
-    if not phrases:
+    candidates = [sentence for phrase in phrases if phrase for sentence in _sentences(phrase)]
+    if not candidates:
         return None
-    phrase = max(phrases, key=len)
+    wants_question = mechanism is Mechanism.EXPLORATIONS
+
+    def rank(sentence: str) -> tuple[bool, bool, int]:
+        fits = ("?" in sentence) == wants_question if mechanism is not None else True
+        return (sentence not in avoid, fits, len(sentence))
+
+    phrase = max(candidates, key=rank)
     if len(phrase) > limit:
         phrase = (phrase[: limit - 1].rsplit(" ", 1)[0] or phrase[: limit - 1]) + "…"
     return phrase
@@ -163,6 +185,7 @@ def next_step(levels: Mapping[Mechanism, float]) -> tuple[Mechanism | None, str]
 def _praise_lines(reply: ReplyForCoaching) -> tuple[list[str], list[Mechanism]]:
     lines: list[str] = []
     praised: list[Mechanism] = []
+    quoted: list[str] = []
     for mechanism in (Mechanism.EMOTIONAL_REACTIONS, Mechanism.INTERPRETATIONS, Mechanism.EXPLORATIONS):
         level = reply.levels.get(mechanism, 0)
         if level < 1:
@@ -170,8 +193,11 @@ def _praise_lines(reply: ReplyForCoaching) -> tuple[list[str], list[Mechanism]]:
         shows, article = _WHAT_IT_SHOWS[mechanism]
         strength = "a strong " if level >= 2 else f"{article} "
         name = MECHANISM_NAMES[mechanism]
-        quote = best_quote(reply.spans.get(mechanism, ()), reply.reply_text)
+        quote = best_quote(
+            reply.spans.get(mechanism, ()), reply.reply_text, mechanism=mechanism, avoid=quoted
+        )
         if quote:
+            quoted.append(quote)
             lines.append(f"• “{escape_markdown(quote)}” {shows} — {strength}{name}.")
         else:
             lines.append(f"• Your reply {shows} — {strength}{name}.")

@@ -40,9 +40,9 @@ async def test_coaching_dm_quotes_rationale(e2e):
     reply = await _reply_to_a_post(e2e)
     dm = await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
     # The tiny models say ER strong, IP weak, EX none, with every reply word as rationale.
-    assert "“That sounds exhausting. I'm here for you.” shows warmth" in dm.content
+    assert "“That sounds exhausting.” shows warmth and care" in dm.content
     assert "— a strong Emotional Reaction." in dm.content
-    assert "shows you understood how they feel — an Interpretation." in dm.content
+    assert "“I'm here for you.” shows you understood how they feel — an Interpretation." in dm.content
     assert "open question" in dm.content  # the next step for the weakest mechanism, Exploration
     assert reply.jump_url_path in dm.content
 

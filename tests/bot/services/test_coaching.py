@@ -133,3 +133,11 @@ def test_first_contact_note_says_who_is_writing_then_the_note() -> None:
     text = compose_first_contact("Calm Corner", note)
     assert text.startswith("Hi! The moderators of **Calm Corner** use PeerCare")
     assert text.endswith(note.text)
+
+
+def test_a_rationale_over_two_sentences_quotes_the_one_that_fits_each_mechanism() -> None:
+    text = "That sounds exhausting. Do you want to talk about what happened?"
+    whole = [(0, len(text))]
+    note = compose_note(_reply((1, 0, 2), {ER: whole, EX: whole}, text=text))
+    assert "“That sounds exhausting.” shows warmth" in note.text
+    assert "“Do you want to talk about what happened?” invites them to share more" in note.text
