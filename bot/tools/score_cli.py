@@ -368,12 +368,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 # -- wiring ---------------------------------------------------------------------------------------------
 
 
+def _quiet_model_loading() -> None:
+    # The user asked for scores: transformers' "Loading weights" bars would bury them (ours stays: replay's).
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()
+
+
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from bot.logging_setup import configure_logging
         from inference.errors import InferenceError
 
         configure_logging("WARNING")
+        _quiet_model_loading()
         try:
             return command(args)
         except InputError as exc:
