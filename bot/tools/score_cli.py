@@ -339,8 +339,8 @@ def print_summary(summary: dict[str, Any], out: Path, stream: TextIO) -> None:
         "the bot's interval and daily cap would turn some into digests)",
         f"Seeker posts: {summary['seeker_posts']} (high {tiers['high']}, elevated {tiers['elevated']}, "
         f"none {tiers['none']})",
-        f"Escalations: {summary['escalations']} (one per high-risk seeker post; "
-        f"{describe_escalation(RiskTier.HIGH)})",
+        f"Escalations: {summary['escalations']} (one per high-risk seeker post; what each would do under the "
+        "default consent settings is in the `escalation` column)",
         f"Results written to {out}",
     ]
     print("\n".join(lines), file=stream)
