@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -334,12 +334,18 @@ class BotRunner:
             # The heartbeat thread would outlive the test's event loop and fail there.
             ws._keep_alive.stop()
         current = asyncio.current_task()
-        doomed = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
-        if task is not None and task not in doomed:
-            doomed.append(task)
-        for victim in doomed:
-            victim.cancel()
-        if doomed:
+        if task is not None:
+            task.cancel()
+        # Dying tasks can still start others (an event dispatched from an except block): kill until none are left,
+        # before the database closes under them.
+        for _ in range(10):
+            doomed = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
+            if task is not None and not task.done():
+                doomed.append(task)
+            if not doomed:
+                break
+            for victim in doomed:
+                victim.cancel()
             await asyncio.wait(doomed, timeout=SHUTDOWN_DRAIN_S)
         await self.server.revoke_token(self.token)
         await bot.http.close()
@@ -351,6 +357,31 @@ class BotRunner:
         """Stop (or crash) the running bot, then start a fresh instance on the same database."""
         await (self.crash() if crash else self.stop())
         return await self.start()
+
+
+@contextlib.contextmanager
+def tasks_kept_alive() -> Iterator[None]:
+    """Hold a strong reference to every task until it finishes.
+
+    asyncio keeps only weak ones, and discord.py keeps none to its event tasks: a handler stuck on a future
+    nothing else references (a test "freezing" a step) would be garbage-collected mid-test, and its
+    GeneratorExit would surface as a spurious error far from the cause.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    alive: set[asyncio.Future[Any]] = set()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
+        alive.add(task)
+        task.add_done_callback(alive.discard)
+        return task
+
+    loop.set_task_factory(factory)
+    try:
+        yield
+    finally:
+        loop.set_task_factory(previous)
 
 
 @pytest.fixture
@@ -371,10 +402,11 @@ async def bot_runner(
         list(e2e_extra_extensions),
         loaded_engines,
     )
-    try:
-        yield runner
-    finally:
-        await runner.stop()
+    with tasks_kept_alive():
+        try:
+            yield runner
+        finally:
+            await runner.stop()
 
 
 class E2E:
