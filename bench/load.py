@@ -80,6 +80,16 @@ async def steady_load(score: Score, requests: Sequence[Any], *, rate_per_s: floa
     )
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (None: this process)."""
+    if pid is None:
+        return time.process_time()
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def peak_rss_mb(pid: int | str = "self") -> float:
     """The process's high-water resident memory (VmHWM), in MiB; NaN where /proc is missing."""
     try:

@@ -99,10 +99,11 @@ def measure_naive(
     for request in reply_requests(make_conversations(2, seed=seed + 99)):
         scorer.score(request)
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     for request in capacity_requests:
         scorer.score(request)
     capacity = len(capacity_requests) / (time.perf_counter() - started)
+    cpu_ms_per_reply = 1000 * (time.process_time() - cpu_before) / len(capacity_requests)
 
     # One server, first come first served: each reply waits for those before it, as in a bot that scores
     # replies one at a time as they arrive.
@@ -120,6 +121,7 @@ def measure_naive(
     return {
         "replies": len(capacity_requests),
         "replies_per_s": capacity,
+        "cpu_ms_per_reply": cpu_ms_per_reply,
         "steady": {
             "offered_per_s": rate,
             "p50_ms": statistics.median(latencies),

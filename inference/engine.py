@@ -98,14 +98,21 @@ def model_dtype(device: str) -> torch.dtype | None:
 
 
 def configure_cpu_threads(requested: int | None) -> int:
-    """One intra-op thread per usable core; more only fight each other (and the bot) for the CPU."""
+    """Intra-op threads: one per usable physical core unless set (hyperthreads and extra threads only fight
+    over the same cores; on a machine shared with CPU-heavy jobs, fewer threads than cores can be faster)."""
     import torch
 
     try:
-        available = len(os.sched_getaffinity(0))
+        usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        available = os.cpu_count() or 1
-    threads = max(1, requested or available)
+        usable = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or usable
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        physical = usable
+    threads = max(1, requested or min(usable, physical))
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
         torch.set_num_interop_threads(1)
