@@ -69,15 +69,6 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional_module(name: str):  # TODO(lead): remove once every contributing module has landed
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            return None
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peercare",
@@ -103,14 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
     evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="model", required=True)
     for module_name in _TRAIN_EVAL_MODULES:
-        module = _optional_module(module_name)
-        if module is not None:
-            module.register_train(train)
-            module.register_eval(evaluate)
+        module = importlib.import_module(module_name)
+        module.register_train(train)
+        module.register_eval(evaluate)
     for module_name in _TOOL_MODULES:
-        module = _optional_module(module_name)
-        if module is not None:
-            module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
