@@ -8,6 +8,7 @@ periodic sweep all take the same path and the same per-case lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import weakref
@@ -31,6 +32,7 @@ from bot.services.events import SeekerRiskScored
 log = logging.getLogger(__name__)
 
 DISCORD_DMS_CLOSED = 50007
+UNLOAD_GRACE_SECONDS = 5.0
 SWEEP_JOB_ID = "escalation-sweep"
 SWEEP_EVERY_SECONDS = 60
 # How far back a re-delivery looks for an alert it may have posted before a crash.
@@ -210,8 +212,15 @@ class Escalations(commands.Cog):
         scheduler = self.bot.scheduler  # type: ignore[attr-defined]
         if scheduler.get_job(SWEEP_JOB_ID) is not None:
             scheduler.remove_job(SWEEP_JOB_ID)
-        if self._startup_sweep is not None:
-            self._startup_sweep.cancel()
+        if self._startup_sweep is not None and not self._startup_sweep.done():
+            # Let a running catch-up finish its transaction: cancelling it mid-commit leaves the database
+            # driver's close pending and can hang shutdown. Each case is its own transaction, so a sweep
+            # cut short after the grace period loses nothing; the next start sweeps again.
+            _done, pending = await asyncio.wait({self._startup_sweep}, timeout=UNLOAD_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
