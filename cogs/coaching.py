@@ -85,7 +85,7 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
         scheduler = self.bot.scheduler  # type: ignore[attr-defined]
         # Queued notes (interval passed, cap reset, restart) go out from here; nothing depends on memory.
         scheduler.add_job(
-            self.flush_due,
+            self._scheduled_flush,
             "interval",
             seconds=FLUSH_EVERY_SECONDS,
             id=FLUSH_JOB_ID,
@@ -116,6 +116,13 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
                 await self._carry_out(plan)
         except Exception:
             log.exception("coaching failed for reply %s", event.reply_message_id)
+
+    async def _scheduled_flush(self) -> None:
+        try:
+            await self.flush_due()
+        except asyncio.CancelledError:
+            # Shutdown interrupted it: each delivery is its own transaction and the next start flushes again.
+            log.info("coaching flush interrupted by shutdown")
 
     async def flush_due(self) -> int:
         """Send what the rate limits now allow to everyone with waiting replies. Returns DMs attempted."""
