@@ -141,7 +141,7 @@ class Replies(commands.Cog):
             is_edit=is_edit,
         )
         await self._dispatch(result.seeker_event)
-        if result.outcome is ReplyOutcome.NEW:
+        if result.outcome is ReplyOutcome.NEW and not self.pipeline.is_deleted(message.id):
             self.bot.dispatch(REPLY_SCORED, ReplyScored(message.guild.id, message.author.id, message.id))
 
     @staticmethod
@@ -178,14 +178,13 @@ class Replies(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            await reply_scoring.forget_message(session, payload.message_id)
+        assert self.pipeline is not None
+        await self.pipeline.forget([payload.message_id])
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            for message_id in payload.message_ids:
-                await reply_scoring.forget_message(session, message_id)
+        assert self.pipeline is not None
+        await self.pipeline.forget(payload.message_ids)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -13,7 +13,8 @@ import logging
 import re
 import unicodedata
 import weakref
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,8 @@ EXCERPT_CHARS = 300
 REPLY_SCORED = "peercare_reply_scored"
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 _SPACES = re.compile(r"\s+")
+# Deleted message ids remembered, so scoring that finishes (or starts) after a delete stores nothing.
+DELETED_IDS_KEPT = 10_000
 
 
 class CoachingStatus(str, enum.Enum):
@@ -174,6 +177,7 @@ class ReplyScoringPipeline:
         self.clock = clock
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._deleted: OrderedDict[int, None] = OrderedDict()
 
     def _lock(self, message_id: int) -> asyncio.Lock:
         lock = self._locks.get(message_id)
@@ -181,6 +185,28 @@ class ReplyScoringPipeline:
             lock = asyncio.Lock()
             self._locks[message_id] = lock
         return lock
+
+    def is_deleted(self, message_id: int) -> bool:
+        """The message was deleted on Discord while this process ran: nothing more is stored for it."""
+        return message_id in self._deleted
+
+    async def forget(self, message_ids: Iterable[int]) -> int:
+        """Messages were deleted: remember that first, then drop what is stored. Returns rows touched.
+
+        Remembering comes before any wait, so a scoring of the same message still in flight stores nothing;
+        the per-message lock makes the delete wait for a write already under way instead of racing it.
+        """
+        message_ids = list(message_ids)
+        for message_id in message_ids:
+            self._deleted[message_id] = None
+            self._deleted.move_to_end(message_id)
+        while len(self._deleted) > DELETED_IDS_KEPT:
+            self._deleted.popitem(last=False)
+        touched = 0
+        for message_id in message_ids:
+            async with self._lock(message_id), self.database.session() as session:
+                touched += await forget_message(session, message_id)
+        return touched
 
     def _text_expiry(self) -> datetime | None:
         if self.retention_days <= 0:
@@ -193,6 +219,8 @@ class ReplyScoringPipeline:
             return ReplyScoringResult(ReplyOutcome.SKIPPED)
         new_hash = content_hash(reply.reply_text)
         async with self._lock(reply.reply_message_id):
+            if self.is_deleted(reply.reply_message_id):
+                return ReplyScoringResult(ReplyOutcome.SKIPPED)
             async with self.database.session() as session:
                 stored = await _find_reply(session, reply.reply_message_id)
                 parent_known = await _seeker_risk_recorded(session, reply.parent.message_id)
@@ -207,10 +235,18 @@ class ReplyScoringPipeline:
                 return ReplyScoringResult(ReplyOutcome.SKIPPED, seeker_event=seeker_event)
 
             async with self.database.session() as session:
-                outcome = await self._store(session, reply, score, new_hash)
+                outcome = (
+                    ReplyOutcome.SKIPPED
+                    if self.is_deleted(reply.reply_message_id)
+                    else await self._store(session, reply, score, new_hash, is_edit=is_edit)
+                )
+                # The seeker post was not deleted with the reply: its risk is still recorded.
                 seeker_event = await record_seeker_risk(
                     session, reply.parent, score.parent_risk, self.clock()
                 )
+            if outcome is ReplyOutcome.SKIPPED:
+                log.info("reply %s was deleted while being scored: nothing stored", reply.reply_message_id)
+                return ReplyScoringResult(outcome, seeker_event=seeker_event)
             log.info(
                 "reply %s %s (guild %s, levels ER=%d IP=%d EX=%d)",
                 reply.reply_message_id,
@@ -263,7 +299,7 @@ class ReplyScoringPipeline:
         return None
 
     async def _store(
-        self, session: AsyncSession, reply: ReplyInput, score: ReplyScore, new_hash: str
+        self, session: AsyncSession, reply: ReplyInput, score: ReplyScore, new_hash: str, *, is_edit: bool
     ) -> ReplyOutcome:
         empathy = score.empathy
         values = {
@@ -278,8 +314,7 @@ class ReplyScoringPipeline:
             "reply_text": reply.reply_text if self.retention_days > 0 else None,
             "text_expires_at": self._text_expiry(),
         }
-        stored = await _find_reply(session, reply.reply_message_id)
-        if stored is None:
+        if not is_edit and await _find_reply(session, reply.reply_message_id) is None:
             session.add(
                 ScoredReply(
                     guild_id=reply.guild_id,
@@ -294,9 +329,12 @@ class ReplyScoringPipeline:
                 )
             )
             return ReplyOutcome.NEW
-        for name, value in values.items():
-            setattr(stored, name, value)  # coaching_status untouched: an edit never earns a second note
-        return ReplyOutcome.UPDATED
+        # One UPDATE that may match nothing (the row went meanwhile: forget-me, retention), never a stale
+        # ORM row; coaching_status untouched: an edit never earns a second note, nor re-creates a reply.
+        result = await session.execute(
+            update(ScoredReply).where(ScoredReply.reply_message_id == reply.reply_message_id).values(**values)
+        )
+        return ReplyOutcome.UPDATED if result.rowcount else ReplyOutcome.SKIPPED
 
 
 async def _find_reply(session: AsyncSession, reply_message_id: int) -> ScoredReply | None:
