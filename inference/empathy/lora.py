@@ -102,7 +102,8 @@ def apply_saved_lora(
         if not isinstance(base, nn.Linear) or tuple(base.weight.shape) != (b.shape[0], a.shape[1]):
             raise ValueError(f"adapter {path!r} does not fit the base encoder{setting_hint}")
         with torch.no_grad():
-            base.weight += ((b @ a) * (alpha / a.shape[0])).to(base.weight.dtype)
+            delta = (b @ a) * (alpha / a.shape[0])
+            base.weight += delta.to(device=base.weight.device, dtype=base.weight.dtype)
     return len(paths)
 
 

@@ -207,3 +207,25 @@ def test_peercare_config_records_the_format(tmp_path) -> None:
     config = json.loads((paths[ER] / "config.json").read_text())
     assert config["format"] == "peercare-empathy-bi-encoder"
     assert config["bi_encoder"]["seeker_mask"] is True
+
+
+def test_adapter_models_on_one_base_share_it_and_load_in_another_dtype(tmp_path, seekers, replies) -> None:
+    base, base_folder = save_tiny_base(tmp_path / "base")
+    paths = {
+        m: save_peercare(
+            build_tiny_bi_encoder(m, seed=i, base=base, lora_rank=4),
+            tmp_path / m.value,
+            base_encoder=str(base_folder),
+        )
+        for i, m in enumerate(Mechanism)
+    }
+    full = EmpathyScorer.load(paths)
+    half = EmpathyScorer.load(paths, dtype=torch.bfloat16)
+    assert full.shares_seeker_encoder and half.shares_seeker_encoder
+    for mechanism in Mechanism:
+        torch.testing.assert_close(
+            probabilities(half, seekers, replies, mechanism),
+            probabilities(full, seekers, replies, mechanism),
+            atol=0.05,
+            rtol=0,
+        )
