@@ -180,9 +180,13 @@ def build_tiny_pooled_risk_model(
     window_tokens: int = 32,
     overlap_tokens: int = 8,
     thresholds: RiskThresholds | None = None,
+    lora: bool = False,
     seed: int = 0,
 ) -> Path:
-    """PeerCare's compact format over a tiny random base encoder saved in ``folder/base``."""
+    """PeerCare's compact format over a tiny random base encoder saved in ``folder/base``.
+
+    ``lora=True`` also saves a (non-zero) LoRA adapter in ``folder/adapter``, as ``--mode lora`` training does.
+    """
     from safetensors.torch import save_file
     from transformers import BertModel
 
@@ -195,6 +199,17 @@ def build_tiny_pooled_risk_model(
     torch.manual_seed(seed)
     encoder = BertModel(_tiny_config(labels, None, 512, len(tokenizer)))
     encoder.save_pretrained(base)
+    adapter = None
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        tuned = get_peft_model(encoder, LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"]))
+        with torch.no_grad():
+            for name, parameter in tuned.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.5)  # a trained adapter is not the identity
+        adapter = "adapter"
+        tuned.save_pretrained(folder / adapter)
     layers = (1, 2)
     head = RiskHead(32 * len(layers), len(labels))
     if forced:
@@ -213,6 +228,7 @@ def build_tiny_pooled_risk_model(
         in_features=32 * len(layers),
         window_tokens=window_tokens,
         overlap_tokens=overlap_tokens,
+        adapter=adapter,
     )
     write_json(folder / POOLED_CONFIG_FILE, config.to_json())
     if thresholds is not None:

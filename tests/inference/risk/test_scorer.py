@@ -165,3 +165,9 @@ def test_pooled_format_loads_with_its_head_and_windows(tmp_path) -> None:
     result = scorer.predict([_long_text("hello")])[0]
     assert result.probabilities["suicidal"] == pytest.approx(0.9, abs=2e-3)
     assert result.tier == RiskTier.HIGH and result.triggered_labels == ("suicidal",)
+
+
+def test_pooled_format_applies_its_lora_adapter(tmp_path) -> None:
+    plain = RiskScorer.load(build_tiny_pooled_risk_model(tmp_path / "plain", seed=5))
+    tuned = RiskScorer.load(build_tiny_pooled_risk_model(tmp_path / "tuned", seed=5, lora=True))
+    assert plain.probabilities(TEXTS[:1])[0] != pytest.approx(tuned.probabilities(TEXTS[:1])[0], abs=1e-6)
