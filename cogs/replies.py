@@ -36,6 +36,8 @@ class Replies(commands.Cog):
             self.bot.database,  # type: ignore[attr-defined]
             self.bot.inference,  # type: ignore[attr-defined]
             retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
+            # Loaded by /peercare setup; escalation reads the same attribute, so both judge tiers alike.
+            default_thresholds=lambda: getattr(self.bot, "_peercare_default_thresholds", None),
         )
 
     # -- where PeerCare may read ------------------------------------------------------------------------
@@ -110,6 +112,14 @@ class Replies(commands.Cog):
             return True, await self._thread_starter(channel)
         return False, None
 
+    @staticmethod
+    def _may_be_seeker_post(message: discord.Message) -> bool:
+        """Neither a reply nor a message inside a thread: a post (or thread starter), told without a fetch."""
+        if message.reference is not None and message.type is discord.MessageType.reply:
+            return False
+        channel = message.channel
+        return not (isinstance(channel, discord.Thread) and message.id != channel.id)
+
     # -- the work ----------------------------------------------------------------------------------------
 
     async def _handle(self, message: discord.Message, *, is_edit: bool) -> None:
@@ -123,6 +133,12 @@ class Replies(commands.Cog):
         is_reply, parent = await self._parent_of(message)
         if is_reply and parent is not None and parent.author.id == message.author.id:
             is_reply = False  # a follow-up to one's own post is the seeker speaking again, not a reply
+        if is_edit:
+            # Any edited message may be a seeker post (a reply others answered is one too): an edit that
+            # adds crisis language must reach escalation.
+            await self._dispatch(
+                await self.pipeline.rescore_seeker_post(self._seeker_post(message), first_time=not is_reply)
+            )
         if not is_reply:
             if not is_edit:
                 await self._dispatch(await self.pipeline.score_seeker_post(self._seeker_post(message)))
@@ -167,10 +183,16 @@ class Replies(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            if await reply_scoring.find_reply(session, payload.message_id) is None:
-                return  # only replies we scored can be re-scored; nothing else is read
+        assert self.pipeline is not None
         message = payload.message
+        before = payload.cached_message
+        if before is not None and before.content == message.content:
+            return  # an embed or a pin changed, not the words
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            known = await reply_scoring.find_reply(session, payload.message_id) is not None
+            known = known or await reply_scoring.seeker_risk_recorded(session, payload.message_id)
+        if not (known or self.pipeline.is_scoring(payload.message_id) or self._may_be_seeker_post(message)):
+            return  # an unknown reply: only replies we scored are re-scored
         try:
             await self._handle(message, is_edit=True)
         except Exception:

@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import RiskAssessment, ScoredReply, utcnow
 from bot.db.session import Database
+from bot.services import guild_settings
+from bot.services.escalation import guild_tier
 from bot.services.events import SeekerRiskScored
 from inference.client import InferenceClient
 from inference.errors import InferenceError, InputRejected, RequestShed
@@ -35,6 +37,8 @@ from inference.types import (
     ReplyScoreRequest,
     RiskResult,
     RiskScoreRequest,
+    RiskThresholds,
+    RiskTier,
 )
 
 log = logging.getLogger(__name__)
@@ -170,11 +174,14 @@ class ReplyScoringPipeline:
         *,
         retention_days: int,
         clock: Callable[[], datetime] = utcnow,
+        default_thresholds: Callable[[], RiskThresholds | None] = lambda: None,
     ) -> None:
         self.database = database
         self.inference = inference
         self.retention_days = retention_days
         self.clock = clock
+        # The risk model card's thresholds, as escalation uses them: an edit's tier is judged the same way.
+        self.default_thresholds = default_thresholds
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._deleted: OrderedDict[int, None] = OrderedDict()
@@ -185,6 +192,11 @@ class ReplyScoringPipeline:
             lock = asyncio.Lock()
             self._locks[message_id] = lock
         return lock
+
+    def is_scoring(self, message_id: int) -> bool:
+        """A first score (or re-score) of this message is under way: an edit now must not be dropped."""
+        lock = self._locks.get(message_id)
+        return lock is not None and lock.locked()
 
     def is_deleted(self, message_id: int) -> bool:
         """The message was deleted on Discord while this process ran: nothing more is stored for it."""
@@ -267,6 +279,89 @@ class ReplyScoringPipeline:
                 if await _seeker_risk_recorded(session, post.message_id):
                     return None
             return await self._score_seeker_post(post)
+
+    async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> SeekerRiskScored | None:
+        """An edited seeker post: score its risk again. Returns the event only when its tier rose.
+
+        Nothing is ever lowered by an edit (a post that said it once may still mean it). ``first_time``: an
+        edited post that was never scored (posted before PeerCare read the channel) is scored now.
+        """
+        if not has_scorable_text(post.text):
+            return None
+        async with self._lock(post.message_id):
+            if self.is_deleted(post.message_id):
+                return None
+            async with self.database.session() as session:
+                known = await _seeker_risk_recorded(session, post.message_id)
+            if not known and not first_time:
+                return None
+            try:
+                result = await self.inference.score_risk(
+                    RiskScoreRequest(message_id=post.message_id, text=post.text)
+                )
+            except InferenceError as exc:
+                log.error("could not risk-score edited post %s: %s", post.message_id, type(exc).__name__)
+                return None
+            async with self.database.session() as session:
+                row = await session.scalar(
+                    select(RiskAssessment).where(
+                        RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
+                    )
+                )
+                if row is None:
+                    return await record_seeker_risk(session, post, result.risk, self.clock())
+                return await self._raise_seeker_risk(session, post, row, result.risk)
+
+    async def _raise_seeker_risk(
+        self, session: AsyncSession, post: SeekerPost, row: RiskAssessment, risk: RiskResult
+    ) -> SeekerRiskScored | None:
+        """Merge an edit's risk into the stored one (each label's highest probability, every phrase)."""
+        stored_tier = RiskTier(row.tier)
+        probabilities = dict(row.probabilities or {})
+        for label, probability in risk.probabilities.items():
+            probabilities[label] = max(probability, probabilities.get(label, 0.0))
+        phrases = tuple(dict.fromkeys([*risk.phrase_matches, *(row.phrase_matches or ())]))
+        merged = RiskResult(
+            probabilities=probabilities,
+            tier=RiskTier.max(risk.tier, stored_tier),
+            triggered_labels=tuple(risk.triggered_labels),
+            phrase_matches=phrases,
+        )
+        settings = await guild_settings.get_or_create(session, post.guild_id)
+        # The stored tier is the guild's (escalation re-tiers every post): compare like with like.
+        decision = guild_tier(merged, settings.risk_thresholds, self.default_thresholds())
+        if decision.tier.rank <= stored_tier.rank:
+            log.info("edited post %s: risk tier not above %s", post.message_id, stored_tier.value)
+            return None
+        updated = await session.execute(
+            update(RiskAssessment)
+            .where(RiskAssessment.id == row.id)
+            .values(
+                tier=decision.tier.value,
+                probabilities=probabilities,
+                triggered_labels=list(decision.labels),
+                phrase_matches=list(phrases),
+                scored_at=self.clock(),  # recent again: the sweep recovers its case if the event is lost
+            )
+        )
+        if not updated.rowcount:
+            return None  # deleted meanwhile
+        log.info(
+            "edited post %s: risk tier rose from %s to %s (guild %s)",
+            post.message_id,
+            stored_tier.value,
+            decision.tier.value,
+            post.guild_id,
+        )
+        return SeekerRiskScored(
+            guild_id=post.guild_id,
+            channel_id=post.channel_id,
+            message_id=post.message_id,
+            author_id=post.author_id,
+            risk=merged,
+            excerpt=excerpt(post.text),
+            jump_url=jump_url(post.guild_id, post.channel_id, post.message_id),
+        )
 
     async def _score_seeker_post(self, post: SeekerPost) -> SeekerRiskScored | None:
         try:
@@ -392,6 +487,11 @@ async def record_seeker_risk(
 
 async def find_reply(session: AsyncSession, reply_message_id: int) -> ScoredReply | None:
     return await _find_reply(session, reply_message_id)
+
+
+async def seeker_risk_recorded(session: AsyncSession, message_id: int) -> bool:
+    """The message was risk-scored as a seeker post (its edits are then re-scored)."""
+    return await _seeker_risk_recorded(session, message_id)
 
 
 async def forget_message(session: AsyncSession, message_id: int) -> int:
