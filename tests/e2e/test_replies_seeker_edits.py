@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bot.db.models import EscalationConsent, EscalationState
+from bot.services.events import SEEKER_RISK_SCORED
 from tests.e2e._features import SeekerEvents, eventually, risk_row
 from tests.e2e.safety_support import (
     CALM_POST,
@@ -101,3 +102,15 @@ async def test_edit_of_a_post_outside_support_channels_is_not_read(e2e):
 async def _tier_is(e2e, message_id: int, tier: str) -> bool:  # type: ignore[no-untyped-def]
     row = await risk_row(e2e, message_id)
     return row is not None and row.tier == tier
+
+
+async def test_repeated_high_event_for_a_post_does_not_duplicate_its_case(e2e):
+    await go_live(e2e, EscalationConsent.YES)
+    events = SeekerEvents(e2e.bot)
+    post = await _scored_post(e2e, CRISIS_POST)
+    await wait_for_alert(e2e)
+    await wait_for_case(e2e, EscalationState.ALERTED)
+    e2e.bot.dispatch(SEEKER_RISK_SCORED, events.for_message(post.id)[0])  # as a re-dispatch would
+    await e2e.settle()
+    assert [c.message_id for c in await cases(e2e)] == [post.id]
+    assert len(alerts(e2e)) == 1
