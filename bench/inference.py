@@ -115,7 +115,15 @@ def gpu_memory_mb(pid: int) -> float | None:
 
 
 async def run_peercare(
-    models: BenchModels, *, backend: str, device: str, parents: int, seed: int, threads: int, max_batch: int
+    models: BenchModels,
+    *,
+    backend: str,
+    device: str,
+    parents: int,
+    seed: int,
+    threads: int,
+    max_batch: int,
+    cpu_dtype: str = "fp32",
 ) -> dict[str, Any]:
     from inference.factory import create_inference_client
 
@@ -128,6 +136,7 @@ async def run_peercare(
         max_wait_ms=5.0,
         queue_size=100_000,  # this measures speed, not shedding
         cpu_threads=threads,
+        cpu_dtype=cpu_dtype,  # type: ignore[arg-type]
         request_timeout_s=600,
         heartbeat_timeout_s=120,
     )
@@ -153,6 +162,7 @@ async def run_peercare(
     result = {
         "backend": backend,
         "device": getattr(client, "device", None) or device,
+        "cpu_dtype": cpu_dtype if device == "cpu" else None,
         "load_s": round(load_s, 2),
         "replies": throughput.replies,
         "replies_per_s": throughput.per_s,
@@ -170,12 +180,13 @@ async def run_peercare(
     return result
 
 
-# -- int8 ------------------------------------------------------------------------------------------------------
+# -- CPU precisions: bf16 and dynamic int8 against fp32 ---------------------------------------------------------
 
 
-def measure_int8(models: BenchModels, *, parents: int, seed: int, threads: int) -> dict[str, Any]:
-    """Engine replies/s in fp32 and dynamic int8, and how often int8 gives the same levels and tiers."""
-    from inference.engine import ScoringEngine
+def measure_precisions(models: BenchModels, *, parents: int, seed: int, threads: int) -> dict[str, Any]:
+    """Engine speed in fp32, bf16 (where the CPU has it natively) and dynamic int8, and how often each gives
+    the same levels and risk tiers as fp32 on the same replies."""
+    from inference.engine import ScoringEngine, cpu_has_native_bf16
 
     requests = reply_requests(make_conversations(parents, seed=seed + 7, id_offset=3_000_000))
     base = InferenceConfig(
@@ -184,35 +195,52 @@ def measure_int8(models: BenchModels, *, parents: int, seed: int, threads: int) 
         empathy_sources=dict(models.empathy),
         risk_source=models.risk,
         cpu_threads=threads,
+        int8_min_agreement=0.0,  # measure it here rather than let the engine refuse it
     )
-    outcomes: dict[str, Any] = {}
-    for name, quantize in (("fp32", False), ("int8", True)):
-        engine = ScoringEngine.load(dataclasses.replace(base, quantize_int8=quantize, int8_min_agreement=0.0))
+    variants = {"fp32": base, "int8": dataclasses.replace(base, quantize_int8=True)}
+    if cpu_has_native_bf16():
+        variants["bf16"] = dataclasses.replace(base, cpu_dtype="bf16")
+    runs: dict[str, Any] = {}
+    for name, config in variants.items():
+        engine = ScoringEngine.load(config)
         started, cpu_before = time.perf_counter(), time.process_time()
         results = []
         for start in range(0, len(requests), 32):
             results.extend(engine.score_batch(requests[start : start + 32]))
-        elapsed = time.perf_counter() - started
-        outcomes[name] = {
-            "replies_per_s": len(requests) / elapsed,
+        runs[name] = {
+            "replies_per_s": len(requests) / (time.perf_counter() - started),
             "cpu_ms_per_reply": 1000 * (time.process_time() - cpu_before) / len(requests),
             "results": results,
         }
-        outcomes[name + "_probe_agreement"] = engine.model_versions.get("int8")
-    same_level = same_tier = total_levels = 0
-    for a, b in zip(outcomes["fp32"]["results"], outcomes["int8"]["results"], strict=True):
+    summary: dict[str, Any] = {"replies": len(requests)}
+    for name, run in runs.items():
+        entry = {k: v for k, v in run.items() if k != "results"}
+        if name != "fp32":
+            entry.update(_agreement(runs["fp32"]["results"], run["results"]))
+        summary[name] = entry
+    return summary
+
+
+def _agreement(reference: list, other: list) -> dict[str, float]:
+    same_level = levels = same_tier = 0
+    largest_shift = 0.0
+    for a, b in zip(reference, other, strict=True):
         for mechanism, score in a.empathy.by_mechanism().items():
-            same_level += score.level == b.empathy.by_mechanism()[mechanism].level
-            total_levels += 1
+            theirs = b.empathy.by_mechanism()[mechanism]
+            same_level += score.level == theirs.level
+            levels += 1
         same_tier += a.parent_risk.tier == b.parent_risk.tier
+        largest_shift = max(
+            largest_shift,
+            *(
+                abs(p - b.parent_risk.probabilities[label])
+                for label, p in a.parent_risk.probabilities.items()
+            ),
+        )
     return {
-        "replies": len(requests),
-        "fp32_replies_per_s": outcomes["fp32"]["replies_per_s"],
-        "int8_replies_per_s": outcomes["int8"]["replies_per_s"],
-        "fp32_cpu_ms_per_reply": outcomes["fp32"]["cpu_ms_per_reply"],
-        "int8_cpu_ms_per_reply": outcomes["int8"]["cpu_ms_per_reply"],
-        "level_agreement": same_level / max(1, total_levels),
-        "risk_tier_agreement": same_tier / max(1, len(requests)),
+        "level_agreement": same_level / max(1, levels),
+        "risk_tier_agreement": same_tier / max(1, len(reference)),
+        "largest_risk_probability_shift": largest_shift,
     }
 
 
@@ -245,7 +273,7 @@ def print_report(summary: dict[str, Any]) -> None:
         f"{naive['steady']['p99_ms']:>10.1f}{naive['peak_rss_mb']:>14.0f}"
     )
     print(
-        f"{'PeerCare ' + ours['backend']:28}{ours['replies_per_s']:>12.1f}{ours['cpu_ms_per_reply']:>14.0f}"
+        f"{'PeerCare ' + ours['backend'] + (' ' + ours['cpu_dtype'] if ours.get('cpu_dtype') else ''):28}{ours['replies_per_s']:>12.1f}{ours['cpu_ms_per_reply']:>14.0f}"
         f"{ours['steady']['p50_ms']:>10.1f}"
         f"{ours['steady']['p99_ms']:>10.1f}{ours['peak_rss_mb']['worker']:>14.0f}"
     )
@@ -263,14 +291,22 @@ def print_report(summary: dict[str, Any]) -> None:
             f"GPU: {summary['roofline_share']:.2%} of the H100 dense bf16 roofline; "
             f"GPU memory naive {naive.get('gpu_memory_mb')} MiB, PeerCare {ours.get('gpu_memory_mb')} MiB"
         )
-    if summary.get("int8"):
-        q = summary["int8"]
-        print(
-            f"int8 (engine, in-process): fp32 {q['fp32_replies_per_s']:.1f}/s -> int8 {q['int8_replies_per_s']:.1f}/s"
-            f" (CPU ms/reply {q['fp32_cpu_ms_per_reply']:.0f} -> {q['int8_cpu_ms_per_reply']:.0f});"
-            f" level agreement {q['level_agreement']:.3f}, risk tier agreement {q['risk_tier_agreement']:.3f}"
-            f" over {q['replies']} replies"
-        )
+    if summary.get("precisions"):
+        q = summary["precisions"]
+        print(f"CPU precisions (engine in-process, {q['replies']} replies, agreement with fp32):")
+        for name in ("fp32", "bf16", "int8"):
+            if name in q:
+                run = q[name]
+                agreement = (
+                    f"; levels {run['level_agreement']:.3f}, risk tiers {run['risk_tier_agreement']:.3f},"
+                    f" largest risk probability shift {run['largest_risk_probability_shift']:.3f}"
+                    if name != "fp32"
+                    else ""
+                )
+                print(
+                    f"  {name}: {run['replies_per_s']:.1f} replies/s, {run['cpu_ms_per_reply']:.1f} CPU ms/reply"
+                    + agreement
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,10 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every usable core)")
     parser.add_argument(
-        "--int8",
+        "--precisions",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also measure dynamic int8 (default: on for full CPU runs)",
+        help="also measure bf16 and dynamic int8 against fp32 (default: on for full CPU runs)",
+    )
+    parser.add_argument(
+        "--cpu-dtype",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="PeerCare's CPU precision (INFERENCE_CPU_DTYPE)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -326,10 +368,17 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 threads=threads,
                 max_batch=args.max_batch,
+                cpu_dtype=args.cpu_dtype,
             )
         )
-        want_int8 = args.int8 if args.int8 is not None else (not args.quick and device == "cpu")
-        int8 = measure_int8(models, parents=40, seed=args.seed, threads=threads) if want_int8 else None
+        want_precisions = (
+            args.precisions if args.precisions is not None else (not args.quick and device == "cpu")
+        )
+        precisions = (
+            measure_precisions(models, parents=40, seed=args.seed, threads=threads)
+            if want_precisions
+            else None
+        )
     summary: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
@@ -341,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         f" replies / {peercare_parents} parents per phase",
         "naive": naive,
         "peercare": peercare,
-        "int8": int8,
+        "precisions": precisions,
         "speedup_vs_naive": peercare["replies_per_s"] / naive["replies_per_s"],
         "speedup_cpu_time": naive["cpu_ms_per_reply"] / peercare["cpu_ms_per_reply"],
         "replies_per_s": peercare["replies_per_s"],

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["inprocess", "worker", "ray"]
 Device = Literal["auto", "cpu", "cuda"]
+CpuDtype = Literal["fp32", "bf16"]
 BACKENDS: tuple[Backend, ...] = ("inprocess", "worker", "ray")
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 
@@ -48,9 +49,13 @@ class InferenceConfig:
     seeker_cache_size: int = 2048
     # None = as many torch threads as CPU cores this process may use.
     cpu_threads: int | None = None
+    # CPU precision: "fp32" (the checkpoints' own), or "bf16" — about twice as fast on CPUs with AMX or
+    # AVX512-BF16 and, on the shipped models, the same levels and tiers (bench/RESULTS.md); ignored on GPU,
+    # which always runs bf16 (fp16 where bf16 is missing).
+    cpu_dtype: CpuDtype = "fp32"
     quantize_int8: bool = False
-    # Dynamic int8 is kept only if it agrees with fp32 on at least this share of built-in probe texts.
-    int8_min_agreement: float = 0.9
+    # Dynamic int8 is kept only if it agrees with fp32 on at least this share of built-in probe outcomes.
+    int8_min_agreement: float = 0.95
     ray_address: str | None = None
     # CPUs Ray reserves for each Serve replica (the replica's torch threads follow cpu_threads).
     ray_replica_cpus: float = 1.0
@@ -64,6 +69,8 @@ class InferenceConfig:
             raise ValueError(f"INFERENCE_BACKEND must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.device not in DEVICES:
             raise ValueError(f"INFERENCE_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.cpu_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"the CPU precision must be fp32 or bf16, not {self.cpu_dtype!r}")
         missing = [m.value for m in Mechanism if m not in self.empathy_sources]
         if missing:
             raise ValueError(f"no empathy model configured for {', '.join(missing)}")

@@ -88,13 +88,25 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def model_dtype(device: str) -> torch.dtype | None:
-    """bf16 on GPUs that have it, else fp16 on GPU; fp32 (None: the checkpoint's own) on CPU."""
+def model_dtype(device: str, cpu_dtype: str = "fp32") -> torch.dtype | None:
+    """bf16 on GPUs that have it, else fp16 on GPU; on CPU the checkpoint's own (None) unless bf16 is asked
+    for and the CPU computes it natively (AMX or AVX512-BF16; emulated bf16 would be slower than fp32)."""
     import torch
 
-    if device != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if cpu_dtype == "bf16":
+        if cpu_has_native_bf16():
+            return torch.bfloat16
+        log.warning("bf16 was asked for but this CPU has no AMX or AVX512-BF16: running fp32")
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def configure_cpu_threads(requested: int | None) -> int:
@@ -215,7 +227,7 @@ class ScoringEngine:
         say = progress or (lambda stage: None)
         started = time.perf_counter()
         device = resolve_device(config.device)
-        dtype = model_dtype(device)
+        dtype = model_dtype(device, config.cpu_dtype)
         threads = configure_cpu_threads(config.cpu_threads) if device == "cpu" else None
         say(f"loading empathy models on {device}")
         empathy = EmpathyScorer.load(config.empathy_sources, device=device, dtype=dtype)
@@ -226,6 +238,7 @@ class ScoringEngine:
         risk = RiskScorer.load(config.risk_source, **risk_kwargs)
         versions = {m.value: src for m, src in config.empathy_sources.items()}
         versions["risk"] = config.risk_source
+        versions["precision"] = str(dtype).removeprefix("torch.") if dtype is not None else "fp32"
         engine = cls(
             empathy,
             risk,
@@ -235,11 +248,13 @@ class ScoringEngine:
             max_group=max(1, config.max_batch_size),
         )
         if config.quantize_int8:
-            if device == "cpu":
+            if device == "cpu" and dtype is None:
                 say("quantising to int8")
                 engine.quantize_int8(min_agreement=config.int8_min_agreement)
             else:
-                log.info("INFERENCE_QUANTIZE_INT8 applies to CPU only; running %s in %s", device, dtype)
+                log.info(
+                    "INFERENCE_QUANTIZE_INT8 applies to fp32 on CPU only; running %s in %s", device, dtype
+                )
         engine.warm_up()
         log.info(
             "inference models ready on %s (%s, %s threads) in %.1fs",
@@ -257,7 +272,7 @@ class ScoringEngine:
 
     # -- int8 ------------------------------------------------------------------------------------
 
-    def quantize_int8(self, *, min_agreement: float = 0.9) -> float:
+    def quantize_int8(self, *, min_agreement: float = 0.95) -> float:
         """Swap Linear layers for dynamic int8 ones if that keeps the probe scores; returns the agreement."""
         import torch
 
