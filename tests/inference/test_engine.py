@@ -12,6 +12,8 @@ from inference.engine import (
     ScoringEngine,
     SeekerCache,
     configure_cpu_threads,
+    cpu_has_native_bf16,
+    model_dtype,
     prepare_text,
     visible_text,
 )
@@ -186,3 +188,23 @@ def test_cpu_threads_follow_the_setting():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AMX / AVX512-BF16)")
+def test_cpu_bf16_runs_the_models_in_bf16_and_keeps_the_levels(tiny_config, engine):
+    bf16 = ScoringEngine.load(tiny_config("inprocess", cpu_dtype="bf16"))
+    request = ReplyScoreRequest(1, PARENT, 2, REPLIES[1])
+    (fast,) = bf16.score_batch([request])
+    engine.cache.clear()
+    (exact,) = engine.score_batch([request])
+    assert bf16.model_versions["precision"] == "bfloat16"
+    assert next(iter(bf16.empathy.seeker_encoders.values())).dtype == torch.bfloat16
+    for mechanism, score in fast.empathy.by_mechanism().items():
+        assert score.probabilities == pytest.approx(
+            exact.empathy.by_mechanism()[mechanism].probabilities, abs=0.05
+        )
+
+
+def test_cpu_runs_the_checkpoints_own_precision_by_default(engine):
+    assert model_dtype("cpu") is None
+    assert engine.model_versions["precision"] == "fp32"
