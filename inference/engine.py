@@ -154,7 +154,7 @@ class SeekerCache:
         return len(self._entries)
 
     def get(self, parent_id: int, text: str) -> _ParentEntry:
-        """The entry for this parent (a fresh empty one when unknown or edited); counts hits and misses."""
+        """The cached entry for this parent, or a fresh empty one when it is unknown or was edited."""
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         entry = self._entries.get(parent_id)
         if entry is not None and entry.digest == digest:
