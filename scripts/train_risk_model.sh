@@ -13,9 +13,9 @@ OUT="${1:-inference/shipped/risk}"
 peercare train risk --mode head --epochs 3 --lr-head 5e-4 --seed 13 --layers 4,5,6 \
   --window-tokens 256 --overlap-tokens 64 --output "$OUT"
 
-# 2. The authors' test splits (balanced accuracy, F1) and, optionally, the C-SSRS users (slow: ~9k posts).
+# 2. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.
 peercare eval risk --model "$OUT" --dataset sdcnl --dataset dreaddit --dataset depseverity --json
-# peercare eval risk --model "$OUT" --dataset cssrs --json
+peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k posts: a few CPU-minutes
 
 # 3. The Discord-style regression set (needs-a-moderator column).
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
