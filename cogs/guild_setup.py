@@ -41,7 +41,7 @@ def moderator_only():  # type: ignore[no-untyped-def]
 def _load_default_thresholds(source: str) -> RiskThresholds:
     from inference.risk.scorer import RiskScorer
 
-    return RiskScorer.default_thresholds(source)  # type: ignore[attr-defined]
+    return RiskScorer.thresholds_for_source(source)
 
 
 async def default_thresholds(bot: commands.Bot) -> RiskThresholds | None:
