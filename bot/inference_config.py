@@ -23,5 +23,7 @@ def inference_config_from_settings(settings: Settings) -> InferenceConfig:
         queue_size=settings.inference_queue_size,
         request_timeout_s=settings.inference_timeout_s,
         quantize_int8=settings.inference_quantize_int8,
+        cpu_dtype=settings.inference_cpu_dtype,
+        cpu_threads=settings.inference_cpu_threads,
         ray_address=settings.ray_address,
     )

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     inference_queue_size: int = Field(default=256, ge=1)
     inference_timeout_s: float = Field(default=60.0, gt=0)
     inference_quantize_int8: bool = False
+    inference_cpu_dtype: Literal["fp32", "bf16"] = "fp32"
+    inference_cpu_threads: int | None = Field(default=None, ge=1, le=256)
     ray_address: str | None = None
 
     message_retention_days: int = Field(default=7, ge=0, le=365)
@@ -66,7 +68,7 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
         return value
 
-    @field_validator("dev_guild_id", "ray_address", "discord_token", mode="before")
+    @field_validator("dev_guild_id", "ray_address", "discord_token", "inference_cpu_threads", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
