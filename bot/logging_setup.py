@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-
 QUIET_LIBRARIES = ("discord", "apscheduler", "asyncio")
 PAYLOAD_LOGGERS = (
     "discord.gateway",

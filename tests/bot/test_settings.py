@@ -32,7 +32,9 @@ def test_env_file_is_read(tmp_path: Path) -> None:
 
 
 def test_plain_database_urls_get_async_drivers() -> None:
-    assert load_settings(env_file=None, database_url="sqlite:///x.db").database_url == "sqlite+aiosqlite:///x.db"
+    assert (
+        load_settings(env_file=None, database_url="sqlite:///x.db").database_url == "sqlite+aiosqlite:///x.db"
+    )
     pg = load_settings(env_file=None, database_url="postgresql://u:p@h/db").database_url
     assert pg == "postgresql+asyncpg://u:p@h/db"
 
