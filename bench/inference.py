@@ -334,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cpu-dtype",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="PeerCare's CPU precision (INFERENCE_CPU_DTYPE)",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="PeerCare's CPU precision (INFERENCE_CPU_DTYPE; auto = the bot's default: bf16 where native)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

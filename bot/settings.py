@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     inference_queue_size: int = Field(default=256, ge=1)
     inference_timeout_s: float = Field(default=60.0, gt=0)
     inference_quantize_int8: bool = False
-    inference_cpu_dtype: Literal["fp32", "bf16"] = "fp32"
+    inference_cpu_dtype: Literal["auto", "fp32", "bf16"] = "auto"
     inference_cpu_threads: int | None = Field(default=None, ge=1, le=256)
     ray_address: str | None = None
 

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["inprocess", "worker", "ray"]
 Device = Literal["auto", "cpu", "cuda"]
-CpuDtype = Literal["fp32", "bf16"]
+CpuDtype = Literal["auto", "fp32", "bf16"]
 BACKENDS: tuple[Backend, ...] = ("inprocess", "worker", "ray")
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 
@@ -49,9 +49,9 @@ class InferenceConfig:
     seeker_cache_size: int = 2048
     # None = as many torch threads as CPU cores this process may use.
     cpu_threads: int | None = None
-    # CPU precision: "fp32" (the checkpoints' own), or "bf16" — about twice as fast on CPUs with AMX or
-    # AVX512-BF16 and, on the shipped models, the same levels and tiers (bench/RESULTS.md); ignored on GPU,
-    # which always runs bf16 (fp16 where bf16 is missing).
+    # CPU precision: "fp32" (the checkpoints' own), "bf16" — faster on CPUs with AMX or AVX512-BF16 and, on the
+    # shipped models, the same tiers and 99.5% of levels (bench/RESULTS.md) — or "auto": bf16 exactly where
+    # the CPU has it natively, else fp32 (the bot's default). Ignored on GPU, which always runs bf16/fp16.
     cpu_dtype: CpuDtype = "fp32"
     quantize_int8: bool = False
     # Dynamic int8 is kept only if it agrees with fp32 on at least this share of built-in probe outcomes.
@@ -69,8 +69,8 @@ class InferenceConfig:
             raise ValueError(f"INFERENCE_BACKEND must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.device not in DEVICES:
             raise ValueError(f"INFERENCE_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.cpu_dtype not in ("fp32", "bf16"):
-            raise ValueError(f"the CPU precision must be fp32 or bf16, not {self.cpu_dtype!r}")
+        if self.cpu_dtype not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"the CPU precision must be auto, fp32 or bf16, not {self.cpu_dtype!r}")
         missing = [m.value for m in Mechanism if m not in self.empathy_sources]
         if missing:
             raise ValueError(f"no empathy model configured for {', '.join(missing)}")

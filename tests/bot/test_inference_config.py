@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.inference_config import inference_config_from_settings
 from bot.settings import load_settings
 from inference.types import Mechanism
@@ -31,7 +33,9 @@ def test_inference_settings_reach_the_inference_config() -> None:
     assert config.cpu_threads == 3
 
 
-def test_auto_problem_type_defers_to_the_model_config() -> None:
+def test_auto_problem_type_defers_to_the_model_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INFERENCE_BACKEND", raising=False)
+    monkeypatch.delenv("RISK_PROBLEM_TYPE", raising=False)
     config = inference_config_from_settings(load_settings(env_file=None))
     assert config.risk_problem_type is None
     assert config.backend == "worker"

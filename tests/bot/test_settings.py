@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,15 @@ from bot.settings import DEFAULT_DATABASE_URL, InferenceBackend, SettingsError, 
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DISCORD_TOKEN", "DATABASE_URL", "INFERENCE_BACKEND", "INFERENCE_MAX_BATCH", "DEV_GUILD_ID"):
-        monkeypatch.delenv(name, raising=False)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No PeerCare setting from outside, and none left behind (load_dotenv writes to os.environ directly)."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(("DISCORD_", "DATABASE_", "INFERENCE_", "DEV_GUILD", "EMPATHY_", "RISK_")):
+            monkeypatch.delenv(name)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -21,6 +29,7 @@ def test_defaults_need_no_configuration() -> None:
     assert settings.inference_backend is InferenceBackend.WORKER
     assert settings.empathy_er_model == "shipped:empathy-ER"
     assert settings.risk_model == "shipped:risk"
+    assert settings.inference_cpu_dtype == "auto"
 
 
 def test_env_file_is_read(tmp_path: Path) -> None:

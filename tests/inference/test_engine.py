@@ -208,3 +208,18 @@ def test_cpu_bf16_runs_the_models_in_bf16_and_keeps_the_levels(tiny_config, engi
 def test_cpu_runs_the_checkpoints_own_precision_by_default(engine):
     assert model_dtype("cpu") is None
     assert engine.model_versions["precision"] == "fp32"
+
+
+def test_auto_cpu_precision_is_bf16_exactly_where_the_cpu_has_it_natively():
+    expected = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert model_dtype("cpu", "auto") == expected
+
+
+def test_auto_cpu_precision_stays_fp32_without_native_bf16(monkeypatch):
+    import inference.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: False)
+    assert model_dtype("cpu", "auto") is None
+    monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: True)
+    assert model_dtype("cpu", "auto") == torch.bfloat16
+    assert model_dtype("cpu", "fp32") is None
