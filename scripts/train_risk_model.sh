@@ -21,5 +21,6 @@ peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k pos
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 
-# Not shipped (did not fit this machine's shared CPU in time): LoRA on encoder blocks 3-5, e.g.
-#   peercare train risk --mode lora --epochs 2 --lora-blocks 3,4,5 --output runs/risk/lora
+# Tried and not shipped (dev better, but 0.189 false alarms on the regression set; see the model card):
+#   peercare train risk --mode lora --epochs 2 --lora-blocks 3,4,5 --lr-head 5e-4 --layers 4,5,6 \
+#     --init-head inference/shipped/risk --output runs/risk/lora-candidate
