@@ -12,7 +12,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from inference.errors import InferenceError, InferenceUnavailable, RequestShed
+from inference.errors import InferenceError, InferenceShutDown, RequestShed
 from inference.types import Priority
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class MicroBatcher(Generic[Item, Result]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.fail(InferenceUnavailable("the inference backend is shut down"))
+        self.fail(InferenceShutDown())
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -127,7 +127,7 @@ class MicroBatcher(Generic[Item, Result]):
         if self._failure is not None:
             raise self._failure
         if self._closed:
-            raise InferenceUnavailable("the inference backend is shut down")
+            raise InferenceShutDown()
         existing = self._by_item.get(item)
         if existing is not None:
             self.stats.coalesced += 1

@@ -23,6 +23,13 @@ class InferenceUnavailable(InferenceError):
     """The backend is not running or could not be restarted."""
 
 
+class InferenceShutDown(InferenceUnavailable):
+    """The backend was closed (the bot is shutting down) while the request waited or ran."""
+
+    def __init__(self) -> None:
+        super().__init__("the inference backend is shut down")
+
+
 class RequestShed(InferenceError):
     """Coaching work dropped under load; ``reason`` is recorded by the caller."""
 

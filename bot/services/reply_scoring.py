@@ -29,7 +29,7 @@ from bot.services import guild_settings
 from bot.services.escalation import guild_tier
 from bot.services.events import SeekerRiskScored
 from inference.client import InferenceClient
-from inference.errors import InferenceError, InputRejected, RequestShed
+from inference.errors import InferenceError, InferenceShutDown, InputRejected, RequestShed
 from inference.types import (
     Mechanism,
     Priority,
@@ -368,6 +368,10 @@ class ReplyScoringPipeline:
             result = await self.inference.score_risk(
                 RiskScoreRequest(message_id=post.message_id, text=post.text)
             )
+        except InferenceShutDown:
+            # Shutdown, not a failure: the post was never scored, so a restart's catch-up cannot find it either.
+            log.warning("post %s not risk-scored: PeerCare is shutting down", post.message_id)
+            return None
         except InferenceError as exc:
             log.error("could not risk-score post %s: %s", post.message_id, type(exc).__name__)
             return None

@@ -16,7 +16,7 @@ from inference.backends.inprocess import _expect
 from inference.batching import AdmissionGate
 from inference.config import InferenceConfig
 from inference.engine import WorkItem, WorkResult
-from inference.errors import InferenceError, InferenceUnavailable
+from inference.errors import InferenceError, InferenceShutDown, InferenceUnavailable
 from inference.types import Priority, ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class RayServeClient:
             self._deploying.cancel()
         await asyncio.to_thread(self._shutdown_blocking, last=_live_clients == 0)
         self._handle = None
-        self._failure = InferenceUnavailable("the inference backend is shut down")
+        self._failure = InferenceShutDown()
 
     def _shutdown_blocking(self, *, last: bool) -> None:
         import ray

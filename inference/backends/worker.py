@@ -23,7 +23,7 @@ from inference.backends import protocol
 from inference.backends.inprocess import _expect
 from inference.config import InferenceConfig
 from inference.engine import WorkItem, WorkResult
-from inference.errors import InferenceUnavailable
+from inference.errors import InferenceShutDown, InferenceUnavailable
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class WorkerClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         await self._stop_worker(graceful=True)
-        self._fail_all(InferenceUnavailable("the inference backend is shut down"))
+        self._fail_all(InferenceShutDown())
 
     async def score_reply(self, request: ReplyScoreRequest) -> ReplyScore:
         return _expect(await self._submit(request), ReplyScore)  # type: ignore[return-value]

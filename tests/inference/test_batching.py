@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from inference.batching import AdmissionGate, MicroBatcher, plan_length_groups
-from inference.errors import InferenceUnavailable, InputRejected, RequestShed
+from inference.errors import InferenceShutDown, InputRejected, RequestShed
 from inference.types import Priority
 
 
@@ -176,8 +176,15 @@ async def test_closing_answers_requests_whose_batch_is_still_running():
     running = await hold_first_batch(batcher, fn)
     await batcher.close()
     fn.release.set()
-    with pytest.raises(InferenceUnavailable):
+    with pytest.raises(InferenceShutDown):
         await asyncio.wait_for(running, 2)
+
+
+async def test_a_request_after_close_is_told_the_backend_shut_down():
+    batcher = make_batcher(RecordingBatchFunction())
+    await batcher.close()
+    with pytest.raises(InferenceShutDown):
+        await batcher.submit(1, priority=Priority.RISK)
 
 
 async def test_admission_gate_sheds_coaching_but_admits_risk_past_its_limit():
