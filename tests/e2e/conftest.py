@@ -35,6 +35,7 @@ from inference.engine import ScoringEngine
 from inference.factory import create_inference_client
 from inference.types import Mechanism
 from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
+from tests.e2e._features import eventually
 
 log = logging.getLogger(__name__)
 
@@ -465,15 +466,7 @@ class E2E:
         what: str = "a condition",
     ) -> T:
         """Poll an async check (e.g. a database read) until it returns something truthy."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            value = await check()
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.05)
+        return await eventually(check, timeout=timeout, what=what)
 
     def expect_errors(self) -> None:
         """This test makes the bot log errors on purpose; do not fail it for them."""
