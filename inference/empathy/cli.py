@@ -96,17 +96,3 @@ def _eval(args: argparse.Namespace) -> int:
     from inference.empathy.evaluation import run_eval
 
     return run_eval(args)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m inference.empathy.cli train|eval ...`` (the same as ``peercare train/eval empathy``)."""
-    parser = argparse.ArgumentParser(prog="python -m inference.empathy.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_train(sub.add_parser("train").add_subparsers(dest="model", required=True))
-    register_eval(sub.add_parser("eval").add_subparsers(dest="model", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

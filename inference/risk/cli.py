@@ -196,16 +196,3 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:  # pragma: no cover
         pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inference.risk.cli")
-    commands = parser.add_subparsers(dest="command", required=True)
-    register_train(commands.add_parser("train").add_subparsers(dest="model", required=True))
-    register_eval(commands.add_parser("eval").add_subparsers(dest="model", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

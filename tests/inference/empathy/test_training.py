@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from inference.empathy.checkpoints import load_bi_encoder, read_training_sp_ids
-from inference.empathy.cli import main
 from tests.support.tiny_empathy import save_tiny_base
 
 # Made-up pairs (not dataset text): level 2 replies name a feeling, level 0 ones give advice.
