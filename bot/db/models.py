@@ -102,6 +102,14 @@ class EscalationState(str, enum.Enum):
     DECLINED = "declined"  # member said no when asked
 
 
+class InboxOutcome(str, enum.Enum):
+    """Where a support-channel message stands: every one ends scored, or skipped with a reason."""
+
+    PENDING = "pending"  # received, no outcome yet (in flight, or waiting for the recovery sweep)
+    SCORED = "scored"
+    SKIPPED = "skipped"
+
+
 class CheckinCadence(str, enum.Enum):
     DAILY = "daily"
     WEEKLY = "weekly"
@@ -314,3 +322,25 @@ class AuditLogEntry(Base):
     subject_id: Mapped[int | None] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class InboxMessage(Base):
+    """One message received in a support location and its single outcome — ids only, never text.
+
+    Written before any slow work, so a message the bot received but never finished is found again after a
+    crash (its text is fetched from Discord anew).
+    """
+
+    __tablename__ = "message_inbox"
+    __table_args__ = (Index("ix_message_inbox_outcome_received_at", "outcome", "received_at"),)
+
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger)  # the thread's id for a message in a thread
+    author_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="unknown")  # post | reply | unknown
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    outcome: Mapped[InboxOutcome] = mapped_column(_enum(InboxOutcome), default=InboxOutcome.PENDING)
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

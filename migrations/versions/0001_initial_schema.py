@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:21:14.502605
+Create Date: 2026-11-23 14:58:38.875130
 """
 
 from collections.abc import Sequence
@@ -133,6 +133,24 @@ def upgrade() -> None:
     sa.Column('updated_at', bot.db.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('guild_id', 'user_id', name=op.f('pk_member_consent'))
     )
+    op.create_table('message_inbox',
+    sa.Column('message_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('guild_id', sa.BigInteger(), nullable=False),
+    sa.Column('channel_id', sa.BigInteger(), nullable=False),
+    sa.Column('author_id', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('received_at', bot.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('outcome', sa.Enum('pending', 'scored', 'skipped', name='inboxoutcome', native_enum=False, length=32), nullable=False),
+    sa.Column('skip_reason', sa.String(length=32), nullable=True),
+    sa.Column('finished_at', bot.db.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('message_id', name=op.f('pk_message_inbox'))
+    )
+    with op.batch_alter_table('message_inbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_message_inbox_author_id'), ['author_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_message_inbox_guild_id'), ['guild_id'], unique=False)
+        batch_op.create_index('ix_message_inbox_outcome_received_at', ['outcome', 'received_at'], unique=False)
+
     op.create_table('risk_assessments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('guild_id', sa.BigInteger(), nullable=False),
@@ -239,6 +257,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_risk_assessments_author_id'))
 
     op.drop_table('risk_assessments')
+    with op.batch_alter_table('message_inbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_inbox_outcome_received_at')
+        batch_op.drop_index(batch_op.f('ix_message_inbox_guild_id'))
+        batch_op.drop_index(batch_op.f('ix_message_inbox_author_id'))
+
+    op.drop_table('message_inbox')
     op.drop_table('member_consent')
     op.drop_table('guild_settings')
     with op.batch_alter_table('escalations', schema=None) as batch_op:
