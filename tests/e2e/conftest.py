@@ -36,6 +36,7 @@ from inference.factory import create_inference_client
 from inference.types import Mechanism
 from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
 from tests.e2e._features import eventually
+from tests.e2e._log_leaks import logs_hold_no_message_text_or_token  # noqa: F401  (autouse: no text or token in logs)
 
 log = logging.getLogger(__name__)
 
