@@ -16,6 +16,7 @@ from datetime import datetime
 
 import discord
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import EscalationState, utcnow
 from bot.services import consent, escalation, guild_settings, safety_messages
@@ -23,6 +24,7 @@ from bot.services.errors import UserFacingError
 from bot.services.escalation import (
     ALERT_FOOTER_PREFIX,
     DeliveryPlan,
+    DeliveryProblem,
     EscalationKind,
     ModeratorAction,
     Outcome,
@@ -37,6 +39,13 @@ SWEEP_JOB_ID = "escalation-sweep"
 SWEEP_EVERY_SECONDS = 60
 # How far back a re-delivery looks for an alert it may have posted before a crash.
 HISTORY_LOOKBACK = 50
+# What moderators are told (owner's DM, else the system channel) when alerts cannot reach them. No member,
+# no text: the system channel may be public.
+_PROBLEM_NOTICES = {
+    DeliveryProblem.NO_ALERT_CHANNEL: "no moderator alert channel is set",
+    DeliveryProblem.MISSING_PERMISSIONS: "I am missing permissions to post in the moderator alert channel",
+    DeliveryProblem.ALERT_CHANNEL_GONE: "the moderator alert channel no longer exists",
+}
 
 _ACTION_LABELS = {
     ModeratorAction.ACKNOWLEDGE: ("Acknowledge", discord.ButtonStyle.primary),
@@ -185,6 +194,8 @@ class Escalations(commands.Cog):
         # One lock per case: the first send, the sweep and a button never interleave on it. Weak values, so
         # locks of finished cases go away by themselves.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        # One per guild: two cases failing at once claim (and send) one notice, not two.
+        self._notice_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._startup_sweep: asyncio.Task[None] | None = None
 
     @property
@@ -246,14 +257,16 @@ class Escalations(commands.Cog):
     @commands.Cog.listener()
     async def on_peercare_seeker_risk_scored(self, event: SeekerRiskScored) -> None:
         try:
-            async with self.database.session() as session:
-                decision = await escalation.handle_seeker_risk(
+            decision = await self.database.run(
+                f"escalation decision for message {event.message_id}",
+                lambda session: escalation.handle_seeker_risk(
                     session,
                     event,
                     defaults=getattr(self.bot, "_peercare_default_thresholds", None),
                     now=utcnow(),
                     retention_days=self.retention_days,
-                )
+                ),
+            )
             if decision.escalation_id is not None:
                 await self.deliver(decision.escalation_id)
         except Exception:
@@ -271,15 +284,16 @@ class Escalations(commands.Cog):
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Deliver every pending case and re-ping unacknowledged alerts. Safe to run at any time."""
-        async with self.database.session() as session:
-            await escalation.recover_missed_posts(
+        await self.database.run(
+            "escalation sweep: recover missed posts",
+            lambda session: escalation.recover_missed_posts(
                 session,
                 now or utcnow(),
                 defaults=getattr(self.bot, "_peercare_default_thresholds", None),
                 retention_days=self.retention_days,
-            )
-        async with self.database.session() as session:
-            pending = await escalation.pending_ids(session)
+            ),
+        )
+        pending = await self.database.run("escalation sweep: list pending cases", escalation.pending_ids)
         for escalation_id in pending:
             try:
                 await self.deliver(escalation_id)
@@ -290,8 +304,10 @@ class Escalations(commands.Cog):
     async def deliver(self, escalation_id: int) -> None:
         """Send what a pending case still owes; does nothing for a case that is already delivered."""
         async with self._lock(escalation_id):
-            async with self.database.session() as session:
-                plan = await escalation.plan_delivery(session, escalation_id)
+            plan = await self.database.run(
+                f"plan delivery of escalation {escalation_id}",
+                lambda session: escalation.plan_delivery(session, escalation_id),
+            )
             if plan is None:
                 return
             if plan.action is Outcome.ALERT_MODERATORS:
@@ -303,7 +319,11 @@ class Escalations(commands.Cog):
 
     async def _post_alert(self, plan: DeliveryPlan) -> None:
         if plan.alert_channel_id is None:
-            await self._failed(plan.escalation_id, "no moderator alert channel is set: run /peercare setup")
+            await self._failed(
+                plan.escalation_id,
+                "no moderator alert channel is set: run /peercare setup",
+                problem=(plan.guild_id, DeliveryProblem.NO_ALERT_CHANNEL),
+            )
             return
         channel = self.bot.get_partial_messageable(plan.alert_channel_id, guild_id=plan.guild_id)
         if plan.may_have_been_sent:
@@ -312,8 +332,7 @@ class Escalations(commands.Cog):
                 log.info("escalation %s: found the alert posted before a restart", plan.escalation_id)
                 await self._alerted(plan, found.id)
                 return
-        async with self.database.session() as session:
-            await escalation.mark_attempt(session, plan.escalation_id)
+        await self._mark_attempt(plan.escalation_id)
         role = f"<@&{plan.moderator_role_id}> " if plan.moderator_role_id else ""
         try:
             message = await channel.send(
@@ -323,11 +342,17 @@ class Escalations(commands.Cog):
                 allowed_mentions=_role_mentions(plan.moderator_role_id),
             )
         except discord.Forbidden:
-            await self._failed(plan.escalation_id, "missing permission to post in the alert channel (403)")
+            await self._failed(
+                plan.escalation_id,
+                "missing permission to post in the alert channel (403)",
+                problem=(plan.guild_id, DeliveryProblem.MISSING_PERMISSIONS),
+            )
             return
         except discord.NotFound:
             await self._failed(
-                plan.escalation_id, "the alert channel no longer exists (404): run /peercare setup"
+                plan.escalation_id,
+                "the alert channel no longer exists (404): run /peercare setup",
+                problem=(plan.guild_id, DeliveryProblem.ALERT_CHANNEL_GONE),
             )
             return
         except discord.HTTPException as exc:
@@ -335,11 +360,21 @@ class Escalations(commands.Cog):
             return
         await self._alerted(plan, message.id)
 
+    async def _mark_attempt(self, escalation_id: int) -> None:
+        await self.database.run(
+            f"mark delivery attempt of escalation {escalation_id}",
+            lambda session: escalation.mark_attempt(session, escalation_id),
+        )
+
     async def _alerted(self, plan: DeliveryPlan, message_id: int) -> None:
-        async with self.database.session() as session:
-            await escalation.mark_alerted(
+        # If this fails after its retries, the case stays pending with an attempt counted: the sweep finds
+        # the alert in the channel's history instead of posting it again.
+        await self.database.run(
+            f"mark escalation {plan.escalation_id} alerted",
+            lambda session: escalation.mark_alerted(
                 session, plan.escalation_id, plan.alert_channel_id or 0, message_id, utcnow()
-            )
+            ),
+        )
 
     async def _find_previous_alert(
         self, channel: discord.PartialMessageable, escalation_id: int
@@ -357,9 +392,71 @@ class Escalations(commands.Cog):
             )
         return None
 
-    async def _failed(self, escalation_id: int, error: str) -> None:
-        async with self.database.session() as session:
-            await escalation.mark_failed(session, escalation_id, error, utcnow())
+    async def _failed(
+        self, escalation_id: int, error: str, *, problem: tuple[int, DeliveryProblem] | None = None
+    ) -> None:
+        """Keep the case pending for the sweep; for a setup problem, tell the moderators (rate-limited)."""
+        await self.database.run(
+            f"record failed delivery of escalation {escalation_id}",
+            lambda session: escalation.mark_failed(session, escalation_id, error, utcnow()),
+        )
+        if problem is not None:
+            await self._tell_moderators(*problem)
+
+    # -- telling moderators that alerts are stuck ----------------------------------------------------------
+
+    async def _tell_moderators(self, guild_id: int, problem: DeliveryProblem) -> None:
+        """Once per problem and window: the owner's DM (private), else the guild's system channel."""
+        lock = self._notice_locks.get(guild_id)
+        if lock is None:
+            lock = self._notice_locks[guild_id] = asyncio.Lock()
+        async with lock:
+            claimed = await self.database.run(
+                f"claim moderator notice for guild {guild_id}",
+                lambda session: escalation.claim_moderator_notice(session, guild_id, problem, utcnow()),
+            )
+            if not claimed:
+                return
+            guild = self.bot.get_guild(guild_id)
+            text = (
+                f"⚠️ PeerCare cannot deliver moderator alerts in **{guild.name if guild else 'your server'}**: "
+                f"{_PROBLEM_NOTICES[problem]}. Alerts wait and are retried every minute; "
+                "a moderator should run `/peercare setup` to fix it."
+            )
+            where = await self._send_notice(guild, text)
+            if where is None:
+                log.warning(
+                    "guild %s: alerts cannot be delivered (%s) and moderators could not be told either "
+                    "(owner's DMs closed, no usable system channel)",
+                    guild_id,
+                    problem.value,
+                )
+            else:
+                log.warning(
+                    "guild %s: alerts cannot be delivered (%s); moderators were told via %s",
+                    guild_id,
+                    problem.value,
+                    where,
+                )
+
+    async def _send_notice(self, guild: discord.Guild | None, text: str) -> str | None:
+        if guild is None:
+            return None
+        mentions = discord.AllowedMentions.none()
+        if guild.owner_id is not None:
+            try:
+                channel = await self.bot.create_dm(discord.Object(id=guild.owner_id))
+                await channel.send(text, allowed_mentions=mentions)
+                return "the owner's DM"
+            except discord.HTTPException as exc:
+                log.info("could not DM the owner of guild %s: HTTP %s", guild.id, exc.status)
+        if guild.system_channel is not None:
+            try:
+                await guild.system_channel.send(text, allowed_mentions=mentions)
+                return "the system channel"
+            except discord.HTTPException as exc:
+                log.info("could not post in the system channel of guild %s: HTTP %s", guild.id, exc.status)
+        return None
 
     def _guild_name(self, guild_id: int) -> str | None:
         guild = self.bot.get_guild(guild_id)
@@ -396,39 +493,45 @@ class Escalations(commands.Cog):
 
     async def _ask_member(self, plan: DeliveryPlan) -> None:
         if plan.may_have_been_sent and await self._already_asked(plan):
-            async with self.database.session() as session:
-                await escalation.mark_member_asked(session, plan.escalation_id)
+            await self.database.run(
+                f"mark member asked for escalation {plan.escalation_id}",
+                lambda session: escalation.mark_member_asked(session, plan.escalation_id),
+            )
             return
         text = safety_messages.ask_first_message(plan.crisis_resources, self._guild_name(plan.guild_id))
-        async with self.database.session() as session:
-            await escalation.mark_attempt(session, plan.escalation_id)
+        await self._mark_attempt(plan.escalation_id)
         try:
             sent = await self._dm(plan.member_id, text, ask_first_view(plan.escalation_id))
         except discord.HTTPException as exc:
             await self._failed(plan.escalation_id, f"Discord error {exc.status} while asking the member")
             return
-        async with self.database.session() as session:
+
+        async def record(session: AsyncSession) -> None:
             if sent:
                 await escalation.mark_member_asked(session, plan.escalation_id)
             else:
                 await consent.mark_dms_closed(session, plan.guild_id, plan.member_id)
                 await escalation.mark_member_unreachable(session, plan.escalation_id)
 
+        await self.database.run(f"record the question for escalation {plan.escalation_id}", record)
+
     async def _send_private_resources(self, plan: DeliveryPlan) -> None:
         text = safety_messages.private_resources_message(
             plan.crisis_resources, self._guild_name(plan.guild_id)
         )
-        async with self.database.session() as session:
-            await escalation.mark_attempt(session, plan.escalation_id)
+        await self._mark_attempt(plan.escalation_id)
         try:
             sent = await self._dm(plan.member_id, text)
         except discord.HTTPException as exc:
             await self._failed(plan.escalation_id, f"Discord error {exc.status} while messaging the member")
             return
-        async with self.database.session() as session:
+
+        async def record(session: AsyncSession) -> None:
             if not sent:
                 await consent.mark_dms_closed(session, plan.guild_id, plan.member_id)
             await escalation.mark_member_supported(session, plan.escalation_id, dms_closed=not sent)
+
+        await self.database.run(f"record private resources for escalation {plan.escalation_id}", record)
 
     # -- re-pings ------------------------------------------------------------------------------------------
 

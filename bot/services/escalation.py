@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +47,9 @@ RECOVERY_WINDOW = timedelta(hours=24)
 RECOVERY_MIN_AGE = timedelta(minutes=2)
 # ``consent_used`` of an "ask me first" case the member said yes to.
 ASKED_YES = "asked_yes"
+# Moderators are told of a stuck alert delivery at most once per problem per guild in this window.
+MODERATOR_NOTICE_EVERY = timedelta(hours=6)
+MODERATOR_NOTICE_ACTION = "escalation.moderators_notified"
 
 
 class EscalationKind(str, enum.Enum):
@@ -63,6 +66,14 @@ class Outcome(str, enum.Enum):
     ALERT_MODERATORS = "alert_moderators"
     ASK_MEMBER = "ask_member"
     PRIVATE_RESOURCES = "private_resources"
+
+
+class DeliveryProblem(str, enum.Enum):
+    """Why alerts cannot reach moderators: a setup problem only a moderator can fix."""
+
+    NO_ALERT_CHANNEL = "no_alert_channel"
+    MISSING_PERMISSIONS = "missing_permissions"
+    ALERT_CHANNEL_GONE = "alert_channel_gone"
 
 
 class ModeratorAction(str, enum.Enum):
@@ -568,6 +579,58 @@ async def mark_failed(session: AsyncSession, escalation_id: int, error: str, now
             attempts=row.delivery_attempts,
         )
     log.warning("escalation %s not delivered (attempt %d): %s", row.id, row.delivery_attempts, error)
+
+
+# -- telling moderators that alerts are stuck -------------------------------------------------------------
+
+
+async def claim_moderator_notice(
+    session: AsyncSession, guild_id: int, problem: DeliveryProblem, now: datetime
+) -> bool:
+    """True when moderators were not told of ``problem`` in this guild within ``MODERATOR_NOTICE_EVERY``.
+
+    The notice is recorded (audit log) before the caller sends it, so it goes out at most once per window
+    even across restarts; a crash right after the claim skips one notice, and the next window tells them.
+    """
+    recent = await session.scalars(
+        select(AuditLogEntry).where(
+            AuditLogEntry.guild_id == guild_id,
+            AuditLogEntry.action == MODERATOR_NOTICE_ACTION,
+            AuditLogEntry.created_at > now - MODERATOR_NOTICE_EVERY,
+        )
+    )
+    if any((entry.details or {}).get("problem") == problem.value for entry in recent):
+        return False
+    entry = audit.record(
+        session, MODERATOR_NOTICE_ACTION, guild_id=guild_id, subject_type="guild", problem=problem.value
+    )
+    entry.created_at = now
+    return True
+
+
+async def delivery_problems(session: AsyncSession, guild_id: int) -> list[str]:
+    """Plain sentences for moderators about alerts still waiting to go out (no member, no text)."""
+    waiting = await session.scalar(
+        select(func.count(Escalation.id)).where(
+            Escalation.guild_id == guild_id,
+            Escalation.state == EscalationState.PENDING,
+            Escalation.last_error.is_not(None),
+        )
+    )
+    if not waiting:
+        return []
+    last_error = await session.scalar(
+        select(Escalation.last_error)
+        .where(
+            Escalation.guild_id == guild_id,
+            Escalation.state == EscalationState.PENDING,
+            Escalation.last_error.is_not(None),
+        )
+        .order_by(Escalation.id.desc())
+        .limit(1)
+    )
+    plural = "s are" if waiting != 1 else " is"
+    return [f"{waiting} moderator alert{plural} waiting to be delivered: {last_error}. Retried every minute."]
 
 
 # -- moderators and members act ---------------------------------------------------------------------------
