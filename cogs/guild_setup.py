@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
-from bot.services import guild_settings, risk_thresholds
+from bot.services import escalation, guild_settings, risk_thresholds
 from bot.services.charts import render_level_trend_async
 from bot.services.errors import UserFacingError
 from bot.services.stats import guild_counts, level_trend
@@ -201,6 +201,7 @@ class GuildSetup(commands.Cog):
             )
             embed = _summary(settings, thresholds)
             warnings = self._warnings(interaction.guild, settings)
+            warnings += await escalation.delivery_problems(session, interaction.guild.id)
         content = "Saved." if changes else "Current settings (pass options to change them):"
         if warnings:
             content += "\n" + "\n".join(f"⚠️ {w}" for w in warnings)
