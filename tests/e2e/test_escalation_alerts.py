@@ -34,6 +34,7 @@ def _status(alert) -> str:
     return next(f["value"] for f in alert.embeds[0]["fields"] if f["name"] == "Status")
 
 
+@pytest.mark.reliability
 async def test_alert_buttons_survive_restart(e2e):
     alert, case = await _alert(e2e)
     await e2e.restart_bot()

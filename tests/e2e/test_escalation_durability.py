@@ -67,6 +67,7 @@ def freeze():  # type: ignore[no-untyped-def]
         item.thaw()
 
 
+@pytest.mark.reliability
 async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
     frozen = freeze("mark_alerted")  # the alert is sent, the database never hears of it
@@ -82,6 +83,7 @@ async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
     assert e2e.requests.find(method="GET", route="/channels/{channel_id}/messages")  # it looked first
 
 
+@pytest.mark.reliability
 async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
     frozen = freeze("mark_attempt")  # dies after writing the case, before sending
@@ -97,6 +99,7 @@ async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e,
     assert len(alerts(e2e)) == 1 and CRISIS_POST in alert.text
 
 
+@pytest.mark.reliability
 async def test_high_risk_post_is_escalated_even_if_the_bot_died_before_deciding(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
     frozen = freeze("handle_seeker_risk")  # the post's risk is stored; the event is lost
@@ -110,6 +113,7 @@ async def test_high_risk_post_is_escalated_even_if_the_bot_died_before_deciding(
     assert CRISIS_POST not in alert.text  # text is not kept on risk rows: the link is what remains
 
 
+@pytest.mark.reliability
 async def test_alert_channel_permission_error_is_recorded_and_retried(e2e):
     await go_live(e2e, EscalationConsent.YES)
     e2e.faults.next_request(
@@ -129,6 +133,7 @@ async def test_alert_channel_permission_error_is_recorded_and_retried(e2e):
     assert len(alerts(e2e)) == 1
 
 
+@pytest.mark.reliability
 async def test_missing_alert_channel_keeps_the_case_until_setup_is_fixed(e2e):
     await go_live(e2e, EscalationConsent.YES, alert_channel=False)
     await post_crisis(e2e)
@@ -146,6 +151,7 @@ async def test_missing_alert_channel_keeps_the_case_until_setup_is_fixed(e2e):
     await wait_for_alert(e2e)
 
 
+@pytest.mark.reliability
 async def test_member_with_closed_dms_is_not_asked_and_nobody_is_told(e2e):
     await go_live(e2e, EscalationConsent.ASK_FIRST)
     e2e.faults.block_dms(e2e.cast.alice.id)
