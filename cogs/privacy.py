@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db.models import utcnow
-from bot.services import checkins, privacy, retention
+from bot.services import checkins, message_inbox, privacy, retention
 from bot.services.privacy import DeletionReport
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,11 @@ class Privacy(commands.Cog):
         try:
             async with self.database.session() as session:
                 await retention.purge_expired_text(session, now, settings.message_retention_days)
+            async with self.database.session() as session:
+                # Ids only, but kept no longer than message text: finished inbox rows past retention go.
+                await message_inbox.purge_finished(
+                    session, now - timedelta(days=max(settings.message_retention_days, 0))
+                )
             async with self.database.session() as session:
                 reports = await retention.purge_departed_guilds(session, now, settings.guild_data_grace_days)
             for report in reports:

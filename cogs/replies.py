@@ -1,20 +1,33 @@
-"""Read support channels: score each reply with its parent, risk-score each seeker post, follow edits and deletes."""
+"""Read support channels: score each reply with its parent, risk-score each seeker post, follow edits and deletes.
+
+Every message in a support location is written to the message inbox before any slow work and ends with one
+recorded outcome (scored, or skipped with a reason). A message still pending after a crash or a failure is
+fetched again from Discord by the recovery sweep (at start-up and every minute) and takes the same path.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import discord
 from discord.ext import commands
 
-from bot.services import reply_scoring, support_channels
+from bot.db.models import InboxOutcome, utcnow
+from bot.services import message_inbox, reply_scoring, support_channels
 from bot.services.events import SEEKER_RISK_SCORED, SeekerRiskScored
+from bot.services.message_inbox import MAX_ATTEMPTS, MessageKind, PendingMessage, SkipReason
 from bot.services.reply_scoring import (
     REPLY_SCORED,
+    CoachingStatus,
     ReplyInput,
     ReplyOutcome,
     ReplyScored,
     ReplyScoringPipeline,
+    ReplyScoringResult,
     SeekerPost,
 )
 
@@ -22,6 +35,23 @@ log = logging.getLogger(__name__)
 
 # System messages (pins, joins, "started a thread") are never posts or replies.
 _READABLE_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+RECOVERY_JOB_ID = "message-inbox-recovery"
+RECOVERY_EVERY_SECONDS = 60
+# The periodic sweep leaves younger pending messages alone: they are most likely still being processed.
+RECOVERY_GRACE_SECONDS = 5
+RECOVERY_BATCH = 200
+RECOVERY_CONCURRENCY = 4
+UNLOAD_GRACE_SECONDS = 5.0
+_PIPELINE_SKIPS = {"input_rejected": SkipReason.INPUT_REJECTED, "shed": SkipReason.SHED}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How one attempt at a message ended: scored (no reason), skipped (a reason), or to be retried."""
+
+    kind: MessageKind
+    skip_reason: SkipReason | None = None
+    retry: bool = False
 
 
 class Replies(commands.Cog):
@@ -30,6 +60,9 @@ class Replies(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         self.pipeline: ReplyScoringPipeline | None = None
+        # Messages this process is working on: a redelivered event or a sweep leaves them alone.
+        self._in_flight: set[int] = set()
+        self._startup_recovery: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         self.pipeline = ReplyScoringPipeline(
@@ -39,6 +72,27 @@ class Replies(commands.Cog):
             # Loaded by /peercare setup; escalation reads the same attribute, so both judge tiers alike.
             default_thresholds=lambda: getattr(self.bot, "_peercare_default_thresholds", None),
         )
+        self.bot.scheduler.add_job(  # type: ignore[attr-defined]
+            self._scheduled_recovery,
+            "interval",
+            seconds=RECOVERY_EVERY_SECONDS,
+            id=RECOVERY_JOB_ID,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
+
+    async def cog_unload(self) -> None:
+        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        if scheduler.get_job(RECOVERY_JOB_ID) is not None:
+            scheduler.remove_job(RECOVERY_JOB_ID)
+        if self._startup_recovery is not None and not self._startup_recovery.done():
+            # Each message is its own unit of work: one cut short stays pending and the next start retries it.
+            _done, pending = await asyncio.wait({self._startup_recovery}, timeout=UNLOAD_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     # -- where PeerCare may read ------------------------------------------------------------------------
 
@@ -120,45 +174,263 @@ class Replies(commands.Cog):
         channel = message.channel
         return not (isinstance(channel, discord.Thread) and message.id != channel.id)
 
-    # -- the work ----------------------------------------------------------------------------------------
+    # -- a new message: received, processed, one outcome -------------------------------------------------
 
-    async def _handle(self, message: discord.Message, *, is_edit: bool) -> None:
-        if message.guild is None or message.author.bot or message.type not in _READABLE_TYPES:
+    @staticmethod
+    def _readable(message: discord.Message) -> bool:
+        """A member's own words in a server: bots, webhooks, system messages and DMs are never recorded."""
+        return message.guild is not None and not message.author.bot and message.type in _READABLE_TYPES
+
+    async def _receive(self, message: discord.Message) -> None:
+        """Record the message in the inbox before any slow work, then process it (once per event id)."""
+        if message.id in self._in_flight:
+            return  # the same event again (gateway replay) while the first is still being processed
+        self._in_flight.add(message.id)
+        try:
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                received = await message_inbox.record_received(
+                    session,
+                    message_id=message.id,
+                    guild_id=message.guild.id,  # type: ignore[union-attr]
+                    channel_id=message.channel.id,
+                    author_id=message.author.id,
+                )
+                attempt: int | None = received.attempts
+                if not received.is_new:
+                    if received.outcome is not InboxOutcome.PENDING:
+                        log.info("message %s already has an outcome: redelivered event ignored", message.id)
+                        return
+                    attempt = await message_inbox.start_attempt(session, message.id)
+            if attempt is not None:
+                await self._process(message, attempt)
+        finally:
+            self._in_flight.discard(message.id)
+
+    async def _process(self, message: discord.Message, attempt: int) -> None:
+        """One attempt at a recorded message; its outcome is written at the end of every path."""
+        if attempt > MAX_ATTEMPTS:
+            await self._failed(message.id)  # it kept dying (crashes) before it could finish
             return
-        if not await self._is_support_location(message.guild.id, message.channel):
-            return
-        if not self._has_text(message):
-            return  # empty or attachment-only: nothing to score
+        try:
+            verdict: Verdict | None = await self._score_new(message, retrying=attempt > 1)
+        except Exception:
+            log.exception("failed to process message %s (attempt %d)", message.id, attempt)
+            verdict = None
         assert self.pipeline is not None
+        if verdict is None or verdict.retry:
+            if not self.pipeline.is_deleted(message.id):
+                await self._failed(message.id)
+                return
+            verdict = Verdict(verdict.kind if verdict else MessageKind.UNKNOWN, SkipReason.DELETED)
+        await self._record(message.id, verdict)
+
+    async def _score_new(self, message: discord.Message, *, retrying: bool) -> Verdict:
+        assert self.pipeline is not None
+        if not self._has_text(message):
+            kind = MessageKind.POST if self._may_be_seeker_post(message) else MessageKind.REPLY
+            files = message.attachments or message.embeds or message.stickers
+            return Verdict(kind, SkipReason.ATTACHMENT_ONLY if files else SkipReason.EMPTY)
         is_reply, parent = await self._parent_of(message)
         if is_reply and parent is not None and parent.author.id == message.author.id:
             is_reply = False  # a follow-up to one's own post is the seeker speaking again, not a reply
-        if is_edit:
-            # Any edited message may be a seeker post (a reply others answered is one too): an edit that
-            # adds crisis language must reach escalation.
-            await self._dispatch(
-                await self.pipeline.rescore_seeker_post(self._seeker_post(message), first_time=not is_reply)
-            )
         if not is_reply:
-            if not is_edit:
-                await self._dispatch(await self.pipeline.score_seeker_post(self._seeker_post(message)))
+            await self._dispatch(await self.pipeline.score_seeker_post(self._seeker_post(message)))
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                # None from score_seeker_post means "already scored" or "inference failed": the row tells.
+                scored = await reply_scoring.seeker_risk_recorded(session, message.id)
+            return Verdict(MessageKind.POST, retry=not scored)
+        if parent is None:
+            return Verdict(MessageKind.REPLY, SkipReason.PARENT_UNREADABLE)
+        if parent.author.bot:
+            return Verdict(MessageKind.REPLY, SkipReason.PARENT_IS_BOT)
+        if not self._has_text(parent):
+            return Verdict(MessageKind.REPLY, SkipReason.PARENT_EMPTY)
+        result = await self.pipeline.score_reply(
+            ReplyInput(
+                guild_id=message.guild.id,  # type: ignore[union-attr]
+                channel_id=message.channel.id,
+                reply_message_id=message.id,
+                responder_id=message.author.id,
+                reply_text=message.content,
+                parent=self._seeker_post(parent),
+            )
+        )
+        await self._dispatch(result.seeker_event)
+        if not self.pipeline.is_deleted(message.id) and (
+            result.outcome is ReplyOutcome.NEW
+            or (
+                retrying
+                and result.outcome is ReplyOutcome.UNCHANGED
+                and await self._coaching_owed(message.id)
+            )
+        ):
+            self.bot.dispatch(REPLY_SCORED, ReplyScored(message.guild.id, message.author.id, message.id))  # type: ignore[union-attr]
+        return self._reply_verdict(result)
+
+    async def _coaching_owed(self, message_id: int) -> bool:
+        """Stored before a crash, never looked at by coaching: the note it may earn is still owed."""
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            row = await reply_scoring.find_reply(session, message_id)
+        return row is not None and row.coaching_status == CoachingStatus.PENDING.value
+
+    @staticmethod
+    def _reply_verdict(result: ReplyScoringResult) -> Verdict:
+        if result.outcome is not ReplyOutcome.SKIPPED:
+            return Verdict(MessageKind.REPLY)
+        reason = _PIPELINE_SKIPS.get(result.skip_reason or "")
+        # Anything else (models unavailable, nothing stored for an unknown cause) is worth another attempt.
+        return Verdict(MessageKind.REPLY, reason, retry=reason is None)
+
+    async def _record(self, message_id: int, verdict: Verdict) -> None:
+        assert self.pipeline is not None
+        if self.pipeline.is_deleted(message_id):
+            verdict = Verdict(verdict.kind, SkipReason.DELETED)
+        try:
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                if verdict.skip_reason is None:
+                    await message_inbox.mark_scored(session, message_id, kind=verdict.kind)
+                else:
+                    await message_inbox.mark_skipped(
+                        session, message_id, verdict.skip_reason, kind=verdict.kind
+                    )
+        except Exception as exc:
+            # Still pending: the sweep processes it again, and the pipeline never scores it twice.
+            log.warning("could not record the outcome of message %s: %s", message_id, type(exc).__name__)
+
+    async def _failed(self, message_id: int) -> None:
+        """This attempt did not finish: the message stays pending for the sweep, or is given up at the limit."""
+        if self.bot.is_closed():
+            return  # shutting down: it stays pending and the next start processes it
+        try:
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                given_up = await message_inbox.record_failure(session, message_id)
+        except Exception as exc:
+            log.warning("could not record a failed attempt at message %s: %s", message_id, type(exc).__name__)
             return
-        if parent is None or parent.author.bot or not self._has_text(parent):
+        if not given_up:
+            log.info("message %s stays pending: the recovery sweep tries again", message_id)
+
+    # -- recovery: messages received but never finished ----------------------------------------------------
+
+    async def recover_pending(self, *, received_before: datetime | None = None) -> int:
+        """Process again every pending message received before the cut-off (fetched anew from Discord).
+
+        Safe at any time: messages this process is working on are left alone, and each attempt is claimed
+        in the database first. Returns how many messages were looked at.
+        """
+        cutoff = received_before or utcnow() - timedelta(seconds=RECOVERY_GRACE_SECONDS)
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            rows = await message_inbox.pending(session, older_than=cutoff, limit=RECOVERY_BATCH)
+        rows = [row for row in rows if row.message_id not in self._in_flight]
+        if rows:
+            log.info("recovering %d messages received but not finished", len(rows))
+        limit = asyncio.Semaphore(RECOVERY_CONCURRENCY)
+
+        async def recover(row: PendingMessage) -> None:
+            async with limit:
+                try:
+                    await self._recover(row)
+                except Exception:
+                    log.exception("could not recover message %s", row.message_id)
+
+        await asyncio.gather(*(recover(row) for row in rows))
+        return len(rows)
+
+    async def _recover(self, row: PendingMessage) -> None:
+        if row.message_id in self._in_flight:
+            return
+        self._in_flight.add(row.message_id)
+        try:
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                attempt = await message_inbox.start_attempt(session, row.message_id)
+            if attempt is None:
+                return  # finished meanwhile
+            if attempt > MAX_ATTEMPTS:
+                await self._failed(row.message_id)
+                return
+            message, reason = await self._refetch(row)
+            if message is None:
+                if reason is None:
+                    await self._failed(row.message_id)
+                else:
+                    await self._record(row.message_id, Verdict(MessageKind.UNKNOWN, reason))
+                return
+            if not await self._is_support_location(row.guild_id, message.channel):
+                await self._record(
+                    row.message_id, Verdict(MessageKind.UNKNOWN, SkipReason.NOT_SUPPORT_CHANNEL)
+                )
+                return
+            await self._process(message, attempt)
+        finally:
+            self._in_flight.discard(row.message_id)
+
+    async def _refetch(self, row: PendingMessage) -> tuple[discord.Message | None, SkipReason | None]:
+        """The message as Discord has it now; (None, reason) if it is gone for good, (None, None) if not now."""
+        try:
+            channel = self.bot.get_channel(row.channel_id) or await self.bot.fetch_channel(row.channel_id)
+            fetch = getattr(channel, "fetch_message", None)
+            if fetch is None:
+                return None, SkipReason.NO_ACCESS
+            return await fetch(row.message_id), None
+        except discord.NotFound:
+            return None, SkipReason.DELETED  # the message (or its channel) was deleted while we were away
+        except discord.Forbidden:
+            log.warning("no permission to read message %s again", row.message_id)
+            return None, SkipReason.NO_ACCESS
+        except discord.HTTPException as exc:
+            log.warning("could not fetch message %s again: HTTP %s", row.message_id, exc.status)
+            return None, None
+
+    async def _recovery_logged(self, received_before: datetime | None = None) -> None:
+        try:
+            await self.recover_pending(received_before=received_before)
+        except Exception:
+            log.exception("message inbox recovery failed; it runs again in %d s", RECOVERY_EVERY_SECONDS)
+
+    async def _scheduled_recovery(self) -> None:
+        try:
+            await self._recovery_logged()
+        except asyncio.CancelledError:
+            log.info("message inbox recovery interrupted by shutdown")
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        # Start-up catch-up: whatever the last process received but never finished is processed now.
+        if self._startup_recovery is None or self._startup_recovery.done():
+            self._startup_recovery = asyncio.create_task(self._recovery_logged(received_before=utcnow()))
+
+    # -- edits: re-scored, never a second outcome ---------------------------------------------------------
+
+    async def _handle_edit(self, message: discord.Message) -> None:
+        if not self._readable(message):
+            return
+        if not await self._is_support_location(message.guild.id, message.channel):  # type: ignore[union-attr]
+            return
+        if not self._has_text(message):
+            return  # emptied by the edit: nothing to score
+        assert self.pipeline is not None
+        is_reply, parent = await self._parent_of(message)
+        if is_reply and parent is not None and parent.author.id == message.author.id:
+            is_reply = False
+        # Any edited message may be a seeker post (a reply others answered is one too): an edit that adds
+        # crisis language must reach escalation.
+        await self._dispatch(
+            await self.pipeline.rescore_seeker_post(self._seeker_post(message), first_time=not is_reply)
+        )
+        if not is_reply or parent is None or parent.author.bot or not self._has_text(parent):
             return
         result = await self.pipeline.score_reply(
             ReplyInput(
-                guild_id=message.guild.id,
+                guild_id=message.guild.id,  # type: ignore[union-attr]
                 channel_id=message.channel.id,
                 reply_message_id=message.id,
                 responder_id=message.author.id,
                 reply_text=message.content,
                 parent=self._seeker_post(parent),
             ),
-            is_edit=is_edit,
+            is_edit=True,
         )
         await self._dispatch(result.seeker_event)
-        if result.outcome is ReplyOutcome.NEW and not self.pipeline.is_deleted(message.id):
-            self.bot.dispatch(REPLY_SCORED, ReplyScored(message.guild.id, message.author.id, message.id))
 
     @staticmethod
     def _seeker_post(message: discord.Message) -> SeekerPost:
@@ -176,8 +448,11 @@ class Replies(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        if not self._readable(message):
+            return
         try:
-            await self._handle(message, is_edit=False)
+            if await self._is_support_location(message.guild.id, message.channel):  # type: ignore[union-attr]
+                await self._receive(message)
         except Exception:
             log.exception("failed to process message %s", message.id)
 
@@ -194,19 +469,24 @@ class Replies(commands.Cog):
         if not (known or self.pipeline.is_scoring(payload.message_id) or self._may_be_seeker_post(message)):
             return  # an unknown reply: only replies we scored are re-scored
         try:
-            await self._handle(message, is_edit=True)
+            await self._handle_edit(message)
         except Exception:
             log.exception("failed to re-score edited message %s", payload.message_id)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        assert self.pipeline is not None
-        await self.pipeline.forget([payload.message_id])
+        await self._deleted([payload.message_id])
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self._deleted(list(payload.message_ids))
+
+    async def _deleted(self, message_ids: list[int]) -> None:
         assert self.pipeline is not None
-        await self.pipeline.forget(payload.message_ids)
+        await self.pipeline.forget(message_ids)
+        # A message deleted before it was scored ends skipped / "deleted"; a finished one keeps its outcome.
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            await message_inbox.mark_deleted(session, message_ids)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -25,12 +25,13 @@ from bot.db.models import (
     CoachingDelivery,
     Escalation,
     GuildSettings,
+    InboxMessage,
     MemberConsent,
     RiskAssessment,
     ScoredReply,
     SupportChannel,
 )
-from bot.services import audit
+from bot.services import audit, message_inbox
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,11 @@ async def describe_member_data(
         (CheckinSchedule.user_id == user_id) & _in_guild(CheckinSchedule.guild_id, guild_id),
     )
     await collect("checkins", Checkin, (Checkin.user_id == user_id) & _in_guild(Checkin.guild_id, guild_id))
+    await collect(
+        "message_inbox",
+        InboxMessage,
+        (InboxMessage.author_id == user_id) & _in_guild(InboxMessage.guild_id, guild_id),
+    )
     await collect(
         "audit_log",
         AuditLogEntry,
@@ -263,6 +269,7 @@ async def delete_member_data(
         "checkin_schedules",
         delete(CheckinSchedule).where(CheckinSchedule.id.in_(report.checkin_schedule_ids or [-1])),
     )
+    report.add("message_inbox", await message_inbox.delete_member_rows(session, user_id, guild_id))
     await run(
         "support_channels",
         update(SupportChannel)
@@ -295,6 +302,7 @@ async def delete_guild_data(session: AsyncSession, guild_id: int) -> DeletionRep
         Escalation,
         RiskAssessment,
         ScoredReply,
+        InboxMessage,
         MemberConsent,
         SupportChannel,
         AuditLogEntry,

@@ -112,6 +112,8 @@ class ReplyScoringResult:
     score: ReplyScore | None = None
     # Set only the first time the parent post is risk-scored: dispatch it, exactly once per message id.
     seeker_event: SeekerRiskScored | None = None
+    # Why the models gave no score (SKIPPED only): "input_rejected", "shed", or "unavailable" (worth a retry).
+    skip_reason: str | None = None
 
 
 def normalise_text(text: str) -> str:
@@ -241,10 +243,12 @@ class ReplyScoringPipeline:
             if stored is not None and stored.content_hash == new_hash:
                 return ReplyScoringResult(ReplyOutcome.UNCHANGED)
 
-            score = await self._score(reply, parent_known=parent_known)
+            score, why_not = await self._score(reply, parent_known=parent_known)
             if score is None:
                 seeker_event = None if parent_known else await self._score_seeker_post(reply.parent)
-                return ReplyScoringResult(ReplyOutcome.SKIPPED, seeker_event=seeker_event)
+                return ReplyScoringResult(
+                    ReplyOutcome.SKIPPED, seeker_event=seeker_event, skip_reason=why_not
+                )
 
             async with self.database.session() as session:
                 outcome = (
@@ -378,7 +382,7 @@ class ReplyScoringPipeline:
         async with self.database.session() as session:
             return await record_seeker_risk(session, post, result.risk, self.clock())
 
-    async def _score(self, reply: ReplyInput, *, parent_known: bool) -> ReplyScore | None:
+    async def _score(self, reply: ReplyInput, *, parent_known: bool) -> tuple[ReplyScore | None, str | None]:
         request = ReplyScoreRequest(
             parent_id=reply.parent.message_id,
             parent_text=reply.parent.text,
@@ -388,14 +392,16 @@ class ReplyScoringPipeline:
             priority=Priority.COACHING if parent_known else Priority.RISK,
         )
         try:
-            return await self.inference.score_reply(request)
+            return await self.inference.score_reply(request), None
         except InputRejected:
             log.info("reply %s not scorable after normalisation", reply.reply_message_id)
+            return None, "input_rejected"
         except RequestShed as exc:
             log.warning("coaching score for reply %s shed: %s", reply.reply_message_id, exc.reason)
+            return None, "shed"
         except InferenceError as exc:
             log.error("could not score reply %s: %s", reply.reply_message_id, type(exc).__name__)
-        return None
+        return None, "unavailable"
 
     async def _store(
         self, session: AsyncSession, reply: ReplyInput, score: ReplyScore, new_hash: str, *, is_edit: bool

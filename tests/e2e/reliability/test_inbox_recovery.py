@@ -1,0 +1,344 @@
+"""Every support-channel message ends in exactly one recorded outcome, even across crashes and replayed events.
+
+A crash is emulated by holding one step (inference, or the outcome write) so the message is caught mid-way,
+then killing the bot with ``restart_bot(crash=True)`` or ``runner.crash()``: no shutdown, no flushing. The
+fresh bot finds the message still pending in ``message_inbox`` and fetches it from Discord again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment, ScoredReply, utcnow
+from bot.services import coaching_delivery, message_inbox
+from tests.e2e._features import (
+    coaching_on,
+    count_rows,
+    eventually,
+    go_live,
+    settings_for,
+    wait_for_stored_reply,
+)
+
+pytestmark = pytest.mark.e2e
+
+SEEKER_TEXT = "My exams are next week and I can't sleep."
+REPLY_TEXT = "That sounds exhausting. What has the last week been like for you?"
+OTHER_REPLY = "I'm sorry, that sounds like a lot to carry right now."
+
+
+@pytest.fixture
+def e2e_settings(e2e_inference_config):
+    return settings_for(e2e_inference_config)
+
+
+class Hold:
+    """Make ``owner.<name>`` (an async callable) wait at its start until ``release``; count every call."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.owner, self.name = owner, name
+        self.original = getattr(owner, name)
+        self.reached = asyncio.Event()
+        self._released = asyncio.Event()
+
+        async def held(*args: object, **kwargs: object) -> object:
+            self.reached.set()
+            await self._released.wait()
+            return await self.original(*args, **kwargs)
+
+        setattr(owner, name, held)
+
+    async def wait_reached(self) -> None:
+        await asyncio.wait_for(self.reached.wait(), 15)
+
+    def release(self) -> None:
+        setattr(self.owner, self.name, self.original)
+        self._released.set()
+
+
+class Count:
+    """Count the calls to ``owner.<name>`` (an async callable) and pass them through unchanged."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.owner, self.name = owner, name
+        self.original = getattr(owner, name)
+        self.calls: list[Any] = []
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            self.calls.append(args[0] if args else kwargs)
+            return await self.original(*args, **kwargs)
+
+        setattr(owner, name, counted)
+
+    def restore(self) -> None:
+        setattr(self.owner, self.name, self.original)
+
+
+@pytest.fixture
+def hold():  # type: ignore[no-untyped-def]
+    holds: list[Hold] = []
+
+    def make(owner: object, name: str) -> Hold:
+        holds.append(Hold(owner, name))
+        return holds[-1]
+
+    yield make
+    for item in holds:
+        item.release()
+
+
+async def _outcome(e2e, message_id: int) -> tuple[InboxOutcome, str | None] | None:  # type: ignore[no-untyped-def]
+    async with e2e.database.session() as session:
+        return await message_inbox.outcome_of(session, message_id)
+
+
+async def _wait_for_outcome(e2e, message_id: int) -> tuple[InboxOutcome, str | None]:  # type: ignore[no-untyped-def]
+    async def finished() -> tuple[InboxOutcome, str | None] | None:
+        found = await _outcome(e2e, message_id)
+        return found if found is not None and found[0] is not InboxOutcome.PENDING else None
+
+    return await eventually(finished, what=f"message {message_id} to get its outcome")
+
+
+async def _counts(e2e) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    async with e2e.database.session() as session:
+        return await message_inbox.outcome_counts(session)
+
+
+async def _inbox_row(e2e, message_id: int) -> InboxMessage | None:  # type: ignore[no-untyped-def]
+    async with e2e.database.session() as session:
+        return await session.get(InboxMessage, message_id)
+
+
+def _inference(e2e):  # type: ignore[no-untyped-def]
+    return e2e.bot.get_cog("Replies").pipeline.inference
+
+
+async def _delete_seen(e2e, message) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the bot has taken a delete in (while the message's scoring is held)."""
+    pipeline = e2e.bot.get_cog("Replies").pipeline
+
+    async def seen() -> bool:
+        return pipeline.is_deleted(message.id)
+
+    await eventually(seen, what="the bot to take the delete in")
+
+
+async def _scored_post(e2e):  # type: ignore[no-untyped-def]
+    post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
+    return post
+
+
+async def test_post_received_but_not_scored_before_a_crash_is_scored_after_restart(e2e, hold):
+    await go_live(e2e)
+    held = hold(_inference(e2e), "score_risk")
+    post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    await held.wait_reached()
+    row = await _inbox_row(e2e, post.id)
+    assert row is not None and row.outcome is InboxOutcome.PENDING  # recorded before the slow work
+    assert await count_rows(e2e, RiskAssessment) == 0
+    await e2e.restart_bot(crash=True)
+    assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
+    assert await count_rows(e2e, RiskAssessment, RiskAssessment.message_id == post.id) == 1
+    assert e2e.requests.find(method="GET", path=f"/channels/{e2e.cast.support.id}/messages/{post.id}")
+    row = await _inbox_row(e2e, post.id)
+    assert row is not None and (row.kind, row.attempts) == ("post", 2)
+
+
+async def test_reply_pending_at_crash_gets_one_coaching_dm_after_restart(e2e, hold):
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    post = await _scored_post(e2e)
+    held = hold(_inference(e2e), "score_reply")
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await e2e.restart_bot(crash=True)
+    await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+    await e2e.settle()
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1
+    assert await count_rows(e2e, ScoredReply) == 1
+
+
+async def test_reply_coached_but_not_recorded_before_a_crash_is_not_coached_again(e2e, hold):
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    post = await _scored_post(e2e)
+    held = hold(message_inbox, "mark_scored")  # scored, stored and coached; the outcome never written
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
+    await wait_for_stored_reply(e2e, reply.id, where=lambda r: r.coaching_status == "sent")
+    assert (await _inbox_row(e2e, reply.id)).outcome is InboxOutcome.PENDING  # type: ignore[union-attr]
+    held.release()
+    await e2e.restart_bot(crash=True)
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+    await e2e.settle()
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1
+    assert await count_rows(e2e, ScoredReply) == 1
+
+
+async def test_reply_stored_but_never_coached_before_a_crash_gets_its_note_after_restart(e2e, hold):
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    post = await _scored_post(e2e)
+    coaching = hold(coaching_delivery, "plan_for_new_reply")
+    recording = hold(message_inbox, "mark_scored")
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await coaching.wait_reached()
+    await recording.wait_reached()
+    await wait_for_stored_reply(e2e, reply.id, where=lambda r: r.coaching_status == "pending")
+    coaching.release()
+    recording.release()
+    await e2e.restart_bot(crash=True)
+    await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+    await e2e.settle()
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1
+
+
+async def test_message_deleted_while_bot_was_down_ends_skipped_deleted(e2e, hold):
+    await go_live(e2e)
+    held = hold(_inference(e2e), "score_risk")
+    post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    await held.wait_reached()
+    await e2e.runner.crash()
+    await e2e.delete(post)  # nobody is connected to hear it
+    await e2e.runner.start()
+    assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SKIPPED, "deleted")
+    assert await count_rows(e2e, RiskAssessment) == 0
+
+
+async def test_message_deleted_before_it_was_scored_ends_skipped_deleted(e2e, hold):
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    held = hold(_inference(e2e), "score_reply")
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await e2e.delete(reply)
+    await _delete_seen(e2e, reply)
+    held.release()
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SKIPPED, "deleted")
+    await e2e.settle()
+    assert await _outcome(e2e, reply.id) == (InboxOutcome.SKIPPED, "deleted")
+
+
+async def test_every_support_message_gets_exactly_one_outcome(e2e, hold):
+    await go_live(e2e)
+    cast = e2e.cast
+    post = await _scored_post(e2e)
+    reply = await e2e.say(cast.support, cast.bob, REPLY_TEXT, reply_to=post)
+    empty = await e2e.say(cast.support, cast.carol, "\u200b  \u200b")
+    photo = await e2e.say(cast.support, cast.carol, "", attachments=["photo.png"])
+    bot_post = await e2e.say(cast.support, cast.other_bot, "Reminder: be kind.")
+    to_bot = await e2e.say(cast.support, cast.bob, OTHER_REPLY, reply_to=bot_post)
+    elsewhere = await e2e.say(cast.general, cast.alice, SEEKER_TEXT)
+    in_thread = await e2e.say(cast.support_thread, cast.bob, OTHER_REPLY)
+    held = hold(_inference(e2e), "score_reply")
+    deleted = await e2e.say(cast.support, cast.carol, OTHER_REPLY, reply_to=post)
+    await held.wait_reached()
+    await e2e.delete(deleted)
+    await _delete_seen(e2e, deleted)
+    held.release()
+
+    expected = {
+        post.id: (InboxOutcome.SCORED, None),
+        reply.id: (InboxOutcome.SCORED, None),
+        empty.id: (InboxOutcome.SKIPPED, "empty"),
+        photo.id: (InboxOutcome.SKIPPED, "attachment_only"),
+        to_bot.id: (InboxOutcome.SKIPPED, "parent_is_bot"),
+        in_thread.id: (InboxOutcome.SCORED, None),
+        deleted.id: (InboxOutcome.SKIPPED, "deleted"),
+    }
+    for message_id, outcome in expected.items():
+        assert await _wait_for_outcome(e2e, message_id) == outcome, message_id
+    await e2e.settle()
+    async with e2e.database.session() as session:
+        recorded = set(await session.scalars(select(InboxMessage.message_id)))
+    assert recorded == set(expected)  # the bot's post and #general are never recorded
+    assert bot_post.id not in recorded and elsewhere.id not in recorded
+    assert await _counts(e2e) == {"pending": 0, "scored": 3, "skipped": 4}
+
+
+async def test_replayed_event_is_not_scored_twice(e2e):
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    post = await _scored_post(e2e)
+    calls = Count(_inference(e2e), "score_reply")
+    try:
+        reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+        await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
+        assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+        # The gateway delivers the same MESSAGE_CREATE again (as after a RESUME that replays seen events).
+        await e2e.server.dispatch_message("MESSAGE_CREATE", reply, e2e.cast.support)
+        await e2e.server.dispatch_message("MESSAGE_CREATE", post, e2e.cast.support)
+        await e2e.settle()
+    finally:
+        calls.restore()
+    assert len(calls.calls) == 1
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1
+    assert await count_rows(e2e, RiskAssessment, RiskAssessment.message_id == post.id) == 1
+    assert await _counts(e2e) == {"pending": 0, "scored": 2, "skipped": 0}
+
+
+async def test_event_replayed_while_the_first_is_scored_is_scored_once(e2e, hold):
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    post = await _scored_post(e2e)
+    held = hold(_inference(e2e), "score_reply")
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    calls = Count(_inference(e2e), "score_reply")  # counts calls made from now on, the held one excluded
+    try:
+        await e2e.server.dispatch_message("MESSAGE_CREATE", reply, e2e.cast.support)
+        await e2e.settle()
+        held.release()
+        await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
+        assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+        await e2e.settle()
+    finally:
+        calls.restore()
+    assert calls.calls == []
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1
+    assert (await _inbox_row(e2e, reply.id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def test_message_that_keeps_failing_ends_skipped_failed_without_its_text_in_logs(e2e, caplog):
+    e2e.expect_errors()
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    replies = e2e.bot.get_cog("Replies")
+
+    async def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("scoring is broken")
+
+    original = replies.pipeline.score_reply
+    replies.pipeline.score_reply = broken
+    try:
+        reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+        await eventually(lambda: _inbox_row(e2e, reply.id), what="the reply to be recorded")
+        await e2e.settle()
+        assert (await _outcome(e2e, reply.id)) == (InboxOutcome.PENDING, None)
+        for _ in range(message_inbox.MAX_ATTEMPTS):
+            await replies.recover_pending(received_before=_far_future())
+    finally:
+        replies.pipeline.score_reply = original
+    assert await _outcome(e2e, reply.id) == (InboxOutcome.SKIPPED, "failed")
+    warnings = [
+        r for r in caplog.records if r.name == "bot.services.message_inbox" and r.levelname == "WARNING"
+    ]
+    assert len(warnings) == 1 and str(reply.id) in warnings[0].getMessage()
+    assert all(REPLY_TEXT not in r.getMessage() for r in caplog.records)
+    await replies.recover_pending(received_before=_far_future())
+    assert await _outcome(e2e, reply.id) == (InboxOutcome.SKIPPED, "failed")  # never a second outcome
+
+
+def _far_future() -> datetime:
+    """A sweep cut-off past every message, so the test need not wait out the sweep's grace period."""
+    return utcnow() + timedelta(minutes=5)
