@@ -101,6 +101,8 @@ async def describe_member_data(
         "scored_replies (replies you wrote)",
         ScoredReply,
         (ScoredReply.responder_id == user_id) & _in_guild(ScoredReply.guild_id, guild_id),
+        # The risk score of the post replied to belongs to its author, never to the responder.
+        skip=("parent_risk", "parent_risk_tier"),
     )
     # Replies others wrote to this member's posts: only what is about this member (their post's risk).
     about_posts = (
