@@ -319,11 +319,6 @@ class Replies(commands.Cog):
         in the database first. Returns how many messages were looked at.
         """
         cutoff = received_before or utcnow() - timedelta(seconds=RECOVERY_GRACE_SECONDS)
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            rows = await message_inbox.pending(session, older_than=cutoff, limit=RECOVERY_BATCH)
-        rows = [row for row in rows if row.message_id not in self._in_flight]
-        if rows:
-            log.info("recovering %d messages received but not finished", len(rows))
         limit = asyncio.Semaphore(RECOVERY_CONCURRENCY)
 
         async def recover(row: PendingMessage) -> None:
@@ -333,8 +328,22 @@ class Replies(commands.Cog):
                 except Exception:
                     log.exception("could not recover message %s", row.message_id)
 
-        await asyncio.gather(*(recover(row) for row in rows))
-        return len(rows)
+        looked_at = 0
+        last: PendingMessage | None = None
+        while True:  # page by page, so a backlog after a crash is worked off in one sweep
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                page = await message_inbox.pending(
+                    session, older_than=cutoff, limit=RECOVERY_BATCH, after=last
+                )
+            if not page:
+                break
+            last = page[-1]
+            rows = [row for row in page if row.message_id not in self._in_flight]
+            if rows:
+                log.info("recovering %d messages received but not finished", len(rows))
+            await asyncio.gather(*(recover(row) for row in rows))
+            looked_at += len(rows)
+        return looked_at
 
     async def _recover(self, row: PendingMessage) -> None:
         if row.message_id in self._in_flight:

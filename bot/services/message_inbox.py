@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -184,9 +184,17 @@ async def record_failure(
 
 
 async def pending(
-    session: AsyncSession, *, older_than: datetime, limit: int = 200, guild_id: int | None = None
+    session: AsyncSession,
+    *,
+    older_than: datetime,
+    limit: int = 200,
+    guild_id: int | None = None,
+    after: PendingMessage | None = None,
 ) -> list[PendingMessage]:
-    """Messages still without an outcome that were received before ``older_than``, oldest first."""
+    """Messages still without an outcome that were received before ``older_than``, oldest first.
+
+    ``after``: the last message of the previous page (pages never repeat a message, even one still pending).
+    """
     statement = (
         select(InboxMessage)
         .where(InboxMessage.outcome == InboxOutcome.PENDING, InboxMessage.received_at < older_than)
@@ -195,6 +203,11 @@ async def pending(
     )
     if guild_id is not None:
         statement = statement.where(InboxMessage.guild_id == guild_id)
+    if after is not None:
+        statement = statement.where(
+            tuple_(InboxMessage.received_at, InboxMessage.message_id)
+            > tuple_(after.received_at, after.message_id)
+        )
     return [
         PendingMessage(
             message_id=row.message_id,

@@ -228,3 +228,20 @@ async def test_retention_removes_finished_rows_past_the_cutoff_and_keeps_pending
     async with database.session() as session:
         left = list(await session.scalars(select(InboxMessage.message_id).order_by(InboxMessage.message_id)))
     assert left == [2, 3]
+
+
+async def test_pending_pages_follow_on_without_repeating_a_message(database: Database) -> None:
+    for message_id in (5, 3, 4, 1):
+        await _receive(database, message_id, now=NOW - timedelta(minutes=message_id))
+    await _receive(database, 2, now=NOW - timedelta(minutes=3))  # same time as 3: the id breaks the tie
+    async with database.session() as session:
+        first = await message_inbox.pending(session, older_than=NOW, limit=2)
+        second = await message_inbox.pending(session, older_than=NOW, limit=2, after=first[-1])
+        third = await message_inbox.pending(session, older_than=NOW, limit=2, after=second[-1])
+        rest = await message_inbox.pending(session, older_than=NOW, limit=2, after=third[-1])
+    assert [[p.message_id for p in page] for page in (first, second, third, rest)] == [
+        [5, 4],
+        [2, 3],
+        [1],
+        [],
+    ]

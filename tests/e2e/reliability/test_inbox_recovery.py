@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment, ScoredReply, utcnow
 from bot.services import coaching_delivery, message_inbox
+from cogs import replies as replies_cog
 from tests.e2e._features import (
     coaching_on,
     count_rows,
@@ -342,3 +343,46 @@ async def test_message_that_keeps_failing_ends_skipped_failed_without_its_text_i
 def _far_future() -> datetime:
     """A sweep cut-off past every message, so the test need not wait out the sweep's grace period."""
     return utcnow() + timedelta(minutes=5)
+
+
+async def test_backlog_larger_than_one_page_is_all_recovered_at_start(e2e, hold, monkeypatch):
+    monkeypatch.setattr(replies_cog, "RECOVERY_BATCH", 2)
+    await go_live(e2e)
+    held = hold(_inference(e2e), "score_risk")
+    posts = [await e2e.say(e2e.cast.support, author, SEEKER_TEXT) for author in e2e.cast.members]
+    await held.wait_reached()
+    await eventually(lambda: _pending_count(e2e, len(posts)), what="every post to be recorded")
+    await e2e.restart_bot(crash=True)
+    for post in posts:
+        assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
+
+
+async def _pending_count(e2e, expected: int) -> bool:  # type: ignore[no-untyped-def]
+    return (await _counts(e2e))["pending"] == expected
+
+
+async def test_member_leaving_takes_their_inbox_rows_with_them(e2e):
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await _wait_for_outcome(e2e, reply.id)
+    await e2e.remove_member(e2e.cast.alice)
+
+    async def alice_gone() -> bool:
+        return await _inbox_row(e2e, post.id) is None
+
+    await eventually(alice_gone, what="alice's inbox row to be deleted")
+    assert await _inbox_row(e2e, reply.id) is not None
+
+
+async def test_retention_job_deletes_finished_inbox_rows_past_retention(e2e, hold):
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    held = hold(_inference(e2e), "score_reply")
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await e2e.bot.get_cog("Privacy").run_retention(utcnow() + timedelta(days=8))
+    assert await _inbox_row(e2e, post.id) is None
+    assert await _inbox_row(e2e, reply.id) is not None  # still owes an outcome
+    held.release()
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
