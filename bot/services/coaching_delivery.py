@@ -73,6 +73,15 @@ async def _set_status(session: AsyncSession, reply_ids: Sequence[int], status: C
         )
 
 
+async def _any_reply_left(session: AsyncSession, responder_id: int, reply_ids: Sequence[int]) -> bool:
+    found = await session.scalar(
+        select(ScoredReply.id)
+        .where(ScoredReply.responder_id == responder_id, ScoredReply.reply_message_id.in_(reply_ids))
+        .limit(1)
+    )
+    return found is not None
+
+
 async def plan_for_new_reply(session: AsyncSession, reply_message_id: int, now: datetime) -> DeliveryPlan:
     """A reply was scored for the first time: queue it, invite its author, or set it aside (with why)."""
     row = await session.scalar(select(ScoredReply).where(ScoredReply.reply_message_id == reply_message_id))
@@ -194,6 +203,16 @@ async def record_delivery(
     dm_message_id: int | None = None,
 ) -> None:
     """Record a sent (or refused) DM and move its replies on; DMs closed stops all further tries."""
+    if plan.reply_message_ids and not await _any_reply_left(
+        session, plan.responder_id, plan.reply_message_ids
+    ):
+        # The member erased their data (or deleted the replies) while the DM was on its way: keep nothing.
+        log.info(
+            "coaching %s to member %s: its replies are gone, nothing recorded",
+            plan.kind.value,
+            plan.responder_id,
+        )
+        return
     session.add(
         CoachingDelivery(
             guild_id=plan.guild_id,

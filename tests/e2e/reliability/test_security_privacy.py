@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from bot.db.models import EscalationConsent, ScoredReply
 from bot.services import privacy
+from tests.discord_server import faults
 from tests.e2e import safety_support
 from tests.e2e._features import eventually
 
@@ -155,3 +156,25 @@ async def test_alerts_reach_only_the_configured_alert_channel(e2e):
     assert guild_channels == {cast.mod_alerts.id}
     assert all(m.embeds for m in safety_support.alerts(e2e))
     assert e2e.sent_to(cast.support) == e2e.sent_to(cast.general) == []
+
+
+async def test_forget_me_during_a_coaching_dm_in_flight_leaves_nothing_behind(e2e):
+    """The coaching DM is held back (a 429) while Alice erases her data; its bookkeeping must not bring it back."""
+    cast = e2e.cast
+    await safety_support.go_live(e2e, EscalationConsent.YES)
+    await (await e2e.slash("peercare coaching on", user=cast.alice, channel=cast.support)).reply()
+    dm = e2e.dm_channel(cast.alice)
+    e2e.faults.next_request(
+        faults.rate_limited(retry_after=1.5), method="POST", path=f"/channels/{dm.id}/messages"
+    )
+    post = await e2e.say(cast.support, cast.bob, BOB_POST)
+    await e2e.say(cast.support, cast.alice, "That sounds exhausting, I'm sorry", reply_to=post)
+    await e2e.wait_for_request(method="POST", path=f"/channels/{dm.id}/messages")
+
+    question = await (await e2e.slash("peercare forget-me", user=cast.alice)).reply()
+    await e2e.click(question, f"peercare:forget:confirm:{cast.alice.id}", user=cast.alice)
+    await e2e.wait_until(lambda: "Done" in question.content, 5, "the deletion to be confirmed")
+    await e2e.wait_for_dm(cast.alice)  # the held-back note finally goes out
+    await e2e.settle()
+
+    assert await _stored_about(e2e, cast.alice) == {}
