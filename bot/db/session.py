@@ -127,7 +127,7 @@ def _log_retry(operation: str, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome is not None else None
     wait = state.next_action.sleep if state.next_action is not None else 0.0
     log.warning(
-        "database %s during %s: attempt %d of %d rolled back; retrying in %.2f s",
+        "database unavailable (%s) during %s: attempt %d of %d failed; retrying in %.2f s",
         transient_reason(exc) if exc is not None else "error",
         operation,
         state.attempt_number,
@@ -158,7 +158,8 @@ class Database:
             reason = transient_reason(exc)
             if reason is not None:
                 log.warning(
-                    "database %s: a unit of work was rolled back (%s); its caller retries or parks it",
+                    "database unavailable (%s): a unit of work was rolled back (%s); "
+                    "its caller retries or parks it",
                     reason,
                     type(exc).__name__,
                 )
@@ -191,7 +192,8 @@ class Database:
             reason = transient_reason(exc)
             if reason is not None:
                 log.warning(
-                    "database %s during %s: giving up after %d attempts; the work is left for its sweep",
+                    "database unavailable (%s) during %s: giving up after %d attempts; "
+                    "the work is left for its sweep",
                     reason,
                     operation,
                     RETRY_ATTEMPTS,

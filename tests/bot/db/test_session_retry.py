@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -81,7 +82,9 @@ async def test_a_unit_of_work_is_rerun_until_the_lock_is_released(notes, caplog)
         attempts = await database.run("add note 7", add_note)
     assert attempts >= 2 and await _count(database) == 1
     retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
-    assert retries[0].startswith("database database is locked during add note 7: attempt 1 of 4 rolled back")
+    assert retries[0].startswith(
+        "database unavailable (database is locked) during add note 7: attempt 1 of 4 failed"
+    )
     assert "private words" not in caplog.text
 
 
@@ -140,7 +143,10 @@ async def test_session_says_when_a_lock_rolled_its_work_back(notes, caplog):
     with caplog.at_level(logging.WARNING, logger="bot.db.session"), locked, pytest.raises(OperationalError):
         async with database.session() as session:
             await session.execute(text("INSERT INTO notes (body) VALUES ('x')"))
-    assert "database database is locked: a unit of work was rolled back (OperationalError)" in caplog.text
+    assert (
+        "database unavailable (database is locked): a unit of work was rolled back (OperationalError)"
+        in caplog.text
+    )
 
 
 async def test_a_statement_that_waited_for_a_lock_is_logged_without_its_parameters(
@@ -200,3 +206,23 @@ def test_transient_errors_are_recognised(error, reason):
 )
 def test_lasting_errors_are_not_taken_for_transient(error):
     assert transient_reason(error) is None
+
+
+async def test_an_unreachable_postgresql_server_is_retried_then_the_error_propagates(fast_retries, caplog):
+    with (
+        socket.socket() as probe
+    ):  # a port nothing listens on: connection refused, as when PostgreSQL is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    database = Database(f"postgresql+asyncpg://peercare:secret@127.0.0.1:{port}/peercare")
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.db.session"), pytest.raises(OSError):
+            await database.run("read settings of guild 5", lambda session: session.scalar(text("SELECT 1")))
+    finally:
+        await database.close()
+    assert (
+        "database unavailable (connection refused) during read settings of guild 5: attempt 3 of 4 failed"
+        in caplog.text
+    )
+    assert "giving up after 4 attempts" in caplog.text
+    assert "secret" not in caplog.text

@@ -118,7 +118,7 @@ class TestLocksLongerThanSqlitesOwnWait:
         assert len(alerts(e2e)) == 1 and case.alert_message_id == alerts(e2e)[0].id
         retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
         assert retries and retries[0].startswith(
-            f"database database is locked during mark escalation {case.id} alerted: attempt 1 of 4 rolled back"
+            f"database unavailable (database is locked) during mark escalation {case.id} alerted: attempt 1 of 4 failed"
         )
 
     async def test_outlasting_every_retry_parks_the_case_and_the_sweep_posts_it_once(
