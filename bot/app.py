@@ -121,6 +121,12 @@ class PeerCareBot(commands.Bot):
                 self.peercare_group.remove_command(command.name)
         return await super().remove_cog(name, **kwargs)  # type: ignore[arg-type]
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No text commands: "@PeerCare help" is a message like any other (cogs' listeners still get it).
+
+        discord.py's default would look it up as a prefix command and log CommandNotFound as an ERROR.
+        """
+
     async def close(self) -> None:
         """Flush and close in order: stop taking events, finish scheduled work, stop models, close the DB."""
         if self._closing:
