@@ -42,7 +42,13 @@ RECOVERY_GRACE_SECONDS = 5
 RECOVERY_BATCH = 200
 RECOVERY_CONCURRENCY = 4
 UNLOAD_GRACE_SECONDS = 5.0
-_PIPELINE_SKIPS = {"input_rejected": SkipReason.INPUT_REJECTED, "shed": SkipReason.SHED}
+_PIPELINE_SKIPS = {
+    "input_rejected": SkipReason.INPUT_REJECTED,
+    "shed": SkipReason.SHED,
+    "deleted": SkipReason.DELETED,
+    # Its inbox row went (forget-me, member left) or already has an outcome: recording changes nothing.
+    "not_wanted": SkipReason.DELETED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,8 @@ class Replies(commands.Cog):
             retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
             # Loaded by /peercare setup; escalation reads the same attribute, so both judge tiers alike.
             default_thresholds=lambda: getattr(self.bot, "_peercare_default_thresholds", None),
+            # A reply whose author ran forget-me (or left) while it was scored is not stored afterwards.
+            may_store_new_reply=message_inbox.still_pending,
         )
         self.bot.scheduler.add_job(  # type: ignore[attr-defined]
             self._scheduled_recovery,

@@ -115,6 +115,21 @@ async def start_attempt(session: AsyncSession, message_id: int) -> int | None:
     return await session.scalar(select(InboxMessage.attempts).where(InboxMessage.message_id == message_id))
 
 
+async def still_pending(session: AsyncSession, message_id: int) -> bool:
+    """The message still owes an outcome (not forgotten, deleted or finished meanwhile).
+
+    A write, not a read, on purpose: called first in the transaction that stores a score, it takes the row
+    lock (PostgreSQL) or the write lock (SQLite) there and then, so a forget-me that deletes this row either
+    finishes before (and this answers False) or waits until the score is stored (and then deletes it).
+    """
+    result = await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.message_id == message_id, InboxMessage.outcome == InboxOutcome.PENDING)
+        .values(attempts=InboxMessage.attempts)
+    )
+    return bool(result.rowcount)
+
+
 async def _finish(
     session: AsyncSession,
     message_id: int,

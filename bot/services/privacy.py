@@ -205,6 +205,11 @@ async def delete_member_data(
     async def run(table: str, statement: Any) -> None:
         report.add(table, (await session.execute(statement)).rowcount)
 
+    # First write of the erasure: a reply of theirs being scored right now checks this row in the
+    # transaction that would store it (message_inbox.still_pending), so it is either stored before this
+    # erasure (and deleted by it) or not stored at all.
+    report.add("message_inbox", await message_inbox.delete_member_rows(session, user_id, guild_id))
+
     # Audit entries about the member's own cases and choices go with them; entries where they acted on
     # someone else's case stay, with the actor removed.
     await run(
@@ -271,7 +276,6 @@ async def delete_member_data(
         "checkin_schedules",
         delete(CheckinSchedule).where(CheckinSchedule.id.in_(report.checkin_schedule_ids or [-1])),
     )
-    report.add("message_inbox", await message_inbox.delete_member_rows(session, user_id, guild_id))
     await run(
         "support_channels",
         update(SupportChannel)

@@ -14,7 +14,7 @@ import re
 import unicodedata
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,7 +112,8 @@ class ReplyScoringResult:
     score: ReplyScore | None = None
     # Set only the first time the parent post is risk-scored: dispatch it, exactly once per message id.
     seeker_event: SeekerRiskScored | None = None
-    # Why the models gave no score (SKIPPED only): "input_rejected", "shed", or "unavailable" (worth a retry).
+    # Why nothing was stored (SKIPPED only): "input_rejected", "shed", "unavailable" (worth a retry), "deleted",
+    # or "not_wanted" (``may_store_new_reply`` said no).
     skip_reason: str | None = None
 
 
@@ -177,6 +178,7 @@ class ReplyScoringPipeline:
         retention_days: int,
         clock: Callable[[], datetime] = utcnow,
         default_thresholds: Callable[[], RiskThresholds | None] = lambda: None,
+        may_store_new_reply: Callable[[AsyncSession, int], Awaitable[bool]] | None = None,
     ) -> None:
         self.database = database
         self.inference = inference
@@ -184,6 +186,9 @@ class ReplyScoringPipeline:
         self.clock = clock
         # The risk model card's thresholds, as escalation uses them: an edit's tier is judged the same way.
         self.default_thresholds = default_thresholds
+        # Asked first thing in the transaction that stores a first-time score (it may lock what it reads):
+        # False when the reply's author was forgotten while it was scored, so nothing about them is stored.
+        self.may_store_new_reply = may_store_new_reply
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._deleted: OrderedDict[int, None] = OrderedDict()
@@ -251,18 +256,24 @@ class ReplyScoringPipeline:
                 )
 
             async with self.database.session() as session:
-                outcome = (
-                    ReplyOutcome.SKIPPED
-                    if self.is_deleted(reply.reply_message_id)
-                    else await self._store(session, reply, score, new_hash, is_edit=is_edit)
-                )
+                if self.is_deleted(reply.reply_message_id):
+                    outcome, why_not = ReplyOutcome.SKIPPED, "deleted"
+                elif (
+                    not is_edit
+                    and self.may_store_new_reply is not None
+                    and not await self.may_store_new_reply(session, reply.reply_message_id)
+                ):
+                    outcome, why_not = ReplyOutcome.SKIPPED, "not_wanted"
+                else:
+                    outcome = await self._store(session, reply, score, new_hash, is_edit=is_edit)
+                    why_not = "deleted"  # only if the row went meanwhile
                 # The seeker post was not deleted with the reply: its risk is still recorded.
                 seeker_event = await record_seeker_risk(
                     session, reply.parent, score.parent_risk, self.clock()
                 )
             if outcome is ReplyOutcome.SKIPPED:
-                log.info("reply %s was deleted while being scored: nothing stored", reply.reply_message_id)
-                return ReplyScoringResult(outcome, seeker_event=seeker_event)
+                log.info("reply %s: nothing stored (%s while being scored)", reply.reply_message_id, why_not)
+                return ReplyScoringResult(outcome, seeker_event=seeker_event, skip_reason=why_not)
             log.info(
                 "reply %s %s (guild %s, levels ER=%d IP=%d EX=%d)",
                 reply.reply_message_id,

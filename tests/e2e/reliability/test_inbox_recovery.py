@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment, ScoredReply, utcnow
-from bot.services import coaching_delivery, message_inbox
+from bot.services import coaching_delivery, message_inbox, privacy
 from cogs import replies as replies_cog
 from tests.e2e._features import (
     coaching_on,
@@ -386,3 +386,39 @@ async def test_retention_job_deletes_finished_inbox_rows_past_retention(e2e, hol
     assert await _inbox_row(e2e, reply.id) is not None  # still owes an outcome
     held.release()
     assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+
+
+async def _forget_me(e2e, user) -> None:  # type: ignore[no-untyped-def]
+    question = await (await e2e.slash("peercare forget-me", user=user, channel=e2e.cast.general)).reply()
+    await e2e.click(question, f"peercare:forget:confirm:{user.id}", user=user)
+    await e2e.wait_until(lambda: "Done" in question.content, 5, "the deletion to be confirmed")
+
+
+async def test_reply_scored_while_its_author_runs_forget_me_is_not_stored_afterwards(e2e, hold):
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    held = hold(_inference(e2e), "score_reply")
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await _forget_me(e2e, e2e.cast.bob)
+    held.release()
+    await e2e.settle()
+    assert await count_rows(e2e, ScoredReply) == 0
+    assert await _inbox_row(e2e, reply.id) is None
+    async with e2e.database.session() as session:
+        assert await privacy.describe_member_data(session, e2e.cast.bob.id) == {}
+    assert e2e.dms_to(e2e.cast.bob) == []
+
+
+async def test_reply_stored_just_before_forget_me_is_deleted_by_it(e2e, hold):
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    held = hold(message_inbox, "mark_scored")  # the reply is stored; its outcome write waits
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await wait_for_stored_reply(e2e, reply.id)
+    await _forget_me(e2e, e2e.cast.bob)
+    held.release()
+    await e2e.settle()
+    assert await count_rows(e2e, ScoredReply) == 0
+    assert await _inbox_row(e2e, reply.id) is None
