@@ -144,3 +144,23 @@ async def test_a_503_on_the_alert_is_not_retried_by_discord_py_so_the_sweep_deli
     assert len(alerts(e2e)) == 1
     # The sweep looked for an alert the 503 might have posted before sending again.
     assert e2e.requests.find(method="GET", route=MESSAGES)
+
+
+async def test_a_global_429_pauses_the_bot_and_every_message_still_arrives_once(e2e):
+    e2e.faults.next_request(
+        rate_limited(retry_after=0.5, is_global=True), method="POST", route=MESSAGES, times=1
+    )
+    await _crisis_and_two_replies(e2e)
+    await e2e.wait_for_dm(e2e.cast.bob, timeout=20)
+    await e2e.wait_for_dm(e2e.cast.carol, timeout=20)
+    await wait_for_case(e2e, EscalationState.ALERTED, timeout=20)
+    await e2e.settle(quiet=0.5)
+
+    (refused,) = [r for r in e2e.requests.all if r.fault == "rate_limited"]
+    # discord.py holds every request (not only that route) until the global limit has passed; a request
+    # already on its way when the 429 came back may still arrive in the first moment.
+    during = [r for r in e2e.requests.all if refused.at + 0.1 < r.at < refused.at + 0.45]
+    assert during == []
+    assert len(alerts(e2e)) == 1
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1 and len(e2e.dms_to(e2e.cast.carol)) == 1
+    assert len(_message_posts(e2e)) == 3 + 1
