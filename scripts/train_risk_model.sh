@@ -11,7 +11,7 @@ OUT="${1:-inference/shipped/risk}"
 # 1. Train the head (seed 13; dev split = 15% of the authors' train splits, by post id) and calibrate on dev.
 #    This is exactly the shipped model's recipe (see $OUT/training.json).
 peercare train risk --mode head --epochs 3 --lr-head 5e-4 --seed 13 --layers 4,5,6 \
-  --window-tokens 256 --overlap-tokens 64 --output "$OUT"
+  --window-tokens 256 --overlap-tokens 64 --lexical-labels stress,depression --output "$OUT"
 
 # 2. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.
 peercare eval risk --model "$OUT" --dataset sdcnl --dataset dreaddit --dataset depseverity --json

@@ -58,6 +58,12 @@ def register_train(subparsers) -> None:
         "--init-head", type=Path, help="start from this model folder's trained head (LoRA mode)"
     )
     parser.add_argument(
+        "--lexical-labels",
+        type=lambda value: tuple(part.strip() for part in value.split(",") if part.strip()),
+        default=(),
+        help="labels that also get a word-level TF-IDF logit, e.g. stress,depression (default: none)",
+    )
+    parser.add_argument(
         "--calibrate-only",
         action="store_true",
         help="recalibrate the model already in --output on the dev split (no training)",
@@ -120,6 +126,7 @@ def _train(args: argparse.Namespace) -> int:
         threads=args.threads,
         cache_dir=args.cache_dir,
         init_head=args.init_head,
+        lexical_labels=args.lexical_labels,
     )
     metrics = recalibrate(options) if args.calibrate_only else train_risk_model(options)
     print(json.dumps(metrics))

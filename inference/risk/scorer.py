@@ -23,6 +23,7 @@ from inference.risk.encoding import (
     plan_windows,
     special_tokens,
 )
+from inference.risk.lexical import LexicalHead
 from inference.risk.model_folder import (
     ALL_LABELS,
     POOLED_HEAD_FILE,
@@ -78,6 +79,7 @@ class RiskScorer:
         overlap_tokens: int = 64,
         device: str = "cpu",
         phrase_book: PhraseBook | None = None,
+        lexical: LexicalHead | None = None,
     ) -> None:
         if problem_type not in PROBLEM_TYPES:
             raise ModelLoadError(
@@ -95,6 +97,15 @@ class RiskScorer:
         self.overlap_tokens = overlap_tokens
         self.device = device
         self.phrase_book = phrase_book or default_phrase_book()
+        if lexical is not None:
+            unknown = sorted(set(lexical.labels) - set(self.labels))
+            if unknown or problem_type != MULTI_LABEL:
+                raise ModelLoadError(
+                    f"the lexical head's labels {unknown or list(lexical.labels)} do not fit this "
+                    f"{problem_type} model's labels {list(self.labels)}",
+                    setting=SETTING,
+                )
+        self.lexical = lexical
         self._prefix, self._suffix = special_tokens(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._batch_size = max(1, TOKENS_PER_BATCH // window_tokens)
@@ -147,6 +158,7 @@ class RiskScorer:
             window_tokens=window,
             overlap_tokens=overlap,
             device=device,
+            lexical=_load_lexical(folder),
         )
         log.info(
             "risk model loaded: %d labels, %s, %d-token windows, %s",
@@ -199,8 +211,12 @@ class RiskScorer:
         for chunk, ids, mask in padded_batches(
             plan.input_ids, pad_id=self._pad_id, batch_size=self._batch_size, device=self.device
         ):
-            scores[chunk] = self._window_probabilities(ids, mask)
+            scores[chunk] = self._window_scores(ids, mask)
         per_text = max_over_windows(scores, plan.owners, plan.n_texts)
+        if self.problem_type == MULTI_LABEL:
+            # sigmoid is monotone, so the max over windows of each window's probability is the sigmoid of the
+            # max logit; the lexical logit belongs to the whole text and is added once.
+            per_text = torch.sigmoid((per_text + self._lexical_logits(texts)) / self._temperatures())
         return [dict(zip(self.labels, (float(p) for p in row), strict=True)) for row in per_text.tolist()]
 
     def predict(self, texts: Sequence[str]) -> list[RiskResult]:
@@ -212,12 +228,22 @@ class RiskScorer:
             results.append(RiskResult(probabilities, tier, triggered, matches))
         return results
 
-    def _window_probabilities(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _window_scores(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Raw logits for sigmoid (multi-label) models; softmax probabilities for single-label ones."""
         output = self.model(input_ids=ids, attention_mask=mask)
         logits = (output if isinstance(output, torch.Tensor) else output.logits).float().cpu()
         if self.problem_type == MULTI_LABEL:
-            return torch.sigmoid(logits / self._temperatures())
+            return logits
         return torch.softmax(logits / self.temperature.get(ALL_LABELS, 1.0), dim=-1)
+
+    def _lexical_logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """The word-level head's logit for the labels it covers, 0 for the others (see inference.risk.lexical)."""
+        out = torch.zeros((len(texts), len(self.labels)), dtype=torch.float32)
+        if self.lexical is not None:
+            values = torch.from_numpy(self.lexical.logits(texts))
+            for column, label in enumerate(self.lexical.labels):
+                out[:, self.labels.index(label)] = values[:, column]
+        return out
 
     def _temperatures(self) -> torch.Tensor:
         return torch.tensor([self.temperature.get(label, 1.0) for label in self.labels], dtype=torch.float32)
@@ -266,6 +292,15 @@ def _load_hf(folder: Path, *, device: str, dtype: torch.dtype | None):
     labels = _labels_of(config)
     model.to(device).eval()
     return model, tokenizer, labels, _default_problem_type(config, len(labels)), _window_of(config, tokenizer)
+
+
+def _load_lexical(folder: Path) -> LexicalHead | None:
+    try:
+        return LexicalHead.load(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"cannot read the lexical head in {folder}: {type(exc).__name__}: {exc}", setting=SETTING
+        ) from exc
 
 
 def _load_pooled(folder: Path, *, device: str, dtype: torch.dtype | None):

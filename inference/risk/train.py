@@ -22,6 +22,7 @@ from inference.risk.data import DEFAULT_DATA_DIR, RiskTable, load_risk_table
 from inference.risk.encoding import padded_batches, plan_windows
 from inference.risk.features import cached_window_features, load_encoder
 from inference.risk.heads import PooledRiskModel, RiskHead
+from inference.risk.lexical import LEXICAL_FILE, LexicalHead, fit_lexical_head
 from inference.risk.model_folder import (
     CALIBRATION_FILE,
     POOLED_CONFIG_FILE,
@@ -64,6 +65,8 @@ class TrainOptions:
     # A model folder whose trained head starts the LoRA run (LoRA starts as the identity, so training
     # starts from that model's scores instead of from a random head).
     init_head: Path | None = None
+    # Labels that also get a word-level TF-IDF logit added to the head's (inference.risk.lexical).
+    lexical_labels: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
 
@@ -135,6 +138,7 @@ class RiskTrainer:
         self.head.feature_mean.copy_(torch.from_numpy(post.mean(axis=0)))
         self.head.feature_scale.copy_(torch.from_numpy(post.std(axis=0) + 1e-4))
         self.pos_weight = _pos_weight(self.table.subset(train))
+        self.lexical: LexicalHead | None = None
         if options.init_head is not None:
             from safetensors.torch import load_file
 
@@ -144,7 +148,26 @@ class RiskTrainer:
 
     # -- training --------------------------------------------------------------------------------
 
+    def fit_lexical(self) -> None:
+        """Fit the word-level head on the train split for ``options.lexical_labels`` (deterministic)."""
+        self.lexical = None
+        wanted = tuple(self.options.lexical_labels)
+        if not wanted:
+            return
+        unknown = sorted(set(wanted) - set(self.labels))
+        if unknown:
+            raise ValueError(f"--lexical-labels {unknown} are not labels of this model {list(self.labels)}")
+        columns = [self.labels.index(label) for label in wanted]
+        train = np.flatnonzero(self.table.split == "train")
+        self.lexical = fit_lexical_head(
+            [self.table.texts[row] for row in train],
+            self.table.labels[np.ix_(train, columns)],
+            self.table.weights[np.ix_(train, columns)],
+            wanted,
+        )
+
     def fit(self) -> PooledRiskModel:
+        self.fit_lexical()
         if self.options.mode == "head":
             self._fit_head_on_cached_features()
             self.model = PooledRiskModel(self.encoder, self.head, self.options.layers).eval()
@@ -325,6 +348,10 @@ class RiskTrainer:
         position = {int(r): i for i, r in enumerate(rows)}
         out = np.full((len(rows), len(self.labels)), -np.inf, dtype=np.float32)
         np.maximum.at(out, np.asarray([position[plan.owners[w]] for w in windows]), logits)
+        if self.lexical is not None:
+            lexical = self.lexical.logits([self.table.texts[int(row)] for row in rows])
+            for column, label in enumerate(self.lexical.labels):
+                out[:, self.labels.index(label)] += lexical[:, column]
         return out
 
     # -- calibration and saving --------------------------------------------------------------------
@@ -422,7 +449,17 @@ class RiskTrainer:
             record = json.loads((out / "training.json").read_text(encoding="utf-8"))
             record["metrics"] = metrics
             record["recalibrated"] = True
+            record["options"]["lexical_labels"] = list(self.options.lexical_labels)
         write_json(out / "training.json", record)
+
+
+def _save_lexical(trainer: RiskTrainer) -> None:
+    """Write the word-level head beside the model, or remove a stale one when this model has none."""
+    path = Path(trainer.options.output) / LEXICAL_FILE
+    if trainer.lexical is not None:
+        trainer.lexical.save(path.parent)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _has_high_phrase(text: str) -> bool:
@@ -439,6 +476,7 @@ def recalibrate(options: TrainOptions) -> dict:
 
     trainer = RiskTrainer(options)
     model, _, _ = _load_pooled(Path(options.output), device="cpu", dtype=None)
+    trainer.fit_lexical()
     return _calibrate_and_save(trainer, model, started=time.perf_counter(), weights=False)
 
 
@@ -479,5 +517,6 @@ def _calibrate_and_save(
         trainer.save(model, calibration, decision, metrics)
     else:
         trainer.save_calibration(calibration, decision, metrics, recalibrated=True)
+    _save_lexical(trainer)
     log.info("risk model saved to %s: %s", options.output, json.dumps(metrics))
     return metrics

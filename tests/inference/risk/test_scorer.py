@@ -106,10 +106,12 @@ def test_long_text_score_is_the_maximum_over_its_windows(short_window_model) -> 
     plan = plan_windows(scorer.tokenizer, [text], window_tokens=24, overlap_tokens=scorer.overlap_tokens)
     assert len(plan.input_ids) > 1
     with torch.inference_mode():
-        per_window = [
-            scorer._window_probabilities(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+        logits = [
+            scorer._window_scores(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
             for ids in plan.input_ids
         ]
+    # Each window read alone, as a sigmoid model's probabilities.
+    per_window = [torch.sigmoid(window / scorer._temperatures()) for window in logits]
     expected = torch.stack(per_window).max(dim=0).values
     got = scorer.probabilities([text])[0]
     assert list(got.values()) == pytest.approx(expected.tolist(), abs=1e-5)
