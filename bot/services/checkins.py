@@ -72,7 +72,7 @@ def parse_timezone(text: str) -> ZoneInfo:
         raise UserFacingError(f"“{name[:40]}” is not a time zone. {hint}")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder of zones, not one
         raise UserFacingError(f"I don't know the time zone “{name[:40]}”. {hint}") from None
 
 
