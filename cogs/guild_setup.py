@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import unicodedata
 from datetime import timedelta
 from typing import Literal
 
@@ -161,7 +162,8 @@ class GuildSetup(commands.Cog):
             changes["moderator_role_id"] = moderator_role.id
         if crisis_resources is not None:
             text = crisis_resources.replace("\\n", "\n").strip()
-            if not text:
+            # Zero-width and other format characters alone show as nothing: no helpline at all.
+            if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
                 raise UserFacingError(
                     "The crisis resources text is empty; give helplines your members can use."
                 )
