@@ -32,6 +32,10 @@ def describe_error(error: app_commands.AppCommandError) -> str:
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works inside a server."
     if isinstance(error, app_commands.TransformerError):
+        wanted = error.transformer.channel_types
+        if wanted and hasattr(error.value, "mention"):
+            kinds = " or ".join(kind.name.replace("_", " ") for kind in wanted)
+            return f"{error.value.mention} cannot be used here: pick a {kinds} channel."
         return f"I could not understand {error.value!r} as a {error.type.name.lower().replace('_', ' ')}."
     if isinstance(error, app_commands.CheckFailure):
         return "You are not allowed to use this command here."
