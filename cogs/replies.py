@@ -77,8 +77,8 @@ class Replies(commands.Cog):
             retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
             # Loaded by /peercare setup; escalation reads the same attribute, so both judge tiers alike.
             default_thresholds=lambda: getattr(self.bot, "_peercare_default_thresholds", None),
-            # A reply whose author ran forget-me (or left) while it was scored is not stored afterwards.
-            may_store_new_reply=message_inbox.still_pending,
+            # A message whose author ran forget-me (or left) while it was scored is not stored afterwards.
+            may_store_first_score=message_inbox.still_pending,
         )
         self.bot.scheduler.add_job(  # type: ignore[attr-defined]
             self._scheduled_recovery,
@@ -316,7 +316,9 @@ class Replies(commands.Cog):
             log.warning("could not record a failed attempt at message %s: %s", message_id, type(exc).__name__)
             return
         if not given_up:
-            log.info("message %s stays pending: the recovery sweep tries again", message_id)
+            log.info(
+                "message %s not finished: the recovery sweep tries again while it is pending", message_id
+            )
 
     # -- recovery: messages received but never finished ----------------------------------------------------
 

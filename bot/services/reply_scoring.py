@@ -113,7 +113,7 @@ class ReplyScoringResult:
     # Set only the first time the parent post is risk-scored: dispatch it, exactly once per message id.
     seeker_event: SeekerRiskScored | None = None
     # Why nothing was stored (SKIPPED only): "input_rejected", "shed", "unavailable" (worth a retry), "deleted",
-    # or "not_wanted" (``may_store_new_reply`` said no).
+    # or "not_wanted" (``may_store_first_score`` said no).
     skip_reason: str | None = None
 
 
@@ -178,7 +178,7 @@ class ReplyScoringPipeline:
         retention_days: int,
         clock: Callable[[], datetime] = utcnow,
         default_thresholds: Callable[[], RiskThresholds | None] = lambda: None,
-        may_store_new_reply: Callable[[AsyncSession, int], Awaitable[bool]] | None = None,
+        may_store_first_score: Callable[[AsyncSession, int], Awaitable[bool]] | None = None,
     ) -> None:
         self.database = database
         self.inference = inference
@@ -186,9 +186,10 @@ class ReplyScoringPipeline:
         self.clock = clock
         # The risk model card's thresholds, as escalation uses them: an edit's tier is judged the same way.
         self.default_thresholds = default_thresholds
-        # Asked first thing in the transaction that stores a first-time score (it may lock what it reads):
-        # False when the reply's author was forgotten while it was scored, so nothing about them is stored.
-        self.may_store_new_reply = may_store_new_reply
+        # Asked first thing in the transaction that stores a message's first score, a reply's or a post's own
+        # (it may lock what it reads): False when the author was forgotten while it was scored, so nothing
+        # about them is stored afterwards.
+        self.may_store_first_score = may_store_first_score
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._deleted: OrderedDict[int, None] = OrderedDict()
@@ -260,8 +261,8 @@ class ReplyScoringPipeline:
                     outcome, why_not = ReplyOutcome.SKIPPED, "deleted"
                 elif (
                     not is_edit
-                    and self.may_store_new_reply is not None
-                    and not await self.may_store_new_reply(session, reply.reply_message_id)
+                    and self.may_store_first_score is not None
+                    and not await self.may_store_first_score(session, reply.reply_message_id)
                 ):
                     outcome, why_not = ReplyOutcome.SKIPPED, "not_wanted"
                 else:
@@ -293,7 +294,7 @@ class ReplyScoringPipeline:
             async with self.database.session() as session:
                 if await _seeker_risk_recorded(session, post.message_id):
                     return None
-            return await self._score_seeker_post(post)
+            return await self._score_seeker_post(post, own_message=True)
 
     async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> SeekerRiskScored | None:
         """An edited seeker post: score its risk again. Returns the event only when its tier rose.
@@ -378,19 +379,29 @@ class ReplyScoringPipeline:
             jump_url=jump_url(post.guild_id, post.channel_id, post.message_id),
         )
 
-    async def _score_seeker_post(self, post: SeekerPost) -> SeekerRiskScored | None:
+    async def _score_seeker_post(
+        self, post: SeekerPost, *, own_message: bool = False
+    ) -> SeekerRiskScored | None:
+        """``own_message``: the post is the message being processed (not the parent of a reply)."""
         try:
             result = await self.inference.score_risk(
                 RiskScoreRequest(message_id=post.message_id, text=post.text)
             )
         except InferenceShutDown:
-            # Shutdown, not a failure: the post was never scored, so a restart's catch-up cannot find it either.
+            # Shutdown, not a failure: the post was never scored; the message inbox keeps it for the next start.
             log.warning("post %s not risk-scored: PeerCare is shutting down", post.message_id)
             return None
         except InferenceError as exc:
             log.error("could not risk-score post %s: %s", post.message_id, type(exc).__name__)
             return None
         async with self.database.session() as session:
+            if (
+                own_message
+                and self.may_store_first_score is not None
+                and not await self.may_store_first_score(session, post.message_id)
+            ):
+                log.info("post %s: nothing stored (erased or deleted while being scored)", post.message_id)
+                return None
             return await record_seeker_risk(session, post, result.risk, self.clock())
 
     async def _score(self, reply: ReplyInput, *, parent_known: bool) -> tuple[ReplyScore | None, str | None]:

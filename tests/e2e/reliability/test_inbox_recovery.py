@@ -422,3 +422,15 @@ async def test_reply_stored_just_before_forget_me_is_deleted_by_it(e2e, hold):
     await e2e.settle()
     assert await count_rows(e2e, ScoredReply) == 0
     assert await _inbox_row(e2e, reply.id) is None
+
+
+async def test_post_scored_while_its_author_runs_forget_me_leaves_no_risk_row(e2e, hold):
+    await go_live(e2e)
+    held = hold(_inference(e2e), "score_risk")
+    post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    await held.wait_reached()
+    await _forget_me(e2e, e2e.cast.alice)
+    held.release()
+    await e2e.settle()
+    assert await count_rows(e2e, RiskAssessment) == 0
+    assert await _inbox_row(e2e, post.id) is None
