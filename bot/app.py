@@ -7,7 +7,10 @@ import contextlib
 import logging
 import pkgutil
 import signal
-from collections.abc import Iterable
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import discord
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -44,6 +47,25 @@ def _top_level_app_commands(cog: commands.Cog) -> list[app_commands.Command | ap
     return [group] if group is not None else list(cog.get_app_commands())
 
 
+def _dropping_unreadable(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+    def parse_or_drop(data: Any) -> None:
+        try:
+            parse(data)
+        except Exception as exc:
+            # Where it failed, never the payload (it can hold message text).
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "dropped a %s event that could not be read (%s in %s, %s:%d)",
+                event,
+                type(exc).__name__,
+                where.name,
+                Path(where.filename).name,
+                where.lineno or 0,
+            )
+
+    return parse_or_drop
+
+
 class PeerCareBot(commands.Bot):
     """The bot. Feature cogs hang their slash commands under the one ``/peercare`` group."""
 
@@ -72,6 +94,11 @@ class PeerCareBot(commands.Bot):
         )
         self._extensions = list(extensions) if extensions is not None else extension_names()
         self._closing = False
+        # discord.py lets an exception in one event's parser end the whole connection task (the bot stops):
+        # a malformed or unexpected event must cost only itself.
+        parsers = self._connection.parsers
+        for event, parse in list(parsers.items()):
+            parsers[event] = _dropping_unreadable(event, parse)
 
     @property
     def inference(self) -> InferenceClient:
