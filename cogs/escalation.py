@@ -30,6 +30,7 @@ from bot.services.escalation import (
     Outcome,
 )
 from bot.services.events import SeekerRiskScored
+from cogs.privacy import REDACTED_ALERT
 
 log = logging.getLogger(__name__)
 
@@ -369,12 +370,21 @@ class Escalations(commands.Cog):
     async def _alerted(self, plan: DeliveryPlan, message_id: int) -> None:
         # If this fails after its retries, the case stays pending with an attempt counted: the sweep finds
         # the alert in the channel's history instead of posting it again.
-        await self.database.run(
-            f"mark escalation {plan.escalation_id} alerted",
-            lambda session: escalation.mark_alerted(
-                session, plan.escalation_id, plan.alert_channel_id or 0, message_id, utcnow()
-            ),
-        )
+        try:
+            await self.database.run(
+                f"mark escalation {plan.escalation_id} alerted",
+                lambda session: escalation.mark_alerted(
+                    session, plan.escalation_id, plan.alert_channel_id or 0, message_id, utcnow()
+                ),
+            )
+        except LookupError:
+            # The member's data was erased while the alert was on its way: take their words back out.
+            log.info("escalation %s was erased while its alert was sent: redacting it", plan.escalation_id)
+            channel = self.bot.get_partial_messageable(plan.alert_channel_id or 0, guild_id=plan.guild_id)
+            with contextlib.suppress(discord.HTTPException):
+                await channel.get_partial_message(message_id).edit(
+                    content=REDACTED_ALERT.format(why="while the alert was being sent"), embed=None, view=None
+                )
 
     async def _find_previous_alert(
         self, channel: discord.PartialMessageable, escalation_id: int

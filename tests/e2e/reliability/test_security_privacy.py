@@ -178,3 +178,27 @@ async def test_forget_me_during_a_coaching_dm_in_flight_leaves_nothing_behind(e2
     await e2e.settle()
 
     assert await _stored_about(e2e, cast.alice) == {}
+
+
+async def test_forget_me_during_an_alert_in_flight_leaves_no_excerpt_in_the_alert_channel(e2e):
+    """The alert is held back (a 429) while Alice erases her data: once it is posted, it must not show her words."""
+    cast = e2e.cast
+    await safety_support.go_live(e2e, EscalationConsent.YES)
+    e2e.faults.next_request(
+        faults.rate_limited(retry_after=1.5), method="POST", path=f"/channels/{cast.mod_alerts.id}/messages"
+    )
+    await safety_support.post_crisis(e2e, cast.alice)
+    await e2e.wait_for_request(method="POST", path=f"/channels/{cast.mod_alerts.id}/messages")
+
+    question = await (await e2e.slash("peercare forget-me", user=cast.alice)).reply()
+    await e2e.click(question, f"peercare:forget:confirm:{cast.alice.id}", user=cast.alice)
+    await e2e.wait_until(lambda: "Done" in question.content, 5, "the deletion to be confirmed")
+    alert_posts = f"/channels/{cast.mod_alerts.id}/messages"
+    await e2e.wait_until(
+        lambda: len(e2e.requests.find(method="POST", path=alert_posts)) >= 2, 10, "the retry"
+    )
+    await e2e.settle(quiet=0.5)
+
+    assert await _stored_about(e2e, cast.alice) == {}
+    for message in e2e.sent_to(cast.mod_alerts):
+        assert safety_support.CRISIS_POST not in message.text
