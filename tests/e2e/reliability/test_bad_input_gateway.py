@@ -10,14 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.discord_server.world import Cast
 from tests.e2e import safety_support
 from tests.e2e._features import eventually, risk_row
+from tests.e2e.reliability._bot_loop import bot_on_its_own_loop, copy_database
 
 pytestmark = pytest.mark.e2e
 
 UNKNOWN_ID = "1099511627776123"
+GENERATED_EVENTS = 15
+# Logged by the bot's guard around discord.py's parsers ("dropped a MESSAGE_CREATE event ..."), or by the reply
+# pipeline for a message discord.py let through with a field of the wrong type: that message's failure only.
+EXPECTED_ERRORS = ("dropped a ", "failed to process message ")
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _message(cast: Cast, **fields: Any) -> dict[str, Any]:
@@ -108,10 +120,9 @@ async def test_malformed_gateway_events_do_not_stop_the_bot(e2e, events):
         await _still_working(e2e, f"Still here after malformed event number {index}")
 
     assert len(e2e.gateway.identifies) == identifies, "the bot had to reconnect"
-    # Logged and dropped by the bot's guard around discord.py's parsers; a post whose content is a number
-    # (discord.py passes it through) fails in the reply pipeline, which logs it as that message's failure.
-    expected = ("dropped a ", "failed to process message ")
-    unexpected = [r.getMessage() for r in e2e.logged_errors() if not r.getMessage().startswith(expected)]
+    unexpected = [
+        r.getMessage() for r in e2e.logged_errors() if not r.getMessage().startswith(EXPECTED_ERRORS)
+    ]
     assert unexpected == []
 
 
@@ -137,3 +148,59 @@ async def test_interactions_with_forged_custom_ids_get_a_clear_answer(e2e):
             assert answer.content and not answer.content.startswith("Something went wrong"), custom_id
     assert e2e.logged_errors() == []
     await _still_working(e2e, "Still here after forged buttons")
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn, cast: Cast) -> tuple[str, dict[str, Any]]:
+    """A MESSAGE_CREATE/UPDATE for #support with up to four fields removed or replaced by any JSON value."""
+    data = _message(cast, id=str(draw(st.integers(1, 2**63 - 1))))
+    for field in draw(st.lists(st.sampled_from(sorted(data)), max_size=4, unique=True)):
+        if draw(st.booleans()):
+            del data[field]
+        else:
+            data[field] = draw(JSON_VALUES)
+    return draw(st.sampled_from(["MESSAGE_CREATE", "MESSAGE_UPDATE"])), data
+
+
+@pytest.fixture
+def bot_loop(monkeypatch, migrated_database_template, tmp_path, tiny_model_cache, loaded_engines):
+    config = tiny_model_cache.config(empathy_levels={"ER": 2, "IP": 1, "EX": 0})
+    with bot_on_its_own_loop(
+        monkeypatch, copy_database(migrated_database_template, tmp_path), config, loaded_engines
+    ) as running:
+        yield running
+
+
+def test_randomly_mangled_message_events_do_not_stop_the_bot(bot_loop):
+    """Property-based: any mangling of a message event costs at most that event."""
+    loop, e2e = bot_loop
+    loop.run(safety_support.go_live(e2e))
+    e2e.expect_errors()
+    identifies = len(e2e.gateway.identifies)
+    tried = []
+
+    async def dispatch_then_check(event: str, data: dict[str, Any]) -> None:
+        await e2e.gateway.dispatch(event, data)
+        post = await e2e.say(
+            e2e.cast.support, e2e.cast.carol, f"Still reading after mangled event {len(tried)}"
+        )
+        await eventually(lambda: risk_row(e2e, post.id), timeout=10, what="a normal post to be risk-scored")
+
+    @settings(
+        max_examples=GENERATED_EVENTS, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(mutated_messages(e2e.cast))
+    def survives(mangled: tuple[str, dict[str, Any]]) -> None:
+        tried.append(mangled)
+        loop.run(dispatch_then_check(*mangled))
+
+    survives()
+
+    dropped = sum(r.getMessage().startswith("dropped a ") for r in e2e.logged_errors())
+    print(f"mangled message events tried: {len(tried)}, dropped as unreadable: {dropped}")
+    assert len(tried) >= GENERATED_EVENTS // 2
+    assert len(e2e.gateway.identifies) == identifies, "the bot had to reconnect"
+    unexpected = [
+        r.getMessage() for r in e2e.logged_errors() if not r.getMessage().startswith(EXPECTED_ERRORS)
+    ]
+    assert unexpected == []
