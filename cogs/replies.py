@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import discord
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import InboxOutcome, utcnow
 from bot.services import message_inbox, reply_scoring, support_channels
@@ -111,8 +112,10 @@ class Replies(commands.Cog):
         )
         if channel_id is None:
             return False
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            return await support_channels.is_support_channel(session, guild_id, channel_id)
+        return await self.bot.database.run(  # type: ignore[attr-defined]
+            "checking a support channel",
+            lambda session: support_channels.is_support_channel(session, guild_id, channel_id),
+        )
 
     @staticmethod
     def _has_text(message: discord.Message) -> bool:
@@ -194,21 +197,25 @@ class Replies(commands.Cog):
         if message.id in self._in_flight:
             return  # the same event again (gateway replay) while the first is still being processed
         self._in_flight.add(message.id)
+
+        async def record(session: AsyncSession) -> int | None:
+            received = await message_inbox.record_received(
+                session,
+                message_id=message.id,
+                guild_id=message.guild.id,  # type: ignore[union-attr]
+                channel_id=message.channel.id,
+                author_id=message.author.id,
+            )
+            if received.is_new:
+                return received.attempts
+            if received.outcome is not InboxOutcome.PENDING:
+                log.info("message %s already has an outcome: redelivered event ignored", message.id)
+                return None
+            return await message_inbox.start_attempt(session, message.id)
+
         try:
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                received = await message_inbox.record_received(
-                    session,
-                    message_id=message.id,
-                    guild_id=message.guild.id,  # type: ignore[union-attr]
-                    channel_id=message.channel.id,
-                    author_id=message.author.id,
-                )
-                attempt: int | None = received.attempts
-                if not received.is_new:
-                    if received.outcome is not InboxOutcome.PENDING:
-                        log.info("message %s already has an outcome: redelivered event ignored", message.id)
-                        return
-                    attempt = await message_inbox.start_attempt(session, message.id)
+            # Retried if the database is briefly locked or unreachable: until this commits, nothing recalls it.
+            attempt = await self.bot.database.run("recording a received message", record)  # type: ignore[attr-defined]
             if attempt is not None:
                 await self._process(message, attempt)
         finally:
@@ -293,14 +300,16 @@ class Replies(commands.Cog):
         assert self.pipeline is not None
         if self.pipeline.is_deleted(message_id):
             verdict = Verdict(verdict.kind, SkipReason.DELETED)
+
+        async def finish(session: AsyncSession) -> bool:
+            if verdict.skip_reason is None:
+                return await message_inbox.mark_scored(session, message_id, kind=verdict.kind)
+            return await message_inbox.mark_skipped(
+                session, message_id, verdict.skip_reason, kind=verdict.kind
+            )
+
         try:
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                if verdict.skip_reason is None:
-                    await message_inbox.mark_scored(session, message_id, kind=verdict.kind)
-                else:
-                    await message_inbox.mark_skipped(
-                        session, message_id, verdict.skip_reason, kind=verdict.kind
-                    )
+            await self.bot.database.run("recording a message's outcome", finish)  # type: ignore[attr-defined]
         except Exception as exc:
             # Still pending: the sweep processes it again, and the pipeline never scores it twice.
             log.warning("could not record the outcome of message %s: %s", message_id, type(exc).__name__)
@@ -310,8 +319,10 @@ class Replies(commands.Cog):
         if self.bot.is_closed():
             return  # shutting down: it stays pending and the next start processes it
         try:
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                given_up = await message_inbox.record_failure(session, message_id)
+            given_up = await self.bot.database.run(  # type: ignore[attr-defined]
+                "recording a failed attempt",
+                lambda session: message_inbox.record_failure(session, message_id),
+            )
         except Exception as exc:
             log.warning("could not record a failed attempt at message %s: %s", message_id, type(exc).__name__)
             return
@@ -467,9 +478,9 @@ class Replies(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if not self._readable(message):
-            return
         try:
+            if not self._readable(message):
+                return
             if await self._is_support_location(message.guild.id, message.channel):  # type: ignore[union-attr]
                 await self._receive(message)
         except Exception:

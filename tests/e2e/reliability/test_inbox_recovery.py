@@ -8,6 +8,7 @@ fresh bot finds the message still pending in ``message_inbox`` and fetches it fr
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,9 @@ from tests.e2e._features import (
     settings_for,
     wait_for_stored_reply,
 )
+
+# Fixtures: another connection holding SQLite's write lock; SQLite's busy wait cut short (database fault tests).
+from tests.e2e.reliability.test_faults_database import short_sqlite_wait, write_lock  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -434,3 +438,26 @@ async def test_post_scored_while_its_author_runs_forget_me_leaves_no_risk_row(e2
     await e2e.settle()
     assert await count_rows(e2e, RiskAssessment) == 0
     assert await _inbox_row(e2e, post.id) is None
+
+
+class TestDatabaseLockedWhenAMessageArrives:
+    """SQLite's own busy wait is cut to 100 ms, so the inbox's retries are what keeps the message."""
+
+    @pytest.fixture
+    def e2e_settings(self, e2e_inference_config, short_sqlite_wait: None) -> dict:  # noqa: F811
+        return settings_for(e2e_inference_config)
+
+    async def test_message_arriving_while_the_database_is_locked_is_recorded_and_scored(
+        self,
+        e2e,
+        write_lock,  # noqa: F811
+        caplog,
+    ):
+        await go_live(e2e)
+        with caplog.at_level(logging.WARNING, logger="bot.db.session"):
+            write_lock.take(hold_s=0.6)
+            post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+            assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
+        assert write_lock.released_at is not None
+        assert "database unavailable (database is locked)" in caplog.text
+        assert SEEKER_TEXT not in caplog.text
