@@ -461,3 +461,51 @@ class TestDatabaseLockedWhenAMessageArrives:
         assert write_lock.released_at is not None
         assert "database unavailable (database is locked)" in caplog.text
         assert SEEKER_TEXT not in caplog.text
+
+
+async def test_edited_reply_is_rescored_without_a_second_outcome(e2e):
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    post = await _scored_post(e2e)
+    reply = await e2e.say(e2e.cast.support, e2e.cast.bob, "Ugh, exams.", reply_to=post)
+    await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+    first = await _inbox_row(e2e, reply.id)
+    stored = await wait_for_stored_reply(e2e, reply.id)
+    await e2e.edit(reply, REPLY_TEXT)
+    await wait_for_stored_reply(e2e, reply.id, where=lambda r: r.content_hash != stored.content_hash)
+    await e2e.settle()
+    again = await _inbox_row(e2e, reply.id)
+    assert first is not None and again is not None
+    assert (again.outcome, again.finished_at, again.attempts) == (first.outcome, first.finished_at, 1)
+    assert await _counts(e2e) == {"pending": 0, "scored": 2, "skipped": 0}
+    assert len(e2e.dms_to(e2e.cast.bob)) == 1
+
+
+async def test_message_whose_processing_failed_once_is_scored_by_the_next_sweep(e2e):
+    e2e.expect_errors()  # the failed attempt is logged with its traceback
+    await go_live(e2e)
+    post = await _scored_post(e2e)
+    replies = e2e.bot.get_cog("Replies")
+    original = replies.pipeline.score_reply
+    failures = 0
+
+    async def fails_once(*args: object, **kwargs: object) -> object:
+        nonlocal failures
+        failures += 1
+        if failures == 1:
+            raise RuntimeError("a passing failure")
+        return await original(*args, **kwargs)
+
+    replies.pipeline.score_reply = fails_once
+    try:
+        reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
+        await eventually(lambda: _inbox_row(e2e, reply.id), what="the reply to be recorded")
+        await e2e.settle()
+        assert await _outcome(e2e, reply.id) == (InboxOutcome.PENDING, None)  # not lost: waiting
+        await replies.recover_pending(received_before=_far_future())
+    finally:
+        replies.pipeline.score_reply = original
+    assert await _outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+    assert await count_rows(e2e, ScoredReply, ScoredReply.reply_message_id == reply.id) == 1
+    assert [r.name for r in e2e.logged_errors()] == ["cogs.replies"]
