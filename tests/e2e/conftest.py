@@ -37,6 +37,7 @@ from inference.types import Mechanism
 from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
 from tests.e2e._features import eventually
 from tests.e2e._log_leaks import logs_hold_no_message_text_or_token  # noqa: F401  (autouse: no text or token in logs)
+from tests.e2e._mention_safety import bot_pings_no_one_but_moderators  # noqa: F401  (autouse: no pings)
 
 log = logging.getLogger(__name__)
 

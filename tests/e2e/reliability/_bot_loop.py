@@ -1,4 +1,4 @@
-"""One real bot on one event loop for a whole hypothesis run, and the mention-safety rules its requests must keep.
+"""One real bot on one event loop for a whole hypothesis run.
 
 Hypothesis's ``@given`` cannot take pytest-asyncio's function-scoped async fixtures, and starting a bot per
 example would cost a second each. So a *sync* test opens an ``asyncio.Runner``, starts the loopback server
@@ -22,16 +22,9 @@ import yarl
 
 from inference.config import InferenceConfig
 from tests.discord_server import DiscordServer
-from tests.discord_server.recorder import RecordedRequest
 from tests.e2e.conftest import E2E, WATCHED_LOGGERS, BotRunner, LoadedEngines, _ErrorLog
 
 log = logging.getLogger(__name__)
-
-# discord.py refuses nothing of this (that is what allowed_mentions is for): a body with any of these pings.
-PINGING_PARSE = {"everyone", "users", "roles"}
-MESSAGE_ROUTES = ("/channels/{channel_id}/messages", "/channels/{channel_id}/messages/{message_id}")
-WEBHOOK_PREFIX = "/webhooks/{application_id}/{token}"
-INTERACTION_CALLBACK = "/interactions/{interaction_id}/{token}/callback"
 
 
 @contextlib.contextmanager
@@ -71,40 +64,3 @@ def copy_database(template: Path, folder: Path) -> str:
     path = folder / "peercare.db"
     path.write_bytes(template.read_bytes())
     return f"sqlite+aiosqlite:///{path}"
-
-
-def message_body(request: RecordedRequest) -> dict[str, Any] | None:
-    """The message a request creates or edits (channel message, interaction answer, follow-up), if any."""
-    body = request.json if isinstance(request.json, dict) else None
-    if body is None or request.method not in ("POST", "PATCH"):
-        return None
-    if request.route in MESSAGE_ROUTES or request.route.startswith(WEBHOOK_PREFIX):
-        return body
-    if request.route == INTERACTION_CALLBACK and body.get("type") in (4, 7):
-        return body.get("data") or {}
-    return None
-
-
-def mention_problems(
-    requests: list[RecordedRequest], *, alert_channel_id: int, moderator_role_id: int
-) -> list[str]:
-    """Every message body must carry allowed_mentions that ping nobody, but the moderator role in alerts."""
-    problems = []
-    for request in requests:
-        body = message_body(request)
-        if body is None or not (body.get("content") or body.get("embeds")):
-            continue
-        where = f"{request.method} {request.path}"
-        allowed = body.get("allowed_mentions")
-        if allowed is None:
-            problems.append(f"{where}: no allowed_mentions (Discord would ping every mention in it)")
-            continue
-        if PINGING_PARSE & set(allowed.get("parse") or []):
-            problems.append(f"{where}: allowed_mentions.parse={allowed.get('parse')}")
-        if allowed.get("users") or allowed.get("replied_user"):
-            problems.append(f"{where}: pings users {allowed.get('users')} / replied_user")
-        roles = [str(r) for r in allowed.get("roles") or []]
-        in_alerts = request.params.get("channel_id") == str(alert_channel_id)
-        if roles and (not in_alerts or roles != [str(moderator_role_id)]):
-            problems.append(f"{where}: pings roles {roles}")
-    return problems

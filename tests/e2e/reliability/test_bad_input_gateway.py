@@ -23,8 +23,9 @@ pytestmark = pytest.mark.e2e
 UNKNOWN_ID = "1099511627776123"
 GENERATED_EVENTS = 15
 # Logged by the bot's guard around discord.py's parsers ("dropped a MESSAGE_CREATE event ..."), or by the reply
-# pipeline for a message discord.py let through with a field of the wrong type: that message's failure only.
-EXPECTED_ERRORS = ("dropped a ", "failed to process message ")
+# pipeline for a message discord.py let through with a field of the wrong type (content or type a number or
+# a dict): that message's failure only.
+EXPECTED_ERRORS = ("dropped a ", "failed to process message ", "failed to re-score edited message ")
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),

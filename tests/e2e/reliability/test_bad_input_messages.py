@@ -22,7 +22,8 @@ from bot.services.reply_scoring import has_scorable_text
 from tests.discord_server.world import Cast
 from tests.e2e import safety_support
 from tests.e2e._features import eventually, risk_row, stored_reply
-from tests.e2e.reliability._bot_loop import bot_on_its_own_loop, copy_database, mention_problems
+from tests.e2e._mention_safety import mention_problems
+from tests.e2e.reliability._bot_loop import bot_on_its_own_loop, copy_database
 
 pytestmark = pytest.mark.e2e
 
