@@ -7,14 +7,18 @@ options (the loopback server, like a modified client, does not), so those are ch
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bot.db.models import Base
-from bot.services import guild_settings, support_channels
+from bot.services import checkins, guild_settings, support_channels
 from tests.discord_server.interactions import OptionType
+from tests.e2e.reliability._bot_loop import bot_on_its_own_loop, copy_database
 
 pytestmark = pytest.mark.e2e
 
@@ -168,3 +172,52 @@ async def test_every_number_option_is_bounded_in_what_discord_enforces(e2e):
     assert numbers, "no number options synced: the check below proves nothing"
     for name, option in numbers:
         assert "min_value" in option and "max_value" in option, name
+
+
+GENERATED_COMMANDS = 15
+
+
+@pytest.fixture
+def bot_loop(monkeypatch, migrated_database_template, tmp_path, tiny_model_cache, loaded_engines):
+    config = tiny_model_cache.config(empathy_levels={"ER": 2, "IP": 1, "EX": 0})
+    with bot_on_its_own_loop(
+        monkeypatch, copy_database(migrated_database_template, tmp_path), config, loaded_engines
+    ) as running:
+        yield running
+
+
+def test_any_checkin_time_and_zone_is_saved_or_refused_clearly(bot_loop):
+    """Property-based: whatever a member types, /peercare checkin on saves a valid schedule or changes nothing."""
+    loop, e2e = bot_loop
+    tried: list[tuple[str, str]] = []
+
+    async def run(time: str, zone: str) -> None:
+        before = await database_rows(e2e)
+        command = await e2e.slash(
+            "peercare checkin on", {"cadence": "daily", "time": time, "timezone": zone}, user=e2e.cast.bob
+        )
+        answer = await command.reply(timeout=15.0)
+        assert answer.ephemeral and GENERIC_FAILURE not in answer.content
+        assert e2e.logged_errors() == []
+        async with e2e.database.session() as session:
+            schedule = await checkins.find_schedule(session, e2e.cast.guild.id, e2e.cast.bob.id)
+        if answer.content.startswith("Check-ins are on"):
+            assert schedule is not None and schedule.timezone == zone.strip()
+            hour, minute = map(int, schedule.time_of_day.split(":"))
+            assert 0 <= hour < 24 and 0 <= minute < 60
+        else:
+            assert await database_rows(e2e) == before
+
+    @settings(
+        max_examples=GENERATED_COMMANDS, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(
+        time=st.one_of(st.text(max_size=12), st.text(alphabet="0123456789:.h ", max_size=6)),
+        zone=st.one_of(st.text(max_size=30), st.sampled_from(sorted(zoneinfo.available_timezones()))),
+    )
+    def saved_or_refused(time: str, zone: str) -> None:
+        tried.append((time, zone))
+        loop.run(run(time, zone))
+
+    saved_or_refused()
+    assert len(tried) >= GENERATED_COMMANDS // 2
