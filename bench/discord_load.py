@@ -113,10 +113,13 @@ class LoadReport:
     replies_scored_in_offered_phase: int = 0
     scored_replies_per_s: float = 0.0  # during the offered phase
     replies_shed: int = 0
+    # reply requests by priority ("risk": the parent's risk not yet stored, so never shed)
+    reply_priorities: dict[str, int] = field(default_factory=dict)
     inference_failures: dict[str, int] = field(default_factory=dict)
     drain_seconds: float = 0.0
     drained: bool = False
-    # the bot's inference requests in flight (queued in the worker + being scored + waiting for room)
+    # the bot's inference requests in flight (queued in the worker + being scored + waiting for room),
+    # sampled through the offered phase and the drain
     queue_depth_max: int = 0
     queue_depth_mean: float = 0.0
     # how late the event loop ran a 0.25 s timer: the bot's own busyness (it shares the loop with the server)
@@ -124,6 +127,7 @@ class LoadReport:
     loop_lag_max_s: float = float("nan")
     # outcomes (the message inbox), for every offered message
     inbox_available: bool = False
+    messages_checked: int = 0  # every message offered, warm-up included
     outcomes: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
     messages_without_outcome: list[int] = field(default_factory=list)
@@ -223,7 +227,7 @@ class LoadReport:
             f"sender lag max {self.max_send_lag_s * 1000:.0f} ms",
             f"  scored    : {self.scored_replies_per_s:.1f} replies/s during the offered phase "
             f"({self.replies_scored_in_offered_phase}); {self.replies_scored} in all; shed {self.replies_shed}; "
-            f"failures {self.inference_failures or 'none'}",
+            f"reply requests by priority {self.reply_priorities}; failures {self.inference_failures or 'none'}",
             f"  drain     : {'done' if self.drained else 'NOT done'} in {self.drain_seconds:.1f}s",
             f"  in flight : max {self.queue_depth_max}, mean {self.queue_depth_mean:.1f} inference requests; "
             f"event loop lag p99 {self.loop_lag_p99_s * 1000:.0f} ms, max {self.loop_lag_max_s * 1000:.0f} ms",
@@ -310,7 +314,8 @@ class _Samples:
         self.bot_rss: list[float] = []
         self.worker_rss: list[float] = []
         self.lags: list[float] = []
-        self.recording_depth = False
+        self.recording_depth = False  # offered phase and drain
+        self.recording_offered = False
         self.offered_rss: list[tuple[float, float]] = []  # (bot, worker) during the offered phase
 
     def rss(self) -> tuple[float, float]:
@@ -329,10 +334,11 @@ class _Samples:
             self.worker_rss.append(worker)
             if self.recording_depth:
                 self.depths.append(self.inference.meter.in_flight)
+            if self.recording_offered:
                 self.offered_rss.append((bot, worker))
             due = loop.time() + SAMPLE_EVERY_S
             await asyncio.sleep(SAMPLE_EVERY_S)
-            if self.recording_depth:
+            if self.recording_offered:
                 self.lags.append(max(0.0, loop.time() - due))
 
     def peaks_by_half(self, which: int) -> tuple[float, float]:
@@ -492,6 +498,7 @@ async def _collect_outcomes(bot: PeerCareBot, report: LoadReport, sent: list[Sen
     except ImportError:
         return
     ids = [s.message.id for s in sent]
+    report.messages_checked = len(ids)
     async with bot.database.session() as session:
         rows = {
             row.message_id: row
@@ -679,7 +686,7 @@ async def _warm_up_and_offer(
 
     probe = _SlashProbe(server, [server.cast.carol, server.cast.owner], options.slash_every_s)
     prober = asyncio.create_task(probe.run(), name="load-slash-probe")
-    samples.recording_depth = True
+    samples.recording_depth = samples.recording_offered = True
     meter = inference.meter
     scored_before = len(meter.replies_scored)
     offered_from = time.monotonic()
@@ -688,11 +695,12 @@ async def _warm_up_and_offer(
         offered_until = time.monotonic()
     finally:
         prober.cancel()
-        samples.recording_depth = False
     report.replies_scored_in_offered_phase = sum(
         1 for at in meter.replies_scored.values() if offered_from <= at <= offered_until
     )
+    samples.recording_depth, samples.recording_offered = True, False
     report.drained, report.drain_seconds = await _drain(server, inference, warm + sent, options.drain_s)
+    samples.recording_depth = False
     await probe.finish()
 
     report.offered_seconds = offered_until - offered_from
@@ -704,6 +712,7 @@ async def _warm_up_and_offer(
     report.scored_replies_per_s = report.replies_scored_in_offered_phase / report.offered_seconds
     report.replies_scored = len(meter.replies_scored) - scored_before
     report.replies_shed = len(meter.replies_shed)
+    report.reply_priorities = dict(meter.reply_priorities)
     report.inference_failures = dict(meter.failures)
     report.queue_depth_max = max(samples.depths, default=0)
     report.queue_depth_mean = statistics.fmean(samples.depths) if samples.depths else 0.0

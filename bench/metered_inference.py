@@ -29,6 +29,8 @@ class InferenceMeter:
     replies_shed: dict[int, float] = field(default_factory=dict)
     posts_scored: dict[int, float] = field(default_factory=dict)  # seeker post id -> time its risk came
     failures: Counter[str] = field(default_factory=Counter)  # exception type -> count
+    # Reply requests by priority: "risk" ones carry their parent's first risk score and are never shed.
+    reply_priorities: Counter[str] = field(default_factory=Counter)
     failed_ids: set[int] = field(default_factory=set)
 
     def answered(self, message_id: int) -> bool:
@@ -74,6 +76,7 @@ class MeteredInference:
 
     async def score_reply(self, request: ReplyScoreRequest) -> ReplyScore:
         self.meter.in_flight += 1
+        self.meter.reply_priorities[request.priority.name.lower()] += 1
         try:
             result = await self.inner.score_reply(request)
         except RequestShed:
