@@ -44,7 +44,7 @@ from bench.load import percentile
 from bench.metered_inference import MeteredInference
 from bot.app import PeerCareBot, create_bot, extension_names
 from bot.db.migrate import upgrade_database_async
-from bot.db.models import Escalation, RiskAssessment, ScoredReply
+from bot.db.models import Escalation, InboxMessage, InboxOutcome, RiskAssessment, ScoredReply
 from bot.inference_config import inference_config_from_settings
 from bot.services.escalation import ALERT_FOOTER_PREFIX
 from bot.settings import Settings
@@ -126,7 +126,6 @@ class LoadReport:
     loop_lag_p99_s: float = float("nan")
     loop_lag_max_s: float = float("nan")
     # outcomes (the message inbox), for every offered message
-    inbox_available: bool = False
     messages_checked: int = 0  # every message offered, warm-up included
     outcomes: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
@@ -181,8 +180,6 @@ class LoadReport:
         found = []
         if not self.drained:
             found.append(f"the bot had not drained after {self.drain_seconds:.0f}s")
-        if not self.inbox_available:
-            found.append("no message inbox: outcomes cannot be checked")
         if self.messages_without_outcome:
             found.append(f"{len(self.messages_without_outcome)} offered messages have no outcome row")
         if self.messages_pending:
@@ -231,7 +228,7 @@ class LoadReport:
             f"  drain     : {'done' if self.drained else 'NOT done'} in {self.drain_seconds:.1f}s",
             f"  in flight : max {self.queue_depth_max}, mean {self.queue_depth_mean:.1f} inference requests; "
             f"event loop lag p99 {self.loop_lag_p99_s * 1000:.0f} ms, max {self.loop_lag_max_s * 1000:.0f} ms",
-            f"  outcomes  : {self.outcomes if self.inbox_available else 'no message inbox'}; "
+            f"  outcomes  : {self.outcomes}; "
             f"skip reasons {self.skip_reasons or 'none'}; without outcome {len(self.messages_without_outcome)}, "
             f"pending {len(self.messages_pending)}",
             f"  stored    : {self.replies_stored} replies; coaching status {self.coaching_status}",
@@ -492,11 +489,7 @@ async def _drain(
 
 
 async def _collect_outcomes(bot: PeerCareBot, report: LoadReport, sent: list[Sent]) -> None:
-    """Each offered message's single outcome in the inbox (``message_inbox``), when the bot has one."""
-    try:
-        from bot.db.models import InboxMessage, InboxOutcome
-    except ImportError:
-        return
+    """Each offered message's single outcome in the inbox (``message_inbox``)."""
     ids = [s.message.id for s in sent]
     report.messages_checked = len(ids)
     async with bot.database.session() as session:
@@ -505,7 +498,6 @@ async def _collect_outcomes(bot: PeerCareBot, report: LoadReport, sent: list[Sen
             for chunk in _chunks(ids, 500)
             for row in await session.scalars(select(InboxMessage).where(InboxMessage.message_id.in_(chunk)))
         }
-    report.inbox_available = True
     outcome = Counter(InboxOutcome(row.outcome).value for row in rows.values())
     report.outcomes = dict(outcome)
     report.skip_reasons = dict(Counter(row.skip_reason for row in rows.values() if row.skip_reason))
@@ -564,8 +556,7 @@ def _collect_dms(server: DiscordServer, report: LoadReport, sent: list[Sent]) ->
     for request in server.requests.find(method="POST", route="/channels/{channel_id}/messages"):
         if request.params.get("channel_id") not in dm_channels or request.status != 200:
             continue
-        body = request.json if isinstance(request.json, dict) else {}
-        body = body.get("payload_json", body) if isinstance(body.get("payload_json"), dict) else body
+        body = request.json if isinstance(request.json, dict) else {}  # a multipart body's payload_json too
         replies = {int(m) for m in _JUMP_URL.findall(str(body.get("content") or ""))}
         if not replies:
             continue

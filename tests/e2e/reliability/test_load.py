@@ -12,7 +12,8 @@ Bounds, and why they are generous:
   per offered message measured, ~15 MB for this run), discord.py's message cache is capped at 1,000; a leak
   of a few hundred KB per message fails.
 - The worker's RSS may grow by at most ``WORKER_RSS_GROWTH_MB`` after warm-up: batches of new shapes add
-  allocator and oneDNN kernel caches (600-700 MB measured at 60 replies/s on this machine).
+  allocator and oneDNN caches (350-400 MB in this 8 s run; 0.9-1.1 GB over 60 s runs and still rising slowly,
+  see docs/reliability-load.md): the bound catches a runaway, it does not prove the worker levels off.
 - Each slash command must be answered within ``SLASH_ANSWER_BOUND_S``: a functional check that the event loop
   is not starved (the loopback server, the load generator and the bot share it, on 2 busy cores), not a
   speed target. Discord's own deadline for a first answer is 3 s; the measured p99 is in the report.
@@ -82,7 +83,6 @@ def test_bot_drains_after_the_load(report: LoadReport) -> None:
 
 
 def test_every_offered_message_has_exactly_one_outcome(report: LoadReport) -> None:
-    assert report.inbox_available
     assert report.messages_without_outcome == []
     assert report.messages_pending == []
     assert report.messages_checked > report.posts_offered + report.replies_offered  # the warm-up's too
