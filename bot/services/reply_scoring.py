@@ -47,7 +47,8 @@ EXCERPT_CHARS = 300
 
 # bot.dispatch(REPLY_SCORED, ReplyScored(...)) -> on_peercare_reply_scored: a reply was scored for the first time.
 REPLY_SCORED = "peercare_reply_scored"
-_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+# The characters the models treat as invisible (inference.engine): text made only of them is never scorable.
+_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad\u180e\u034f]")
 _SPACES = re.compile(r"\s+")
 # Deleted message ids remembered, so scoring that finishes (or starts) after a delete stores nothing.
 DELETED_IDS_KEPT = 10_000

@@ -16,6 +16,7 @@ from bot.services.checkins import parse_time, parse_timezone
 from bot.services.errors import UserFacingError
 from bot.services.reply_scoring import EXCERPT_CHARS, excerpt, has_scorable_text
 from bot.services.risk_thresholds import updated
+from inference.engine import visible_text
 from inference.types import RiskThresholds
 
 FAST = settings(max_examples=300, deadline=None, database=None)
@@ -102,3 +103,13 @@ def test_blank_and_zero_width_only_text_is_not_scorable(text: str) -> None:
 @given(st.text(max_size=50), st.sampled_from("aZ9ж字😀"), st.text(max_size=50))
 def test_text_with_a_visible_character_is_scorable(before: str, visible: str, after: str) -> None:
     assert has_scorable_text(before + visible + after)
+
+
+def test_the_bot_and_the_models_agree_on_which_text_is_scorable() -> None:
+    """Every single character: the bot must not send the models a text they reject as empty (an error)."""
+    disagree = [
+        hex(cp)
+        for cp in range(0x110000)
+        if not 0xD800 <= cp <= 0xDFFF and has_scorable_text(chr(cp)) != bool(visible_text(chr(cp)))
+    ]
+    assert disagree == []

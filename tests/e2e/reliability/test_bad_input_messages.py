@@ -84,6 +84,7 @@ def fixed_examples(cast: Cast) -> list[str]:
         "",
         "   \n\t ",
         "\u200b\u200c\u200d\u2060\ufeff",
+        "\u200f\u200e\u00ad\u2061",  # direction marks, soft hyphen, function application: invisible too
         "x" * DISCORD_NITRO_LIMIT,
         ("I feel so alone 😔 " * 300)[:DISCORD_NITRO_LIMIT],
         f"{mentions} please help",
