@@ -22,6 +22,7 @@ from bot.services import checkins, guild_settings, safety_messages
 from bot.services.checkins import AnswerOutcome, Mood
 from bot.services.errors import UserFacingError
 from bot.services.escalation import Outcome
+from bot.services.reply_scoring import has_scorable_text
 from inference.errors import InferenceError
 from inference.types import RiskScoreRequest
 
@@ -303,7 +304,7 @@ class Checkins(
         await self._answer_escalation(interaction, result, talk=mood is Mood.TALK)
 
     async def note_submitted(self, interaction: discord.Interaction, checkin_id: int, text: str) -> None:
-        if not text.strip():
+        if not has_scorable_text(text):  # blank, or only invisible characters the models refuse
             await interaction.response.send_message("Thanks — nothing was saved since the box was empty.")
             return
         await interaction.response.defer(thinking=True)

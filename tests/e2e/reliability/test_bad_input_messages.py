@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.db.models import EscalationConsent
+from bot.services import checkins
 from bot.services.reply_scoring import has_scorable_text
 from tests.discord_server.world import Cast
 from tests.e2e import safety_support
@@ -198,3 +199,39 @@ async def test_mentioning_the_bot_is_not_a_command_error(e2e):
     await e2e.settle()
 
     assert e2e.logged_errors() == []
+
+
+CHECKIN_NOTES = [
+    "\u200b\u200f",  # invisible only: "the box was empty", not a models' refusal logged as an error
+    "   ",
+    "@everyone <@&{role}> <@{bob}> please",
+    "```\nI can't go on\n```",
+    "x" * 1000,  # the form's limit
+    "مرحبا 😔 ||I feel so alone||",
+]
+
+
+async def test_any_checkin_note_gets_a_kind_answer_and_no_error(e2e):
+    cast = e2e.cast
+    await safety_support.go_live(e2e, EscalationConsent.ASK_FIRST)
+    for template in CHECKIN_NOTES:
+        note = template.format(role=cast.moderator_role.id, bob=cast.bob.id)
+        # On again each time: an empty note leaves the check-in unanswered, and two of those pause them.
+        command = await e2e.slash(
+            "peercare checkin on", {"cadence": "daily", "time": "09:30", "timezone": "UTC"}, user=cast.alice
+        )
+        await command.reply()
+        async with e2e.database.session() as session:
+            schedule = await checkins.find_schedule(session, cast.guild.id, cast.alice.id)
+        job = e2e.bot.scheduler.get_job(checkins.job_id(schedule.id))
+        assert await job.func(*job.args) is True
+        dm = await e2e.wait_for_dm(cast.alice, lambda m: any(":note:" in c for c in m.custom_ids()))
+        checkin_id = int(dm.custom_ids()[0].rsplit(":", 1)[1])
+        opened = await e2e.click(dm, f"peercare:checkin:note:{checkin_id}", user=cast.alice)
+        await opened.response()
+        submitted = await e2e.submit_modal(opened, {"note": note})
+        answer = await submitted.reply(timeout=15.0)
+        await e2e.settle(quiet=0.1)
+
+        assert answer.content and "Something went wrong" not in answer.content, note
+        assert [r.getMessage() for r in e2e.logged_errors()] == [], note
