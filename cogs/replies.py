@@ -3,6 +3,8 @@
 Every message in a support location is written to the message inbox before any slow work and ends with one
 recorded outcome (scored, or skipped with a reason). A message still pending after a crash or a failure is
 fetched again from Discord by the recovery sweep (at start-up and every minute) and takes the same path.
+Messages posted while the bot was offline are read from each support location's history after READY
+(bounded: see ``bot.services.catch_up``) and take the same path too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import InboxOutcome, utcnow
-from bot.services import message_inbox, reply_scoring, support_channels
+from bot.services import catch_up, message_inbox, reply_scoring, support_channels
 from bot.services.events import SEEKER_RISK_SCORED, SeekerRiskScored
 from bot.services.message_inbox import MAX_ATTEMPTS, MessageKind, PendingMessage, SkipReason
 from bot.services.reply_scoring import (
@@ -43,6 +45,7 @@ RECOVERY_GRACE_SECONDS = 5
 RECOVERY_BATCH = 200
 RECOVERY_CONCURRENCY = 4
 UNLOAD_GRACE_SECONDS = 5.0
+CATCH_UP_CONCURRENCY = 4
 _PIPELINE_SKIPS = {
     "input_rejected": SkipReason.INPUT_REJECTED,
     "shed": SkipReason.SHED,
@@ -70,6 +73,8 @@ class Replies(commands.Cog):
         # Messages this process is working on: a redelivered event or a sweep leaves them alone.
         self._in_flight: set[int] = set()
         self._startup_recovery: asyncio.Task[None] | None = None
+        # When this gateway session began: inbox rows written before it tell what the last session saw.
+        self._connected_at: datetime | None = None
 
     async def cog_load(self) -> None:
         self.pipeline = ReplyScoringPipeline(
@@ -192,10 +197,14 @@ class Replies(commands.Cog):
         """A member's own words in a server: bots, webhooks, system messages and DMs are never recorded."""
         return message.guild is not None and not message.author.bot and message.type in _READABLE_TYPES
 
-    async def _receive(self, message: discord.Message) -> None:
-        """Record the message in the inbox before any slow work, then process it (once per event id)."""
+    async def _receive(self, message: discord.Message, *, only_if_new: bool = False) -> bool:
+        """Record the message in the inbox before any slow work, then process it (once per event id).
+
+        ``only_if_new`` (catch-up from history): a message the inbox already has is left alone, pending or
+        not (a pending one is the recovery sweep's). Returns True when this call processed the message.
+        """
         if message.id in self._in_flight:
-            return  # the same event again (gateway replay) while the first is still being processed
+            return False  # the same event again (gateway replay, or live and history) while it is processed
         self._in_flight.add(message.id)
 
         async def record(session: AsyncSession) -> int | None:
@@ -208,6 +217,8 @@ class Replies(commands.Cog):
             )
             if received.is_new:
                 return received.attempts
+            if only_if_new:
+                return None
             if received.outcome is not InboxOutcome.PENDING:
                 log.info("message %s already has an outcome: redelivered event ignored", message.id)
                 return None
@@ -220,6 +231,7 @@ class Replies(commands.Cog):
                 await self._process(message, attempt)
         finally:
             self._in_flight.discard(message.id)
+        return attempt is not None
 
     async def _process(self, message: discord.Message, attempt: int) -> None:
         """One attempt at a recorded message; its outcome is written at the end of every path."""
@@ -424,10 +436,150 @@ class Replies(commands.Cog):
             log.info("message inbox recovery interrupted by shutdown")
 
     @commands.Cog.listener()
+    async def on_connect(self) -> None:
+        # Dispatched on READY of every new gateway session (not on a RESUME, which replays what was missed).
+        self._connected_at = utcnow()
+
+    @commands.Cog.listener()
     async def on_ready(self) -> None:
-        # Start-up catch-up: whatever the last process received but never finished is processed now.
+        # Start-up: whatever the last process received but never finished is processed now, and what was
+        # posted while no session was connected is read from history.
         if self._startup_recovery is None or self._startup_recovery.done():
-            self._startup_recovery = asyncio.create_task(self._recovery_logged(received_before=utcnow()))
+            connected_at = self._connected_at or utcnow()
+            self._startup_recovery = asyncio.create_task(self._start_up(connected_at))
+
+    async def _start_up(self, connected_at: datetime) -> None:
+        await asyncio.gather(
+            self._recovery_logged(received_before=utcnow()), self._catch_up_logged(connected_at)
+        )
+
+    # -- catch-up: messages posted while no session was connected -------------------------------------------
+
+    async def _catch_up_logged(self, connected_at: datetime) -> None:
+        try:
+            await self.catch_up(connected_at)
+        except Exception:
+            log.exception("catch-up from message history failed")
+
+    async def catch_up(self, connected_at: datetime) -> None:
+        """Read each support channel's (and its active threads') history since the inbox last saw it.
+
+        Every message found that the inbox does not have takes the live path; one it has is left alone.
+        """
+        lookback = catch_up.lookback_for(self.bot.settings.message_retention_days)  # type: ignore[attr-defined]
+        if lookback <= timedelta(0):
+            log.info(
+                "catch-up from history is off: with 0 days of retention the inbox cannot tell what was seen"
+            )
+            return
+        for guild in list(self.bot.guilds):
+            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+                channels = await catch_up.opted_in_channels(session, guild.id)
+                erased_at = await catch_up.last_member_erasure(session, guild.id)
+            for opted_in in channels:
+                await self._catch_up_channel(guild, opted_in, erased_at, connected_at, lookback)
+
+    async def _catch_up_channel(
+        self,
+        guild: discord.Guild,
+        opted_in: catch_up.OptedInChannel,
+        erased_at: datetime | None,
+        connected_at: datetime,
+        lookback: timedelta,
+    ) -> None:
+        channel = guild.get_channel(opted_in.channel_id)
+        if channel is None:
+            log.warning(
+                "catch-up: support channel %s is not visible; its history is not read", opted_in.channel_id
+            )
+            return
+        # The threads Discord listed as active in GUILD_CREATE (and any started since): no extra request.
+        locations: list[object] = [channel] if hasattr(channel, "history") else []
+        locations += list(getattr(channel, "threads", ()))
+        counts: dict[str, int] = {"read": 0, "new": 0, "known": 0, "ignored": 0, "left": 0}
+        for location in locations:
+            await self._catch_up_location(location, opted_in, erased_at, connected_at, lookback, counts)
+        log.info(
+            "catch-up in channel %s: %d locations, %d messages read, %d new, %d already known, "
+            "%d not members' posts, at least %d left unread",
+            opted_in.channel_id,
+            len(locations),
+            counts["read"],
+            counts["new"],
+            counts["known"],
+            counts["ignored"],
+            counts["left"],
+        )
+
+    async def _catch_up_location(
+        self,
+        location: object,
+        opted_in: catch_up.OptedInChannel,
+        erased_at: datetime | None,
+        connected_at: datetime,
+        lookback: timedelta,
+        counts: dict[str, int],
+    ) -> None:
+        location_id: int = location.id  # type: ignore[attr-defined]
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            window = await catch_up.range_for(
+                session,
+                location_id,
+                opted_in_at=opted_in.opted_in_at,
+                erased_at=erased_at,
+                connected_at=connected_at,
+                lookback=lookback,
+            )
+        cap = catch_up.CATCH_UP_MAX_MESSAGES
+        try:
+            # Newest first, one more than the cap: the read stops at the anchor or once the cap is exceeded.
+            fetched = [
+                message
+                async for message in location.history(  # type: ignore[attr-defined]
+                    limit=cap + 1, after=discord.Object(id=window.after_id), oldest_first=False
+                )
+            ]
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning("catch-up: cannot read the history of %s (HTTP %s)", location_id, exc.status)
+            return
+        except discord.HTTPException as exc:
+            log.warning("catch-up: reading the history of %s failed (HTTP %s)", location_id, exc.status)
+            return
+        chosen = catch_up.choose([message.id for message in fetched], window, cap)
+        if chosen.too_old:
+            log.warning(
+                "catch-up in %s: %d messages older than the %d h look-back window are not read",
+                location_id,
+                chosen.too_old,
+                lookback.total_seconds() // 3600,
+            )
+        if chosen.over_cap:
+            log.warning(
+                "catch-up in %s: more than %d messages were posted while the bot was away; "
+                "the newest %d are processed, older ones are left",
+                location_id,
+                cap,
+                cap,
+            )
+        by_id = {message.id: message for message in fetched}
+        counts["read"] += len(chosen.take)
+        counts["left"] += chosen.too_old + (1 if chosen.over_cap else 0)
+        limit = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+
+        async def take(message: discord.Message) -> None:
+            async with limit:
+                if not self._readable(message):
+                    counts["ignored"] += 1
+                    return
+                try:
+                    new = await self._receive(message, only_if_new=True)
+                except Exception:
+                    log.exception("catch-up: failed to process message %s", message.id)
+                    return
+                counts["new" if new else "known"] += 1
+
+        # Started oldest first, so a post is usually scored before the replies to it.
+        await asyncio.gather(*(take(by_id[message_id]) for message_id in chosen.take))
 
     # -- edits: re-scored, never a second outcome ---------------------------------------------------------
 

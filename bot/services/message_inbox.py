@@ -236,6 +236,16 @@ async def pending(
     ]
 
 
+async def newest_message_id(
+    session: AsyncSession, channel_id: int, *, received_before: datetime | None = None
+) -> int | None:
+    """The newest message recorded in one channel or thread (received before the cut-off), if any."""
+    statement = select(func.max(InboxMessage.message_id)).where(InboxMessage.channel_id == channel_id)
+    if received_before is not None:
+        statement = statement.where(InboxMessage.received_at < received_before)
+    return await session.scalar(statement)
+
+
 async def outcome_of(session: AsyncSession, message_id: int) -> tuple[InboxOutcome, str | None] | None:
     """(outcome, skip reason) of one message, or None if it was never recorded."""
     row = (
