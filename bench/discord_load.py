@@ -550,6 +550,7 @@ def _collect_alerts(server: DiscordServer, report: LoadReport, escalations: dict
 def _collect_dms(server: DiscordServer, report: LoadReport, sent: list[Sent]) -> None:
     """Coaching DMs as the server received them; each quotes its replies' jump URLs."""
     dm_channels = {str(channel.id) for channel in server.world.dm_channels.values()}
+    reply_ids = {s.message.id for s in sent if s.planned.kind == "reply"}
     sent_at = {s.message.id: s.at for s in sent if s.planned.kind == "reply" and not s.warmup}
     dms_per_reply: Counter[int] = Counter()
     latencies = []
@@ -557,7 +558,8 @@ def _collect_dms(server: DiscordServer, report: LoadReport, sent: list[Sent]) ->
         if request.params.get("channel_id") not in dm_channels or request.status != 200:
             continue
         body = request.json if isinstance(request.json, dict) else {}  # a multipart body's payload_json too
-        replies = {int(m) for m in _JUMP_URL.findall(str(body.get("content") or ""))}
+        # Only offered replies count: a link to anything else (a post, a channel) is not a coached reply.
+        replies = {int(m) for m in _JUMP_URL.findall(str(body.get("content") or ""))} & reply_ids
         if not replies:
             continue
         report.coaching_dms += 1
@@ -722,7 +724,7 @@ async def _warm_up_and_offer(
     await _collect_outcomes(bot, report, warm + sent)
     escalations = await _collect_stored(bot, report, warm + sent)
     _collect_alerts(server, report, escalations)
-    _collect_dms(server, report, sent)
+    _collect_dms(server, report, warm + sent)
 
 
 def main(argv: list[str] | None = None) -> int:
