@@ -281,7 +281,7 @@ class RestApi:
 
     async def list_messages(self, call: Call) -> Any:
         channel = self._channel(call.params["channel_id"])
-        limit = min(int(call.query.get("limit", 50)), 100)
+        limit = max(1, min(int(call.query.get("limit", 50)), 100))
         before, after = call.query.get("before"), call.query.get("after")
         found = [
             m
@@ -292,8 +292,11 @@ class RestApi:
             and (before is None or m.id < int(before))
             and (after is None or m.id > int(after))
         ]
-        found.sort(key=lambda m: m.id, reverse=after is None)
-        return [self.world.message_payload(m) for m in found[:limit]]
+        found.sort(key=lambda m: m.id)
+        # As on Discord: always newest first; with only `after`, the page is the messages right after it
+        # (discord.py pages `oldest_first` reads on the first, i.e. newest, id of each page).
+        page = found[:limit] if after is not None and before is None else found[-limit:]
+        return [self.world.message_payload(m) for m in reversed(page)]
 
     async def create_message(self, call: Call) -> Any:
         channel = self._channel(call.params["channel_id"])
