@@ -16,8 +16,10 @@ import discord
 from apscheduler.triggers.cron import CronTrigger
 from discord import app_commands
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import CheckinCadence, CheckinSchedule, utcnow
+from bot.db.session import transient_reason
 from bot.services import checkins, guild_settings, safety_messages
 from bot.services.checkins import AnswerOutcome, Mood
 from bot.services.errors import UserFacingError
@@ -162,8 +164,7 @@ class Checkins(
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CheckinMoodButton, CheckinNoteButton)
-        async with self.database.session() as session:
-            schedules = await checkins.active_schedules(session)
+        schedules = await self.database.run("restore check-in schedules", checkins.active_schedules)
         for schedule in schedules:
             self.schedule_job(schedule)
         log.info("restored %d check-in schedules", len(schedules))
@@ -198,14 +199,21 @@ class Checkins(
             job.remove()
 
     async def send_checkin(self, schedule_id: int, now: datetime | None = None) -> bool:
-        """The job: send the check-in that is due (if any). Returns True when a DM went out."""
+        """The job: send the check-in that is due (if any). Returns True when a DM went out.
+
+        The check-in row is committed before the send (``start_checkin`` is the claim), so a crash or a
+        lasting database error after it never leads to a second DM for the same slot.
+        """
         try:
-            async with self.database.session() as session:
-                due = await checkins.start_checkin(session, schedule_id, now or utcnow())
+            due = await self.database.run(
+                f"open check-in for schedule {schedule_id}",
+                lambda session: checkins.start_checkin(session, schedule_id, now or utcnow()),
+            )
             if due is None:
-                async with self.database.session() as session:
-                    if not await checkins.is_active(session, schedule_id):
-                        self.unschedule(schedule_id)  # turned off, paused or deleted: stop firing
+                if not await self.database.run(
+                    f"check schedule {schedule_id}", lambda session: checkins.is_active(session, schedule_id)
+                ):
+                    self.unschedule(schedule_id)  # turned off, paused or deleted: stop firing
                 return False
             guild = self.bot.get_guild(due.guild_id)
             try:
@@ -218,18 +226,31 @@ class Checkins(
             except discord.Forbidden as exc:
                 if exc.code != DISCORD_DMS_CLOSED:
                     raise
-                async with self.database.session() as session:
-                    await checkins.stop_for_closed_dms(session, due.checkin_id)
+                await self.database.run(
+                    f"stop check-ins for schedule {schedule_id}: DMs closed",
+                    lambda session: checkins.stop_for_closed_dms(session, due.checkin_id),
+                )
                 self.unschedule(schedule_id)
                 log.info("check-ins stopped for schedule %s: DMs closed", schedule_id)
                 return False
-            async with self.database.session() as session:
-                await checkins.mark_sent(session, due.checkin_id, message.id)
+            try:
+                await self.database.run(
+                    f"record check-in {due.checkin_id} sent",
+                    lambda session: checkins.mark_sent(session, due.checkin_id, message.id),
+                )
+            except Exception as exc:
+                if transient_reason(exc) is None:
+                    raise
+                # Sent; the buttons carry the check-in id, so answers still work without the message id.
+                log.warning("check-in %s sent but its message id was not recorded", due.checkin_id)
             return True
         except asyncio.CancelledError:
             log.info("check-in for schedule %s interrupted by shutdown", schedule_id)
             return False
-        except Exception:
+        except Exception as exc:
+            if transient_reason(exc) is not None:  # Database.run has said why; the next slot tries again
+                log.warning("check-in for schedule %s skipped: database unavailable", schedule_id)
+                return False
             log.exception("check-in for schedule %s failed", schedule_id)
             return False
 
@@ -245,18 +266,15 @@ class Checkins(
     async def checkin_on(
         self, interaction: discord.Interaction, cadence: Literal["daily", "weekly"], time: str, timezone: str
     ) -> None:
-        async with self.database.session() as session:
+        guild_id, user_id = interaction.guild_id or 0, interaction.user.id
+
+        async def enable(session: AsyncSession) -> tuple[CheckinSchedule, bool]:
             schedule = await checkins.enable(
-                session,
-                interaction.guild_id or 0,
-                interaction.user.id,
-                CheckinCadence(cadence),
-                time,
-                timezone,
-                utcnow(),
+                session, guild_id, user_id, CheckinCadence(cadence), time, timezone, utcnow()
             )
-            settings = await guild_settings.get_or_create(session, interaction.guild_id or 0)
-            shadow = settings.shadow_mode
+            return schedule, (await guild_settings.get_or_create(session, guild_id)).shadow_mode
+
+        schedule, shadow = await self.database.run(f"turn check-ins on for member {user_id}", enable)
         self.schedule_job(schedule)
         upcoming = checkins.next_time(schedule, utcnow())
         when = "every day" if schedule.cadence is CheckinCadence.DAILY else f"every {upcoming:%A}"
@@ -272,8 +290,11 @@ class Checkins(
     @app_commands.command(name="off", description="Stop your check-in DMs")
     @app_commands.guild_only()
     async def checkin_off(self, interaction: discord.Interaction) -> None:
-        async with self.database.session() as session:
-            schedule = await checkins.disable(session, interaction.guild_id or 0, interaction.user.id)
+        guild_id, user_id = interaction.guild_id or 0, interaction.user.id
+        schedule = await self.database.run(
+            f"turn check-ins off for member {user_id}",
+            lambda session: checkins.disable(session, guild_id, user_id),
+        )
         if schedule is None:
             await interaction.response.send_message("You have no check-ins turned on.", ephemeral=True)
             return
@@ -285,16 +306,15 @@ class Checkins(
     # -- answers -------------------------------------------------------------------------------------------
 
     async def mood_pressed(self, interaction: discord.Interaction, checkin_id: int, mood: Mood) -> None:
+        user_id = interaction.user.id
+        retention_days = self.bot.settings.message_retention_days  # type: ignore[attr-defined]
         try:
-            async with self.database.session() as session:
-                result = await checkins.record_mood(
-                    session,
-                    checkin_id,
-                    interaction.user.id,
-                    mood,
-                    utcnow(),
-                    retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
-                )
+            result = await self.database.run(
+                f"record the answer to check-in {checkin_id}",
+                lambda session: checkins.record_mood(
+                    session, checkin_id, user_id, mood, utcnow(), retention_days=retention_days
+                ),
+            )
         except UserFacingError as exc:
             await interaction.response.send_message(str(exc))
             return
@@ -319,18 +339,23 @@ class Checkins(
                 "or a crisis line."
             )
             return
+        user_id = interaction.user.id
+        defaults = getattr(self.bot, "_peercare_default_thresholds", None)
+        retention_days = self.bot.settings.message_retention_days  # type: ignore[attr-defined]
         try:
-            async with self.database.session() as session:
-                result = await checkins.record_text(
+            result = await self.database.run(
+                f"record the note for check-in {checkin_id}",
+                lambda session: checkins.record_text(
                     session,
                     checkin_id,
-                    interaction.user.id,
+                    user_id,
                     text,
                     scored.risk,
                     utcnow(),
-                    defaults=getattr(self.bot, "_peercare_default_thresholds", None),
-                    retention_days=self.bot.settings.message_retention_days,  # type: ignore[attr-defined]
-                )
+                    defaults=defaults,
+                    retention_days=retention_days,
+                ),
+            )
         except UserFacingError as exc:
             await interaction.followup.send(str(exc))
             return

@@ -38,6 +38,8 @@ JOB_PREFIX = "checkin:"
 # Consecutive unanswered check-ins after which they pause (the second one carried the one gentle note).
 PAUSE_AFTER_MISSED = 2
 ANSWER_CHARS = 1000
+# A check-in job may wake this much before its scheduled minute and still count for that slot.
+SLOT_EARLY_GRACE = timedelta(minutes=5)
 SELF_REPORTED = "self_reported"  # the tier of an escalation the member asked for themselves
 _TIME = re.compile(r"^\s*([01]?\d|2[0-3])[:.h]([0-5]\d)\s*$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -194,8 +196,23 @@ class CheckinDue:
     gentle_note: bool
 
 
+def current_slot(schedule: CheckinSchedule, now: datetime) -> datetime:
+    """The scheduled time a run at ``now`` belongs to: the latest one at or before it.
+
+    A few minutes' grace lets a job that wakes a little early still belong to its own slot.
+    """
+    period = timedelta(days=7) if cron_spec(schedule).day_of_week is not None else timedelta(days=1)
+    return next_time(schedule, now + SLOT_EARLY_GRACE - period)
+
+
 async def start_checkin(session: AsyncSession, schedule_id: int, now: datetime) -> CheckinDue | None:
-    """Open the check-in that is due now, or None when nothing should be sent (off, paused, shadow mode)."""
+    """Open the check-in that is due now, or None when nothing should be sent (off, paused, shadow mode).
+
+    The ``checkins`` row is the claim: written (and committed by the caller) before the DM is sent, so a
+    second run for the same slot — a restart in the same minute, a job fired twice, a transaction re-run
+    after its commit may have landed — finds it and sends nothing. At most one check-in per slot; a crash
+    after the claim and before the send costs that slot's check-in, never a duplicate.
+    """
     schedule = await session.get(CheckinSchedule, schedule_id)
     if schedule is None or not schedule.active:
         return None
@@ -205,7 +222,11 @@ async def start_checkin(session: AsyncSession, schedule_id: int, now: datetime) 
     previous = await session.scalar(
         select(Checkin).where(Checkin.schedule_id == schedule_id).order_by(Checkin.sent_at.desc()).limit(1)
     )
-    if previous is not None and previous.answered_at is None:
+    if previous is not None and previous.sent_at >= current_slot(schedule, now):
+        log.info("check-in for schedule %s already opened for this slot; not sent again", schedule_id)
+        return None
+    # Only a check-in that reached the member can be missed (not one lost to a crash or a Discord error).
+    if previous is not None and previous.answered_at is None and previous.dm_message_id is not None:
         schedule.missed_count += 1
     if schedule.missed_count >= PAUSE_AFTER_MISSED:
         schedule.active = False

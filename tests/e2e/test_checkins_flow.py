@@ -6,11 +6,12 @@ The scheduler's jobs are run by calling the job function the scheduler holds; no
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from bot.db.models import CheckinSchedule, EscalationConsent, EscalationState, RiskAssessment
+from bot.db.models import CheckinSchedule, EscalationConsent, EscalationState, RiskAssessment, utcnow
 from bot.services import checkins
 from tests.e2e.safety_support import CRISIS_POST, alerts, go_live, wait_for_alert, wait_for_case
 
@@ -33,11 +34,11 @@ async def _schedule(e2e) -> CheckinSchedule | None:
         return await session.scalar(select(CheckinSchedule))
 
 
-async def _fire(e2e, schedule_id: int):
-    """Run the check-in job exactly as the scheduler would, and return the DM it sent."""
+async def _fire(e2e, schedule_id: int, days_later: int = 0):
+    """Run the check-in job exactly as the scheduler would (``days_later``: at a later day's slot); return the DM."""
     job = e2e.bot.scheduler.get_job(checkins.job_id(schedule_id))
     assert job is not None, "no scheduler job for the check-in"
-    assert await job.func(*job.args) is True
+    assert await job.func(*job.args, now=utcnow() + timedelta(days=days_later)) is True
     return await e2e.wait_for_dm(e2e.cast.alice)
 
 
@@ -151,9 +152,10 @@ async def test_missed_checkins_are_not_nagged_about_more_than_once(e2e):
     await _turn_on(e2e)
     schedule = await _schedule(e2e)
     first = await _fire(e2e, schedule.id)
-    second = await _fire(e2e, schedule.id)  # the first went unanswered
+    second = await _fire(e2e, schedule.id, days_later=1)  # the first went unanswered
     job = e2e.bot.scheduler.get_job(checkins.job_id(schedule.id))
-    assert await job.func(*job.args) is False  # the second went unanswered too: paused, no third DM
+    # The second went unanswered too: paused, no third DM.
+    assert await job.func(*job.args, now=utcnow() + timedelta(days=2)) is False
     await e2e.settle()
     assert "pause" not in first.content and "pause check-ins" in second.content
     assert len(e2e.dms_to(e2e.cast.alice)) == 2

@@ -49,9 +49,14 @@ async def _enable(
         return schedule.id
 
 
-async def _start(database: Database, schedule_id: int, now: datetime = NOW):
+async def _start(database: Database, schedule_id: int, now: datetime = NOW, *, delivered: bool = True):
+    """Open the check-in due at ``now`` and (``delivered``) record its DM as sent, as the cog does."""
     async with database.session() as session:
-        return await checkins.start_checkin(session, schedule_id, now)
+        due = await checkins.start_checkin(session, schedule_id, now)
+    if due is not None and delivered:
+        async with database.session() as session:
+            await checkins.mark_sent(session, due.checkin_id, 7000 + due.checkin_id)
+    return due
 
 
 @pytest.mark.parametrize("text", ["25:00", "9", "nine", "12:60", "", "09:30pm"])
@@ -207,3 +212,29 @@ async def test_enabling_again_reopens_dms(database: Database) -> None:
     async with database.session() as session:
         member = await session.get(MemberConsent, (GUILD, MEMBER))
     assert member.dms_closed_at is None
+
+
+async def test_a_second_run_for_the_same_slot_sends_nothing(database: Database) -> None:
+    await _live_guild(database)
+    schedule_id = await _enable(database)
+    assert await _start(database, schedule_id) is not None
+    # A restart in the same minute, a job fired twice, a transaction re-run: the slot's row is found.
+    assert await _start(database, schedule_id, NOW + timedelta(minutes=1)) is None
+    again = await _start(database, schedule_id, NOW + timedelta(days=1))
+    assert again is not None and again.gentle_note is True  # the next slot is a new check-in
+
+
+async def test_a_job_waking_a_little_early_still_belongs_to_its_slot(database: Database) -> None:
+    await _live_guild(database)
+    schedule_id = await _enable(database)  # 09:30 Europe/Berlin = 08:30 UTC in March
+    slot = datetime(2026, 3, 3, 8, 30, tzinfo=UTC)
+    assert await _start(database, schedule_id, slot - timedelta(days=1)) is not None
+    assert await _start(database, schedule_id, slot - timedelta(seconds=2)) is not None
+
+
+async def test_a_checkin_that_never_reached_the_member_is_not_counted_as_missed(database: Database) -> None:
+    await _live_guild(database)
+    schedule_id = await _enable(database)
+    await _start(database, schedule_id, delivered=False)  # the bot died (or Discord failed) before the send
+    second = await _start(database, schedule_id, NOW + timedelta(days=1))
+    assert second is not None and second.gentle_note is False
