@@ -444,11 +444,14 @@ class Replies(commands.Cog):
     async def on_ready(self) -> None:
         # Start-up: whatever the last process received but never finished is processed now, and what was
         # posted while no session was connected is read from history.
-        if self._startup_recovery is None or self._startup_recovery.done():
-            connected_at = self._connected_at or utcnow()
-            self._startup_recovery = asyncio.create_task(self._start_up(connected_at))
+        # A new session (re-identified after a dropped connection) while the last start-up work still runs
+        # gets its own catch-up once that finishes: what was posted between the two sessions is read too.
+        connected_at = self._connected_at or utcnow()
+        self._startup_recovery = asyncio.create_task(self._start_up(connected_at, self._startup_recovery))
 
-    async def _start_up(self, connected_at: datetime) -> None:
+    async def _start_up(self, connected_at: datetime, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await previous
         await asyncio.gather(
             self._recovery_logged(received_before=utcnow()), self._catch_up_logged(connected_at)
         )

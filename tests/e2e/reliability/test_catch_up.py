@@ -195,3 +195,27 @@ async def test_post_of_a_member_who_ran_forget_me_does_not_come_back_through_his
     assert _history_reads(e2e, e2e.cast.support)
     assert await _outcome(e2e, erased.id) is None
     assert await count_rows(e2e, RiskAssessment, RiskAssessment.message_id == erased.id) == 0
+
+
+async def test_thread_started_while_down_is_read_too(e2e):
+    await go_live(e2e)
+    await _live_post(e2e, e2e.cast.bob)
+    await e2e.runner.stop()
+    post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    thread = await e2e.start_thread(post, "exams")
+    reply = await e2e.say(thread, e2e.cast.carol, REPLY_TEXT)
+    await e2e.runner.start()  # GUILD_CREATE lists the thread among the active ones
+    assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
+    assert await _wait_for_outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
+    assert (await _inbox_row(e2e, reply.id)).kind == "reply"  # type: ignore[union-attr]
+    assert _history_reads(e2e, thread)
+
+
+async def test_post_made_while_the_gateway_session_was_lost_is_caught_up_without_a_restart(e2e):
+    await go_live(e2e)
+    await _live_post(e2e, e2e.cast.bob)
+    await e2e.gateway.invalidate_session(resumable=False)  # discord.py waits 5 s, then identifies afresh
+    in_the_gap = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)  # no session hears it
+    await e2e.wait_until(lambda: len(e2e.gateway.identifies) == 2, 10, "a second IDENTIFY")
+    assert await _wait_for_outcome(e2e, in_the_gap.id) == (InboxOutcome.SCORED, None)
+    assert (await _inbox_row(e2e, in_the_gap.id)).attempts == 1  # type: ignore[union-attr]
