@@ -219,3 +219,22 @@ async def test_post_made_while_the_gateway_session_was_lost_is_caught_up_without
     await e2e.wait_until(lambda: len(e2e.gateway.identifies) == 2, 10, "a second IDENTIFY")
     assert await _wait_for_outcome(e2e, in_the_gap.id) == (InboxOutcome.SCORED, None)
     assert (await _inbox_row(e2e, in_the_gap.id)).attempts == 1  # type: ignore[union-attr]
+
+
+class TestWithoutRetention:
+    """With 0 days of retention finished inbox rows go at once: nothing can tell a seen message from a new one."""
+
+    @pytest.fixture
+    def e2e_settings(self, e2e_inference_config) -> dict:
+        return {**settings_for(e2e_inference_config), "message_retention_days": 0}
+
+    async def test_catch_up_is_off_and_says_so(self, e2e, caplog):
+        await go_live(e2e)
+        await e2e.runner.stop()
+        while_down = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+        with caplog.at_level(logging.INFO, logger="cogs.replies"):
+            await e2e.runner.start()
+            await e2e.settle()
+        assert "catch-up from history is off" in caplog.text
+        assert not _history_reads(e2e, e2e.cast.support)
+        assert await _outcome(e2e, while_down.id) is None
