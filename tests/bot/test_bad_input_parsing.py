@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import string
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,8 @@ from bot.services.reply_scoring import EXCERPT_CHARS, excerpt, has_scorable_text
 from bot.services.risk_thresholds import updated
 from inference.engine import visible_text
 from inference.types import RiskThresholds
+
+pytestmark = pytest.mark.reliability
 
 FAST = settings(max_examples=300, deadline=None, database=None)
 DEFAULTS = RiskThresholds(

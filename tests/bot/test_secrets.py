@@ -15,6 +15,8 @@ import pytest
 from bot.logging_setup import PAYLOAD_LOGGERS, QUIET_LIBRARIES, configure_logging
 from bot.settings import SettingsError, load_settings
 
+pytestmark = pytest.mark.reliability
+
 REPO = Path(__file__).resolve().parents[2]
 # A Discord bot token: base64 user id, a 6-character timestamp, a 27+ character HMAC, dot-separated.
 DISCORD_TOKEN_SHAPE = re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}\b")

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from bot.db import session as db_session
 from bot.db.session import Database, transient_reason
 
+pytestmark = pytest.mark.reliability
+
 log = logging.getLogger(__name__)
 
 

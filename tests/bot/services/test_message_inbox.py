@@ -17,6 +17,8 @@ from bot.services.message_inbox import MessageKind, SkipReason
 # A faster `database` fixture (a copy of one migrated file) for this module.
 from tests.bot.services.safety_fixtures import migrated_template, safety_database  # noqa: F401
 
+pytestmark = pytest.mark.reliability
+
 GUILD = 1000
 OTHER_GUILD = 2000
 CHANNEL = 10
