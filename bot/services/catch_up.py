@@ -4,9 +4,10 @@ Discord does not replay gateway events to a new session, so a post made while th
 deploy, outage) is only found by reading the channel's history. What is read, per support location (an
 opted-in channel or one of its active threads):
 
-- only messages newer than the newest message the inbox recorded there before this connection, the
-  channel's opt-in, and the guild's last erasure of a member's data (forget-me or a member leaving: their
-  old messages must not come back through history);
+- only messages newer than the newest message the inbox recorded there before this connection (less a
+  minute: messages are recorded concurrently, so one posted just before it may have been lost in a crash),
+  the channel's opt-in, and the guild's last erasure of a member's data (forget-me or a member leaving:
+  their old messages must not come back through history);
 - only messages from the last ``CATCH_UP_LOOKBACK`` (24 h, never more than the inbox keeps its rows: with
   a retention of 0 days the inbox cannot tell what was seen, so there is no catch-up);
 - at most ``CATCH_UP_MAX_MESSAGES`` per location: the newest ones; the older ones are left (with a warning).
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from discord.utils import time_snowflake
+from discord.utils import snowflake_time, time_snowflake
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 CATCH_UP_LOOKBACK = timedelta(hours=24)
 # Two history pages per location; bounds the start-up work however long the bot was away.
 CATCH_UP_MAX_MESSAGES = 200
+# Messages are recorded concurrently (and retried while the database is locked): one posted shortly before
+# the newest recorded one may still have been on its way when the process died. Known ones are skipped.
+SEEN_MARGIN = timedelta(minutes=1)
 # Written by privacy.delete_member_data (forget-me, a member leaving): their inbox rows are gone with it.
 MEMBER_DATA_DELETED = "privacy.member_data_deleted"
 
@@ -48,7 +52,7 @@ class OptedInChannel:
 class CatchUpRange:
     """Which messages of one location to read: ids above ``after_id``, but none at or below ``oldest_id``."""
 
-    after_id: int  # every message above this one is unknown to the inbox
+    after_id: int  # messages above this one may be unknown to the inbox (known ones are skipped)
     oldest_id: int  # the look-back window: older messages are never caught up
 
 
@@ -80,7 +84,7 @@ def catch_up_range(
     if erased_at is not None:
         known.append(time_snowflake(erased_at, high=True))
     if newest_seen_id is not None:
-        known.append(newest_seen_id)
+        known.append(time_snowflake(snowflake_time(newest_seen_id) - SEEN_MARGIN, high=True))
     return CatchUpRange(after_id=max(known), oldest_id=time_snowflake(connected_at - lookback, high=True))
 
 

@@ -41,9 +41,11 @@ def _range(*, newest_seen_id: int | None = None, opted_in_hours_ago: float = 100
 # -- the anchor ------------------------------------------------------------------------------------------
 
 
-def test_history_is_read_after_the_newest_message_the_inbox_saw():
+def test_history_is_read_from_a_minute_before_the_newest_message_the_inbox_saw():
     seen = _at(2)
-    assert _range(newest_seen_id=seen).after_id == seen
+    window = _range(newest_seen_id=seen)
+    assert snowflake_time(window.after_id) == snowflake_time(seen) - catch_up.SEEN_MARGIN
+    assert catch_up.choose([_at(2.1), _at(2) - 1000, seen + 1], window).take == (_at(2) - 1000, seen + 1)
 
 
 def test_channel_without_inbox_rows_starts_at_its_opt_in_not_at_its_first_message():
@@ -69,7 +71,21 @@ def test_member_data_erasure_moves_the_anchor_past_the_erased_messages():
 
 def test_older_opt_in_or_erasure_does_not_hide_messages_after_the_newest_seen():
     seen = _at(2)
-    assert _range(newest_seen_id=seen, opted_in_hours_ago=50, erased_hours_ago=30).after_id == seen
+    window = _range(newest_seen_id=seen, opted_in_hours_ago=50, erased_hours_ago=30)
+    assert window.after_id == _range(newest_seen_id=seen).after_id
+
+
+def test_erasure_after_the_newest_seen_wins_over_the_margin():
+    seen = _at(2)
+    erased = CONNECTED - timedelta(hours=2) + timedelta(seconds=1)
+    window = catch_up.catch_up_range(
+        newest_seen_id=seen,
+        opted_in_at=CONNECTED - DAY,
+        erased_at=erased,
+        connected_at=CONNECTED,
+        lookback=DAY,
+    )
+    assert catch_up.choose([seen], window).take == ()
 
 
 def test_lookback_window_ends_one_day_before_the_connection():
@@ -163,7 +179,7 @@ async def test_a_finished_message_still_anchors(database: Database):
             connected_at=CONNECTED,
             lookback=DAY,
         )
-    assert window.after_id == seen
+    assert snowflake_time(window.after_id) == snowflake_time(seen) - catch_up.SEEN_MARGIN
 
 
 async def test_opted_in_channels_come_with_their_opt_in_time(database: Database):

@@ -7,6 +7,7 @@ post in #support with nobody connected, and the fresh bot must find those posts 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -238,3 +239,27 @@ class TestWithoutRetention:
         assert "catch-up from history is off" in caplog.text
         assert not _history_reads(e2e, e2e.cast.support)
         assert await _outcome(e2e, while_down.id) is None
+
+
+async def test_message_lost_in_a_crash_behind_a_newer_recorded_one_is_caught_up(e2e, monkeypatch):
+    await go_live(e2e)
+    original = message_inbox.record_received
+    first_call, never = asyncio.Event(), asyncio.Event()
+
+    async def first_one_never_recorded(*args: object, **kwargs: object) -> object:
+        if not first_call.is_set():
+            first_call.set()
+            await never.wait()  # this message's event was received, then the process died
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(message_inbox, "record_received", first_one_never_recorded)
+    lost = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    await asyncio.wait_for(first_call.wait(), 15)
+    newer = await _live_post(e2e, e2e.cast.bob)  # recorded: the newest row in #support
+    await e2e.runner.crash()
+    monkeypatch.setattr(message_inbox, "record_received", original)
+    await e2e.runner.start()
+    assert await _wait_for_outcome(e2e, lost.id) == (InboxOutcome.SCORED, None)
+    await e2e.settle()
+    assert (await _inbox_row(e2e, newer.id)).attempts == 1  # type: ignore[union-attr]
+    assert await count_rows(e2e, RiskAssessment) == 2
