@@ -42,7 +42,6 @@ RECOVERY_JOB_ID = "message-inbox-recovery"
 RECOVERY_EVERY_SECONDS = 60
 # The periodic sweep leaves younger pending messages alone: they are most likely still being processed.
 RECOVERY_GRACE_SECONDS = 5
-RECOVERY_BATCH = 200
 RECOVERY_CONCURRENCY = 4
 UNLOAD_GRACE_SECONDS = 5.0
 CATCH_UP_CONCURRENCY = 4
@@ -366,7 +365,7 @@ class Replies(commands.Cog):
         while True:  # page by page, so a backlog after a crash is worked off in one sweep
             async with self.bot.database.session() as session:  # type: ignore[attr-defined]
                 page = await message_inbox.pending(
-                    session, older_than=cutoff, limit=RECOVERY_BATCH, after=last
+                    session, older_than=cutoff, limit=message_inbox.RECOVERY_PAGE_SIZE, after=last
                 )
             if not page:
                 break

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # A message whose processing failed (or was cut off by a crash) this many times ends skipped / "failed".
 MAX_ATTEMPTS = 3
+# Pending messages the recovery sweep reads per page (it pages through a larger backlog in one sweep).
+# Here rather than in the cog because discord.py re-executes an extension's module on every load.
+RECOVERY_PAGE_SIZE = 200
 
 
 class MessageKind(str, enum.Enum):

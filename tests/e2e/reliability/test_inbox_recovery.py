@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment, ScoredReply, utcnow
 from bot.services import coaching_delivery, message_inbox, privacy
-from cogs import replies as replies_cog
 from tests.e2e._features import (
     coaching_on,
     count_rows,
@@ -350,7 +349,16 @@ def _far_future() -> datetime:
 
 
 async def test_backlog_larger_than_one_page_is_all_recovered_at_start(e2e, hold, monkeypatch):
-    monkeypatch.setattr(replies_cog, "RECOVERY_BATCH", 2)
+    monkeypatch.setattr(message_inbox, "RECOVERY_PAGE_SIZE", 2)
+    pages: list[int] = []
+    read_page = message_inbox.pending
+
+    async def counted_page(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = await read_page(*args, **kwargs)
+        pages.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(message_inbox, "pending", counted_page)
     await go_live(e2e)
     held = hold(_inference(e2e), "score_risk")
     posts = [await e2e.say(e2e.cast.support, author, SEEKER_TEXT) for author in e2e.cast.members]
@@ -359,6 +367,7 @@ async def test_backlog_larger_than_one_page_is_all_recovered_at_start(e2e, hold,
     await e2e.restart_bot(crash=True)
     for post in posts:
         assert await _wait_for_outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
+    assert len(posts) > 2 and max(pages) == 2  # the backlog really took more than one page
 
 
 async def _pending_count(e2e, expected: int) -> bool:  # type: ignore[no-untyped-def]
