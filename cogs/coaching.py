@@ -11,12 +11,14 @@ from datetime import timedelta
 import discord
 from discord import app_commands
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import utcnow
+from bot.db.session import transient_reason
 from bot.services import coaching_delivery, consent, guild_settings
 from bot.services.charts import render_level_trend_async
 from bot.services.coaching import compose_first_contact, compose_invitation
-from bot.services.coaching_delivery import DeliveryPlan, PlanKind
+from bot.services.coaching_delivery import DeliveryPlan, PlanKind, UnfinishedDelivery
 from bot.services.reply_scoring import ReplyScored
 from bot.services.stats import level_trend
 
@@ -26,6 +28,10 @@ DISCORD_DMS_CLOSED = 50007  # "Cannot send messages to this user"
 FLUSH_JOB_ID = "coaching-flush"
 FLUSH_EVERY_SECONDS = 60
 TREND_DAYS = 90
+# How far back the DM history is read for a note left unrecorded (a member's DMs with the bot are short).
+HISTORY_LOOKBACK = 100
+# Discord's clock (message timestamps) and ours may differ a little.
+HISTORY_CLOCK_MARGIN = timedelta(minutes=2)
 
 
 class CoachingAnswer(
@@ -108,14 +114,23 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
     @commands.Cog.listener()
     async def on_peercare_reply_scored(self, event: ReplyScored) -> None:
         try:
-            async with self._lock(event.guild_id, event.responder_id):
-                async with self.database.session() as session:
-                    plan = await coaching_delivery.plan_for_new_reply(
-                        session, event.reply_message_id, utcnow()
-                    )
-                await self._carry_out(plan)
-        except Exception:
-            log.exception("coaching failed for reply %s", event.reply_message_id)
+            await self.coach_new_reply(event.guild_id, event.responder_id, event.reply_message_id)
+        except Exception as exc:
+            if transient_reason(exc) is None:
+                log.exception("coaching failed for reply %s", event.reply_message_id)
+            else:  # Database.run has said why; the reply stays pending and the flush plans it later
+                log.warning("coaching for reply %s left for the flush", event.reply_message_id)
+
+    async def coach_new_reply(self, guild_id: int, responder_id: int, reply_message_id: int) -> int:
+        """Plan (and claim) a newly scored reply's coaching, then send it. Returns DMs attempted."""
+        async with self._lock(guild_id, responder_id):
+            plan = await self.database.run(
+                f"plan coaching for reply {reply_message_id}",
+                lambda session: coaching_delivery.plan_and_claim_new_reply(
+                    session, reply_message_id, utcnow()
+                ),
+            )
+            return await self._carry_out(plan)
 
     async def _scheduled_flush(self) -> None:
         try:
@@ -123,12 +138,27 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
         except asyncio.CancelledError:
             # Shutdown interrupted it: each delivery is its own transaction and the next start flushes again.
             log.info("coaching flush interrupted by shutdown")
+        except Exception as exc:
+            if transient_reason(exc) is None:
+                raise
+            log.warning("coaching flush skipped: database unavailable; the next one tries again")
 
     async def flush_due(self) -> int:
-        """Send what the rate limits now allow to everyone with waiting replies. Returns DMs attempted."""
-        async with self.database.session() as session:
-            waiting = await coaching_delivery.responders_with_queued_replies(session)
+        """Settle unfinished DMs, plan replies left pending, then send what the rate limits allow. Returns DMs attempted."""
+        await self.settle_unfinished()
         attempted = 0
+        pending = await self.database.run(
+            "coaching flush: list replies left pending",
+            lambda session: coaching_delivery.replies_left_pending(session, utcnow()),
+        )
+        for guild_id, responder_id, reply_message_id in pending:
+            try:
+                attempted += await self.coach_new_reply(guild_id, responder_id, reply_message_id)
+            except Exception:
+                log.exception("coaching flush failed for reply %s", reply_message_id)
+        waiting = await self.database.run(
+            "coaching flush: list waiting responders", coaching_delivery.responders_with_queued_replies
+        )
         for guild_id, responder_id in waiting:
             try:
                 attempted += await self.deliver_due(guild_id, responder_id)
@@ -138,12 +168,17 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
 
     async def deliver_due(self, guild_id: int, responder_id: int) -> int:
         async with self._lock(guild_id, responder_id):
-            async with self.database.session() as session:
-                plan = await coaching_delivery.plan_due(session, guild_id, responder_id, utcnow())
+            plan = await self.database.run(
+                f"plan coaching for member {responder_id} in guild {guild_id}",
+                lambda session: coaching_delivery.plan_and_claim_due(
+                    session, guild_id, responder_id, utcnow()
+                ),
+            )
             return await self._carry_out(plan)
 
     async def _carry_out(self, plan: DeliveryPlan) -> int:
-        if plan.kind in (PlanKind.NOTHING, PlanKind.WAIT):
+        """Send the DM its plan claimed, then record it (phase two). The caller holds the responder's lock."""
+        if not plan.sends_something:
             if plan.kind is PlanKind.WAIT:
                 log.info("coaching for member %s waits for the rate limit", plan.responder_id)
             return 0
@@ -159,9 +194,78 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
         else:
             assert plan.note is not None
             status, dm_id = await self._send_dm(plan.responder_id, plan.note.text)
-        async with self.database.session() as session:
-            await coaching_delivery.record_delivery(session, plan, status, utcnow(), dm_message_id=dm_id)
+        try:
+            await self.database.run(
+                f"record coaching delivery {plan.delivery_id} to member {plan.responder_id}",
+                lambda session: coaching_delivery.record_delivery(
+                    session, plan, status, utcnow(), dm_message_id=dm_id
+                ),
+            )
+        except Exception as exc:
+            if transient_reason(exc) is None:
+                raise
+            # Still "sending": never re-sent blindly; the flush looks for it in the DMs (settle_unfinished).
+            log.warning(
+                "coaching delivery %s to member %s: %s but not recorded; the flush settles it",
+                plan.delivery_id,
+                plan.responder_id,
+                status,
+            )
         return 1
+
+    async def settle_unfinished(self) -> int:
+        """Deliveries left "sending" (a crash, or the database gone, around a send): found, re-queued or let go.
+
+        Each is looked up in the member's DM history under that member's lock, so a DM being sent right now by
+        this process is never mistaken for an unfinished one. Returns how many were settled.
+        """
+        unfinished = await self.database.run(
+            "coaching flush: list unfinished deliveries", coaching_delivery.unfinished_deliveries
+        )
+        for item in unfinished:
+            try:
+                await self._settle(item)
+            except Exception:
+                log.exception(
+                    "could not settle coaching delivery %s; the next flush tries again", item.delivery_id
+                )
+        return len(unfinished)
+
+    async def _settle(self, item: UnfinishedDelivery) -> None:
+        async with self._lock(item.guild_id, item.responder_id):
+            if item.kind is PlanKind.INVITE:
+                dm_id, verified_absent = None, False  # an invitation is never re-sent: no need to look
+            else:
+                dm_id, verified_absent = await self._find_sent_note(item)
+            await self.database.run(
+                f"settle coaching delivery {item.delivery_id}",
+                lambda session: coaching_delivery.settle_unfinished(
+                    session, item.delivery_id, utcnow(), dm_message_id=dm_id, verified_absent=verified_absent
+                ),
+            )
+
+    async def _find_sent_note(self, item: UnfinishedDelivery) -> tuple[int | None, bool]:
+        """(the note's message id if it is in the member's DMs, whether its absence is certain)."""
+        me = self.bot.user.id if self.bot.user is not None else None
+        read = 0
+        oldest = None
+        try:
+            channel = await self.bot.create_dm(discord.Object(id=item.responder_id))
+            async for message in channel.history(limit=HISTORY_LOOKBACK):
+                read += 1
+                oldest = message.created_at
+                if message.author.id == me and any(url in message.content for url in item.jump_urls):
+                    return message.id, False
+        except discord.HTTPException as exc:
+            log.warning(
+                "could not read DM history for coaching delivery %s: HTTP %s", item.delivery_id, exc.status
+            )
+            return None, False
+        # Certain only if the whole history was read, or it was read back to before the claim.
+        complete = read < HISTORY_LOOKBACK or (
+            oldest is not None and oldest < item.claimed_at - HISTORY_CLOCK_MARGIN
+        )
+        return None, complete and bool(item.jump_urls)
 
     async def _send_dm(
         self, user_id: int, content: str, view: discord.ui.View | None = None
@@ -190,10 +294,12 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
     async def answer_invitation(
         self, interaction: discord.Interaction, guild_id: int, accepted: bool
     ) -> None:
-        async with self.database.session() as session:
-            await coaching_delivery.set_coaching_choice(
+        await self.database.run(
+            f"record coaching answer of member {interaction.user.id}",
+            lambda session: coaching_delivery.set_coaching_choice(
                 session, guild_id, interaction.user.id, accepted, utcnow()
-            )
+            ),
+        )
         answer = (
             "✅ Thanks! I'll send you a short private note about your replies from time to time. "
             "Stop any time with `/peercare coaching off`."
@@ -212,12 +318,15 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
     async def _set_choice(self, interaction: discord.Interaction, on: bool) -> None:
         if interaction.guild is None:
             raise app_commands.NoPrivateMessage()
-        async with self.database.session() as session:
-            await coaching_delivery.set_coaching_choice(
-                session, interaction.guild.id, interaction.user.id, on, utcnow()
-            )
-            settings = await guild_settings.get_or_create(session, interaction.guild.id)
-            shadow = settings.shadow_mode
+        guild_id, user_id = interaction.guild.id, interaction.user.id
+
+        async def set_choice(session: AsyncSession) -> bool:
+            await coaching_delivery.set_coaching_choice(session, guild_id, user_id, on, utcnow())
+            return (await guild_settings.get_or_create(session, guild_id)).shadow_mode
+
+        shadow = await self.database.run(
+            f"set coaching {'on' if on else 'off'} for member {user_id}", set_choice
+        )
         if on:
             text = (
                 "Coaching is **on**: after you reply in a support channel I'll DM you a short private note "
@@ -252,9 +361,15 @@ class MyProgress(commands.Cog):
             raise app_commands.NoPrivateMessage()
         await interaction.response.defer(ephemeral=True, thinking=True)
         since = utcnow() - timedelta(days=TREND_DAYS)
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            points = await level_trend(session, interaction.guild.id, since, responder_id=interaction.user.id)
-            member = await consent.find(session, interaction.guild.id, interaction.user.id)
+        guild_id, user_id = interaction.guild.id, interaction.user.id
+
+        async def read(session: AsyncSession):  # type: ignore[no-untyped-def]
+            return (
+                await level_trend(session, guild_id, since, responder_id=user_id),
+                await consent.find(session, guild_id, user_id),
+            )
+
+        points, member = await self.bot.database.run(f"read the trend of member {user_id}", read)  # type: ignore[attr-defined]
         if not points:
             await interaction.followup.send(
                 "I haven't scored any of your replies here yet. Reply to someone in a support channel, "

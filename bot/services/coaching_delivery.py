@@ -2,6 +2,13 @@
 
 The cog asks for a plan, sends the DM, and records what happened here; each reply earns at most one note
 (its ``coaching_status`` leaves ``pending``/``queued`` exactly once).
+
+Delivery has two phases, as escalation alerts do. ``claim`` writes, in the same committed transaction as the
+plan, a ``coaching_deliveries`` row with status ``sending`` (and its replies ``sending``) *before* the DM goes
+out; ``record_delivery`` settles that row after the send. A row still ``sending`` later means the process died,
+or the database stayed unavailable, between the send and the record: ``settle_unfinished`` decides what it was
+from the responder's DM history (see its docstring). Coaching is not safety-critical, so when the history
+cannot tell, a possibly missed note is preferred to a duplicate one.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -25,6 +32,16 @@ log = logging.getLogger(__name__)
 # Replies waiting for consent longer than this are not coached after a late "yes": the moment has passed.
 LATE_ACCEPT_WINDOW = timedelta(hours=24)
 DAY = timedelta(hours=24)
+
+# A reply's ``coaching_status`` and a delivery's ``status`` while its DM is (or may be) on its way: claimed
+# before the send, settled after it. (``CoachingStatus`` lives with reply scoring; this value is coaching's.)
+SENDING = "sending"
+# A delivery left ``sending`` whose DM could not be found or ruled out: counted as sent, never re-sent.
+UNCONFIRMED = "unconfirmed"
+# A delivery left ``sending`` whose DM is verifiably not in the member's DMs: its replies were queued again.
+NOT_SENT = "not_sent"
+# Deliveries that count against the interval and the daily cap: what reached (or may have reached) the member.
+_COUNTED_STATUSES = ("sent", SENDING, UNCONFIRMED)
 
 
 class PlanKind(str, enum.Enum):
@@ -46,6 +63,12 @@ class DeliveryPlan:
     reason: str = ""
     # The member never heard from PeerCare (an opt-out guild): the note says what PeerCare is, with buttons.
     first_contact: bool = False
+    # The ``coaching_deliveries`` row claimed before the send (``claim``); None until then.
+    delivery_id: int | None = None
+
+    @property
+    def sends_something(self) -> bool:
+        return self.kind in (PlanKind.INVITE, PlanKind.COACH, PlanKind.DIGEST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +87,12 @@ def _nothing(guild_id: int, responder_id: int, reason: str) -> DeliveryPlan:
     return DeliveryPlan(PlanKind.NOTHING, guild_id, responder_id, reason=reason)
 
 
-async def _set_status(session: AsyncSession, reply_ids: Sequence[int], status: CoachingStatus) -> None:
+async def _set_status(session: AsyncSession, reply_ids: Sequence[int], status: CoachingStatus | str) -> None:
     if reply_ids:
         await session.execute(
             update(ScoredReply)
             .where(ScoredReply.reply_message_id.in_(reply_ids))
-            .values(coaching_status=status.value)
+            .values(coaching_status=status.value if isinstance(status, CoachingStatus) else status)
         )
 
 
@@ -179,7 +202,7 @@ async def next_allowed_at(
                 CoachingDelivery.guild_id == guild_id,
                 CoachingDelivery.responder_id == responder_id,
                 CoachingDelivery.kind.in_((PlanKind.COACH.value, PlanKind.DIGEST.value)),
-                CoachingDelivery.status == "sent",
+                CoachingDelivery.status.in_(_COUNTED_STATUSES),
             )
             .order_by(CoachingDelivery.sent_at.desc())
             .limit(limit.daily_cap)
@@ -194,6 +217,51 @@ async def next_allowed_at(
     return after_interval
 
 
+async def claim(session: AsyncSession, plan: DeliveryPlan, now: datetime) -> DeliveryPlan:
+    """Phase one: write that this DM is going out, before it does (commit it before sending).
+
+    Adds a ``sending`` delivery (the attempt time in ``sent_at``) and moves the plan's replies from
+    ``queued`` to ``sending``, so neither the flush nor a restart plans them again while the DM is on its way.
+    Returns the plan with its ``delivery_id``; a plan that sends nothing is returned as it is.
+    """
+    if not plan.sends_something:
+        return plan
+    delivery = CoachingDelivery(
+        guild_id=plan.guild_id,
+        responder_id=plan.responder_id,
+        kind=plan.kind.value,
+        status=SENDING,
+        reply_message_ids=list(plan.reply_message_ids),
+        sent_at=now,
+    )
+    session.add(delivery)
+    if plan.kind in (PlanKind.COACH, PlanKind.DIGEST):
+        await _set_status(session, plan.reply_message_ids, SENDING)
+    await session.flush()
+    return replace(plan, delivery_id=delivery.id)
+
+
+async def plan_and_claim_new_reply(
+    session: AsyncSession, reply_message_id: int, now: datetime
+) -> DeliveryPlan:
+    """``plan_for_new_reply`` and, when it sends something, ``claim`` — one transaction."""
+    return await claim(session, await plan_for_new_reply(session, reply_message_id, now), now)
+
+
+async def plan_and_claim_due(
+    session: AsyncSession, guild_id: int, responder_id: int, now: datetime
+) -> DeliveryPlan:
+    """``plan_due`` and, when it sends something, ``claim`` — one transaction."""
+    return await claim(session, await plan_due(session, guild_id, responder_id, now), now)
+
+
+async def _mark_first_contact_made(
+    session: AsyncSession, guild_id: int, responder_id: int, now: datetime
+) -> None:
+    member = await consent.get_or_create(session, guild_id, responder_id)
+    member.coaching_invited_at = member.coaching_invited_at or now
+
+
 async def record_delivery(
     session: AsyncSession,
     plan: DeliveryPlan,
@@ -202,32 +270,42 @@ async def record_delivery(
     *,
     dm_message_id: int | None = None,
 ) -> None:
-    """Record a sent (or refused) DM and move its replies on; DMs closed stops all further tries."""
+    """Phase two: record a sent (or refused) DM and move its replies on; DMs closed stops all further tries.
+
+    Safe to run again (``Database.run`` may): a claimed delivery that is no longer ``sending`` is left alone.
+    """
+    delivery: CoachingDelivery | None = None
+    if plan.delivery_id is not None:
+        delivery = await session.get(CoachingDelivery, plan.delivery_id)
+        if delivery is None or delivery.status != SENDING:
+            # Erased with the member's data, or already settled (a re-run, or the flush got there first).
+            return
     if plan.reply_message_ids and not await _any_reply_left(
         session, plan.responder_id, plan.reply_message_ids
     ):
         # The member erased their data (or deleted the replies) while the DM was on its way: keep nothing.
+        if delivery is not None:
+            await session.delete(delivery)
         log.info(
             "coaching %s to member %s: its replies are gone, nothing recorded",
             plan.kind.value,
             plan.responder_id,
         )
         return
-    session.add(
-        CoachingDelivery(
+    if delivery is None:
+        delivery = CoachingDelivery(
             guild_id=plan.guild_id,
             responder_id=plan.responder_id,
             kind=plan.kind.value,
-            status=status,
             reply_message_ids=list(plan.reply_message_ids),
-            dm_message_id=dm_message_id,
-            sent_at=now,
         )
-    )
+        session.add(delivery)
+    delivery.status = status
+    delivery.dm_message_id = dm_message_id
+    delivery.sent_at = now
     if status == "sent":
         if plan.first_contact:
-            member = await consent.get_or_create(session, plan.guild_id, plan.responder_id)
-            member.coaching_invited_at = member.coaching_invited_at or now
+            await _mark_first_contact_made(session, plan.guild_id, plan.responder_id, now)
         if plan.kind is PlanKind.COACH:
             await _set_status(session, plan.reply_message_ids, CoachingStatus.SENT)
         elif plan.kind is PlanKind.DIGEST:
@@ -245,6 +323,148 @@ async def record_delivery(
         status,
         len(plan.reply_message_ids),
     )
+
+
+# -- recovery: deliveries left "sending", replies left "pending" ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedDelivery:
+    """A DM claimed but never recorded: the process died, or the database failed, around the send."""
+
+    delivery_id: int
+    guild_id: int
+    responder_id: int
+    kind: PlanKind
+    claimed_at: datetime
+    # Where to look for it: each of its replies' jump URL is in the note (a reply is in at most one DM).
+    jump_urls: tuple[str, ...]
+
+
+class Settled(str, enum.Enum):
+    FOUND = "found"  # the DM is in the member's DMs: recorded as sent
+    REQUEUED = "requeued"  # verifiably never sent: its replies wait for the next note
+    UNCONFIRMED = "unconfirmed"  # could not tell: counted as sent, never re-sent
+    GONE = "gone"  # erased or settled meanwhile: nothing to do
+
+
+async def unfinished_deliveries(session: AsyncSession) -> list[UnfinishedDelivery]:
+    """Every delivery still ``sending``, with the jump URLs its DM carries (ids only, no text)."""
+    rows = list(
+        await session.scalars(
+            select(CoachingDelivery).where(CoachingDelivery.status == SENDING).order_by(CoachingDelivery.id)
+        )
+    )
+    found: list[UnfinishedDelivery] = []
+    for row in rows:
+        reply_ids = [int(i) for i in row.reply_message_ids or []]
+        replies = (
+            list(
+                await session.scalars(select(ScoredReply).where(ScoredReply.reply_message_id.in_(reply_ids)))
+            )
+            if reply_ids
+            else []
+        )
+        found.append(
+            UnfinishedDelivery(
+                delivery_id=row.id,
+                guild_id=row.guild_id,
+                responder_id=row.responder_id,
+                kind=PlanKind(row.kind),
+                claimed_at=row.sent_at,
+                jump_urls=tuple(jump_url(r.guild_id, r.channel_id, r.reply_message_id) for r in replies),
+            )
+        )
+    return found
+
+
+async def settle_unfinished(
+    session: AsyncSession,
+    delivery_id: int,
+    now: datetime,
+    *,
+    dm_message_id: int | None,
+    verified_absent: bool,
+) -> Settled:
+    """Decide what a delivery left ``sending`` was, from what the cog found in the member's DM history.
+
+    - ``dm_message_id`` given (the note is in the DMs): recorded as sent, exactly as ``record_delivery`` would.
+    - ``verified_absent`` (the history was read back past the claim and holds no such note) and a note, not
+      an invitation: the DM never went out, so its replies are queued again and the flush sends them once.
+    - Otherwise (the history could not be read, or not far enough): **counted as sent and never re-sent**.
+      Coaching is not safety-critical: a member missing one note is better than a member getting the same
+      note twice. Its replies get the status they would have had if it was sent; the delivery says
+      ``unconfirmed``. An invitation is never re-sent either way (``coaching_invited_at`` was set in its plan).
+    """
+    delivery = await session.get(CoachingDelivery, delivery_id)
+    if delivery is None or delivery.status != SENDING:
+        return Settled.GONE
+    kind = PlanKind(delivery.kind)
+    reply_ids = [int(i) for i in delivery.reply_message_ids or []]
+    if reply_ids and not await _any_reply_left(session, delivery.responder_id, reply_ids):
+        await session.delete(delivery)
+        return Settled.GONE
+    if dm_message_id is None and verified_absent and kind in (PlanKind.COACH, PlanKind.DIGEST):
+        delivery.status = NOT_SENT
+        await _set_status(session, await _still_sending(session, reply_ids), CoachingStatus.QUEUED)
+        outcome = Settled.REQUEUED
+    else:
+        delivery.status = "sent" if dm_message_id is not None else UNCONFIRMED
+        delivery.dm_message_id = dm_message_id
+        if kind in (PlanKind.COACH, PlanKind.DIGEST):
+            await _maybe_first_contact(session, delivery.guild_id, delivery.responder_id, now)
+            done = CoachingStatus.SENT if kind is PlanKind.COACH else CoachingStatus.DIGESTED
+            await _set_status(session, await _still_sending(session, reply_ids), done)
+        outcome = Settled.FOUND if dm_message_id is not None else Settled.UNCONFIRMED
+    log.info(
+        "coaching %s %s to member %s in guild %s, left unfinished: %s (%d replies)",
+        kind.value,
+        delivery_id,
+        delivery.responder_id,
+        delivery.guild_id,
+        outcome.value,
+        len(reply_ids),
+    )
+    return outcome
+
+
+async def _still_sending(session: AsyncSession, reply_ids: Sequence[int]) -> list[int]:
+    if not reply_ids:
+        return []
+    return list(
+        await session.scalars(
+            select(ScoredReply.reply_message_id).where(
+                ScoredReply.reply_message_id.in_(reply_ids), ScoredReply.coaching_status == SENDING
+            )
+        )
+    )
+
+
+async def _maybe_first_contact(
+    session: AsyncSession, guild_id: int, responder_id: int, now: datetime
+) -> None:
+    """A note (probably) reached a member PeerCare had never written to: it was the first-contact note."""
+    member = await consent.find(session, guild_id, responder_id)
+    if member is None or (member.coaching is CoachingChoice.UNSET and member.coaching_invited_at is None):
+        await _mark_first_contact_made(session, guild_id, responder_id, now)
+
+
+async def replies_left_pending(session: AsyncSession, now: datetime) -> list[tuple[int, int, int]]:
+    """(guild_id, responder_id, reply_message_id) of recent replies coaching never looked at.
+
+    A reply stays ``pending`` when planning it failed (the database stayed locked past every retry) or the
+    process died before its event was handled; the periodic flush plans them. Older than a day, the moment
+    has passed (as for a late "yes" to the invitation), so they are left alone.
+    """
+    rows = await session.execute(
+        select(ScoredReply.guild_id, ScoredReply.responder_id, ScoredReply.reply_message_id)
+        .where(
+            ScoredReply.coaching_status == CoachingStatus.PENDING.value,
+            ScoredReply.scored_at >= now - LATE_ACCEPT_WINDOW,
+        )
+        .order_by(ScoredReply.scored_at, ScoredReply.id)
+    )
+    return [(int(g), int(r), int(m)) for g, r, m in rows.all()]
 
 
 async def set_coaching_choice(
