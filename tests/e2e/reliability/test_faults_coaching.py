@@ -7,7 +7,8 @@ each link with the real bot, the loopback Discord server and an Alembic-migrated
 - the record after the send meets a lock that outlasts every ``Database.run`` retry;
 - the plan for a newly scored reply meets such a lock (the reply stays ``pending``);
 - the process dies after the send and before the record (``restart_bot(crash=True)``);
-- the process dies after the claim and before the send.
+- the process dies after the claim and before the send;
+- (check-ins) the process dies after a check-in DM, before its message id is recorded.
 
 A lock is another connection's ``BEGIN EXCLUSIVE`` with SQLite's own busy wait cut to 100 ms (as in
 ``test_faults_database.py``), so the retry layer is what meets it.
@@ -18,16 +19,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from bot.db.models import CoachingDelivery
-from bot.services import coaching_delivery
+from bot.db import session as db_session
+from bot.db.models import Checkin, CheckinSchedule, CoachingDelivery, RiskAssessment, utcnow
+from bot.services import checkins, coaching_delivery
 from bot.services.reply_scoring import CoachingStatus
-from tests.e2e._features import coaching_on, go_live, settings_for, stored_reply, wait_for_stored_reply
+from tests.discord_server.faults import missing_access
+from tests.e2e._features import (
+    coaching_on,
+    count_rows,
+    go_live,
+    settings_for,
+    stored_reply,
+    wait_for_stored_reply,
+)
 from tests.e2e.reliability.test_faults_database import WriteLock
 
 log = logging.getLogger(__name__)
@@ -48,8 +59,6 @@ def write_lock(e2e_database_url: str) -> Iterator[WriteLock]:
 @pytest.fixture
 def e2e_settings(e2e_inference_config, monkeypatch: pytest.MonkeyPatch) -> dict:
     """SQLite gives up on a lock after 100 ms instead of 5 s (set before the bot opens a connection)."""
-    from bot.db import session as db_session
-
     monkeypatch.setattr(db_session, "SQLITE_BUSY_TIMEOUT_MS", 100)
     return settings_for(e2e_inference_config)
 
@@ -90,6 +99,13 @@ def freeze() -> Iterator[Any]:
 
 async def _reply(e2e):  # type: ignore[no-untyped-def]
     post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
+    # The post's own risk row is written before the reply arrives, so a lock taken for the reply's coaching
+    # meets only coaching (reply scoring, another owner's, does not retry its writes yet).
+    await e2e.eventually(
+        lambda: count_rows(e2e, RiskAssessment, RiskAssessment.message_id == post.id),
+        timeout=15,
+        what="the post's risk row",
+    )
     return await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
 
 
@@ -232,8 +248,6 @@ async def test_unreadable_dm_history_counts_an_unrecorded_note_as_sent(e2e, free
     await frozen.wait_reached()
     frozen.thaw()
     await e2e.restart_bot(crash=True)
-    from tests.discord_server.faults import missing_access
-
     e2e.faults.next_request(missing_access(), method="GET", route="/channels/{channel_id}/messages")
     await _flush(e2e)
     await e2e.settle()
@@ -245,3 +259,38 @@ async def test_unreadable_dm_history_counts_an_unrecorded_note_as_sent(e2e, free
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_crash_after_a_checkin_dm_sends_no_second_one_for_that_slot(e2e, freeze):
+    await go_live(e2e)
+    command = await e2e.slash(
+        "peercare checkin on",
+        {"cadence": "daily", "time": "09:30", "timezone": "Europe/Berlin"},
+        user=e2e.cast.alice,
+        channel=e2e.cast.general,
+    )
+    await command.reply()
+    async with e2e.database.session() as session:
+        schedule = await session.scalar(select(CheckinSchedule))
+    slot_time = utcnow()
+    frozen = freeze(checkins, "mark_sent")  # the DM is sent; its message id is never recorded
+    job = e2e.bot.scheduler.get_job(checkins.job_id(schedule.id))
+    running = asyncio.create_task(job.func(*job.args, now=slot_time))
+    await frozen.wait_reached()
+    frozen.thaw()
+    await e2e.restart_bot(crash=True)
+    running.cancel()
+    assert len(e2e.dms_to(e2e.cast.alice)) == 1
+
+    # The rebuilt job runs again for the same slot (a restart within the minute): nothing is sent.
+    job = e2e.bot.scheduler.get_job(checkins.job_id(schedule.id))
+    assert await job.func(*job.args, now=slot_time + timedelta(seconds=30)) is False
+    await e2e.settle()
+    assert len(e2e.dms_to(e2e.cast.alice)) == 1
+    async with e2e.database.session() as session:
+        rows = list(await session.scalars(select(Checkin)))
+    assert len(rows) == 1 and rows[0].dm_message_id is None
+    # The next day's slot is a new check-in, without a "you missed one" note for a DM never confirmed.
+    assert await job.func(*job.args, now=slot_time + timedelta(days=1)) is True
+    nxt = await e2e.wait_for_dm(e2e.cast.alice, lambda dm: dm.id != e2e.dms_to(e2e.cast.alice)[0].id)
+    assert "pause" not in nxt.content
