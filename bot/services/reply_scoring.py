@@ -7,6 +7,7 @@ stored only on the reply row and only until ``text_expires_at`` (the retention j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import logging
@@ -14,7 +15,7 @@ import re
 import unicodedata
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -194,6 +195,10 @@ class ReplyScoringPipeline:
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._deleted: OrderedDict[int, None] = OrderedDict()
+        # Seeker posts whose own risk scoring (risk priority, never shed) is under way, by message id: a
+        # reply to one of them need not carry its parent's risk, so it goes at coaching priority and may
+        # be shed under overload. Counts, because an edit's re-score may overlap the first score.
+        self._risk_in_flight: dict[int, int] = {}
 
     def _lock(self, message_id: int) -> asyncio.Lock:
         lock = self._locks.get(message_id)
@@ -206,6 +211,20 @@ class ReplyScoringPipeline:
         """A first score (or re-score) of this message is under way: an edit now must not be dropped."""
         lock = self._locks.get(message_id)
         return lock is not None and lock.locked()
+
+    def is_risk_scoring(self, message_id: int) -> bool:
+        """This post's own risk scoring is under way (requested, not yet stored)."""
+        return message_id in self._risk_in_flight
+
+    @contextlib.contextmanager
+    def _scoring_risk_of(self, message_id: int) -> Iterator[None]:
+        self._risk_in_flight[message_id] = self._risk_in_flight.get(message_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._risk_in_flight.pop(message_id) - 1
+            if left:
+                self._risk_in_flight[message_id] = left
 
     def is_deleted(self, message_id: int) -> bool:
         """The message was deleted on Discord while this process ran: nothing more is stored for it."""
@@ -250,9 +269,14 @@ class ReplyScoringPipeline:
             if stored is not None and stored.content_hash == new_hash:
                 return ReplyScoringResult(ReplyOutcome.UNCHANGED)
 
-            score, why_not = await self._score(reply, parent_known=parent_known)
+            # Stored, or being scored on its own path (whose inbox row retries it if that fails): the reply
+            # need not carry the parent's first risk score, so it is ordinary, sheddable coaching work.
+            parent_covered = parent_known or self.is_risk_scoring(reply.parent.message_id)
+            score, why_not = await self._score(reply, carries_parent_risk=not parent_covered)
             if score is None:
-                seeker_event = None if parent_known else await self._score_seeker_post(reply.parent)
+                # Only a reply that carried its parent's risk owes it: a shed coaching reply must not turn
+                # into a never-shed risk request (that would unbound the queue again under overload).
+                seeker_event = None if parent_covered else await self._score_seeker_post(reply.parent)
                 return ReplyScoringResult(
                     ReplyOutcome.SKIPPED, seeker_event=seeker_event, skip_reason=why_not
                 )
@@ -291,11 +315,13 @@ class ReplyScoringPipeline:
         """Risk-score a post that is not a reply. Returns the event to dispatch, or None if already done."""
         if not has_scorable_text(post.text):
             return None
-        async with self._lock(post.message_id):
-            async with self.database.session() as session:
-                if await _seeker_risk_recorded(session, post.message_id):
-                    return None
-            return await self._score_seeker_post(post, own_message=True)
+        # Marked before any wait (lock, database), so replies arriving meanwhile already know it is covered.
+        with self._scoring_risk_of(post.message_id):
+            async with self._lock(post.message_id):
+                async with self.database.session() as session:
+                    if await _seeker_risk_recorded(session, post.message_id):
+                        return None
+                return await self._score_seeker_post(post, own_message=True)
 
     async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> SeekerRiskScored | None:
         """An edited seeker post: score its risk again. Returns the event only when its tier rose.
@@ -313,9 +339,10 @@ class ReplyScoringPipeline:
             if not known and not first_time:
                 return None
             try:
-                result = await self.inference.score_risk(
-                    RiskScoreRequest(message_id=post.message_id, text=post.text)
-                )
+                with self._scoring_risk_of(post.message_id):
+                    result = await self.inference.score_risk(
+                        RiskScoreRequest(message_id=post.message_id, text=post.text)
+                    )
             except InferenceError as exc:
                 log.error("could not risk-score edited post %s: %s", post.message_id, type(exc).__name__)
                 return None
@@ -385,9 +412,10 @@ class ReplyScoringPipeline:
     ) -> SeekerRiskScored | None:
         """``own_message``: the post is the message being processed (not the parent of a reply)."""
         try:
-            result = await self.inference.score_risk(
-                RiskScoreRequest(message_id=post.message_id, text=post.text)
-            )
+            with self._scoring_risk_of(post.message_id):
+                result = await self.inference.score_risk(
+                    RiskScoreRequest(message_id=post.message_id, text=post.text)
+                )
         except InferenceShutDown:
             # Shutdown, not a failure: the post was never scored; the message inbox keeps it for the next start.
             log.warning("post %s not risk-scored: PeerCare is shutting down", post.message_id)
@@ -405,14 +433,18 @@ class ReplyScoringPipeline:
                 return None
             return await record_seeker_risk(session, post, result.risk, self.clock())
 
-    async def _score(self, reply: ReplyInput, *, parent_known: bool) -> tuple[ReplyScore | None, str | None]:
+    async def _score(
+        self, reply: ReplyInput, *, carries_parent_risk: bool
+    ) -> tuple[ReplyScore | None, str | None]:
         request = ReplyScoreRequest(
             parent_id=reply.parent.message_id,
             parent_text=reply.parent.text,
             reply_id=reply.reply_message_id,
             reply_text=reply.reply_text,
-            # The parent's first risk score rides on this request: it must not be shed under load.
-            priority=Priority.COACHING if parent_known else Priority.RISK,
+            # The parent's first risk score rides on this request only when nothing else will score it
+            # (never requested: posted while PeerCare was down, or before its channel was opted in): then
+            # it must not be shed under load.
+            priority=Priority.RISK if carries_parent_risk else Priority.COACHING,
         )
         try:
             return await self.inference.score_reply(request), None
