@@ -1,7 +1,7 @@
 """The default backend: a supervised worker process that owns the models; crashes and hangs are survived.
 
 The client keeps every request until it has its answer. When the worker dies (or stops sending heartbeats,
-or sits on a request past ``request_timeout_s``) it is killed and restarted, and every unanswered request is
+or holds work but answers nothing for ``request_timeout_s``) it is killed and restarted, and every unanswered request is
 sent again; requests are idempotent (identical requests share one answer), so nothing is lost or doubled.
 A request whose worker died under it ``max_attempts`` times fails with InferenceUnavailable instead of
 restarting forever.
@@ -23,7 +23,7 @@ from inference.backends import protocol
 from inference.backends.inprocess import _expect
 from inference.config import InferenceConfig
 from inference.engine import WorkItem, WorkResult
-from inference.errors import InferenceShutDown, InferenceUnavailable
+from inference.errors import InferenceShutDown, InferenceUnavailable, RequestShed
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class WorkerClient:
         proc.stdin.write(
             protocol.encode(protocol.CONFIG, config=self.config, log_level=logging.getLogger().level)
         )
-        state = {"last_seen": time.monotonic(), "ready": False}
+        state = {"last_seen": time.monotonic(), "last_progress": time.monotonic(), "ready": False}
         reader = asyncio.get_running_loop().create_task(self._read(proc, state))
         watchdog = asyncio.get_running_loop().create_task(self._watch(state))
         try:
@@ -238,9 +238,14 @@ class WorkerClient:
             state["last_seen"] = time.monotonic()
             op = frame.get("op")
             if op == protocol.RESULT:
+                state["last_progress"] = state["last_seen"]
                 self._answer(frame["id"], frame["result"])
             elif op == protocol.ERROR:
-                self._answer(frame["id"], protocol.error_from_wire(frame["error"]))
+                error = protocol.error_from_wire(frame["error"])
+                # A shed request says only that the queue is full, not that the models are still scoring.
+                if not isinstance(error, RequestShed):
+                    state["last_progress"] = state["last_seen"]
+                self._answer(frame["id"], error)
             elif op == protocol.PROGRESS:
                 log.info("inference worker (pid %d): %s", proc.pid, frame["stage"])
             elif op == protocol.READY:
@@ -263,15 +268,32 @@ class WorkerClient:
                 return
 
     async def _watch(self, state: dict) -> str | None:
-        """Returns why the worker counts as hung: no heartbeat, or a request held past the timeout."""
+        """Returns why the worker counts as hung: no heartbeat, or work held with no answer for the timeout.
+
+        Progress, not a request's age: under sustained overload a request may queue in a healthy worker for
+        longer than ``request_timeout_s``, and killing that worker (reloading the models, resending all)
+        would only deepen the backlog. A worker that keeps answering is working; one that holds work and
+        answers nothing (a stuck batch) for ``request_timeout_s`` is hung.
+        """
         while True:
             await asyncio.sleep(_WATCH_INTERVAL_S)
             now = time.monotonic()
             if now - state["last_seen"] > self.config.heartbeat_timeout_s:
                 return f"sent no heartbeat for {now - state['last_seen']:.1f}s"
-            oldest = min((p.sent_at for p in self._pending.values() if p.sent_at is not None), default=None)
-            if oldest is not None and now - oldest > self.config.request_timeout_s:
-                return f"held a request for {now - oldest:.1f}s (INFERENCE_TIMEOUT_S={self.config.request_timeout_s:g})"
+            if not any(p.sent_at is not None for p in self._pending.values()):
+                state["last_progress"] = now  # idle: nothing to answer, so no lack of progress either
+                continue
+            # Work sent after the last answer started its own clock: an idle worker's old answer is no excuse.
+            since = max(
+                state["last_progress"],
+                min(p.sent_at for p in self._pending.values() if p.sent_at is not None),
+            )
+            if now - since > self.config.request_timeout_s:
+                return (
+                    f"answered nothing for {now - since:.1f}s while holding "
+                    f"{sum(p.sent_at is not None for p in self._pending.values())} request(s) "
+                    f"(INFERENCE_TIMEOUT_S={self.config.request_timeout_s:g})"
+                )
 
     async def _stop_worker(self, *, graceful: bool) -> None:
         proc = self._proc
