@@ -332,7 +332,11 @@ class InboxMessage(Base):
     """
 
     __tablename__ = "message_inbox"
-    __table_args__ = (Index("ix_message_inbox_outcome_received_at", "outcome", "received_at"),)
+    __table_args__ = (
+        Index("ix_message_inbox_outcome_received_at", "outcome", "received_at"),
+        # Catch-up asks, per channel or thread, for the newest message the inbox has seen.
+        Index("ix_message_inbox_channel_message", "channel_id", "message_id"),
+    )
 
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     guild_id: Mapped[int] = mapped_column(BigInteger, index=True)

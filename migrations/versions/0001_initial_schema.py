@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:58:38.875130
+Create Date: 2026-11-23 16:11:59.994576
 """
 
 from collections.abc import Sequence
@@ -148,6 +148,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('message_inbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_message_inbox_author_id'), ['author_id'], unique=False)
+        batch_op.create_index('ix_message_inbox_channel_message', ['channel_id', 'message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_message_inbox_guild_id'), ['guild_id'], unique=False)
         batch_op.create_index('ix_message_inbox_outcome_received_at', ['outcome', 'received_at'], unique=False)
 
@@ -260,6 +261,7 @@ def downgrade() -> None:
     with op.batch_alter_table('message_inbox', schema=None) as batch_op:
         batch_op.drop_index('ix_message_inbox_outcome_received_at')
         batch_op.drop_index(batch_op.f('ix_message_inbox_guild_id'))
+        batch_op.drop_index('ix_message_inbox_channel_message')
         batch_op.drop_index(batch_op.f('ix_message_inbox_author_id'))
 
     op.drop_table('message_inbox')
