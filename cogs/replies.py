@@ -20,6 +20,7 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import InboxOutcome, utcnow
+from bot.db.session import transient_reason
 from bot.services import catch_up, message_inbox, reply_scoring, support_channels
 from bot.services.events import SEEKER_RISK_SCORED, SeekerRiskScored
 from bot.services.message_inbox import MAX_ATTEMPTS, MessageKind, PendingMessage, SkipReason
@@ -239,8 +240,19 @@ class Replies(commands.Cog):
             return
         try:
             verdict: Verdict | None = await self._score_new(message, retrying=attempt > 1)
-        except Exception:
-            log.exception("failed to process message %s (attempt %d)", message.id, attempt)
+        except Exception as exc:
+            reason = transient_reason(exc)
+            if reason is None:
+                log.exception("failed to process message %s (attempt %d)", message.id, attempt)
+            else:
+                # Every retry of the unit of work already failed (and was logged): nothing is lost, the
+                # message stays pending and the recovery sweep processes it again once the database is back.
+                log.warning(
+                    "message %s (attempt %d) left pending for the recovery sweep: database unavailable (%s)",
+                    message.id,
+                    attempt,
+                    reason,
+                )
             verdict = None
         assert self.pipeline is not None
         if verdict is None or verdict.retry:
@@ -261,9 +273,11 @@ class Replies(commands.Cog):
             is_reply = False  # a follow-up to one's own post is the seeker speaking again, not a reply
         if not is_reply:
             await self._dispatch(await self.pipeline.score_seeker_post(self._seeker_post(message)))
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                # None from score_seeker_post means "already scored" or "inference failed": the row tells.
-                scored = await reply_scoring.seeker_risk_recorded(session, message.id)
+            # None from score_seeker_post means "already scored" or "inference failed": the row tells.
+            scored = await self.bot.database.run(  # type: ignore[attr-defined]
+                f"look up the risk of post {message.id}",
+                lambda session: reply_scoring.seeker_risk_recorded(session, message.id),
+            )
             return Verdict(MessageKind.POST, retry=not scored)
         if parent is None:
             return Verdict(MessageKind.REPLY, SkipReason.PARENT_UNREADABLE)
@@ -295,8 +309,9 @@ class Replies(commands.Cog):
 
     async def _coaching_owed(self, message_id: int) -> bool:
         """Stored before a crash, never looked at by coaching: the note it may earn is still owed."""
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            row = await reply_scoring.find_reply(session, message_id)
+        row = await self.bot.database.run(  # type: ignore[attr-defined]
+            f"look up reply {message_id}", lambda session: reply_scoring.find_reply(session, message_id)
+        )
         return row is not None and row.coaching_status == CoachingStatus.PENDING.value
 
     @staticmethod
@@ -363,10 +378,12 @@ class Replies(commands.Cog):
         looked_at = 0
         last: PendingMessage | None = None
         while True:  # page by page, so a backlog after a crash is worked off in one sweep
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                page = await message_inbox.pending(
-                    session, older_than=cutoff, limit=message_inbox.RECOVERY_PAGE_SIZE, after=last
-                )
+            page = await self.bot.database.run(  # type: ignore[attr-defined]
+                "list pending inbox messages",
+                lambda session, after=last: message_inbox.pending(
+                    session, older_than=cutoff, limit=message_inbox.RECOVERY_PAGE_SIZE, after=after
+                ),
+            )
             if not page:
                 break
             last = page[-1]
@@ -382,8 +399,11 @@ class Replies(commands.Cog):
             return
         self._in_flight.add(row.message_id)
         try:
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                attempt = await message_inbox.start_attempt(session, row.message_id)
+            # A re-run after a commit that did land (PostgreSQL) counts one attempt too many: harmless.
+            attempt = await self.bot.database.run(  # type: ignore[attr-defined]
+                f"start recovering message {row.message_id}",
+                lambda session: message_inbox.start_attempt(session, row.message_id),
+            )
             if attempt is None:
                 return  # finished meanwhile
             if attempt > MAX_ATTEMPTS:
@@ -475,9 +495,18 @@ class Replies(commands.Cog):
             )
             return
         for guild in list(self.bot.guilds):
-            async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-                channels = await catch_up.opted_in_channels(session, guild.id)
-                erased_at = await catch_up.last_member_erasure(session, guild.id)
+
+            async def read_channels(
+                session: AsyncSession, guild_id: int = guild.id
+            ) -> tuple[list[catch_up.OptedInChannel], datetime | None]:
+                return (
+                    await catch_up.opted_in_channels(session, guild_id),
+                    await catch_up.last_member_erasure(session, guild_id),
+                )
+
+            channels, erased_at = await self.bot.database.run(  # type: ignore[attr-defined]
+                f"catch-up: list the support channels of guild {guild.id}", read_channels
+            )
             for opted_in in channels:
                 await self._catch_up_channel(guild, opted_in, erased_at, connected_at, lookback)
 
@@ -523,15 +552,17 @@ class Replies(commands.Cog):
         counts: dict[str, int],
     ) -> None:
         location_id: int = location.id  # type: ignore[attr-defined]
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            window = await catch_up.range_for(
+        window = await self.bot.database.run(  # type: ignore[attr-defined]
+            f"catch-up: find what the inbox saw in {location_id}",
+            lambda session: catch_up.range_for(
                 session,
                 location_id,
                 opted_in_at=opted_in.opted_in_at,
                 erased_at=erased_at,
                 connected_at=connected_at,
                 lookback=lookback,
-            )
+            ),
+        )
         cap = catch_up.CATCH_UP_MAX_MESSAGES
         try:
             # Newest first, one more than the cap: the read stops at the anchor or once the cap is exceeded.
@@ -647,9 +678,13 @@ class Replies(commands.Cog):
         before = payload.cached_message
         if before is not None and before.content == message.content:
             return  # an embed or a pin changed, not the words
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            known = await reply_scoring.find_reply(session, payload.message_id) is not None
-            known = known or await reply_scoring.seeker_risk_recorded(session, payload.message_id)
+
+        async def look_up(session: AsyncSession) -> bool:
+            if await reply_scoring.find_reply(session, payload.message_id) is not None:
+                return True
+            return await reply_scoring.seeker_risk_recorded(session, payload.message_id)
+
+        known = await self.bot.database.run(f"look up edited message {payload.message_id}", look_up)  # type: ignore[attr-defined]
         if not (known or self.pipeline.is_scoring(payload.message_id) or self._may_be_seeker_post(message)):
             return  # an unknown reply: only replies we scored are re-scored
         try:
@@ -669,8 +704,10 @@ class Replies(commands.Cog):
         assert self.pipeline is not None
         await self.pipeline.forget(message_ids)
         # A message deleted before it was scored ends skipped / "deleted"; a finished one keeps its outcome.
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            await message_inbox.mark_deleted(session, message_ids)
+        await self.bot.database.run(  # type: ignore[attr-defined]
+            f"mark {len(message_ids)} deleted messages in the inbox",
+            lambda session: message_inbox.mark_deleted(session, message_ids),
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

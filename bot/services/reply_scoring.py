@@ -2,6 +2,11 @@
 
 Ids and text in, database rows and a ``SeekerRiskScored`` payload out; no Discord objects. Message text is
 stored only on the reply row and only until ``text_expires_at`` (the retention job nulls it).
+
+Every unit of database work goes through ``Database.run``: a briefly locked or unreachable database re-runs
+the unit (never the inference before it), so each unit is safe to run again: it checks before it inserts, asks
+``may_store_first_score`` again, and recognises its own write from an attempt whose commit did land (see
+``_Attempts``). When the retries run out the error propagates and the message inbox keeps the message pending.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class CoachingStatus(str, enum.Enum):
 
     PENDING = "pending"  # scored, not yet looked at by coaching
     QUEUED = "queued"  # wanted, waiting for the rate limit
+    SENDING = "sending"  # claimed for a DM that is being sent (settled after the send)
     SENT = "sent"  # delivered on its own
     DIGESTED = "digested"  # delivered inside a digest
     AWAITING_CONSENT = "awaiting_consent"  # responder invited, has not answered
@@ -169,6 +175,24 @@ def _risk_json(risk: RiskResult) -> dict[str, Any]:
     }
 
 
+class _Attempts:
+    """What earlier attempts of one retried unit of work wrote, so a re-run does not lose its result.
+
+    A failed attempt is rolled back, so usually a re-run starts from nothing. But a connection lost during
+    COMMIT (PostgreSQL) leaves the write in place: the re-run then finds "already stored" and would report
+    nothing new, and the first score's coaching or the post's escalation would be lost. A row whose
+    ``scored_at`` is this unit's own timestamp was written by this unit, so the earlier result stands.
+    """
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.reply_inserted = False
+        self.seeker_event: SeekerRiskScored | None = None
+
+    def seeker_event_if_ours(self, row_scored_at: datetime | None) -> SeekerRiskScored | None:
+        return self.seeker_event if row_scored_at is not None and row_scored_at == self.now else None
+
+
 class ReplyScoringPipeline:
     """Scores replies and seeker posts through the inference client and stores the results."""
 
@@ -244,8 +268,11 @@ class ReplyScoringPipeline:
             self._deleted.popitem(last=False)
         touched = 0
         for message_id in message_ids:
-            async with self._lock(message_id), self.database.session() as session:
-                touched += await forget_message(session, message_id)
+            async with self._lock(message_id):
+                touched += await self.database.run(
+                    f"forget deleted message {message_id}",
+                    lambda session, message_id=message_id: forget_message(session, message_id),
+                )
         return touched
 
     def _text_expiry(self) -> datetime | None:
@@ -261,9 +288,16 @@ class ReplyScoringPipeline:
         async with self._lock(reply.reply_message_id):
             if self.is_deleted(reply.reply_message_id):
                 return ReplyScoringResult(ReplyOutcome.SKIPPED)
-            async with self.database.session() as session:
-                stored = await _find_reply(session, reply.reply_message_id)
-                parent_known = await _seeker_risk_recorded(session, reply.parent.message_id)
+
+            async def look_up(session: AsyncSession) -> tuple[ScoredReply | None, bool]:
+                return (
+                    await _find_reply(session, reply.reply_message_id),
+                    await _seeker_risk_recorded(session, reply.parent.message_id),
+                )
+
+            stored, parent_known = await self.database.run(
+                f"look up reply {reply.reply_message_id} and its post", look_up
+            )
             if stored is None and is_edit:
                 return ReplyScoringResult(ReplyOutcome.SKIPPED)
             if stored is not None and stored.content_hash == new_hash:
@@ -281,7 +315,10 @@ class ReplyScoringPipeline:
                     ReplyOutcome.SKIPPED, seeker_event=seeker_event, skip_reason=why_not
                 )
 
-            async with self.database.session() as session:
+            attempts = _Attempts(self.clock())
+
+            async def store(session: AsyncSession) -> tuple[ReplyOutcome, str, SeekerRiskScored | None]:
+                # Everything is decided again in each attempt: a delete or a forget-me may land between them.
                 if self.is_deleted(reply.reply_message_id):
                     outcome, why_not = ReplyOutcome.SKIPPED, "deleted"
                 elif (
@@ -291,12 +328,19 @@ class ReplyScoringPipeline:
                 ):
                     outcome, why_not = ReplyOutcome.SKIPPED, "not_wanted"
                 else:
-                    outcome = await self._store(session, reply, score, new_hash, is_edit=is_edit)
+                    outcome = await self._store(
+                        session, reply, score, new_hash, is_edit=is_edit, attempts=attempts
+                    )
                     why_not = "deleted"  # only if the row went meanwhile
                 # The seeker post was not deleted with the reply: its risk is still recorded.
-                seeker_event = await record_seeker_risk(
-                    session, reply.parent, score.parent_risk, self.clock()
+                seeker_event = await self._record_seeker_risk(
+                    session, reply.parent, score.parent_risk, attempts
                 )
+                return outcome, why_not, seeker_event
+
+            outcome, why_not, seeker_event = await self.database.run(
+                f"store the score of reply {reply.reply_message_id}", store
+            )
             if outcome is ReplyOutcome.SKIPPED:
                 log.info("reply %s: nothing stored (%s while being scored)", reply.reply_message_id, why_not)
                 return ReplyScoringResult(outcome, seeker_event=seeker_event, skip_reason=why_not)
@@ -318,9 +362,11 @@ class ReplyScoringPipeline:
         # Marked before any wait (lock, database), so replies arriving meanwhile already know it is covered.
         with self._scoring_risk_of(post.message_id):
             async with self._lock(post.message_id):
-                async with self.database.session() as session:
-                    if await _seeker_risk_recorded(session, post.message_id):
-                        return None
+                if await self.database.run(
+                    f"look up the risk of post {post.message_id}",
+                    lambda session: _seeker_risk_recorded(session, post.message_id),
+                ):
+                    return None
                 return await self._score_seeker_post(post, own_message=True)
 
     async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> SeekerRiskScored | None:
@@ -334,8 +380,10 @@ class ReplyScoringPipeline:
         async with self._lock(post.message_id):
             if self.is_deleted(post.message_id):
                 return None
-            async with self.database.session() as session:
-                known = await _seeker_risk_recorded(session, post.message_id)
+            known = await self.database.run(
+                f"look up the risk of edited post {post.message_id}",
+                lambda session: _seeker_risk_recorded(session, post.message_id),
+            )
             if not known and not first_time:
                 return None
             try:
@@ -346,18 +394,45 @@ class ReplyScoringPipeline:
             except InferenceError as exc:
                 log.error("could not risk-score edited post %s: %s", post.message_id, type(exc).__name__)
                 return None
-            async with self.database.session() as session:
+            attempts = _Attempts(self.clock())
+
+            async def store(session: AsyncSession) -> SeekerRiskScored | None:
                 row = await session.scalar(
                     select(RiskAssessment).where(
                         RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
                     )
                 )
                 if row is None:
-                    return await record_seeker_risk(session, post, result.risk, self.clock())
-                return await self._raise_seeker_risk(session, post, row, result.risk)
+                    return await self._record_seeker_risk(session, post, result.risk, attempts)
+                ours = attempts.seeker_event_if_ours(row.scored_at)
+                if ours is not None:
+                    return ours  # an earlier attempt's commit landed: its rise stands
+                attempts.seeker_event = await self._raise_seeker_risk(
+                    session, post, row, result.risk, attempts.now
+                )
+                return attempts.seeker_event
+
+            return await self.database.run(f"store the risk of edited post {post.message_id}", store)
+
+    async def _record_seeker_risk(
+        self, session: AsyncSession, post: SeekerPost, risk: RiskResult, attempts: _Attempts
+    ) -> SeekerRiskScored | None:
+        """``record_seeker_risk`` inside a retried unit: an earlier attempt's landed write keeps its event."""
+        event = await record_seeker_risk(session, post, risk, attempts.now)
+        if event is not None:
+            attempts.seeker_event = event
+            return event
+        if attempts.seeker_event is None:
+            return None
+        stored_at = await session.scalar(
+            select(RiskAssessment.scored_at).where(
+                RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
+            )
+        )
+        return attempts.seeker_event_if_ours(stored_at)
 
     async def _raise_seeker_risk(
-        self, session: AsyncSession, post: SeekerPost, row: RiskAssessment, risk: RiskResult
+        self, session: AsyncSession, post: SeekerPost, row: RiskAssessment, risk: RiskResult, now: datetime
     ) -> SeekerRiskScored | None:
         """Merge an edit's risk into the stored one (each label's highest probability, every phrase)."""
         stored_tier = RiskTier(row.tier)
@@ -385,7 +460,7 @@ class ReplyScoringPipeline:
                 probabilities=probabilities,
                 triggered_labels=list(decision.labels),
                 phrase_matches=list(phrases),
-                scored_at=self.clock(),  # recent again: the sweep recovers its case if the event is lost
+                scored_at=now,  # recent again: the sweep recovers its case if the event is lost
             )
         )
         if not updated.rowcount:
@@ -423,7 +498,10 @@ class ReplyScoringPipeline:
         except InferenceError as exc:
             log.error("could not risk-score post %s: %s", post.message_id, type(exc).__name__)
             return None
-        async with self.database.session() as session:
+        attempts = _Attempts(self.clock())
+
+        async def store(session: AsyncSession) -> SeekerRiskScored | None:
+            # Asked again in every attempt: the author may be forgotten between two of them.
             if (
                 own_message
                 and self.may_store_first_score is not None
@@ -431,7 +509,9 @@ class ReplyScoringPipeline:
             ):
                 log.info("post %s: nothing stored (erased or deleted while being scored)", post.message_id)
                 return None
-            return await record_seeker_risk(session, post, result.risk, self.clock())
+            return await self._record_seeker_risk(session, post, result.risk, attempts)
+
+        return await self.database.run(f"store the risk of post {post.message_id}", store)
 
     async def _score(
         self, reply: ReplyInput, *, carries_parent_risk: bool
@@ -459,7 +539,14 @@ class ReplyScoringPipeline:
         return None, "unavailable"
 
     async def _store(
-        self, session: AsyncSession, reply: ReplyInput, score: ReplyScore, new_hash: str, *, is_edit: bool
+        self,
+        session: AsyncSession,
+        reply: ReplyInput,
+        score: ReplyScore,
+        new_hash: str,
+        *,
+        is_edit: bool,
+        attempts: _Attempts,
     ) -> ReplyOutcome:
         empathy = score.empathy
         values = {
@@ -474,7 +561,11 @@ class ReplyScoringPipeline:
             "reply_text": reply.reply_text if self.retention_days > 0 else None,
             "text_expires_at": self._text_expiry(),
         }
-        if not is_edit and await _find_reply(session, reply.reply_message_id) is None:
+        existing = None if is_edit else await _find_reply(session, reply.reply_message_id)
+        if existing is not None and attempts.reply_inserted and existing.scored_at == attempts.now:
+            return ReplyOutcome.NEW  # an earlier attempt's commit landed: still this reply's first score
+        if not is_edit and existing is None:
+            attempts.reply_inserted = True
             session.add(
                 ScoredReply(
                     guild_id=reply.guild_id,
@@ -484,7 +575,7 @@ class ReplyScoringPipeline:
                     responder_id=reply.responder_id,
                     seeker_id=reply.parent.author_id,
                     coaching_status=CoachingStatus.PENDING.value,
-                    scored_at=self.clock(),
+                    scored_at=attempts.now,
                     **values,
                 )
             )
