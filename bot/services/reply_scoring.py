@@ -219,9 +219,9 @@ class ReplyScoringPipeline:
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._deleted: OrderedDict[int, None] = OrderedDict()
-        # Seeker posts whose own risk scoring (risk priority, never shed) is under way, by message id: a
-        # reply to one of them need not carry its parent's risk, so it goes at coaching priority and may
-        # be shed under overload. Counts, because an edit's re-score may overlap the first score.
+        # Seeker posts whose risk scoring (risk priority, never shed) is under way, by message id: a reply
+        # to one of them need not carry its parent's risk, so it goes at coaching priority and may be shed
+        # under overload. Counts, because several scorings of one post may overlap.
         self._risk_in_flight: dict[int, int] = {}
 
     def _lock(self, message_id: int) -> asyncio.Lock:
@@ -237,7 +237,7 @@ class ReplyScoringPipeline:
         return lock is not None and lock.locked()
 
     def is_risk_scoring(self, message_id: int) -> bool:
-        """This post's own risk scoring is under way (requested, not yet stored)."""
+        """This post's risk is being scored (its own request, or a reply carrying it), not yet stored."""
         return message_id in self._risk_in_flight
 
     @contextlib.contextmanager
@@ -306,7 +306,13 @@ class ReplyScoringPipeline:
             # Stored, or being scored on its own path (whose inbox row retries it if that fails): the reply
             # need not carry the parent's first risk score, so it is ordinary, sheddable coaching work.
             parent_covered = parent_known or self.is_risk_scoring(reply.parent.message_id)
-            score, why_not = await self._score(reply, carries_parent_risk=not parent_covered)
+            if parent_covered:
+                score, why_not = await self._score(reply, carries_parent_risk=False)
+            else:
+                # This reply now carries the parent's risk: its siblings meanwhile need not (if it fails, its
+                # own retry carries it again).
+                with self._scoring_risk_of(reply.parent.message_id):
+                    score, why_not = await self._score(reply, carries_parent_risk=True)
             if score is None:
                 # Only a reply that carried its parent's risk owes it: a shed coaching reply must not turn
                 # into a never-shed risk request (that would unbound the queue again under overload).

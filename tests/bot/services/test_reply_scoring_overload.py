@@ -79,6 +79,36 @@ async def test_shed_reply_to_a_post_being_risk_scored_sends_no_risk_request_of_i
     assert event is not None and event.message_id == POST.message_id
 
 
+class HeldRiskReplyInference(ScriptedInference):
+    """Scripted answers, but a reply carrying its parent's risk stays in flight until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release_risk = asyncio.Event()
+        self.risk_reply_arrived = asyncio.Event()
+
+    async def score_reply(self, request: ReplyScoreRequest) -> ReplyScore:
+        if request.priority is Priority.RISK:
+            self.risk_reply_arrived.set()
+            await self.release_risk.wait()
+        return await super().score_reply(request)
+
+
+async def test_only_one_reply_at_a_time_carries_a_never_scored_parents_risk(database: Database) -> None:
+    inference = HeldRiskReplyInference()
+    pipeline = ReplyScoringPipeline(database, inference, retention_days=7)
+    carrier = asyncio.create_task(pipeline.score_reply(_reply(600)))
+    await asyncio.wait_for(inference.risk_reply_arrived.wait(), 30)
+    sibling = await asyncio.wait_for(pipeline.score_reply(_reply(601)), 30)
+    inference.release_risk.set()
+    first = await carrier
+    assert (first.outcome, sibling.outcome) == (ReplyOutcome.NEW, ReplyOutcome.NEW)
+    assert [(c.reply_id, c.priority) for c in inference.reply_calls] == [
+        (601, Priority.COACHING),
+        (600, Priority.RISK),
+    ]
+
+
 async def test_post_is_no_longer_marked_in_flight_once_scored(database: Database) -> None:
     inference = HeldRiskInference()
     pipeline = ReplyScoringPipeline(database, inference, retention_days=7)
