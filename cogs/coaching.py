@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from bot.db.models import utcnow
 from bot.db.session import transient_reason
@@ -200,6 +201,14 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
                 lambda session: coaching_delivery.record_delivery(
                     session, plan, status, utcnow(), dm_message_id=dm_id
                 ),
+            )
+        except StaleDataError:
+            # The claimed delivery row vanished between reading and updating it: only erasure (forget-me,
+            # member leave) deletes those, and it means "keep nothing about this member".
+            log.info(
+                "coaching delivery %s to member %s was erased before it was recorded; nothing kept",
+                plan.delivery_id,
+                plan.responder_id,
             )
         except Exception as exc:
             if transient_reason(exc) is None:
