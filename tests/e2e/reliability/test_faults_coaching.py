@@ -100,7 +100,7 @@ def freeze() -> Iterator[Any]:
 async def _reply(e2e):  # type: ignore[no-untyped-def]
     post = await e2e.say(e2e.cast.support, e2e.cast.alice, SEEKER_TEXT)
     # The post's own risk row is written before the reply arrives, so a lock taken for the reply's coaching
-    # meets only coaching (reply scoring, another owner's, does not retry its writes yet).
+    # meets only coaching.
     await e2e.eventually(
         lambda: count_rows(e2e, RiskAssessment, RiskAssessment.message_id == post.id),
         timeout=15,
