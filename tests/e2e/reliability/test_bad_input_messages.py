@@ -13,11 +13,13 @@ alert's *content*, which can, never carries member text.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.db.models import EscalationConsent
+from bot.db.models import EscalationConsent, utcnow
 from bot.services import checkins
 from bot.services.reply_scoring import has_scorable_text
 from tests.discord_server.world import Cast
@@ -214,7 +216,7 @@ CHECKIN_NOTES = [
 async def test_any_checkin_note_gets_a_kind_answer_and_no_error(e2e):
     cast = e2e.cast
     await safety_support.go_live(e2e, EscalationConsent.ASK_FIRST)
-    for template in CHECKIN_NOTES:
+    for day, template in enumerate(CHECKIN_NOTES):
         note = template.format(role=cast.moderator_role.id, bob=cast.bob.id)
         # On again each time: an empty note leaves the check-in unanswered, and two of those pause them.
         command = await e2e.slash(
@@ -224,7 +226,8 @@ async def test_any_checkin_note_gets_a_kind_answer_and_no_error(e2e):
         async with e2e.database.session() as session:
             schedule = await checkins.find_schedule(session, cast.guild.id, cast.alice.id)
         job = e2e.bot.scheduler.get_job(checkins.job_id(schedule.id))
-        assert await job.func(*job.args) is True
+        # Each note at a later day's slot: one check-in per slot.
+        assert await job.func(*job.args, now=utcnow() + timedelta(days=day)) is True
         dm = await e2e.wait_for_dm(cast.alice, lambda m: any(":note:" in c for c in m.custom_ids()))
         checkin_id = int(dm.custom_ids()[0].rsplit(":", 1)[1])
         opened = await e2e.click(dm, f"peercare:checkin:note:{checkin_id}", user=cast.alice)
