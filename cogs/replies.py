@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # System messages (pins, joins, "started a thread") are never posts or replies.
 _READABLE_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 RECOVERY_JOB_ID = "message-inbox-recovery"
+# Unrecorded arrivals kept in memory for a retry (each is a discord.Message: bounded so an outage cannot
+# grow the process without limit; past it, an ERROR per message and catch-up at the next start).
+MAX_UNRECORDED = 5000
 RECOVERY_EVERY_SECONDS = 60
 # The periodic sweep leaves younger pending messages alone: they are most likely still being processed.
 RECOVERY_GRACE_SECONDS = 5
@@ -72,6 +75,9 @@ class Replies(commands.Cog):
         self.pipeline: ReplyScoringPipeline | None = None
         # Messages this process is working on: a redelivered event or a sweep leaves them alone.
         self._in_flight: set[int] = set()
+        # Messages whose arrival could not be recorded (database unavailable past every retry): kept here and
+        # offered again by the next recovery sweep. In memory only; after a crash, catch-up reads them back.
+        self._unrecorded: dict[int, discord.Message] = {}
         self._startup_recovery: asyncio.Task[None] | None = None
         # When this gateway session began: inbox rows written before it tell what the last session saw.
         self._connected_at: datetime | None = None
@@ -444,6 +450,7 @@ class Replies(commands.Cog):
 
     async def _recovery_logged(self, received_before: datetime | None = None) -> None:
         try:
+            await self._retry_unrecorded()
             await self.recover_pending(received_before=received_before)
         except Exception:
             log.exception("message inbox recovery failed; it runs again in %d s", RECOVERY_EVERY_SECONDS)
@@ -668,8 +675,36 @@ class Replies(commands.Cog):
                 return
             if await self._is_support_location(message.guild.id, message.channel):  # type: ignore[union-attr]
                 await self._receive(message)
-        except Exception:
-            log.exception("failed to process message %s", message.id)
+        except Exception as exc:
+            reason = transient_reason(exc)
+            if reason is None:
+                log.exception("failed to process message %s", message.id)
+            elif len(self._unrecorded) < MAX_UNRECORDED:
+                self._unrecorded[message.id] = message
+                log.warning(
+                    "message %s could not be recorded (database unavailable: %s); the next sweep retries it",
+                    message.id,
+                    reason,
+                )
+            else:
+                log.error(
+                    "message %s could not be recorded (%s) and the retry list is full", message.id, reason
+                )
+
+    async def _retry_unrecorded(self) -> None:
+        """Offer again the messages whose arrival could not be recorded; a failure keeps them for next time."""
+        for message_id, message in list(self._unrecorded.items()):
+            try:
+                await self._receive(message)
+            except Exception as exc:
+                if transient_reason(exc) is None:
+                    self._unrecorded.pop(message_id, None)
+                    log.exception("failed to process message %s", message_id)
+                else:
+                    log.warning("message %s still cannot be recorded; kept for the next sweep", message_id)
+                    return  # the database is still unavailable: try the rest next time
+            else:
+                self._unrecorded.pop(message_id, None)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from tenacity import (
     AsyncRetrying,
@@ -70,6 +71,9 @@ def transient_reason(exc: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return "connection lost"
+        if isinstance(current, PoolTimeout):
+            # Every pooled connection stayed busy for the pool's timeout (overload, a long lock): passing.
+            return "connection pool exhausted"
         message = str(current).lower()
         for busy in _SQLITE_BUSY_MESSAGES:
             if busy in message and _is_driver_error(current):

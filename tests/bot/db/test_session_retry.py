@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.db import session as db_session
 from bot.db.session import Database, transient_reason
@@ -191,6 +192,7 @@ class _DriverError(Exception):
         (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
         (ConnectionResetError(104, "Connection reset by peer"), "connection reset"),
         (OSError(errno.ETIMEDOUT, "Connect call timed out"), "connection error (ETIMEDOUT)"),
+        (PoolTimeout("QueuePool limit of size 5 overflow 10 reached"), "connection pool exhausted"),
     ],
 )
 def test_transient_errors_are_recognised(error, reason):
