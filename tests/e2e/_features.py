@@ -103,3 +103,27 @@ class SeekerEvents:
 def settings_for(inference_config) -> dict[str, Any]:
     """Bot settings that name the same risk model the test's inference client runs (for its thresholds)."""
     return {"risk_model": inference_config.risk_source}
+
+
+class Hold:
+    """Make ``owner.<name>`` (an async callable) wait at its start until ``release``; then it runs as usual."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.owner, self.name = owner, name
+        self.original = getattr(owner, name)
+        self.reached = asyncio.Event()
+        self._released = asyncio.Event()
+
+        async def held(*args: object, **kwargs: object) -> object:
+            self.reached.set()
+            await self._released.wait()
+            return await self.original(*args, **kwargs)
+
+        setattr(owner, name, held)
+
+    async def wait_reached(self) -> None:
+        await asyncio.wait_for(self.reached.wait(), 15)
+
+    def release(self) -> None:
+        setattr(self.owner, self.name, self.original)
+        self._released.set()

@@ -35,7 +35,7 @@ from inference.engine import ScoringEngine
 from inference.factory import create_inference_client
 from inference.types import Mechanism
 from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
-from tests.e2e._features import eventually
+from tests.e2e._features import Hold, eventually
 from tests.e2e._log_leaks import logs_hold_no_message_text_or_token  # noqa: F401  (autouse: no text or token in logs)
 from tests.e2e._mention_safety import bot_pings_no_one_but_moderators  # noqa: F401  (autouse: no pings)
 
@@ -503,3 +503,17 @@ async def e2e(discord_server: DiscordServer, bot_runner: BotRunner) -> AsyncIter
     if errors.records and not harness._errors_expected:
         details = "\n".join(f"{r.name}: {r.getMessage()}" for r in errors.records[:5])
         pytest.fail(f"the bot logged {len(errors.records)} error(s):\n{details}")
+
+
+@pytest.fixture
+def hold() -> Iterator[Callable[[object, str], Hold]]:
+    """``hold(owner, name)``: hold an async callable at its start (``Hold``); every hold is released at the end."""
+    holds: list[Hold] = []
+
+    def make(owner: object, name: str) -> Hold:
+        holds.append(Hold(owner, name))
+        return holds[-1]
+
+    yield make
+    for item in holds:
+        item.release()

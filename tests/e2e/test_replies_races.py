@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.db.models import ScoredReply
@@ -29,43 +27,6 @@ EDITED_TEXT = "That sounds exhausting. What has the last week been like for you?
 @pytest.fixture
 def e2e_settings(e2e_inference_config):
     return settings_for(e2e_inference_config)
-
-
-class Hold:
-    """Make ``owner.<name>`` (an async callable) wait at its start until ``release``; then it runs as usual."""
-
-    def __init__(self, owner: object, name: str) -> None:
-        self.owner, self.name = owner, name
-        self.original = getattr(owner, name)
-        self.reached = asyncio.Event()
-        self._released = asyncio.Event()
-
-        async def held(*args: object, **kwargs: object) -> object:
-            self.reached.set()
-            await self._released.wait()
-            return await self.original(*args, **kwargs)
-
-        setattr(owner, name, held)
-
-    async def wait_reached(self) -> None:
-        await asyncio.wait_for(self.reached.wait(), 15)
-
-    def release(self) -> None:
-        setattr(self.owner, self.name, self.original)
-        self._released.set()
-
-
-@pytest.fixture
-def hold():  # type: ignore[no-untyped-def]
-    holds: list[Hold] = []
-
-    def make(owner: object, name: str) -> Hold:
-        holds.append(Hold(owner, name))
-        return holds[-1]
-
-    yield make
-    for item in holds:
-        item.release()
 
 
 def _pipeline(e2e):  # type: ignore[no-untyped-def]

@@ -19,7 +19,6 @@ from tests.e2e.reliability.test_inbox_recovery import (
     REPLY_TEXT,
     SEEKER_TEXT,
     Count,
-    Hold,
     _forget_me,
     _inbox_row,
     _inference,
@@ -36,19 +35,6 @@ HISTORY = "/channels/{channel_id}/messages"
 @pytest.fixture
 def e2e_settings(e2e_inference_config):
     return settings_for(e2e_inference_config)
-
-
-@pytest.fixture
-def hold():  # type: ignore[no-untyped-def]
-    holds: list[Hold] = []
-
-    def make(owner: object, name: str) -> Hold:
-        holds.append(Hold(owner, name))
-        return holds[-1]
-
-    yield make
-    for item in holds:
-        item.release()
 
 
 def _history_reads(e2e, channel) -> list:  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ fresh bot finds the message still pending in ``message_inbox`` and fetches it fr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,30 +40,6 @@ def e2e_settings(e2e_inference_config):
     return settings_for(e2e_inference_config)
 
 
-class Hold:
-    """Make ``owner.<name>`` (an async callable) wait at its start until ``release``; count every call."""
-
-    def __init__(self, owner: object, name: str) -> None:
-        self.owner, self.name = owner, name
-        self.original = getattr(owner, name)
-        self.reached = asyncio.Event()
-        self._released = asyncio.Event()
-
-        async def held(*args: object, **kwargs: object) -> object:
-            self.reached.set()
-            await self._released.wait()
-            return await self.original(*args, **kwargs)
-
-        setattr(owner, name, held)
-
-    async def wait_reached(self) -> None:
-        await asyncio.wait_for(self.reached.wait(), 15)
-
-    def release(self) -> None:
-        setattr(self.owner, self.name, self.original)
-        self._released.set()
-
-
 class Count:
     """Count the calls to ``owner.<name>`` (an async callable) and pass them through unchanged."""
 
@@ -81,19 +56,6 @@ class Count:
 
     def restore(self) -> None:
         setattr(self.owner, self.name, self.original)
-
-
-@pytest.fixture
-def hold():  # type: ignore[no-untyped-def]
-    holds: list[Hold] = []
-
-    def make(owner: object, name: str) -> Hold:
-        holds.append(Hold(owner, name))
-        return holds[-1]
-
-    yield make
-    for item in holds:
-        item.release()
 
 
 async def _outcome(e2e, message_id: int) -> tuple[InboxOutcome, str | None] | None:  # type: ignore[no-untyped-def]
