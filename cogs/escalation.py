@@ -271,6 +271,14 @@ class Escalations(commands.Cog):
             if decision.escalation_id is not None:
                 await self.deliver(decision.escalation_id)
         except Exception:
+            if self.bot.is_closed():
+                # Shutting down (the HTTP session is gone): the case is committed as pending and the next
+                # start's sweep delivers it, so this is not a failure.
+                log.warning(
+                    "escalation for message %s left pending by shutdown; the next start delivers it",
+                    event.message_id,
+                )
+                return
             # The case (if any) is committed; the sweep delivers it. Never log the excerpt.
             log.exception("escalation handling failed for message %s", event.message_id)
 
