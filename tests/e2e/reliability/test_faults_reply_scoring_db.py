@@ -85,6 +85,12 @@ async def _outcome(e2e: Any, message_id: int) -> tuple[InboxOutcome, str | None]
         return await message_inbox.outcome_of(session, message_id)
 
 
+async def _finished(e2e: Any, message_id: int) -> bool:
+    """The message has its outcome (an inbox row that is no longer pending)."""
+    found = await _outcome(e2e, message_id)
+    return found is not None and found[0] is not InboxOutcome.PENDING
+
+
 def _retried(caplog: pytest.LogCaptureFixture, operation: str) -> bool:
     return f"during {operation}: attempt 1 of 4 failed" in caplog.text
 
@@ -99,7 +105,8 @@ async def test_a_reply_and_a_crisis_post_stored_during_a_lock_end_once_each(
         post = await post_crisis(e2e)
         reply = await e2e.say(e2e.cast.support, e2e.cast.bob, REPLY_TEXT, reply_to=post)
         case = await wait_for_case(e2e, EscalationState.ALERTED, timeout=30)
-        await e2e.eventually(lambda: _outcome(e2e, reply.id), timeout=30, what="the reply's outcome")
+        for message in (post, reply):
+            await e2e.eventually(lambda m=message: _finished(e2e, m.id), timeout=30, what="an outcome")
         await e2e.wait_until(lambda: e2e.dms_to(e2e.cast.bob) or None, 30, "a coaching DM")
         await e2e.settle()
     assert sorted(answered) == ["score_reply", "score_risk"]  # the models ran once per message
