@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.reliability.test_faults_database import WriteLock
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -13,3 +16,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.reliability)
+
+
+@pytest.fixture
+def write_lock(e2e_database_url: str) -> Iterator[WriteLock]:
+    """SQLite's write lock, held from another connection when a test says so (database fault tests)."""
+    lock = WriteLock(Path(e2e_database_url.removeprefix("sqlite+aiosqlite:///")))
+    yield lock
+    lock.release()

@@ -20,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +38,6 @@ from tests.e2e._features import (
     stored_reply,
     wait_for_stored_reply,
 )
-from tests.e2e.reliability.test_faults_database import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +45,6 @@ pytestmark = pytest.mark.e2e
 
 SEEKER_TEXT = "My exams are next week and I can't sleep."
 REPLY_TEXT = "That sounds exhausting. I'm here for you."
-
-
-@pytest.fixture
-def write_lock(e2e_database_url: str) -> Iterator[WriteLock]:
-    lock = WriteLock(Path(e2e_database_url.removeprefix("sqlite+aiosqlite:///")))
-    yield lock
-    lock.release()
 
 
 @pytest.fixture

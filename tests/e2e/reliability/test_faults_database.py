@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,13 +56,6 @@ class WriteLock:
             self._connection.close()
             self._connection = None
             self.released_at = time.monotonic()
-
-
-@pytest.fixture
-def write_lock(e2e_database_url: str) -> Iterator[WriteLock]:
-    lock = WriteLock(Path(e2e_database_url.removeprefix("sqlite+aiosqlite:///")))
-    yield lock
-    lock.release()
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,13 +36,6 @@ pytestmark = pytest.mark.e2e
 REPLY_TEXT = "That sounds exhausting. I'm here for you."
 # Well inside the retries' backoff (about 1.75 s and more over four attempts), far past SQLite's 100 ms.
 LOCK_HELD_S = 0.8
-
-
-@pytest.fixture
-def write_lock(e2e_database_url: str) -> Iterator[WriteLock]:
-    lock = WriteLock(Path(e2e_database_url.removeprefix("sqlite+aiosqlite:///")))
-    yield lock
-    lock.release()
 
 
 @pytest.fixture

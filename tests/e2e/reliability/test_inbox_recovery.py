@@ -25,8 +25,8 @@ from tests.e2e._features import (
     wait_for_stored_reply,
 )
 
-# Fixtures: another connection holding SQLite's write lock; SQLite's busy wait cut short (database fault tests).
-from tests.e2e.reliability.test_faults_database import short_sqlite_wait, write_lock  # noqa: F401
+# Fixture: SQLite's busy wait cut short (database fault tests); `write_lock` comes from conftest.py.
+from tests.e2e.reliability.test_faults_database import short_sqlite_wait  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -421,7 +421,7 @@ class TestDatabaseLockedWhenAMessageArrives:
     async def test_message_arriving_while_the_database_is_locked_is_recorded_and_scored(
         self,
         e2e,
-        write_lock,  # noqa: F811
+        write_lock,
         caplog,
     ):
         await go_live(e2e)
