@@ -478,15 +478,7 @@ class ReplyScoringPipeline:
             decision.tier.value,
             post.guild_id,
         )
-        return SeekerRiskScored(
-            guild_id=post.guild_id,
-            channel_id=post.channel_id,
-            message_id=post.message_id,
-            author_id=post.author_id,
-            risk=merged,
-            excerpt=excerpt(post.text),
-            jump_url=jump_url(post.guild_id, post.channel_id, post.message_id),
-        )
+        return seeker_risk_event(post, merged)
 
     async def _score_seeker_post(
         self, post: SeekerPost, *, own_message: bool = False
@@ -636,6 +628,11 @@ async def record_seeker_risk(
     except IntegrityError:
         return None
     log.info("seeker post %s risk tier %s (guild %s)", post.message_id, risk.tier.value, post.guild_id)
+    return seeker_risk_event(post, risk)
+
+
+def seeker_risk_event(post: SeekerPost, risk: RiskResult) -> SeekerRiskScored:
+    """The event escalation listens to: ids, the risk, and a short excerpt (the post's text is not kept)."""
     return SeekerRiskScored(
         guild_id=post.guild_id,
         channel_id=post.channel_id,
