@@ -127,3 +127,29 @@ class Hold:
     def release(self) -> None:
         setattr(self.owner, self.name, self.original)
         self._released.set()
+
+
+class Freeze:
+    """Make ``owner.<name>`` hang forever, as if the process froze right there; ``thaw`` restores it.
+
+    Unlike ``Hold``, the frozen call never goes on: a test then kills the bot (``restart_bot(crash=True)``)
+    to see what a crash at exactly that step leaves behind. (Not ``monkeypatch.undo()``: that would also
+    undo the fixture's redirection of discord.py to the loopback server.)
+    """
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.owner, self.name = owner, name
+        self.original = getattr(owner, name)
+        self.reached = asyncio.Event()
+
+        async def frozen(*args: object, **kwargs: object) -> object:
+            self.reached.set()
+            await asyncio.Event().wait()
+
+        setattr(owner, name, frozen)
+
+    async def wait_reached(self) -> None:
+        await asyncio.wait_for(self.reached.wait(), 15)
+
+    def thaw(self) -> None:
+        setattr(self.owner, self.name, self.original)

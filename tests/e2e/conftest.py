@@ -35,7 +35,7 @@ from inference.engine import ScoringEngine
 from inference.factory import create_inference_client
 from inference.types import Mechanism
 from tests.discord_server import Channel, DiscordServer, User, WaitTimeout
-from tests.e2e._features import Hold, eventually
+from tests.e2e._features import Freeze, Hold, eventually
 from tests.e2e._log_leaks import logs_hold_no_message_text_or_token  # noqa: F401  (autouse: no text or token in logs)
 from tests.e2e._mention_safety import bot_pings_no_one_but_moderators  # noqa: F401  (autouse: no pings)
 
@@ -517,3 +517,17 @@ def hold() -> Iterator[Callable[[object, str], Hold]]:
     yield make
     for item in holds:
         item.release()
+
+
+@pytest.fixture
+def freeze() -> Iterator[Callable[[object, str], Freeze]]:
+    """``freeze(owner, name)``: make an async callable hang forever (``Freeze``); every one is thawed at the end."""
+    frozen: list[Freeze] = []
+
+    def make(owner: object, name: str) -> Freeze:
+        frozen.append(Freeze(owner, name))
+        return frozen[-1]
+
+    yield make
+    for item in frozen:
+        item.thaw()

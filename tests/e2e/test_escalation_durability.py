@@ -30,47 +30,10 @@ log = logging.getLogger(__name__)
 pytestmark = pytest.mark.e2e
 
 
-class Freeze:
-    """Make ``escalation.<name>`` hang forever, as if the process froze right there; ``thaw`` restores it.
-
-    (Not ``monkeypatch.undo()``: that would also undo the fixture's redirection of discord.py to the server.)
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.original = getattr(escalation, name)
-        self.reached = asyncio.Event()
-
-        async def frozen(*args, **kwargs):  # type: ignore[no-untyped-def]
-            self.reached.set()
-            await asyncio.Event().wait()
-
-        setattr(escalation, name, frozen)
-
-    async def wait_reached(self) -> None:
-        await asyncio.wait_for(self.reached.wait(), 10)
-
-    def thaw(self) -> None:
-        setattr(escalation, self.name, self.original)
-
-
-@pytest.fixture
-def freeze():  # type: ignore[no-untyped-def]
-    frozen: list[Freeze] = []
-
-    def make(name: str) -> Freeze:
-        frozen.append(Freeze(name))
-        return frozen[-1]
-
-    yield make
-    for item in frozen:
-        item.thaw()
-
-
 @pytest.mark.reliability
 async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze("mark_alerted")  # the alert is sent, the database never hears of it
+    frozen = freeze(escalation, "mark_alerted")  # the alert is sent, the database never hears of it
     await post_crisis(e2e)
     await frozen.wait_reached()
     assert len(alerts(e2e)) == 1
@@ -87,7 +50,7 @@ async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
 @pytest.mark.reliability
 async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze("mark_attempt")  # dies after writing the case, before sending
+    frozen = freeze(escalation, "mark_attempt")  # dies after writing the case, before sending
     await post_crisis(e2e)
     await frozen.wait_reached()
     assert (await wait_for_case(e2e)).state is EscalationState.PENDING
@@ -103,7 +66,7 @@ async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e,
 @pytest.mark.reliability
 async def test_high_risk_post_is_escalated_even_if_the_bot_died_before_deciding(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze("handle_seeker_risk")  # the post's risk is stored; the event is lost
+    frozen = freeze(escalation, "handle_seeker_risk")  # the post's risk is stored; the event is lost
     post = await post_crisis(e2e)
     await frozen.wait_reached()
     frozen.thaw()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -52,40 +51,6 @@ def e2e_settings(e2e_inference_config, monkeypatch: pytest.MonkeyPatch) -> dict:
     """SQLite gives up on a lock after 100 ms instead of 5 s (set before the bot opens a connection)."""
     monkeypatch.setattr(db_session, "SQLITE_BUSY_TIMEOUT_MS", 100)
     return settings_for(e2e_inference_config)
-
-
-class Freeze:
-    """Make ``owner.name`` hang forever, as if the process froze right there; ``thaw`` restores it."""
-
-    def __init__(self, owner: Any, name: str) -> None:
-        self.owner, self.name = owner, name
-        self.original = getattr(owner, name)
-        self.reached = asyncio.Event()
-
-        async def frozen(*args: Any, **kwargs: Any) -> Any:
-            self.reached.set()
-            await asyncio.Event().wait()
-
-        setattr(owner, name, frozen)
-
-    async def wait_reached(self) -> None:
-        await asyncio.wait_for(self.reached.wait(), 15)
-
-    def thaw(self) -> None:
-        setattr(self.owner, self.name, self.original)
-
-
-@pytest.fixture
-def freeze() -> Iterator[Any]:
-    frozen: list[Freeze] = []
-
-    def make(owner: Any, name: str) -> Freeze:
-        frozen.append(Freeze(owner, name))
-        return frozen[-1]
-
-    yield make
-    for item in frozen:
-        item.thaw()
 
 
 async def _reply(e2e):  # type: ignore[no-untyped-def]

@@ -13,25 +13,12 @@ import logging
 import pytest
 
 from bot.db.models import EscalationConsent, EscalationState
+from bot.services import escalation
 from tests.e2e.safety_support import alerts, go_live, post_crisis, wait_for_alert, wait_for_case
-from tests.e2e.test_escalation_durability import Freeze
 
 log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def freeze():  # type: ignore[no-untyped-def]
-    frozen: list[Freeze] = []
-
-    def make(name: str) -> Freeze:
-        frozen.append(Freeze(name))
-        return frozen[-1]
-
-    yield make
-    for item in frozen:
-        item.thaw()
 
 
 @pytest.mark.parametrize(
@@ -43,7 +30,7 @@ def freeze():  # type: ignore[no-untyped-def]
 )
 async def test_alert_delivered_across_a_crash_has_working_buttons(e2e, freeze, dies_in):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze(dies_in)
+    frozen = freeze(escalation, dies_in)
     await post_crisis(e2e)
     await frozen.wait_reached()
     frozen.thaw()
