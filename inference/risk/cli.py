@@ -59,9 +59,16 @@ def register_train(subparsers) -> None:
     )
     parser.add_argument(
         "--lexical-labels",
-        type=lambda value: tuple(part.strip() for part in value.split(",") if part.strip()),
+        type=_label_list,
         default=(),
         help="labels that also get a word-level TF-IDF logit, e.g. stress,depression (default: none)",
+    )
+    parser.add_argument(
+        "--adapter-labels",
+        type=_label_list,
+        default=(),
+        help="LoRA mode: labels the tuned encoder answers, e.g. stress,depression; the others keep "
+        "--init-head's head over the frozen encoder (default: all labels)",
     )
     parser.add_argument(
         "--calibrate-only",
@@ -104,6 +111,11 @@ def register_eval(subparsers) -> None:
     parser.set_defaults(func=_evaluate)
 
 
+def _label_list(value: str) -> tuple[str, ...]:
+    """``"stress, depression"`` -> ``("stress", "depression")``."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def _train(args: argparse.Namespace) -> int:
     from inference.risk.train import TrainOptions, recalibrate, train_risk_model
 
@@ -127,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         init_head=args.init_head,
         lexical_labels=args.lexical_labels,
+        adapter_labels=args.adapter_labels,
     )
     metrics = recalibrate(options) if args.calibrate_only else train_risk_model(options)
     print(json.dumps(metrics))

@@ -58,3 +58,26 @@ class PooledRiskModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         features = self.features(input_ids, attention_mask)
         return self.head(features.to(self.head.feature_mean.dtype))
+
+
+class LabelSplitRiskModel(nn.Module):
+    """Two pooled models behind one ``forward``: ``adapted`` answers ``adapted_columns``, ``base`` the rest.
+
+    Why: a LoRA-tuned encoder scored better on dev for the Dreaddit labels (stress, depression), while
+    tuning the suicidal label — which alone decides the high tier — made short chat messages noisier. So the
+    suicidal logit keeps coming from the frozen encoder; the cost is a second encoder pass per window.
+    """
+
+    def __init__(
+        self, base: PooledRiskModel, adapted: PooledRiskModel, adapted_columns: Sequence[int]
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.adapted = adapted
+        self.adapted_columns = tuple(adapted_columns)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.base(input_ids, attention_mask).clone()
+        columns = list(self.adapted_columns)
+        logits[:, columns] = self.adapted(input_ids, attention_mask)[:, columns].to(logits.dtype)
+        return logits

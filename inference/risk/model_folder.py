@@ -17,6 +17,10 @@ POOLED_CONFIG_FILE = "risk_model.json"
 POOLED_HEAD_FILE = "risk_head.safetensors"
 CALIBRATION_FILE = "risk_calibration.json"
 POOLED_FORMAT = "peercare-pooled-risk/1"
+# Written only by models whose adapter answers some labels (``adapter_labels``): a reader that knows
+# only /1 would apply the adapter to every label, so it must refuse these folders instead.
+SPLIT_POOLED_FORMAT = "peercare-pooled-risk/2"
+ADAPTED_HEAD_FILE = "risk_head_adapted.safetensors"
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
 # Key of the one temperature shared by all labels of a softmax model.
 ALL_LABELS = "*"
@@ -39,11 +43,31 @@ class PooledConfig:
     window_tokens: int = 256
     overlap_tokens: int = 64
     adapter: str | None = None  # a PEFT LoRA folder inside the model folder, if the encoder was tuned
+    # When set, the tuned encoder (with ``adapted_head``) answers only these labels; the others come from
+    # the frozen encoder and the main head. Why: tuning helped stress/depression on dev but, in an earlier
+    # attempt, made the suicidal label (which alone decides the high tier) noisier on short chat.
+    adapter_labels: tuple[str, ...] = ()
+    adapted_head: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.adapter_labels:
+            return
+        unknown = sorted(set(self.adapter_labels) - set(self.labels))
+        if unknown or not self.adapter or not self.adapted_head:
+            raise ValueError(
+                f"adapter_labels {list(self.adapter_labels)} need an adapter and an adapted head, and must "
+                f"be labels of the model {list(self.labels)}"
+            )
+
     def to_json(self) -> dict[str, Any]:
+        split = (
+            {"adapter_labels": list(self.adapter_labels), "adapted_head": self.adapted_head}
+            if self.adapter_labels
+            else {}
+        )
         return {
-            "format": POOLED_FORMAT,
+            "format": SPLIT_POOLED_FORMAT if self.adapter_labels else POOLED_FORMAT,
             "base_model": self.base_model,
             "labels": list(self.labels),
             "problem_type": self.problem_type,
@@ -53,6 +77,7 @@ class PooledConfig:
             "window_tokens": self.window_tokens,
             "overlap_tokens": self.overlap_tokens,
             "adapter": self.adapter,
+            **split,
             **self.extra,
         }
 
@@ -86,9 +111,10 @@ def is_pooled_folder(folder: Path) -> bool:
 
 def read_pooled_config(folder: Path, *, setting: str | None = None) -> PooledConfig:
     data = _read_json(folder / POOLED_CONFIG_FILE, setting=setting)
-    if data.get("format") != POOLED_FORMAT:
+    if data.get("format") not in (POOLED_FORMAT, SPLIT_POOLED_FORMAT):
         raise ModelLoadError(
-            f"{folder / POOLED_CONFIG_FILE} is not in format {POOLED_FORMAT}", setting=setting
+            f"{folder / POOLED_CONFIG_FILE} is not in format {POOLED_FORMAT} or {SPLIT_POOLED_FORMAT}",
+            setting=setting,
         )
     known = {
         "format",
@@ -101,19 +127,32 @@ def read_pooled_config(folder: Path, *, setting: str | None = None) -> PooledCon
         "window_tokens",
         "overlap_tokens",
         "adapter",
+        "adapter_labels",
+        "adapted_head",
     }
-    return PooledConfig(
-        base_model=str(data["base_model"]),
-        labels=tuple(data["labels"]),
-        problem_type=str(data["problem_type"]),
-        layers=tuple(int(layer) for layer in data["layers"]),
-        in_features=int(data["in_features"]),
-        hidden=int(data.get("hidden", 0)),
-        window_tokens=int(data.get("window_tokens", 256)),
-        overlap_tokens=int(data.get("overlap_tokens", 64)),
-        adapter=data.get("adapter"),
-        extra={key: value for key, value in data.items() if key not in known},
-    )
+    split = data.get("format") == SPLIT_POOLED_FORMAT
+    if split and not data.get("adapter_labels"):
+        raise ModelLoadError(
+            f"{folder / POOLED_CONFIG_FILE} is in format {SPLIT_POOLED_FORMAT} but names no adapter_labels",
+            setting=setting,
+        )
+    try:
+        return PooledConfig(
+            base_model=str(data["base_model"]),
+            labels=tuple(data["labels"]),
+            problem_type=str(data["problem_type"]),
+            layers=tuple(int(layer) for layer in data["layers"]),
+            in_features=int(data["in_features"]),
+            hidden=int(data.get("hidden", 0)),
+            window_tokens=int(data.get("window_tokens", 256)),
+            overlap_tokens=int(data.get("overlap_tokens", 64)),
+            adapter=data.get("adapter"),
+            adapter_labels=tuple(data.get("adapter_labels") or ()) if split else (),
+            adapted_head=data.get("adapted_head") if split else None,
+            extra={key: value for key, value in data.items() if key not in known},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{folder / POOLED_CONFIG_FILE} is not valid: {exc}", setting=setting) from exc
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

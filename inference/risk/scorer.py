@@ -28,6 +28,7 @@ from inference.risk.model_folder import (
     ALL_LABELS,
     POOLED_HEAD_FILE,
     PROBLEM_TYPES,
+    PooledConfig,
     is_pooled_folder,
     read_calibration,
     read_pooled_config,
@@ -304,28 +305,54 @@ def _load_lexical(folder: Path) -> LexicalHead | None:
 
 
 def _load_pooled(folder: Path, *, device: str, dtype: torch.dtype | None):
-    from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    from inference.risk.heads import PooledRiskModel, RiskHead
+    from inference.risk.heads import LabelSplitRiskModel, PooledRiskModel
 
     config = read_pooled_config(folder, setting=SETTING)
     base = resolve_source(config.base_model, setting=SETTING)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
         encoder = AutoModel.from_pretrained(base)
-        if config.adapter:
-            from peft import PeftModel
-
-            encoder = PeftModel.from_pretrained(encoder, folder / config.adapter).merge_and_unload()
-        head = RiskHead(config.in_features, len(config.labels), hidden=config.hidden)
-        state = {key: value.float() for key, value in load_file(folder / POOLED_HEAD_FILE).items()}
-        head.load_state_dict(state)
+        tuned = _tuned_encoder(encoder, folder, config) if config.adapter else None
+        head = _load_head(folder / POOLED_HEAD_FILE, config)
+        adapted_head = _load_head(folder / config.adapted_head, config) if config.adapted_head else None
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(
             f"cannot load the risk model in {folder}: {type(exc).__name__}: {exc}", setting=SETTING
         ) from exc
+    if tuned is not None and adapted_head is not None:
+        columns = [config.labels.index(label) for label in config.adapter_labels]
+        model: torch.nn.Module = LabelSplitRiskModel(
+            PooledRiskModel(encoder, head, config.layers),
+            PooledRiskModel(tuned, adapted_head, config.layers),
+            columns,
+        )
+    else:
+        model = PooledRiskModel(tuned if tuned is not None else encoder, head, config.layers)
     if dtype is not None:
-        encoder.to(dtype)
-    model = PooledRiskModel(encoder, head, config.layers).to(device).eval()
+        for module in (encoder, tuned):
+            if module is not None:
+                module.to(dtype)
+    model = model.to(device).eval()
     return model, tokenizer, config
+
+
+def _tuned_encoder(encoder: torch.nn.Module, folder: Path, config: PooledConfig) -> torch.nn.Module:
+    """The encoder with the folder's LoRA adapter merged in; a copy when the plain one is still needed."""
+    import copy
+
+    from peft import PeftModel
+
+    start = copy.deepcopy(encoder) if config.adapter_labels else encoder
+    return PeftModel.from_pretrained(start, folder / config.adapter).merge_and_unload()
+
+
+def _load_head(path: Path, config: PooledConfig) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    from inference.risk.heads import RiskHead
+
+    head = RiskHead(config.in_features, len(config.labels), hidden=config.hidden)
+    head.load_state_dict({key: value.float() for key, value in load_file(path).items()})
+    return head

@@ -6,6 +6,7 @@ does not label a label contributes nothing to that label's loss (masked binary c
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -21,9 +22,10 @@ from inference.risk import calibration as cal
 from inference.risk.data import DEFAULT_DATA_DIR, RiskTable, load_risk_table
 from inference.risk.encoding import padded_batches, plan_windows
 from inference.risk.features import cached_window_features, load_encoder
-from inference.risk.heads import PooledRiskModel, RiskHead
+from inference.risk.heads import LabelSplitRiskModel, PooledRiskModel, RiskHead
 from inference.risk.lexical import LEXICAL_FILE, LexicalHead, fit_lexical_head
 from inference.risk.model_folder import (
+    ADAPTED_HEAD_FILE,
     CALIBRATION_FILE,
     POOLED_CONFIG_FILE,
     POOLED_HEAD_FILE,
@@ -67,6 +69,9 @@ class TrainOptions:
     init_head: Path | None = None
     # Labels that also get a word-level TF-IDF logit added to the head's (inference.risk.lexical).
     lexical_labels: tuple[str, ...] = ()
+    # LoRA mode: the tuned encoder answers only these labels; the others keep ``init_head`` over the frozen
+    # encoder (inference.risk.heads.LabelSplitRiskModel). Training itself is unchanged (all labels).
+    adapter_labels: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
 
@@ -145,6 +150,8 @@ class RiskTrainer:
             state = load_file(Path(options.init_head) / POOLED_HEAD_FILE)
             self.head.load_state_dict({key: value.float() for key, value in state.items()})
             log.info("head initialised from %s", options.init_head)
+        # The head the labels outside ``adapter_labels`` keep (training changes ``self.head``).
+        self.frozen_head = copy.deepcopy(self.head).eval() if options.adapter_labels else None
 
     # -- training --------------------------------------------------------------------------------
 
@@ -172,10 +179,30 @@ class RiskTrainer:
             self._fit_head_on_cached_features()
             self.model = PooledRiskModel(self.encoder, self.head, self.options.layers).eval()
         elif self.options.mode == "lora":
+            self._check_adapter_labels()
             self.model = self._fit_lora()
+            if self.options.adapter_labels:
+                self.model = self._split(self.model)
         else:
             raise ValueError(f"unknown training mode {self.options.mode!r}: use lora or head")
         return self.model
+
+    def _check_adapter_labels(self) -> None:
+        wanted = self.options.adapter_labels
+        if not wanted:
+            return
+        unknown = sorted(set(wanted) - set(self.labels))
+        if unknown:
+            raise ValueError(f"--adapter-labels {unknown} are not labels of this model {list(self.labels)}")
+        if self.options.init_head is None:
+            raise ValueError("--adapter-labels needs --init-head: the trained head the other labels keep")
+
+    def _split(self, tuned: PooledRiskModel) -> LabelSplitRiskModel:
+        """The tuned model for ``adapter_labels``, the frozen encoder + ``init_head`` for the rest."""
+        plain, _ = load_encoder(self.options.base_model)
+        base = PooledRiskModel(plain, self.frozen_head, self.options.layers)
+        columns = [self.labels.index(label) for label in self.options.adapter_labels]
+        return LabelSplitRiskModel(base, tuned, columns).eval()
 
     def _fit_head_on_cached_features(self) -> None:
         o = self.options
@@ -293,7 +320,7 @@ class RiskTrainer:
                 optimiser.step()
                 schedule.step()
                 step += 1
-                total += float(loss)
+                total += float(loss.detach())
                 if number % 20 == 0:
                     log.info(
                         "epoch %d batch %d/%d loss %.4f (%.0fs)",
@@ -413,8 +440,12 @@ class RiskTrainer:
         if o.mode == "lora":
             adapter = "adapter"
             self.peft_encoder.save_pretrained(out / adapter)
-        head_state = {k: v.detach().half().contiguous() for k, v in self.head.state_dict().items()}
-        save_file(head_state, out / POOLED_HEAD_FILE)
+        split = bool(o.adapter_labels)
+        heads = {POOLED_HEAD_FILE: self.frozen_head if split else self.head}
+        if split:
+            heads[ADAPTED_HEAD_FILE] = self.head
+        for name, head in heads.items():
+            save_file({k: v.detach().half().contiguous() for k, v in head.state_dict().items()}, out / name)
         config = PooledConfig(
             base_model=o.base_model,
             labels=self.labels,
@@ -425,6 +456,8 @@ class RiskTrainer:
             window_tokens=o.window_tokens,
             overlap_tokens=o.overlap_tokens,
             adapter=adapter,
+            adapter_labels=tuple(o.adapter_labels),
+            adapted_head=ADAPTED_HEAD_FILE if split else None,
         )
         write_json(out / POOLED_CONFIG_FILE, config.to_json())
         self.save_calibration(calibration, decision, metrics)

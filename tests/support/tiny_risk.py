@@ -181,17 +181,26 @@ def build_tiny_pooled_risk_model(
     overlap_tokens: int = 8,
     thresholds: RiskThresholds | None = None,
     lora: bool = False,
+    adapter_labels: Sequence[str] = (),
     seed: int = 0,
 ) -> Path:
     """PeerCare's compact format over a tiny random base encoder saved in ``folder/base``.
 
     ``lora=True`` also saves a (non-zero) LoRA adapter in ``folder/adapter``, as ``--mode lora`` training does.
+    ``adapter_labels`` (with ``lora``): the adapter and a second random head answer only those labels, as
+    ``--adapter-labels`` training saves them; the main head (the same as without ``lora``) answers the rest.
     """
     from safetensors.torch import save_file
     from transformers import BertModel
 
     from inference.risk.heads import RiskHead
-    from inference.risk.model_folder import POOLED_CONFIG_FILE, POOLED_HEAD_FILE, PooledConfig, write_json
+    from inference.risk.model_folder import (
+        ADAPTED_HEAD_FILE,
+        POOLED_CONFIG_FILE,
+        POOLED_HEAD_FILE,
+        PooledConfig,
+        write_json,
+    )
 
     folder = Path(folder)
     base = folder / "base"
@@ -199,6 +208,13 @@ def build_tiny_pooled_risk_model(
     torch.manual_seed(seed)
     encoder = BertModel(_tiny_config(labels, None, 512, len(tokenizer)))
     encoder.save_pretrained(base)
+    # The main head is drawn before the adapter, so with or without ``lora`` it is the same head.
+    layers = (1, 2)
+    head = RiskHead(32 * len(layers), len(labels))
+    if forced:
+        with torch.no_grad():
+            head.layers[-1].weight.zero_()
+            head.layers[-1].bias.copy_(forced_biases(labels, forced, MULTI_LABEL))
     adapter = None
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -210,16 +226,16 @@ def build_tiny_pooled_risk_model(
                     parameter.normal_(0, 0.5)  # a trained adapter is not the identity
         adapter = "adapter"
         tuned.save_pretrained(folder / adapter)
-    layers = (1, 2)
-    head = RiskHead(32 * len(layers), len(labels))
-    if forced:
-        with torch.no_grad():
-            head.layers[-1].weight.zero_()
-            head.layers[-1].bias.copy_(forced_biases(labels, forced, MULTI_LABEL))
     save_file(
         {key: value.half().contiguous() for key, value in head.state_dict().items()},
         folder / POOLED_HEAD_FILE,
     )
+    if adapter_labels:
+        adapted = RiskHead(32 * len(layers), len(labels))
+        save_file(
+            {key: value.half().contiguous() for key, value in adapted.state_dict().items()},
+            folder / ADAPTED_HEAD_FILE,
+        )
     config = PooledConfig(
         base_model=str(base.resolve()),
         labels=tuple(labels),
@@ -229,6 +245,8 @@ def build_tiny_pooled_risk_model(
         window_tokens=window_tokens,
         overlap_tokens=overlap_tokens,
         adapter=adapter,
+        adapter_labels=tuple(adapter_labels),
+        adapted_head=ADAPTED_HEAD_FILE if adapter_labels else None,
     )
     write_json(folder / POOLED_CONFIG_FILE, config.to_json())
     if thresholds is not None:

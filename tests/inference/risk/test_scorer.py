@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from inference.errors import InputRejected, ModelLoadError
 from inference.risk.encoding import plan_windows
+from inference.risk.model_folder import read_pooled_config
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskThresholds, RiskTier
 from tests.support.tiny_risk import (
@@ -173,3 +175,38 @@ def test_pooled_format_applies_its_lora_adapter(tmp_path) -> None:
     plain = RiskScorer.load(build_tiny_pooled_risk_model(tmp_path / "plain", seed=5))
     tuned = RiskScorer.load(build_tiny_pooled_risk_model(tmp_path / "tuned", seed=5, lora=True))
     assert plain.probabilities(TEXTS[:1])[0] != pytest.approx(tuned.probabilities(TEXTS[:1])[0], abs=1e-6)
+
+
+def test_split_pooled_format_tunes_only_its_adapter_labels(tmp_path) -> None:
+    plain = RiskScorer.load(build_tiny_pooled_risk_model(tmp_path / "plain", seed=5))
+    split = RiskScorer.load(
+        build_tiny_pooled_risk_model(tmp_path / "split", seed=5, lora=True, adapter_labels=("stress",))
+    )
+    for frozen, tuned in zip(plain.probabilities(TEXTS), split.probabilities(TEXTS), strict=True):
+        assert tuned["suicidal"] == pytest.approx(frozen["suicidal"], abs=1e-6)
+        assert tuned["depression"] == pytest.approx(frozen["depression"], abs=1e-6)
+        assert tuned["stress"] != pytest.approx(frozen["stress"], abs=1e-4)
+
+
+def test_split_pooled_folder_is_written_in_a_format_older_readers_refuse(tmp_path) -> None:
+    folder = build_tiny_pooled_risk_model(tmp_path, lora=True, adapter_labels=("stress", "depression"))
+    data = json.loads((folder / "risk_model.json").read_text(encoding="utf-8"))
+    assert data["format"] == "peercare-pooled-risk/2"
+    assert data["adapter_labels"] == ["stress", "depression"]
+    assert read_pooled_config(folder).adapter_labels == ("stress", "depression")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"adapter_labels": []}, "names no adapter_labels"),
+        ({"adapter_labels": ["anxiety"]}, "must be labels of the model"),
+        ({"adapter": None}, "need an adapter"),
+    ],
+)
+def test_inconsistent_split_pooled_config_is_a_clear_load_error(tmp_path, change, message) -> None:
+    folder = build_tiny_pooled_risk_model(tmp_path, lora=True, adapter_labels=("stress",))
+    path = folder / "risk_model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **change}), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=message):
+        RiskScorer.load(folder)
