@@ -418,6 +418,9 @@ class RestApi:
         interaction = self._interaction(call.params["token"])
         if str(interaction.id) != call.params["interaction_id"]:
             raise errors.unknown_interaction()
+        if self.server.interaction_age(interaction) > self.server.interaction_deadline_s:
+            # Discord's 3 s rule: the member already saw "The application did not respond".
+            raise errors.unknown_interaction()
         if interaction.callbacks:
             raise errors.already_acknowledged()
         kind = int(call.body.get("type", 0))
@@ -467,10 +470,30 @@ class RestApi:
             "resource": resource if kind != CallbackType.AUTOCOMPLETE_RESULT else None,
         }
 
+    def _webhook_interaction(self, token: str) -> Interaction:
+        interaction = self._interaction(token)
+        if self.server.interaction_age(interaction) > self.server.interaction_token_lifetime_s:
+            raise errors.invalid_webhook_token()
+        return interaction
+
     async def create_followup(self, call: Call) -> Any:
-        interaction = self._interaction(call.params["token"])
+        interaction = self._webhook_interaction(call.params["token"])
         if not interaction.callbacks:
             raise errors.unknown_webhook()  # Discord refuses follow-ups before the interaction is acknowledged
+        loading = interaction.original
+        if loading is not None and not loading.deleted and loading.flags & MessageFlag.LOADING:
+            # Discord: the first follow-up after a "thinking…" defer edits that message instead of posting a
+            # new one, and keeps the defer's visibility (the follow-up's ephemeral flag is ignored).
+            validate_body(call.body, call.files, creating=True)
+            body = {key: value for key, value in call.body.items() if key != "flags"}
+            apply_body(self.world, loading, body, call.files)
+            loading.flags &= ~MessageFlag.LOADING
+            await self._publish("MESSAGE_UPDATE", loading)
+            return (
+                self.world.message_payload(loading)
+                if call.query.get("wait") in ("true", "1", "True")
+                else NO_CONTENT
+            )
         message = self._create(
             interaction.channel, call, interaction_id=interaction.id, webhook_id=self.server.application_id
         )
@@ -483,7 +506,7 @@ class RestApi:
         )
 
     def _webhook_message(self, call: Call) -> tuple[Interaction, Message]:
-        interaction = self._interaction(call.params["token"])
+        interaction = self._webhook_interaction(call.params["token"])
         message_id = call.params["message_id"]
         if message_id == "@original":
             if interaction.original is None or interaction.original.deleted:

@@ -29,7 +29,7 @@ from tests.discord_server.interactions import (
 )
 from tests.discord_server.recorder import RecordedRequest, RequestLog
 from tests.discord_server.rest import RestApi
-from tests.discord_server.snowflakes import now_iso
+from tests.discord_server.snowflakes import created_seconds, now_iso
 from tests.discord_server.world import Attachment, Channel, Guild, Message, User, World
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Generous: the machine is shared with model training; a wait only costs this long when a test fails.
 DEFAULT_WAIT_S = 10.0
+# Discord's limits: the initial response within 3 s of the interaction's creation, follow-ups for 15 min.
+INTERACTION_DEADLINE_S = 3.0
+INTERACTION_TOKEN_LIFETIME_S = 15 * 60.0
 AttachmentSpec = str | tuple[str, bytes] | tuple[str, bytes, str]
 # A tiny valid PNG, used when a test attaches a file by name only.
 _PNG_1x1 = bytes.fromhex(
@@ -65,6 +68,9 @@ class DiscordServer:
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or a guild id -> synced commands
         self.interactions: dict[int, Interaction] = {}
         self.interactions_by_token: dict[str, Interaction] = {}
+        # As on Discord; a test may shorten them (``server.interaction_deadline_s = 0.5``).
+        self.interaction_deadline_s = INTERACTION_DEADLINE_S
+        self.interaction_token_lifetime_s = INTERACTION_TOKEN_LIFETIME_S
         self._tokens: set[str] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._dms_returned: dict[int, set[int]] = {}
@@ -114,6 +120,11 @@ class DiscordServer:
 
     def is_valid_token(self, token: str) -> bool:
         return token in self._tokens
+
+    @staticmethod
+    def interaction_age(interaction: Interaction) -> float:
+        """Seconds since the interaction was created (its snowflake's time, as Discord counts)."""
+        return time.time() - created_seconds(interaction.id)
 
     async def revoke_token(self, token: str) -> None:
         """Refuse ``token`` from now on: REST answers 401, its gateway sessions close with 4004."""

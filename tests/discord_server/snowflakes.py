@@ -27,6 +27,11 @@ class SnowflakeFactory:
         return self._last
 
 
+def created_seconds(snowflake: int) -> float:
+    """The creation time encoded in a snowflake, in ``time.time()`` seconds."""
+    return ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000
+
+
 def iso_timestamp(snowflake: int) -> str:
     """The ISO-8601 creation time encoded in a snowflake, as Discord writes timestamps."""
     seconds = ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000
