@@ -19,6 +19,7 @@ from discord.ext import commands
 
 import cogs
 from bot.db.session import Database
+from bot.interaction_replies import AutoDefer
 from bot.settings import Settings
 from inference.client import InferenceClient
 
@@ -94,6 +95,8 @@ class PeerCareBot(commands.Bot):
         )
         self._extensions = list(extensions) if extensions is not None else extension_names()
         self._closing = False
+        # Acknowledges slow commands and buttons before Discord's 3 s deadline (see bot.interaction_replies).
+        self.auto_defer = AutoDefer()
         # discord.py lets an exception in one event's parser end the whole connection task (the bot stops):
         # a malformed or unexpected event must cost only itself.
         parsers = self._connection.parsers
@@ -154,12 +157,16 @@ class PeerCareBot(commands.Bot):
         discord.py's default would look it up as a prefix command and log CommandNotFound as an ERROR.
         """
 
+    async def on_interaction(self, interaction: discord.Interaction, /) -> None:
+        self.auto_defer.watch(interaction)
+
     async def close(self) -> None:
         """Flush and close in order: stop taking events, finish scheduled work, stop models, close the DB."""
         if self._closing:
             return
         self._closing = True
         log.info("shutting down")
+        self.auto_defer.cancel_all()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         try:

@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import interaction_replies as replies
 from bot.db.models import CheckinCadence, CheckinSchedule, utcnow
 from bot.db.session import transient_reason
 from bot.services import checkins, guild_settings, safety_messages
@@ -72,11 +73,12 @@ class CheckinMoodButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Checkins")  # type: ignore[union-attr]
         if not isinstance(cog, Checkins):
-            await interaction.response.send_message("PeerCare is restarting; try again in a minute.")
+            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
             return
         await cog.mood_pressed(interaction, self.checkin_id, self.mood)
 
 
+@replies.opens_modal
 class CheckinNoteButton(
     discord.ui.DynamicItem[discord.ui.Button],
     template=r"peercare:checkin:note:(?P<checkin_id>[0-9]+)",
@@ -100,7 +102,7 @@ class CheckinNoteButton(
         return cls(int(match["checkin_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_modal(CheckinNoteModal(self.checkin_id))
+        await replies.open_modal(interaction, CheckinNoteModal(self.checkin_id))
 
 
 class CheckinNoteModal(discord.ui.Modal, title="Your check-in"):
@@ -120,7 +122,7 @@ class CheckinNoteModal(discord.ui.Modal, title="Your check-in"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Checkins")  # type: ignore[union-attr]
         if not isinstance(cog, Checkins):
-            await interaction.response.send_message("PeerCare is restarting; try again in a minute.")
+            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
             return
         await cog.note_submitted(interaction, self.checkin_id, self.note.value or "")
 
@@ -285,7 +287,7 @@ class Checkins(
         )
         if shadow:
             text += "\n\nNote: PeerCare is still being tried out on this server, so check-ins start once the moderators turn it on."
-        await interaction.response.send_message(text, ephemeral=True)
+        await replies.answer(interaction, text, ephemeral=True)
 
     @app_commands.command(name="off", description="Stop your check-in DMs")
     @app_commands.guild_only()
@@ -296,11 +298,13 @@ class Checkins(
             lambda session: checkins.disable(session, guild_id, user_id),
         )
         if schedule is None:
-            await interaction.response.send_message("You have no check-ins turned on.", ephemeral=True)
+            await replies.answer(interaction, "You have no check-ins turned on.", ephemeral=True)
             return
         self.unschedule(schedule.id)
-        await interaction.response.send_message(
-            "Check-ins are off. `/peercare checkin on` turns them back on whenever you like.", ephemeral=True
+        await replies.answer(
+            interaction,
+            "Check-ins are off. `/peercare checkin on` turns them back on whenever you like.",
+            ephemeral=True,
         )
 
     # -- answers -------------------------------------------------------------------------------------------
@@ -316,27 +320,28 @@ class Checkins(
                 ),
             )
         except UserFacingError as exc:
-            await interaction.response.send_message(str(exc))
+            await replies.answer(interaction, str(exc))
             return
         if mood in _SIMPLE_REPLIES:
-            await interaction.response.send_message(_SIMPLE_REPLIES[mood])
+            await replies.answer(interaction, _SIMPLE_REPLIES[mood])
             return
         await self._answer_escalation(interaction, result, talk=mood is Mood.TALK)
 
     async def note_submitted(self, interaction: discord.Interaction, checkin_id: int, text: str) -> None:
         if not has_scorable_text(text):  # blank, or only invisible characters the models refuse
-            await interaction.response.send_message("Thanks — nothing was saved since the box was empty.")
+            await replies.answer(interaction, "Thanks — nothing was saved since the box was empty.")
             return
-        await interaction.response.defer(thinking=True)
+        await replies.defer(interaction, ephemeral=False)
         try:
             scored = await self.bot.inference.score_risk(  # type: ignore[attr-defined]
                 RiskScoreRequest(message_id=interaction.id, text=text)
             )
         except InferenceError as exc:
             log.error("could not risk-score check-in %s: %s", checkin_id, type(exc).__name__)
-            await interaction.followup.send(
+            await replies.answer(
+                interaction,
                 "Thank you for sharing. If things feel too heavy, please reach out to someone you trust "
-                "or a crisis line."
+                "or a crisis line.",
             )
             return
         user_id = interaction.user.id
@@ -357,21 +362,17 @@ class Checkins(
                 ),
             )
         except UserFacingError as exc:
-            await interaction.followup.send(str(exc))
+            await replies.answer(interaction, str(exc))
             return
         if result.outcome is Outcome.NOTHING:
-            await interaction.followup.send("Thank you for sharing that with me. Take care of yourself.")
+            await replies.answer(interaction, "Thank you for sharing that with me. Take care of yourself.")
             return
         await self._answer_escalation(interaction, result, talk=False)
 
     async def _send(
         self, interaction: discord.Interaction, content: str, view: discord.ui.View | None = None
     ) -> None:
-        kwargs = {"view": view} if view is not None else {}
-        if interaction.response.is_done():
-            await interaction.followup.send(content, **kwargs)
-        else:
-            await interaction.response.send_message(content, **kwargs)
+        await replies.answer(interaction, content, view=view if view is not None else discord.utils.MISSING)
 
     async def _answer_escalation(
         self, interaction: discord.Interaction, result: AnswerOutcome, *, talk: bool

@@ -14,6 +14,7 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from bot import interaction_replies as replies
 from bot.db.models import utcnow
 from bot.db.session import transient_reason
 from bot.services import coaching_delivery, consent, guild_settings
@@ -62,7 +63,7 @@ class CoachingAnswer(
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Coaching")  # type: ignore[union-attr]
         if not isinstance(cog, Coaching):
-            await interaction.response.send_message("PeerCare is restarting; try again in a minute.")
+            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
             return
         await cog.answer_invitation(interaction, self.guild_id, self.accepted)
 
@@ -318,7 +319,7 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
         # Keep what the message said (it may hold a first note), drop the buttons, add the answer.
         previous = interaction.message.content if interaction.message is not None else ""
         content = f"{previous}\n\n{answer}" if previous else answer
-        await interaction.response.edit_message(content=content[:2000], view=None)
+        await replies.update(interaction, content=content[:2000], view=None)
         if accepted:
             await self.deliver_due(guild_id, interaction.user.id)
 
@@ -345,7 +346,7 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
                 text += " (This server is still trying PeerCare out in shadow mode, so notes start once it's live.)"
         else:
             text = "Coaching is **off**: I won't DM you notes about your replies. Turn it back on any time."
-        await interaction.response.send_message(text, ephemeral=True)
+        await replies.answer(interaction, text, ephemeral=True)
         if on:
             await self.deliver_due(interaction.guild.id, interaction.user.id)
 
@@ -368,7 +369,7 @@ class MyProgress(commands.Cog):
     async def me(self, interaction: discord.Interaction) -> None:
         if interaction.guild is None:
             raise app_commands.NoPrivateMessage()
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await replies.defer(interaction, ephemeral=True)
         since = utcnow() - timedelta(days=TREND_DAYS)
         guild_id, user_id = interaction.guild.id, interaction.user.id
 
@@ -380,7 +381,8 @@ class MyProgress(commands.Cog):
 
         points, member = await self.bot.database.run(f"read the trend of member {user_id}", read)  # type: ignore[attr-defined]
         if not points:
-            await interaction.followup.send(
+            await replies.answer(
+                interaction,
                 "I haven't scored any of your replies here yet. Reply to someone in a support channel, "
                 "and your trend will show up here.",
                 ephemeral=True,
@@ -399,8 +401,11 @@ class MyProgress(commands.Cog):
         )
         if member is None or member.coaching.value != "on":
             summary += "\nWant a private note after each reply? `/peercare coaching on`."
-        await interaction.followup.send(
-            summary, file=discord.File(io.BytesIO(png), filename="my-empathy-trend.png"), ephemeral=True
+        await replies.answer(
+            interaction,
+            summary,
+            file=discord.File(io.BytesIO(png), filename="my-empathy-trend.png"),
+            ephemeral=True,
         )
 
 

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import interaction_replies as replies
 from bot.services.errors import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,8 @@ class ErrorHandler(commands.Cog):
         else:
             log.error("command %s failed", command, exc_info=error)
         try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
+            # Deferred (by the command or automatically) or not: the member gets the message either way.
+            await replies.answer(interaction, message, ephemeral=True)
         except discord.HTTPException:
             log.warning("could not tell the user about the error in %s", command)
 

@@ -18,6 +18,7 @@ import discord
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import interaction_replies as replies
 from bot.db.models import EscalationState, utcnow
 from bot.services import consent, escalation, guild_settings, safety_messages
 from bot.services.errors import UserFacingError
@@ -101,8 +102,8 @@ class AlertButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Escalations")  # type: ignore[union-attr]
         if not isinstance(cog, Escalations):
-            await interaction.response.send_message(
-                "PeerCare is restarting; try again in a minute.", ephemeral=True
+            await replies.answer(
+                interaction, "PeerCare is restarting; try again in a minute.", ephemeral=True
             )
             return
         await cog.moderator_pressed(interaction, self.escalation_id, self.action)
@@ -135,7 +136,7 @@ class AskFirstAnswer(
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Escalations")  # type: ignore[union-attr]
         if not isinstance(cog, Escalations):
-            await interaction.response.send_message("PeerCare is restarting; try again in a minute.")
+            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
             return
         await cog.member_answered(interaction, self.escalation_id, self.wants_moderator)
 
@@ -599,11 +600,13 @@ class Escalations(commands.Cog):
             settings = await guild_settings.get_or_create(session, interaction.guild_id or 0)
             role_id = settings.moderator_role_id
         if row is None or row.guild_id != interaction.guild_id:
-            await interaction.response.send_message("This alert no longer exists.", ephemeral=True)
+            await replies.answer(interaction, "This alert no longer exists.", ephemeral=True)
             return
         if not await self._is_moderator(interaction, role_id):
-            await interaction.response.send_message(
-                "Only moderators (the moderator role or Manage Server) can handle alerts.", ephemeral=True
+            await replies.answer(
+                interaction,
+                "Only moderators (the moderator role or Manage Server) can handle alerts.",
+                ephemeral=True,
             )
             return
         try:
@@ -619,10 +622,10 @@ class Escalations(commands.Cog):
                 )
                 state = row.state
         except UserFacingError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await replies.answer(interaction, str(exc), ephemeral=True)
             return
-        await interaction.response.edit_message(
-            embed=alert_embed(plan, status), view=alert_view(escalation_id, state)
+        await replies.update(
+            interaction, embed=alert_embed(plan, status), view=alert_view(escalation_id, state)
         )
 
     async def member_answered(
@@ -636,13 +639,13 @@ class Escalations(commands.Cog):
                 settings = await guild_settings.get_or_create(session, row.guild_id)
                 resources = guild_settings.crisis_resources_text(settings)
         except UserFacingError as exc:
-            await interaction.response.send_message(str(exc))
+            await replies.answer(interaction, str(exc))
             return
         reply = (
             safety_messages.ask_first_yes_reply() if wants else safety_messages.ask_first_no_reply(resources)
         )
-        await interaction.response.edit_message(view=None)
-        await interaction.followup.send(reply)
+        await replies.update(interaction, view=None)
+        await replies.answer(interaction, reply)
         if wants:
             await self.deliver(escalation_id)
 

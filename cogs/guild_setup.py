@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import interaction_replies as replies
 from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
 from bot.services import escalation, guild_settings, risk_thresholds
 from bot.services.charts import render_level_trend_async
@@ -150,7 +151,7 @@ class GuildSetup(commands.Cog):
         realert_minutes: app_commands.Range[int, 1, 1440] | None = None,
     ) -> None:
         assert interaction.guild is not None
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await replies.defer(interaction, ephemeral=True)
         changes: dict[str, object] = {}
         if alert_channel is not None:
             changes["alert_channel_id"] = alert_channel.id
@@ -207,7 +208,7 @@ class GuildSetup(commands.Cog):
         content = "Saved." if changes else "Current settings (pass options to change them):"
         if warnings:
             content += "\n" + "\n".join(f"⚠️ {w}" for w in warnings)
-        await interaction.followup.send(content, embed=embed, ephemeral=True)
+        await replies.answer(interaction, content, embed=embed, ephemeral=True)
 
     @staticmethod
     def _warnings(guild: discord.Guild, settings: GuildSettings) -> list[str]:
@@ -229,7 +230,7 @@ class GuildSetup(commands.Cog):
     @moderator_only()
     async def stats(self, interaction: discord.Interaction) -> None:
         assert interaction.guild is not None
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await replies.defer(interaction, ephemeral=True)
         now = utcnow()
         async with self.bot.database.session() as session:  # type: ignore[attr-defined]
             counts = await guild_counts(session, interaction.guild.id, now)
@@ -248,8 +249,11 @@ class GuildSetup(commands.Cog):
                 f"**Escalations:** {counts.escalations}",
             ]
         )
-        await interaction.followup.send(
-            text, file=discord.File(io.BytesIO(png), filename="peercare-stats.png"), ephemeral=True
+        await replies.answer(
+            interaction,
+            text,
+            file=discord.File(io.BytesIO(png), filename="peercare-stats.png"),
+            ephemeral=True,
         )
 
 

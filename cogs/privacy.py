@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import interaction_replies as replies
 from bot.db.models import utcnow
 from bot.services import checkins, message_inbox, privacy, retention
 from bot.services.privacy import DeletionReport
@@ -51,17 +52,15 @@ class ForgetMeConfirm(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         if interaction.user.id != self.user_id:
-            await interaction.response.send_message(
-                "Only the member who asked can confirm this.", ephemeral=True
-            )
+            await replies.answer(interaction, "Only the member who asked can confirm this.", ephemeral=True)
             return
         if not self.confirm:
-            await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+            await replies.update(interaction, content="Nothing was deleted.", view=None)
             return
         cog = interaction.client.get_cog("Privacy")  # type: ignore[union-attr]
         if not isinstance(cog, Privacy):
-            await interaction.response.send_message(
-                "PeerCare is restarting; try again in a minute.", ephemeral=True
+            await replies.answer(
+                interaction, "PeerCare is restarting; try again in a minute.", ephemeral=True
             )
             return
         await cog.forget(interaction)
@@ -139,19 +138,20 @@ class Privacy(commands.Cog):
             "Here is everything PeerCare stores about you, in every server, grouped by table "
             "(the attached file has every row exactly as stored):\n" + summary_lines(found)
         )
-        kwargs = {}
+        file = discord.utils.MISSING
         if found:
             data = json.dumps(found, indent=2, ensure_ascii=False, default=str).encode("utf-8")
-            kwargs["file"] = discord.File(io.BytesIO(data), filename="peercare-my-data.json")
+            file = discord.File(io.BytesIO(data), filename="peercare-my-data.json")
         text += "\n\n`/peercare forget-me` deletes all of it."
-        await interaction.response.send_message(text, ephemeral=True, **kwargs)
+        await replies.answer(interaction, text, file=file, ephemeral=True)
 
     @app_commands.command(name="forget-me", description="Delete everything PeerCare stores about you")
     async def forget_me(self, interaction: discord.Interaction) -> None:
         view = discord.ui.View(timeout=None)
         view.add_item(ForgetMeConfirm(True, interaction.user.id))
         view.add_item(ForgetMeConfirm(False, interaction.user.id))
-        await interaction.response.send_message(
+        await replies.answer(
+            interaction,
             "This deletes everything PeerCare stores about you in every server: your settings, scores, "
             "check-ins and any safety alerts about you. It cannot be undone. Continue?",
             view=view,
@@ -162,7 +162,8 @@ class Privacy(commands.Cog):
         async with self.database.session() as session:
             report = await privacy.delete_member_data(session, interaction.user.id, reason="forget_me")
         self._unschedule(report)
-        await interaction.response.edit_message(
+        await replies.update(
+            interaction,
             content=f"Done — everything PeerCare stored about you is deleted ({report.total} records).",
             view=None,
         )

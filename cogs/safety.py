@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import interaction_replies as replies
 from bot.db.models import EscalationConsent
 from bot.services import consent
 
@@ -53,7 +54,7 @@ class Safety(commands.Cog):
         chosen = _CHOICES[choice]
         async with self.bot.database.session() as session:  # type: ignore[attr-defined]
             await consent.set_escalation(session, interaction.guild_id or 0, interaction.user.id, chosen)
-        await interaction.response.send_message(confirmation(chosen), ephemeral=True)
+        await replies.answer(interaction, confirmation(chosen), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import interaction_replies as replies
 from bot.services import support_channels
 from cogs.guild_setup import moderator_only
 
@@ -42,7 +43,7 @@ class SupportChannels(
                 text += "\n⚠️ I cannot read message history there, so I cannot see the posts replies answer."
         else:
             text = f"{channel.mention} already is a support channel."
-        await interaction.response.send_message(text, ephemeral=True)
+        await replies.answer(interaction, text, ephemeral=True)
 
     @app_commands.command(name="remove", description="Stop PeerCare reading this channel (Manage Server)")
     @moderator_only()
@@ -57,7 +58,7 @@ class SupportChannels(
             if removed
             else f"{channel.mention} was not a support channel."
         )
-        await interaction.response.send_message(text, ephemeral=True)
+        await replies.answer(interaction, text, ephemeral=True)
 
     @app_commands.command(name="list", description="The channels PeerCare reads (Manage Server)")
     @moderator_only()
@@ -71,7 +72,7 @@ class SupportChannels(
             text = "PeerCare reads these channels and their threads:\n" + "\n".join(
                 f"• <#{c}>" for c in channel_ids
             )
-        await interaction.response.send_message(text, ephemeral=True)
+        await replies.answer(interaction, text, ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:
