@@ -39,6 +39,7 @@ OWN_CUSTOM_ID_PREFIX = "peercare:"
 EXTRAS_KEY = "peercare.auto_defer"
 PUBLIC = "public"
 NEVER = "never"
+UNKNOWN_INTERACTION = 10062  # Discord's answer to a first response after the deadline
 _STATE_KEY = "peercare.reply_state"
 # custom_id templates of components that open a modal (filled by ``opens_modal``; a set, as extensions
 # are executed again at every load).
@@ -54,7 +55,7 @@ class ReplyState:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     timer: asyncio.Task[None] | None = None
     timer_fired: bool = False
-    auto_deferred: bool = False
+    expired: bool = False
 
     def stop_timer(self) -> None:
         # Only while it sleeps: a defer cancelled on its way may still reach Discord, and then a second
@@ -91,14 +92,17 @@ def opens_modal(target: T) -> T:
     return _declare(target, NEVER)
 
 
+def component_opens_modal(custom_id: str) -> bool:
+    """Whether a button with this custom id was declared ``opens_modal``."""
+    return any(template.fullmatch(custom_id) for template in _MODAL_TEMPLATES)
+
+
 def _declared(interaction: discord.Interaction) -> str | None:
     if interaction.type is discord.InteractionType.application_command:
         command = interaction.command
         return command.extras.get(EXTRAS_KEY) if command is not None else None
-    custom_id = (interaction.data or {}).get("custom_id", "")
-    if interaction.type is discord.InteractionType.component and any(
-        t.fullmatch(custom_id) for t in _MODAL_TEMPLATES
-    ):
+    custom_id = str((interaction.data or {}).get("custom_id", ""))
+    if interaction.type is discord.InteractionType.component and component_opens_modal(custom_id):
         return NEVER
     return None
 
@@ -153,15 +157,16 @@ class AutoDefer:
             except discord.InteractionResponded:
                 return
             except discord.HTTPException as exc:
-                # Too late already (10062) or Discord refused: the handler's own answer will say so.
+                # Expired: the handler's answers are skipped (refused the same way); else they try themselves.
+                state.expired = exc.code == UNKNOWN_INTERACTION
                 log.warning(
-                    "could not defer interaction %s in time: HTTP %s code %s",
+                    "could not defer interaction %s: HTTP %s code %s%s",
                     interaction.id,
                     exc.status,
                     exc.code,
+                    " (past Discord's 3 s deadline)" if state.expired else "",
                 )
                 return
-            state.auto_deferred = True
             age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
             log.info(
                 "interaction %s deferred: still unanswered %.1f s after it was created", interaction.id, age
@@ -176,12 +181,24 @@ async def _first_or_later(
     state = reply_state(interaction)
     async with state.lock:
         state.stop_timer()
+        if state.expired:
+            return  # already said: Discord no longer takes any answer to it
         if not interaction.response.is_done():
             try:
                 await first()
                 return
             except discord.InteractionResponded:
                 pass
+            except discord.NotFound as exc:
+                if exc.code != UNKNOWN_INTERACTION:
+                    raise
+                # Too late: the member saw "The application did not respond". The work itself is done;
+                # an error answer would be refused the same way.
+                state.expired = True
+                log.warning(
+                    "interaction %s expired before its first answer (Discord's 3 s deadline)", interaction.id
+                )
+                return
         await later()
 
 
