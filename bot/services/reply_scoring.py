@@ -397,6 +397,10 @@ class ReplyScoringPipeline:
                     result = await self.inference.score_risk(
                         RiskScoreRequest(message_id=post.message_id, text=post.text)
                     )
+            except InferenceShutDown:
+                # Shutdown, not a failure (as for a new post); the edit is not re-scored.
+                log.warning("edited post %s not risk-scored: PeerCare is shutting down", post.message_id)
+                return None
             except InferenceError as exc:
                 log.error("could not risk-score edited post %s: %s", post.message_id, type(exc).__name__)
                 return None
