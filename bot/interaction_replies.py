@@ -213,9 +213,9 @@ async def answer(
 ) -> None:
     """Answer the member: the initial response if none was sent yet, otherwise a follow-up.
 
-    After a deferral the first follow-up takes the defer's visibility (Discord's rule): a private
-    auto-defer keeps a public answer private, never the other way round unless the command declared
-    ``answers_publicly``.
+    After a "thinking…" deferral the first follow-up takes the defer's visibility (Discord's rule), not
+    ``ephemeral``. The auto-defer is private unless the command declared ``answers_publicly``, so it can
+    only make an answer more private.
     """
 
     async def first() -> None:
