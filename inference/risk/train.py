@@ -440,6 +440,14 @@ class RiskTrainer:
         if o.mode == "lora":
             adapter = "adapter"
             self.peft_encoder.save_pretrained(out / adapter)
+            # peft writes a template model card full of "[More Information Needed]": the folder's own
+            # README.md is the model card.
+            (out / adapter / "README.md").unlink(missing_ok=True)
+            # Name the base as the user gave it, not this machine's path to it.
+            adapter_config = out / adapter / "adapter_config.json"
+            config_data = json.loads(adapter_config.read_text(encoding="utf-8"))
+            config_data["base_model_name_or_path"] = o.base_model
+            write_json(adapter_config, config_data)
         split = bool(o.adapter_labels)
         heads = {POOLED_HEAD_FILE: self.frozen_head if split else self.head}
         if split:
