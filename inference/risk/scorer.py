@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -345,7 +346,10 @@ def _tuned_encoder(encoder: torch.nn.Module, folder: Path, config: PooledConfig)
     from peft import PeftModel
 
     start = copy.deepcopy(encoder) if config.adapter_labels else encoder
-    return PeftModel.from_pretrained(start, folder / config.adapter).merge_and_unload()
+    with warnings.catch_warnings():
+        # peft reads a property transformers has deprecated; harmless, and noise in `peercare score`.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(start, folder / config.adapter).merge_and_unload()
 
 
 def _load_head(path: Path, config: PooledConfig) -> torch.nn.Module:
