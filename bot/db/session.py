@@ -106,6 +106,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin_before_savepoint(conn: Any, _name: str) -> None:
+    # Python's sqlite3 driver sends BEGIN only just before the first INSERT/UPDATE/DELETE, so a unit of work
+    # that has only read so far is not yet in a transaction in SQLite. A SAVEPOINT there opens the
+    # transaction itself, and its RELEASE then COMMITS it: a row written in a nested block (get_or_create)
+    # would be saved even when the unit of work later fails and rolls back. Opening the transaction first
+    # keeps the savepoint nested, so the whole unit of work commits or rolls back together. Only here, not
+    # at every begin: read-only units keep taking no lock, as before.
+    if not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
 def _statement_started(conn: Any, _cursor: Any, _statement: str, *_args: Any) -> None:
     conn.info["peercare_statement_started"] = time.monotonic()
 
@@ -148,6 +159,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "savepoint", _sqlite_begin_before_savepoint)
         event.listen(self.engine.sync_engine, "before_cursor_execute", _statement_started)
         event.listen(self.engine.sync_engine, "after_cursor_execute", _statement_finished)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
