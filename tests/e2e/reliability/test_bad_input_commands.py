@@ -74,11 +74,15 @@ async def database_rows(e2e) -> dict[str, list[tuple[Any, ...]]]:
     return rows
 
 
-async def _refused(e2e, path: str, options: dict[str, Any], user) -> str:
-    """Run the command; it must answer privately with a clear refusal, store nothing and log no error."""
-    async with e2e.database.session() as session:
-        # The guild is set up already (as when a moderator adjusts settings): the refusal must change nothing.
-        await guild_settings.get_or_create(session, e2e.cast.guild.id)
+async def _refused(e2e, path: str, options: dict[str, Any], user, *, set_up_first: bool = True) -> str:
+    """Run the command; it must answer privately with a clear refusal, store nothing and log no error.
+
+    ``set_up_first``: the guild has its settings row already (as when a moderator adjusts settings);
+    without it the refusal must not create one either.
+    """
+    if set_up_first:
+        async with e2e.database.session() as session:
+            await guild_settings.get_or_create(session, e2e.cast.guild.id)
     before = await database_rows(e2e)
     command = await e2e.slash(path, options, user=user)
     answer = await command.reply(timeout=15.0)
@@ -140,6 +144,23 @@ async def test_blank_crisis_resources_and_everyone_as_moderator_role_are_refused
         e2e, "peercare setup", {"moderator_role": e2e.cast.everyone_role}, e2e.cast.moderator
     )
     assert "@everyone" in text
+
+
+async def test_a_refused_setup_on_a_new_server_stores_no_settings(e2e):
+    """The first /peercare setup, refused, leaves no default settings row and no audit entry behind."""
+    refusals = [
+        ({"high_threshold": "1.5"}, "high_threshold"),
+        ({"elevated_threshold": "abc", "shadow_mode": False}, "elevated_threshold"),
+        ({"high_threshold": "0.5", "elevated_threshold": "0.9"}, "must not be above"),
+        ({"crisis_resources": " \\n \u200b "}, "crisis resources"),
+        ({"moderator_role": e2e.cast.everyone_role}, "@everyone"),
+        ({"alert_channel": e2e.cast.support_thread}, "cannot be used here"),
+    ]
+    for options, said in refusals:
+        text = await _refused(e2e, "peercare setup", options, e2e.cast.moderator, set_up_first=False)
+        assert said in text, (options, text)
+    rows = await database_rows(e2e)
+    assert rows["guild_settings"] == [] and rows["audit_log"] == []
 
 
 async def test_channels_of_the_wrong_type_are_refused_clearly(e2e):
