@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         url = os.environ.get("PEERCARE_TEST_POSTGRES_URL", "")
         if not url:
             pytest.skip("PEERCARE_TEST_POSTGRES_URL is not set (CI starts a PostgreSQL server and sets it)")
-        downgrade_database(url, "base")  # start from empty whatever an earlier run left
+        # Start from empty whatever an earlier run left (Alembic runs its own loop: off this one).
+        await asyncio.to_thread(downgrade_database, url, "base")
     await upgrade_database_async(url)
     db = Database(url)
     yield db
