@@ -184,15 +184,19 @@ class GuildSetup(commands.Cog):
 
         defaults = await default_thresholds(self.bot)
         async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            current = await guild_settings.get_or_create(session, interaction.guild.id)
             if high_threshold is not None or elevated_threshold is not None:
                 if defaults is None:
                     raise UserFacingError(
                         "I cannot read the risk model's default thresholds (check RISK_MODEL), "
                         "so I cannot change thresholds right now."
                     )
+                # Validate against what is stored without creating a row: a refusal writes nothing.
+                current = await guild_settings.find(session, interaction.guild.id)
                 changes["risk_thresholds"] = risk_thresholds.updated(
-                    current.risk_thresholds, defaults, high=high_threshold, elevated=elevated_threshold
+                    current.risk_thresholds if current is not None else None,
+                    defaults,
+                    high=high_threshold,
+                    elevated=elevated_threshold,
                 )
             settings = await guild_settings.update(
                 session, interaction.guild.id, interaction.user.id, **changes

@@ -32,6 +32,11 @@ EDITABLE_FIELDS = frozenset(
 )
 
 
+async def find(session: AsyncSession, guild_id: int) -> GuildSettings | None:
+    """The guild's settings row if it has one (reading never creates it)."""
+    return await session.get(GuildSettings, guild_id)
+
+
 async def get_or_create(session: AsyncSession, guild_id: int) -> GuildSettings:
     """The guild's settings row; a new guild starts in shadow mode so nothing is sent until set up."""
     settings = await session.get(GuildSettings, guild_id)
