@@ -23,7 +23,7 @@ class Refused(Exception):
     """What a command raises after its first reads, e.g. a bad threshold."""
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'peercare.db'}"
