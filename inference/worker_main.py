@@ -16,8 +16,17 @@ import sys
 import time
 
 from inference.backends import protocol
+from inference.memory import HeapTrimmer
 
 log = logging.getLogger(__name__)
+
+
+def score_then_trim(engine, items: list, trimmer: HeapTrimmer) -> list:
+    """Score one batch; every few batches, hand the memory they freed back to the system (``inference.memory``)."""
+    try:
+        return engine.score_batch(items)
+    finally:
+        trimmer.batch_done()
 
 
 class WorkerServer:
@@ -44,8 +53,9 @@ class WorkerServer:
         loop = asyncio.get_running_loop()
         heart = loop.create_task(self._heartbeat(config.heartbeat_interval_s))
         engine_box: list[ScoringEngine] = []
+        trimmer = HeapTrimmer()
         batcher = MicroBatcher(
-            lambda items: engine_box[0].score_batch(items),
+            lambda items: score_then_trim(engine_box[0], items, trimmer),
             max_batch_size=config.max_batch_size,
             max_wait_s=config.max_wait_ms / 1000,
             queue_size=config.queue_size,
