@@ -3,9 +3,9 @@
 Each batch allocates activations of its own shape (1-32 replies x 1-64 tokens). glibc serves them from heap
 arenas once its mmap threshold has risen past them, and the freed holes between live blocks stay resident:
 measured, the worker's RSS grew ~1.2 GB in 3 000 replies and was still rising. ``malloc_trim(0)`` returns every
-free page in every arena (glibc >= 2.8 releases the middle of the heap too, not only its top). After every batch
-it cost ~9% CPU; after every 8th none measurable, for nearly the same bound. A low mmap threshold also bounds
-the growth but cost ~50% CPU in page faults (all in bench/worker_memory.py).
+free page in every arena (glibc >= 2.8 releases the middle of the heap too, not only its top). After every
+batch it cost ~10% CPU; after every 8th ~4%, within run-to-run noise, for a slightly higher bound. A low mmap
+threshold also bounds the growth but cost far more CPU (60-70 ms/reply against 36-40; bench/worker_memory.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-# Batches between trims: every batch cost ~9% CPU, every 8th nothing measurable (docs/worker-memory.md).
+# Batches between trims: every batch cost ~10% CPU, every 8th ~4%, within noise (docs/worker-memory.md).
 TRIM_EVERY_BATCHES = 8
 
 
