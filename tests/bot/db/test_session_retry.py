@@ -49,14 +49,6 @@ def write_lock(path: Path, release_after: float | None = None) -> Iterator[None]
 
 
 @pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite gives up on a lock after 50 ms instead of 5 s, and retries wait tens of milliseconds."""
-    monkeypatch.setattr(db_session, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(db_session, "RETRY_FIRST_WAIT_S", 0.1)
-    monkeypatch.setattr(db_session, "RETRY_MAX_WAIT_S", 0.3)
-
-
-@pytest.fixture
 async def notes(tmp_path: Path, fast_retries: None) -> AsyncIterator[tuple[Database, Path]]:
     path = tmp_path / "notes.db"
     database = Database(f"sqlite+aiosqlite:///{path}")

@@ -7,8 +7,6 @@ longer than SQLite's own busy wait (cut to 50 ms here), so ``Database.run`` is w
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import session as db_session
 from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment, ScoredReply
 from bot.db.session import Database
 from bot.services import message_inbox
 from bot.services.reply_scoring import ReplyInput, ReplyOutcome, ReplyScoringPipeline, SeekerPost
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest, RiskTier
 from tests.bot.services.responder_fixtures import ScriptedInference
+from tests.support.sqlite_write_lock import WriteLock
 
 pytestmark = pytest.mark.reliability
 
@@ -38,35 +36,6 @@ POST = SeekerPost(GUILD, CHANNEL, 500, SEEKER, POST_TEXT)
 REPLY = ReplyInput(GUILD, CHANNEL, 600, RESPONDER, REPLY_TEXT, POST)
 # Shorter than the retries' total backoff (>= 0.6 s with the waits below), much longer than SQLite's wait.
 LOCK_HELD_S = 0.3
-
-
-class WriteLock:
-    """SQLite's write lock held by another connection; ``then`` runs on that connection before it commits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._connection: sqlite3.Connection | None = None
-        self._mutex = threading.Lock()
-        self.then: str | None = None
-        self.taken = False
-
-    def take(self, hold_s: float | None) -> None:
-        with self._mutex:
-            self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._connection.execute("BEGIN EXCLUSIVE")
-            self.taken = True
-        if hold_s is not None:
-            threading.Timer(hold_s, self.release).start()
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._connection is None:
-                return
-            if self.then is not None:
-                self._connection.execute(self.then)
-            self._connection.execute("COMMIT")
-            self._connection.close()
-            self._connection = None
 
 
 class LockingInference(ScriptedInference):
@@ -90,14 +59,6 @@ class LockingInference(ScriptedInference):
         score = await super().score_risk(request)
         self._lock_once()
         return score
-
-
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite gives up on a lock after 50 ms instead of 5 s, and retries wait about 0.1-0.4 s."""
-    monkeypatch.setattr(db_session, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(db_session, "RETRY_FIRST_WAIT_S", 0.1)
-    monkeypatch.setattr(db_session, "RETRY_MAX_WAIT_S", 0.3)
 
 
 @pytest.fixture

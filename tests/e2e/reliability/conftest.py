@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.reliability.test_faults_database import WriteLock
+from tests.support.sqlite_write_lock import WriteLock
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

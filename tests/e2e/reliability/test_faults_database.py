@@ -11,10 +11,6 @@ would) for a while. Three lengths of lock, three layers:
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
@@ -22,40 +18,11 @@ from bot.db import session as db_session
 from bot.db.models import EscalationConsent, EscalationState, RiskAssessment
 from tests.e2e._features import count_rows
 from tests.e2e.safety_support import CRISIS_POST, alerts, go_live, post_crisis, wait_for_alert, wait_for_case
+from tests.support.sqlite_write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.e2e
-
-
-class WriteLock:
-    """SQLite's write lock held by another connection (thread-safe: a timer may release it)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._connection: sqlite3.Connection | None = None
-        self._mutex = threading.Lock()
-        self.taken_at: float | None = None
-        self.released_at: float | None = None
-
-    def take(self, hold_s: float | None = None) -> None:
-        with self._mutex:
-            if self.taken_at is not None:
-                return
-            self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._connection.execute("BEGIN EXCLUSIVE")
-            self.taken_at = time.monotonic()
-        if hold_s is not None:
-            threading.Timer(hold_s, self.release).start()
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._connection is None:
-                return
-            self._connection.execute("COMMIT")
-            self._connection.close()
-            self._connection = None
-            self.released_at = time.monotonic()
 
 
 @pytest.fixture
