@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from inference.batching import plan_length_groups
 from inference.config import InferenceConfig
 from inference.errors import InferenceError, InputRejected
+from inference.text_normalise import visible_text
 from inference.types import (
     EmpathyResult,
     ReplyScore,
@@ -41,8 +41,6 @@ WorkResult = ReplyScore | RiskScore | InferenceError
 # the risk model's windows over 10 000 characters already see the whole of any real message).
 MAX_TEXT_CHARS = 10_000
 
-# Characters that render as nothing: a message made only of these (and whitespace) has no text to score.
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f")
 
 # Made-up probe pairs: int8 quantisation is kept only if it scores these as fp32 does.
 PROBE_PAIRS: tuple[tuple[str, str], ...] = (
@@ -58,12 +56,6 @@ PROBE_PAIRS: tuple[tuple[str, str], ...] = (
     ("I feel so alone since moving to a new city.", "Moving is tough. Are there clubs or groups near you?"),
     ("Everything is pointless lately.", "ok"),
 )
-
-
-def visible_text(text: str) -> str:
-    """``text`` without whitespace and invisible characters at either end; empty means nothing to score."""
-    normalised = unicodedata.normalize("NFC", text)
-    return "".join(ch for ch in normalised if ch not in _INVISIBLE).strip()
 
 
 def prepare_text(text: str, *, what: str) -> str:

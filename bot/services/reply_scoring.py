@@ -16,8 +16,6 @@ import contextlib
 import enum
 import hashlib
 import logging
-import re
-import unicodedata
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -36,6 +34,7 @@ from bot.services.escalation import guild_tier
 from bot.services.events import SeekerRiskScored
 from inference.client import InferenceClient
 from inference.errors import InferenceError, InferenceShutDown, InputRejected, RequestShed
+from inference.text_normalise import comparable_text, has_visible_text, readable_text
 from inference.types import (
     Mechanism,
     Priority,
@@ -53,9 +52,6 @@ EXCERPT_CHARS = 300
 
 # bot.dispatch(REPLY_SCORED, ReplyScored(...)) -> on_peercare_reply_scored: a reply was scored for the first time.
 REPLY_SCORED = "peercare_reply_scored"
-# The characters the models treat as invisible (inference.engine): text made only of them is never scorable.
-_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad\u180e\u034f]")
-_SPACES = re.compile(r"\s+")
 # Deleted message ids remembered, so scoring that finishes (or starts) after a delete stores nothing.
 DELETED_IDS_KEPT = 10_000
 
@@ -125,19 +121,14 @@ class ReplyScoringResult:
     skip_reason: str | None = None
 
 
-def normalise_text(text: str) -> str:
-    """What counts as the same text: NFKC, no zero-width characters, collapsed whitespace, case-folded."""
-    text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
-    return _SPACES.sub(" ", text).strip().casefold()
-
-
 def content_hash(text: str) -> str:
     """Hash of the normalised reply: an edit that only touches case or spacing is not a material change."""
-    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+    return hashlib.sha256(comparable_text(text).encode("utf-8")).hexdigest()
 
 
 def has_scorable_text(text: str | None) -> bool:
-    return bool(text) and bool(normalise_text(text or ""))
+    """True when the models would score ``text`` (it shows a visible character: ``inference.text_normalise``)."""
+    return has_visible_text(text)
 
 
 def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
@@ -146,7 +137,7 @@ def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A short slice for a moderator alert, cut at a word boundary."""
-    text = _SPACES.sub(" ", _ZERO_WIDTH.sub("", text)).strip()
+    text = readable_text(text)
     if len(text) <= limit:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.text_normalise import without_invisible
 from inference.types import RiskTier
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ NEGATION_REACH = 3
 _TIER_SECTIONS = {"high": RiskTier.HIGH, "elevated": RiskTier.ELEVATED}
 _CUE_SECTIONS = ("negation", "past", "joking")
 _APOSTROPHES = "'\u2019\u2018\u02bc`\u00b4"
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"), None)
 _SENTENCE_BREAK = re.compile(r"[.!?;\n\r]+")
 _WORD = re.compile(r"[\w/]+|[^\w\s]")
 
@@ -37,7 +37,7 @@ class PhraseFileError(ValueError):
 
 def words(text: str) -> list[str]:
     """Case-folded words (and single symbols such as emoji) with apostrophes dropped: "I'm" -> "im"."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+    text = without_invisible(unicodedata.normalize("NFKC", text)).casefold()
     for mark in _APOSTROPHES:
         text = text.replace(mark, "")
     return _WORD.findall(text)
@@ -87,7 +87,14 @@ class PhraseBook:
     def matches(self, text: str) -> tuple[str, ...]:
         """``tier:name`` of every phrase found in ``text`` (deduplicated, strongest tier first)."""
         found: dict[str, RiskTier] = {}
-        parts = sentences(text)
+        # An invisible character may hide inside a word ("ki\u200bll") or stand where a space was
+        # ("kill\u2062myself"): the text is read both ways, with invisible characters dropped and as spaces.
+        for variant in dict.fromkeys((without_invisible(text), without_invisible(text, replacement=" "))):
+            self._match_into(found, sentences(variant))
+        ordered = sorted(found.items(), key=lambda item: (-item[1].rank, item[0]))
+        return tuple(f"{tier.value}:{name}" for name, tier in ordered)
+
+    def _match_into(self, found: dict[str, RiskTier], parts: list[list[str]]) -> None:
         for index, tokens in enumerate(parts):
             if _occurs(self.past, tokens):
                 continue
@@ -98,8 +105,6 @@ class PhraseBook:
                     continue
                 tier = RiskTier.ELEVATED if joking and phrase.tier == RiskTier.HIGH else phrase.tier
                 found[phrase.name] = RiskTier.max(tier, found.get(phrase.name, RiskTier.NONE))
-        ordered = sorted(found.items(), key=lambda item: (-item[1].rank, item[0]))
-        return tuple(f"{tier.value}:{name}" for name, tier in ordered)
 
     def _counts(self, pattern: Pattern, tokens: Sequence[str]) -> bool:
         """True when ``pattern`` occurs at least once without a negation cue just before it."""
