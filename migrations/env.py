@@ -40,7 +40,10 @@ def _run_sync(connection: Connection) -> None:
 
 async def _run_async() -> None:
     connectable = async_engine_from_config(
-        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+        config.get_section(config.config_ini_section, {}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+        hide_parameters=True,  # a failed data migration's error must not quote stored message text
     )
     async with connectable.connect() as connection:
         await connection.run_sync(_run_sync)

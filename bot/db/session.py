@@ -156,7 +156,11 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_pre_ping=True)
+        # hide_parameters: SQLAlchemy's error messages quote a failed statement's parameters, which can be a
+        # member's message text, and errors are logged with their tracebacks.
+        self.engine: AsyncEngine = create_async_engine(
+            url, echo=echo, pool_pre_ping=True, hide_parameters=True
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "savepoint", _sqlite_begin_before_savepoint)
