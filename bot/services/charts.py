@@ -1,11 +1,14 @@
-"""Draw empathy-level trends as PNG images (matplotlib, Agg backend, off the event loop)."""
+"""Draw empathy-level trends as PNG images (matplotlib, Agg backend, off the event loop), briefly cached."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 
 import matplotlib
 
@@ -23,6 +26,9 @@ SERIES = (
     ("ip", "Interpretations", "#0275d8"),
     ("ex", "Explorations", "#5cb85c"),
 )
+# A chart asked for again (the same trend, the same title) within this long is not drawn again.
+CACHE_TTL_S = 300.0
+CACHE_MAX_ENTRIES = 128
 
 
 def render_level_trend(points: Sequence[LevelPoint], title: str) -> bytes:
@@ -47,13 +53,62 @@ def render_level_trend(points: Sequence[LevelPoint], title: str) -> bytes:
     axes.set_ylim(-0.05, 2.05)
     axes.set_yticks([0, 1, 2], ["none", "weak", "strong"])
     axes.set_ylabel("mean level")
-    axes.set_title(title)
+    # The title holds a guild name: drawn as typed, never parsed as mathtext ("Save $$ Support" would fail).
+    axes.set_title(title, parse_math=False)
     axes.grid(alpha=0.3)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
 
 
+class ChartCache:
+    """Recently drawn charts by what they show: a repeated `/peercare me` or `stats` is not drawn again.
+
+    Keyed by the title and the points themselves, so a cached chart is never out of date; entries expire after
+    ``ttl_s`` and the oldest go first beyond ``max_entries``.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float = CACHE_TTL_S,
+        max_entries: int = CACHE_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            stored_at, png = found
+            if self._clock() - stored_at > self.ttl_s:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return png
+
+    def put(self, key: Hashable, png: bytes) -> None:
+        with self._lock:
+            self._entries[key] = (self._clock(), png)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+_cache = ChartCache()
+
+
 async def render_level_trend_async(points: Sequence[LevelPoint], title: str) -> bytes:
-    """Same as ``render_level_trend`` in a worker thread: drawing takes long enough to stall the gateway."""
-    return await asyncio.to_thread(render_level_trend, list(points), title)
+    """``render_level_trend`` in a worker thread (drawing takes long enough to stall the gateway), cached."""
+    key = (title, tuple(points))
+    png = _cache.get(key)
+    if png is None:
+        png = await asyncio.to_thread(render_level_trend, list(points), title)
+        _cache.put(key, png)
+    return png
