@@ -14,6 +14,7 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from bot import command_cooldowns
 from bot import interaction_replies as replies
 from bot.db.models import utcnow
 from bot.db.session import transient_reason
@@ -366,6 +367,7 @@ class MyProgress(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="me", description="Your own empathy trend over time (only you see it)")
+    @command_cooldowns.per_member(command_cooldowns.CHART_COMMANDS)
     async def me(self, interaction: discord.Interaction) -> None:
         if interaction.guild is None:
             raise app_commands.NoPrivateMessage()

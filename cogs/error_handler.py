@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import interaction_replies as replies
+from bot.command_cooldowns import cooldown_message
 from bot.services.errors import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def describe_error(error: app_commands.AppCommandError) -> str:
             kinds = " or ".join(kind.name.replace("_", " ") for kind in wanted)
             return f"{error.value.mention} cannot be used here: pick a {kinds} channel."
         return f"I could not understand {error.value!r} as a {error.type.name.lower().replace('_', ' ')}."
+    if isinstance(error, app_commands.CommandOnCooldown):  # a CheckFailure too: before the generic answer
+        return cooldown_message(error)
     if isinstance(error, app_commands.CheckFailure):
         return "You are not allowed to use this command here."
     if isinstance(original, discord.Forbidden):
