@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import unicodedata
@@ -14,7 +15,6 @@ from discord.ext import commands
 
 from bot import command_cooldowns
 from bot import interaction_replies as replies
-from bot.app import PeerCareBot
 from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
 from bot.services import escalation, guild_settings, risk_thresholds
 from bot.services.charts import render_level_trend_async
@@ -41,9 +41,23 @@ def moderator_only():  # type: ignore[no-untyped-def]
     return app_commands.check(predicate)
 
 
-async def default_thresholds(bot: PeerCareBot) -> RiskThresholds | None:
-    """The risk model card's calibrated thresholds for RISK_MODEL (``bot.risk_defaults``); None if unreadable."""
-    return await bot.risk_defaults.load()
+def _load_default_thresholds(source: str) -> RiskThresholds:
+    from inference.risk.scorer import RiskScorer
+
+    return RiskScorer.thresholds_for_source(source)
+
+
+async def default_thresholds(bot: commands.Bot) -> RiskThresholds | None:
+    """The risk model card's calibrated thresholds for RISK_MODEL (read off the loop); None if unreadable."""
+    cached = getattr(bot, "_peercare_default_thresholds", None)
+    if cached is None:
+        try:
+            cached = await asyncio.to_thread(_load_default_thresholds, bot.settings.risk_model)  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.warning("cannot read the risk model's default thresholds: %s", type(exc).__name__)
+            return None
+        bot._peercare_default_thresholds = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _summary(settings: GuildSettings, thresholds: RiskThresholds | None) -> discord.Embed:
@@ -99,8 +113,13 @@ def _summary(settings: GuildSettings, thresholds: RiskThresholds | None) -> disc
 class GuildSetup(commands.Cog):
     """Thin: validates what Discord cannot, hands changes to ``guild_settings`` (which audits them)."""
 
-    def __init__(self, bot: PeerCareBot) -> None:
+    def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
+
+    async def cog_load(self) -> None:
+        # Read the model card's thresholds once at start (a small JSON read, no weights): the escalation
+        # cog re-tiers posts against them when a guild has its own thresholds.
+        await default_thresholds(self.bot)
 
     @app_commands.command(name="setup", description="Configure PeerCare for this server (Manage Server)")
     @app_commands.describe(
@@ -244,5 +263,5 @@ class GuildSetup(commands.Cog):
         )
 
 
-async def setup(bot: PeerCareBot) -> None:
+async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(GuildSetup(bot))
