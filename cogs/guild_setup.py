@@ -1,4 +1,4 @@
-"""Moderator setup: `/peercare setup` (alerts, thresholds, resources, coaching, shadow mode) and `/peercare stats`."""
+"""Moderator setup: `/peercare setup` (alerts, thresholds, resources, coaching, shadow mode), `stats`, `threshold-whatif`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot import command_cooldowns
 from bot import interaction_replies as replies
 from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
-from bot.services import escalation, guild_settings, risk_thresholds
+from bot.services import escalation, guild_settings, risk_thresholds, verdict_stats
 from bot.services.charts import render_level_trend_async
 from bot.services.errors import UserFacingError
 from bot.services.stats import guild_counts, level_trend
@@ -184,6 +184,7 @@ class GuildSetup(commands.Cog):
             changes["realert_after_minutes"] = realert_minutes
 
         defaults = await default_thresholds(self.bot)
+        previous: RiskThresholds | None = None
         async with self.bot.database.session() as session:  # type: ignore[attr-defined]
             if high_threshold is not None or elevated_threshold is not None:
                 if defaults is None:
@@ -193,6 +194,9 @@ class GuildSetup(commands.Cog):
                     )
                 # Validate against what is stored without creating a row: a refusal writes nothing.
                 current = await guild_settings.find(session, interaction.guild.id)
+                previous = risk_thresholds.from_mapping(
+                    current.risk_thresholds if current else None, defaults
+                )
                 changes["risk_thresholds"] = risk_thresholds.updated(
                     current.risk_thresholds if current is not None else None,
                     defaults,
@@ -210,9 +214,21 @@ class GuildSetup(commands.Cog):
             embed = _summary(settings, thresholds)
             warnings = self._warnings(interaction.guild, settings)
             warnings += await escalation.delivery_problems(session, interaction.guild.id)
+            what_if: list[str] = []
+            if high_threshold is not None and previous is not None and thresholds is not None:
+                # Advice beside the change: what it would have meant for the alerts moderators judged.
+                what_if = verdict_stats.describe_what_if(
+                    await verdict_stats.threshold_what_if(
+                        session, interaction.guild.id, baseline=previous, other=thresholds, now=utcnow()
+                    ),
+                    title="What the new high threshold would have done",
+                    baseline="the previous thresholds",
+                )
         content = "Saved." if changes else "Current settings (pass options to change them):"
         if warnings:
             content += "\n" + "\n".join(f"⚠️ {w}" for w in warnings)
+        if what_if:
+            content += "\n\n" + "\n".join(what_if)
         await replies.answer(interaction, content, embed=embed, ephemeral=True)
 
     @staticmethod
@@ -241,6 +257,7 @@ class GuildSetup(commands.Cog):
         async with self.bot.database.session() as session:  # type: ignore[attr-defined]
             counts = await guild_counts(session, interaction.guild.id, now)
             points = await level_trend(session, interaction.guild.id, now - timedelta(days=STATS_DAYS))
+            weeks = await verdict_stats.alert_precision(session, interaction.guild.id, now, days=STATS_DAYS)
         png = await render_level_trend_async(
             points, f"{interaction.guild.name}: empathy levels, last {STATS_DAYS} days"
         )
@@ -253,6 +270,7 @@ class GuildSetup(commands.Cog):
                 f"{counts.invitations_sent} invitations sent",
                 f"**Seeker posts scored:** {counts.seeker_posts_scored} ({counts.high_risk_posts} high risk)",
                 f"**Escalations:** {counts.escalations}",
+                *verdict_stats.describe_precision(weeks, days=STATS_DAYS),
             ]
         )
         await replies.answer(
@@ -261,6 +279,44 @@ class GuildSetup(commands.Cog):
             file=discord.File(io.BytesIO(png), filename="peercare-stats.png"),
             ephemeral=True,
         )
+
+    @app_commands.command(
+        name="threshold-whatif",
+        description="What another high risk threshold would have done over the last 90 days (Manage Server)",
+    )
+    @app_commands.describe(
+        high_threshold="0-1 for every main risk label (e.g. 0.8), or label=value pairs, or `default`"
+    )
+    @moderator_only()
+    async def threshold_whatif(self, interaction: discord.Interaction, high_threshold: str) -> None:
+        """Advice only: replays stored scores with the other threshold; changes and stores nothing."""
+        assert interaction.guild is not None
+        await replies.defer(interaction, ephemeral=True)
+        defaults = await default_thresholds(self.bot)
+        if defaults is None:
+            raise UserFacingError(
+                "I cannot read the risk model's default thresholds (check RISK_MODEL), "
+                "so I cannot compare thresholds right now."
+            )
+        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+            current = await guild_settings.find(session, interaction.guild.id)
+            stored = current.risk_thresholds if current is not None else None
+            what_if = await verdict_stats.threshold_what_if(
+                session,
+                interaction.guild.id,
+                baseline=risk_thresholds.from_mapping(stored, defaults),
+                other=verdict_stats.hypothetical_thresholds(stored, defaults, high=high_threshold),
+                now=utcnow(),
+                days=STATS_DAYS,
+            )
+        shown = high_threshold.strip().replace("`", "")[:80]
+        lines = verdict_stats.describe_what_if(
+            what_if,
+            title=f"What `high_threshold: {shown}` would have done",
+            baseline="your current thresholds",
+        )
+        lines.append(f"Advice only: nothing was changed. To use it: `/peercare setup high_threshold:{shown}`")
+        await replies.answer(interaction, "\n".join(lines), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

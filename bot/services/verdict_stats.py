@@ -245,7 +245,7 @@ def describe_precision(weeks: Sequence[PrecisionWeek], *, days: int = WINDOW_DAY
 
 def describe_what_if(what_if: ThresholdWhatIf, *, title: str, baseline: str) -> list[str]:
     """Lines for a moderator: what the other thresholds would have done, next to ``baseline`` (words)."""
-    lines = [f"**{title}** (last {what_if.days} days; advice only, nothing is changed by this)"]
+    lines = [f"**{title}** (last {what_if.days} days)"]
     if not what_if.scores and not what_if.sent.alerts:
         lines.append(f"No risk scores stored in the last {what_if.days} days: nothing to compare yet.")
     else:
