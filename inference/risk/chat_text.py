@@ -1,0 +1,72 @@
+"""Chat normalisation for the crisis head: what a message says, without how Discord or a keyboard dressed it.
+
+Why: the high tier must not move because a message is in lower case, in **bold**, behind a ||spoiler||, full
+of "!!!", split over lines, or typed with an emoji. The crisis head reads the text this function returns, and
+its training rows went through the same function (save and load are mirrors). Sentence-level chunks let a
+crisis line inside a long message be read on its own.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# <@123>, <@!123>, <@&123>, <#123>: ids carry no meaning for risk. Custom emoji keep their name.
+_MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
+_CUSTOM_EMOJI = re.compile(r"<a?:(\w+):\d+>")
+_URL = re.compile(r"https?://\S+")
+# Markdown markers Discord renders: bold/italic/underline/strike/spoiler/code, block quotes, headings, lists.
+_MARKERS = re.compile(r"\*{1,3}|_{2}|~~|\|\||`{1,3}")
+_LINE_PREFIX = re.compile(r"^\s*(?:>>>|>|#{1,3}|-#|[-*+]|\d+[.)])\s+", re.MULTILINE)
+_REPEATED_PUNCTUATION = re.compile(r"([!?.,])\1+")
+_LONG_LETTER_RUNS = re.compile(r"(\w)\1{2,}")  # "sooooo" -> "soo"
+_SPACES = re.compile(r"[ \t\f\v]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _is_droppable(char: str) -> bool:
+    """Format (Cf: zero-width, bidi, tag characters), controls other than newline, and variation selectors."""
+    if char == "\n":
+        return False
+    category = unicodedata.category(char)
+    return category in ("Cf", "Cc") or "\ufe00" <= char <= "\ufe0f"
+
+
+def normalise_chat(text: str) -> str:
+    """The message as the crisis head reads it: NFKC, no markup or invisible characters, lower case.
+
+    Line breaks are kept (they separate the sentences ``chunks`` reads); everything else is one space.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(char for char in text if not _is_droppable(char))
+    text = _CUSTOM_EMOJI.sub(r" \1 ", text)
+    text = _MENTION.sub(" ", text)
+    text = _URL.sub(" ", text)
+    text = _LINE_PREFIX.sub("", text)
+    text = _MARKERS.sub("", text)
+    text = text.replace("\\n", "\n").replace("\r", "\n")
+    text = _REPEATED_PUNCTUATION.sub(r"\1", text)
+    text = _LONG_LETTER_RUNS.sub(r"\1\1", text)
+    text = text.casefold()
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def sentences(normalised: str) -> list[str]:
+    """Sentences and lines of a normalised message, in order (never empty for a non-empty message)."""
+    parts = [part.strip() for part in _SENTENCE_END.split(normalised)]
+    return [part for part in parts if part] or ([normalised] if normalised else [])
+
+
+def chunks(normalised: str, *, window: int = 2) -> list[str]:
+    """The whole message, then each run of ``window`` consecutive sentences when there are more than that.
+
+    A short message is one chunk; a long one is also read a sentence pair at a time, so one crisis line in
+    a long post is seen without the rest diluting it, and a pair keeps "like really / the pills are here"
+    together.
+    """
+    parts = sentences(normalised)
+    whole = " ".join(parts)
+    if len(parts) <= window:
+        return [whole] if whole else []
+    return [whole, *(" ".join(parts[start : start + window]) for start in range(len(parts) - window + 1))]

@@ -1,0 +1,167 @@
+"""The crisis head: the probability that a message says its writer may be in danger now (the high tier).
+
+Why a separate head: the ``suicidal`` head learned what separates r/SuicideWatch from r/depression posts, and
+short posts look "suicidal" to it, so "hello" paged moderators. This head reads *what a message says*: an
+all-MiniLM-L6-v2 sentence embedding (the model's own recipe: mean of the last layer, L2-normalised) of the
+chat-normalised text, scored per chunk (the whole message and sentence pairs) and maxed, so neither length
+nor markup decides. Its weights are a few kB of safetensors beside a JSON config; nothing is pickled.
+See docs/models/risk-crisis-protocol.md for how it was chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.risk.chat_text import chunks, normalise_chat
+
+CRISIS_LABEL = "crisis"
+CONFIG_FILE = "crisis_head.json"
+WEIGHTS_FILE = "crisis_head.safetensors"
+FORMAT = "peercare-crisis-head/1"
+KINDS = ("logreg", "prototypes")
+
+
+class CrisisHeadError(ValueError):
+    """A crisis-head folder that cannot be read; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class CrisisHeadConfig:
+    """How the head reads a message; written beside the weights so a loader reads exactly what training used."""
+
+    kind: str = "logreg"
+    base_model: str = "all-MiniLM-L6-v2"
+    chunk_window: int = 0  # 0: the whole message only; n: also every run of n consecutive sentences
+    max_tokens: int = 256
+    temperature: float = 1.0
+    neighbours: int = 5  # prototypes only
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.format != FORMAT:
+            raise CrisisHeadError(f"crisis head format {self.format!r} is not {FORMAT!r}")
+        if self.kind not in KINDS:
+            raise CrisisHeadError(f"crisis head kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.chunk_window < 0 or self.max_tokens < 8 or self.temperature <= 0 or self.neighbours < 1:
+            raise CrisisHeadError("crisis head config has an out-of-range chunk_window/max_tokens/temperature")
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2's sentence embedding over any BERT-style encoder already in memory."""
+
+    def __init__(self, encoder: torch.nn.Module, tokenizer: Any, *, max_tokens: int = 256, device: str = "cpu"):
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.device = device
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """(n, hidden) float32 unit vectors; shorter texts first so batches pad little."""
+        out = np.zeros((len(texts), _hidden_size(self.encoder)), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = self.tokenizer(
+                [texts[row] for row in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+            out[rows] = pooled.cpu().numpy()
+        return out
+
+
+def _hidden_size(encoder: torch.nn.Module) -> int:
+    config = getattr(encoder, "config", None)
+    size = getattr(config, "hidden_size", None)
+    if not isinstance(size, int):
+        raise CrisisHeadError("the crisis head's encoder has no config.hidden_size")
+    return size
+
+
+@dataclass(frozen=True)
+class CrisisHead:
+    """A logit per embedding: logistic regression, or Platt-scaled nearest-prototype margin."""
+
+    config: CrisisHeadConfig
+    tensors: dict[str, np.ndarray]
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        if self.config.kind == "logreg":
+            return embeddings @ self.tensors["weight"] + float(self.tensors["bias"][0])
+        k = self.config.neighbours
+        positive = _top_k_mean(embeddings @ self.tensors["positive"].T, k)
+        negative = _top_k_mean(embeddings @ self.tensors["negative"].T, k)
+        scale, shift = self.tensors["platt"]
+        return scale * (positive - negative) + shift
+
+    def message_texts(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Every chunk the head reads, and the message each belongs to."""
+        pieces: list[str] = []
+        owners: list[int] = []
+        for index, text in enumerate(texts):
+            normalised = normalise_chat(text)
+            found = chunks(normalised, window=self.config.chunk_window) if self.config.chunk_window else []
+            found = found or [" ".join(normalised.split("\n"))]
+            pieces.extend(found)
+            owners.extend([index] * len(found))
+        return pieces, owners
+
+    def probabilities(self, encoder: SentenceEncoder, texts: Sequence[str]) -> list[float]:
+        """P(crisis) per message: sigmoid of the largest chunk logit over the calibrated temperature."""
+        if not texts:
+            return []
+        pieces, owners = self.message_texts(texts)
+        logits = self.logits(encoder.embed(pieces))
+        best = np.full(len(texts), -np.inf)
+        np.maximum.at(best, np.asarray(owners), logits)
+        return [float(p) for p in 1.0 / (1.0 + np.exp(-best / self.config.temperature))]
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        from safetensors.numpy import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG_FILE).write_text(json.dumps({"config": asdict(self.config)}, indent=2) + "\n")
+        save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.tensors.items()},
+                  str(folder / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, folder: Path) -> CrisisHead | None:
+        """The folder's crisis head, or None when it has none (older models keep their old high tier)."""
+        config_path = folder / CONFIG_FILE
+        if not config_path.exists():
+            return None
+        from safetensors.numpy import load_file
+
+        try:
+            raw = json.loads(config_path.read_text())
+            config = CrisisHeadConfig(**raw["config"])
+            tensors = {name: value.astype(np.float32) for name, value in load_file(folder / WEIGHTS_FILE).items()}
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise CrisisHeadError(f"cannot read the crisis head in {folder}: {type(exc).__name__}: {exc}") from exc
+        needed = {"logreg": ("weight", "bias"), "prototypes": ("positive", "negative", "platt")}[config.kind]
+        missing = [name for name in needed if name not in tensors]
+        if missing:
+            raise CrisisHeadError(f"{folder / WEIGHTS_FILE} lacks {', '.join(missing)} for a {config.kind} head")
+        return cls(config, tensors)
+
+
+def _top_k_mean(similarities: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, similarities.shape[1])
+    return np.sort(similarities, axis=1)[:, -k:].mean(axis=1)

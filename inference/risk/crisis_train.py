@@ -1,0 +1,434 @@
+"""Train, select and save the crisis head by the protocol in docs/models/risk-crisis-protocol.md.
+
+``peercare train crisis`` runs every declared variant over 3 seeds of 5-fold cross-validation on the training
+pool, picks the winner by the declared rule only, refits it on the whole pool and writes it (config, weights,
+the cut-offs and the full variant report) into a risk model folder. Sentence embeddings are cached per text
+under ``runs/risk/crisis-cache`` so variants and seeds share one encoding pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inference.risk.chat_text import chunks, normalise_chat
+from inference.risk.crisis import CrisisHead, CrisisHeadConfig, SentenceEncoder
+
+log = logging.getLogger(__name__)
+
+DATA_FOLDER = Path(__file__).resolve().parent / "data"
+WRITTEN_FILE = DATA_FOLDER / "crisis_train.csv"
+CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
+ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
+SEEDS = (13, 29, 47)
+FOLDS = 5
+ORDINARY_LIMIT = 0.005
+HARD_NEGATIVE_LIMIT = 0.03
+ELEVATED_RECALL = 0.99
+
+
+@dataclass(frozen=True)
+class Row:
+    text: str
+    label: int
+    group: str
+    source: str  # written | chat_style | esconv
+    category: str
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def esconv_turns(data_dir: Path, *, half: str) -> list[Row]:
+    """ESConv-dev seeker turns of the even ("train") or odd ("heldout") conversations, crisis turns labelled."""
+    if half not in ("train", "heldout"):
+        raise ValueError("half must be 'train' or 'heldout'")
+    with ESCONV_LABELS_FILE.open(newline="") as handle:
+        crisis = {(row["conversation"], row["turn"]) for row in csv.DictReader(handle) if row["crisis"] == "1"}
+    rows = []
+    with (data_dir / "esconv-dev" / "seeker_turns.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if (int(row["conversation"]) % 2 == 0) != (half == "train") or not row["text"].strip():
+                continue
+            label = int((row["conversation"], row["turn"]) in crisis)
+            rows.append(Row(row["text"], label, f"e{row['conversation']}", "esconv", "esconv"))
+    return rows
+
+
+def training_pool(data_dir: Path) -> list[Row]:
+    rows = []
+    if WRITTEN_FILE.exists():
+        with WRITTEN_FILE.open(newline="", encoding="utf-8") as handle:
+            for index, row in enumerate(csv.DictReader(handle)):
+                rows.append(Row(row["text"], int(row["label"]), f"w{index}", "written", row["category"]))
+    with CHAT_STYLE_FILE.open(newline="", encoding="utf-8") as handle:
+        for index, row in enumerate(csv.DictReader(handle)):
+            label = int(row["suicidal"])
+            rows.append(Row(row["text"], label, f"c{index}", "chat_style", row.get("kind") or "chat_style"))
+    return rows + esconv_turns(data_dir, half="train")
+
+
+# -- augmentation ------------------------------------------------------------------------------------
+
+_MARKUP: tuple[Callable[[str], str], ...] = (
+    lambda text: f"**{text}**",
+    lambda text: f"||{text}||",
+    lambda text: f"> {text}",
+    lambda text: f"<@123456789012345678> {text}",
+    lambda text: f"{text} 😔",
+    lambda text: f"{text} lol" if len(text) < 40 else text,
+)
+
+
+def augment(text: str, rng: random.Random) -> str:
+    """One restyled copy: lower case, no punctuation, two typos, a Discord dressing, or lines split."""
+    choice = rng.randrange(5)
+    if choice == 0:
+        return text.lower()
+    if choice == 1:
+        return "".join(char for char in text if char.isalnum() or char.isspace())
+    if choice == 2:
+        letters = list(text)
+        for _ in range(2):
+            if len(letters) > 3:
+                at = rng.randrange(len(letters) - 1)
+                letters[at], letters[at + 1] = letters[at + 1], letters[at]
+        return "".join(letters)
+    if choice == 3:
+        return rng.choice(_MARKUP)(text)
+    words = text.split()
+    if len(words) < 4:
+        return text.upper()
+    cut = rng.randrange(1, len(words))
+    return " ".join(words[:cut]) + "\n" + " ".join(words[cut:])
+
+
+# -- embeddings --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EmbeddingCache:
+    """Sentence embeddings by normalised text, persisted as one .npz per encoder."""
+
+    encoder: SentenceEncoder
+    path: Path
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.path.exists():
+            stored = np.load(self.path)
+            self.vectors = {key: stored[key] for key in stored.files}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [_key(text) for text in texts]
+        todo = sorted({key: text for key, text in zip(keys, texts, strict=True) if key not in self.vectors}.items())
+        if todo:
+            log.info("embedding %d new texts", len(todo))
+            fresh = self.encoder.embed([text for _, text in todo])
+            self.vectors.update({key: fresh[i] for i, (key, _) in enumerate(todo)})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.path, **self.vectors)
+        return np.stack([self.vectors[key] for key in keys]) if keys else np.zeros((0, 384), np.float32)
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+# -- variants ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str = "logreg"
+    c: float = 2.0
+    chunk_window: int = 0
+    augmented: bool = False
+
+
+def declared_variants(best_c: float | None = None) -> list[Variant]:
+    if best_c is None:
+        return [Variant(f"A{c:g}", c=c) for c in (0.5, 2.0, 8.0)] + [Variant("B", kind="prototypes")]
+    return [
+        Variant(f"C{best_c:g}", c=best_c, chunk_window=2),
+        Variant(f"A{best_c:g}-aug", c=best_c, augmented=True),
+    ]
+
+
+def fit_head(variant: Variant, embeddings: np.ndarray, labels: np.ndarray, seed: int) -> CrisisHead:
+    config = CrisisHeadConfig(kind=variant.kind, chunk_window=variant.chunk_window)
+    if variant.kind == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=variant.c, class_weight="balanced", max_iter=5000, random_state=seed)
+        model.fit(embeddings, labels)
+        tensors = {"weight": model.coef_[0].astype(np.float32), "bias": model.intercept_.astype(np.float32)}
+        return CrisisHead(config, tensors)
+    positive, negative = embeddings[labels == 1], embeddings[labels == 0]
+    head = CrisisHead(config, {"positive": positive, "negative": negative, "platt": np.array([1.0, 0.0])})
+    # Platt scaling on the training margins, leaving each row out of its own neighbours.
+    margins = _leave_one_out_margins(head, embeddings, labels)
+    from sklearn.linear_model import LogisticRegression
+
+    platt = LogisticRegression(class_weight="balanced").fit(margins[:, None], labels)
+    tensors = {**head.tensors, "platt": np.array([platt.coef_[0][0], platt.intercept_[0]], dtype=np.float32)}
+    return CrisisHead(config, tensors)
+
+
+def _leave_one_out_margins(head: CrisisHead, embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    k = head.config.neighbours
+    similarities = embeddings @ embeddings.T
+    np.fill_diagonal(similarities, -np.inf)
+    positive = np.sort(similarities[:, labels == 1], axis=1)[:, -k:].mean(axis=1)
+    negative = np.sort(similarities[:, labels == 0], axis=1)[:, -k:].mean(axis=1)
+    return positive - negative
+
+
+def message_logits(head: CrisisHead, cache: EmbeddingCache, texts: Sequence[str]) -> np.ndarray:
+    pieces, owners = head.message_texts(texts)
+    logits = head.logits(cache.embed(pieces))
+    best = np.full(len(texts), -np.inf)
+    np.maximum.at(best, np.asarray(owners), logits)
+    return best
+
+
+def lowest_cut_off(scores: np.ndarray, limit: float) -> float:
+    """The lowest cut-off at which at most ``limit`` of ``scores`` reach it."""
+    allowed = int(np.floor(limit * len(scores)))
+    ranked = np.sort(scores)[::-1]
+    if allowed >= len(ranked):
+        return float("-inf")
+    return float(np.nextafter(ranked[allowed], np.inf))
+
+
+def cut_off_for(logits: np.ndarray, rows: Sequence[Row]) -> float:
+    ordinary = np.array([lg for lg, row in zip(logits, rows, strict=True) if row.source == "esconv" and not row.label])
+    hard = np.array([lg for lg, row in zip(logits, rows, strict=True) if row.source != "esconv" and not row.label])
+    return max(lowest_cut_off(ordinary, ORDINARY_LIMIT), lowest_cut_off(hard, HARD_NEGATIVE_LIMIT))
+
+
+def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache, seed: int) -> dict:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    texts = [normalise_chat(row.text) for row in rows]
+    labels = np.array([row.label for row in rows])
+    groups = [row.group for row in rows]
+    whole = cache.embed([" ".join(text.split("\n")) for text in texts])
+    logits = np.zeros(len(rows))
+    rng = random.Random(seed)
+    splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    for train, test in splitter.split(whole, labels, groups):
+        x, y = whole[train], labels[train]
+        if variant.augmented:
+            extra = [i for i in train if rows[i].source != "esconv"]
+            styled = [" ".join(normalise_chat(augment(rows[i].text, rng)).split("\n")) for i in extra]
+            x = np.concatenate([x, cache.embed(styled)])
+            y = np.concatenate([y, labels[extra]])
+        head = fit_head(variant, x, y, seed)
+        logits[test] = message_logits(head, cache, [rows[i].text for i in test])
+    cut = cut_off_for(logits, rows)
+    positives = logits[labels == 1]
+    return {
+        "seed": seed,
+        "cut_off_logit": cut,
+        "recall": float((positives >= cut).mean()),
+        "elevated_cut_off_logit": float(np.quantile(positives, 1 - ELEVATED_RECALL)),
+        "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
+        "hard_negative_high_rate": _rate(logits, rows, cut, lambda row: row.source != "esconv" and not row.label),
+        "oof_logits": logits,
+    }
+
+
+def _rate(logits: np.ndarray, rows: Sequence[Row], cut: float, keep: Callable[[Row], bool]) -> float:
+    chosen = [lg >= cut for lg, row in zip(logits, rows, strict=True) if keep(row)]
+    return float(np.mean(chosen)) if chosen else 0.0
+
+
+def summarise(runs: Sequence[dict]) -> dict:
+    recalls = np.array([run["recall"] for run in runs])
+    return {
+        "recall_mean": float(recalls.mean()),
+        "recall_sd": float(recalls.std(ddof=1)) if len(recalls) > 1 else 0.0,
+        "per_seed": [{key: value for key, value in run.items() if key != "oof_logits"} for run in runs],
+    }
+
+
+_COST = {"A": 0, "B": 1, "C": 2}
+
+
+def choose(report: dict[str, dict]) -> str:
+    """The declared rule: highest mean recall; within 0.01, the cheaper variant."""
+    best = max(entry["recall_mean"] for entry in report.values())
+    close = [name for name, entry in report.items() if entry["recall_mean"] >= best - 0.01]
+    return min(close, key=lambda name: (_COST[name[0]], name.endswith("-aug"), -report[name]["recall_mean"]))
+
+
+def run_selection(rows: Sequence[Row], cache: EmbeddingCache, seeds: Sequence[int] = SEEDS) -> dict:
+    variants = {variant.name: variant for variant in declared_variants()}
+    report = {name: summarise([cross_validate(v, rows, cache, seed) for seed in seeds]) for name, v in variants.items()}
+    plain = {name: entry for name, entry in report.items() if name.startswith("A")}
+    best_c = variants[max(plain, key=lambda name: plain[name]["recall_mean"])].c
+    for variant in declared_variants(best_c):
+        variants[variant.name] = variant
+        report[variant.name] = summarise([cross_validate(variant, rows, cache, seed) for seed in seeds])
+    winner = choose(report)
+    return {"variants": report, "winner": winner, "winner_spec": variants[winner].__dict__}
+
+
+def fit_final(spec: dict, rows: Sequence[Row], cache: EmbeddingCache, selection: dict) -> tuple[CrisisHead, dict]:
+    """The winner refitted on the whole pool; cut-offs (as probabilities) = the median over seeds."""
+    variant = Variant(**spec)
+    texts = [" ".join(normalise_chat(row.text).split("\n")) for row in rows]
+    x, y = cache.embed(texts), np.array([row.label for row in rows])
+    if variant.augmented:
+        rng = random.Random(SEEDS[0])
+        extra = [i for i, row in enumerate(rows) if row.source != "esconv"]
+        styled = [" ".join(normalise_chat(augment(rows[i].text, rng)).split("\n")) for i in extra]
+        x, y = np.concatenate([x, cache.embed(styled)]), np.concatenate([y, y[extra]])
+    head = fit_head(variant, x, y, SEEDS[0])
+    seeds = selection["variants"][variant.name]["per_seed"]
+    high = float(np.median([seed["cut_off_logit"] for seed in seeds]))
+    elevated = min(high, float(np.median([seed["elevated_cut_off_logit"] for seed in seeds])))
+    return head, {"high": _probability(high), "elevated": _probability(elevated)}
+
+
+def _probability(logit: float) -> float:
+    return round(float(1.0 / (1.0 + np.exp(-logit))), 4)
+
+
+def chunked_texts_for(texts: Sequence[str], window: int) -> list[list[str]]:
+    return [chunks(normalise_chat(text), window=window) for text in texts]
+
+
+def write_report(path: Path, report: dict) -> None:
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
+# -- attempt 2: a LoRA-tuned encoder -------------------------------------------------------------------
+
+TUNED = Variant("D", kind="logreg", chunk_window=2, augmented=True)
+LORA_TARGETS = ("query", "key", "value", "dense")
+
+
+@dataclass(frozen=True)
+class TunedRecipe:
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    lr: float = 5e-4
+    batch_size: int = 32
+    epochs: int = 4
+    restyle_probability: float = 0.5
+    # Why these three: on 2 CPU cores a full pass took ~3 min an epoch. The lower blocks stay frozen (no backward
+    # through them), ESConv negatives are a fresh random 600 each epoch, and batches group similar lengths.
+    blocks: tuple[int, ...] = (2, 3, 4, 5)
+    ordinary_per_epoch: int = 600
+    max_tokens: int = 96
+
+
+def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: TunedRecipe = TunedRecipe()):
+    """A LoRA-adapted copy of the encoder and a linear head over its normalised sentence embedding."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    encoder = get_peft_model(
+        copy.deepcopy(base_encoder),
+        LoraConfig(
+            r=recipe.rank,
+            lora_alpha=recipe.alpha,
+            lora_dropout=recipe.dropout,
+            target_modules=list(LORA_TARGETS),
+            layers_to_transform=list(recipe.blocks),
+        ),
+    )
+    head = torch.nn.Linear(base_encoder.config.hidden_size, 1)
+    labels = torch.tensor([row.label for row in rows], dtype=torch.float32)
+    positive = float(labels.sum())
+    weight = torch.tensor((len(rows) - positive) / max(positive, 1.0))
+    params = [p for p in encoder.parameters() if p.requires_grad] + list(head.parameters())
+    optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
+    encoder.train()
+    written = [i for i, row in enumerate(rows) if row.source != "esconv" or row.label]
+    ordinary = [i for i, row in enumerate(rows) if row.source == "esconv" and not row.label]
+    for epoch in range(recipe.epochs):
+        chosen = written + rng.sample(ordinary, min(recipe.ordinary_per_epoch, len(ordinary)))
+        for_epoch = [rows[i] for i in chosen]
+        batches = _length_batches(chosen, [len(row.text) for row in for_epoch], recipe.batch_size, rng)
+        total = 0.0
+        for batch in batches:
+            texts = []
+            for i in batch:
+                text = rows[i].text
+                if rows[i].source != "esconv" and rng.random() < recipe.restyle_probability:
+                    text = augment(text, rng)
+                texts.append(" ".join(normalise_chat(text).split("\n")) or ".")
+            encoded = tokenizer(
+                texts, padding=True, truncation=True, max_length=recipe.max_tokens, return_tensors="pt"
+            )
+            states = encoder(**encoded).last_hidden_state
+            mask = encoded["attention_mask"].unsqueeze(-1).float()
+            pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+            logits = head(pooled).squeeze(-1)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[batch], pos_weight=weight)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+        log.info("crisis tuning epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, total / len(chosen))
+    encoder.eval()
+    merged = encoder.merge_and_unload()
+    tensors = {
+        "weight": head.weight.detach()[0].numpy().astype(np.float32),
+        "bias": head.bias.detach().numpy().astype(np.float32),
+    }
+    return encoder, merged, CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors)
+
+
+def _length_batches(indices: list[int], lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar-length rows (less padding), in a random order."""
+    order = sorted(range(len(indices)), key=lambda at: (lengths[at], rng.random()))
+    batches = [[indices[at] for at in order[start : start + size]] for start in range(0, len(order), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def cross_validate_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int) -> dict:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.array([row.label for row in rows])
+    groups = [row.group for row in rows]
+    logits = np.zeros(len(rows))
+    splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    for fold, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), labels, groups)):
+        _, merged, head = fit_tuned(base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold)
+        reader = SentenceEncoder(merged, tokenizer)
+        pieces, owners = head.message_texts([rows[i].text for i in test])
+        piece_logits = head.logits(reader.embed(pieces))
+        best = np.full(len(test), -np.inf)
+        np.maximum.at(best, np.asarray(owners), piece_logits)
+        logits[test] = best
+        log.info("seed %d fold %d done", seed, fold)
+    cut = cut_off_for(logits, rows)
+    positives = logits[labels == 1]
+    return {
+        "seed": seed,
+        "cut_off_logit": cut,
+        "recall": float((positives >= cut).mean()),
+        "elevated_cut_off_logit": float(np.quantile(positives, 1 - ELEVATED_RECALL)),
+        "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
+        "hard_negative_high_rate": _rate(logits, rows, cut, lambda row: row.source != "esconv" and not row.label),
+        "oof_logits": logits,
+    }
