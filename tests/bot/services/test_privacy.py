@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Column, func, select
 
 from bot.db.models import (
     AuditLogEntry,
@@ -223,3 +225,96 @@ async def test_guild_deletion_removes_every_row_of_that_guild(database: Database
         assert await _count(database, model, model.guild_id == GUILD) == 0, model.__tablename__
         assert await _count(database, model, model.guild_id == OTHER_GUILD) >= 1, model.__tablename__
     assert await _count(database, AuditLogEntry, AuditLogEntry.guild_id == GUILD) == 1  # the deletion itself
+
+
+async def _shadow_audit(database: Database, post_id: int, guild_id: int = GUILD) -> None:
+    """What escalation records for a high-risk post in shadow mode: the post's id, its tier, the consent."""
+    async with database.session() as session:
+        audit.record(
+            session,
+            "escalation.shadow",
+            guild_id=guild_id,
+            subject_type="message",
+            subject_id=post_id,
+            tier="high",
+            consent="yes",
+        )
+
+
+async def test_forget_me_deletes_shadow_audit_rows(database: Database) -> None:
+    await seed_member(database, MEMBER)
+    await seed_member(database, OTHER, message_base=2000)
+    await _shadow_audit(database, 1003)  # MEMBER's post
+    await _shadow_audit(database, 2003)  # OTHER's post
+    async with database.session() as session:
+        await privacy.delete_member_data(session, MEMBER, reason="forget_me")
+    about_message = (AuditLogEntry.action == "escalation.shadow") & (AuditLogEntry.subject_type == "message")
+    assert await _count(database, AuditLogEntry, about_message & (AuditLogEntry.subject_id == 1003)) == 0
+    assert await _count(database, AuditLogEntry, about_message & (AuditLogEntry.subject_id == 2003)) == 1
+
+
+async def test_privacy_report_lists_shadow_audit_rows(database: Database) -> None:
+    await seed_member(database, MEMBER)
+    await _shadow_audit(database, 1003)
+    async with database.session() as session:
+        found = await privacy.describe_member_data(session, MEMBER)
+    shadow = [row for row in found["audit_log"] if row["action"] == "escalation.shadow"]
+    assert shadow and shadow[0]["subject_id"] == 1003 and shadow[0]["details"]["tier"] == "high"
+
+
+async def test_privacy_report_shows_cases_a_moderator_handled(database: Database) -> None:
+    await seed_member(database, OTHER)
+    async with database.session() as session:
+        row = await session.scalar(select(Escalation))
+        row.claimed_by = MEMBER
+    async with database.session() as session:
+        found = await privacy.describe_member_data(session, MEMBER)
+    (section,) = [rows for name, rows in found.items() if name.startswith("escalations (")]
+    assert section == [{"id": row.id, "guild_id": GUILD, "claimed_by": MEMBER}]  # nothing of OTHER's case
+
+
+PERSON_COLUMNS = {"user_id", "member_id", "author_id", "responder_id", "seeker_id", "actor_id"}
+CODE = Path(__file__).resolve().parents[3]
+
+
+def _names_a_person(column: Column) -> bool:  # type: ignore[type-arg]
+    return column.key in PERSON_COLUMNS or column.key.endswith("_by")
+
+
+def _audit_subjects_in_code() -> set[str]:
+    """Every ``subject_type="..."`` the bot passes to the audit log (bot/ and cogs/)."""
+    found: set[str] = set()
+    for path in [*(CODE / "bot").rglob("*.py"), *(CODE / "cogs").rglob("*.py")]:
+        if path.name == "audit.py":
+            continue  # it passes the caller's subject_type on
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for keyword in getattr(node, "keywords", []):
+                if keyword.arg == "subject_type":
+                    assert isinstance(keyword.value, ast.Constant), f"{path}: subject_type must be a literal"
+                    if keyword.value.value is not None:
+                        found.add(keyword.value.value)
+    return found
+
+
+def test_forget_me_covers_every_table_and_audit_subject() -> None:
+    for mapper in Base.registry.mappers:
+        model, table = mapper.class_, mapper.local_table
+        assert "guild_id" in table.c, f"{table.name}: a guild's data deletion finds rows by guild_id"
+        if model in privacy.NOT_MEMBER_DATA:
+            assert not [c.key for c in table.columns if _names_a_person(c)], table.name
+            continue
+        assert model in privacy.MEMBER_DATA, (
+            f"{table.name}: say what forget-me and the privacy report do with it"
+        )
+        rule = privacy.MEMBER_DATA[model]
+        declared = {rule.owner} | {m.column for m in rule.mentions}
+        named = {c.key for c in table.columns if _names_a_person(c)}
+        assert named <= declared, (
+            f"{table.name}: {sorted(named - declared)} name a member but are not covered"
+        )
+        for name in [*declared - {None}, *rule.messages, *(a for m in rule.mentions for a in m.about)]:
+            assert name in table.c, f"{table.name}.{name} does not exist"
+    covered = privacy.personal_audit_subjects() | set(privacy.IMPERSONAL_AUDIT_SUBJECTS)
+    used = _audit_subjects_in_code()
+    assert {"member", "message", "escalation"} <= used
+    assert used <= covered, f"audit subjects forget-me does not know: {sorted(used - covered)}"
