@@ -270,12 +270,16 @@ class GuildSetup(commands.Cog):
                 f"{counts.invitations_sent} invitations sent",
                 f"**Seeker posts scored:** {counts.seeker_posts_scored} ({counts.high_risk_posts} high risk)",
                 f"**Escalations:** {counts.escalations}",
-                *verdict_stats.describe_precision(weeks, days=STATS_DAYS),
             ]
         )
         await replies.answer(
             interaction,
             text,
+            # An embed holds 4096 characters: 13 weekly lines would not fit in a message's 2000.
+            embed=discord.Embed(
+                description="\n".join(verdict_stats.describe_precision(weeks, days=STATS_DAYS)),
+                colour=discord.Colour.blurple(),
+            ),
             file=discord.File(io.BytesIO(png), filename="peercare-stats.png"),
             ephemeral=True,
         )

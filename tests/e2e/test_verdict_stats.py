@@ -6,9 +6,11 @@ or because the guild's high threshold is set below 0.01; a what-if at 0.5 separa
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from bot.db.models import EscalationConsent, EscalationState, GuildSettings
+from bot.db.models import Escalation, EscalationConsent, EscalationState, GuildSettings, utcnow
 from tests.e2e._features import configure, settings_for
 from tests.e2e.safety_support import CALM_POST, alerts, cases, go_live, post_crisis
 
@@ -57,13 +59,36 @@ async def _one_false_alarm_by_threshold_one_resolved_crisis(e2e) -> None:
 async def test_stats_shows_alert_precision(e2e):
     await _one_false_alarm_by_threshold_one_resolved_crisis(e2e)
     command = await e2e.slash("peercare stats", user=e2e.cast.moderator)
-    answer = await command.reply(lambda m: "Risk alerts" in m.content, timeout=20.0)
+    answer = await command.reply(lambda m: "Risk alerts" in m.text, timeout=20.0)
     assert answer.ephemeral
+    precision = answer.embeds[0]["description"]
     assert (
         "**Risk alerts, last 90 days:** 2 alerts · 1 false alarm · 1 resolved — precision 50% (1 of 2 verdicts)"
-        in answer.content
+        in precision
     )
-    assert "• week of " in answer.content and "`/peercare threshold-whatif`" in answer.content
+    assert "• week of " in precision and "`/peercare threshold-whatif`" in precision
+
+
+async def test_stats_precision_fits_thirteen_busy_weeks(e2e):
+    await go_live(e2e, EscalationConsent.YES)
+    now = utcnow()
+    async with e2e.database.session() as session:
+        for week in range(13):
+            for n, state in enumerate([EscalationState.FALSE_ALARM] * 333 + [EscalationState.ALERTED] * 444):
+                session.add(
+                    Escalation(
+                        guild_id=e2e.cast.guild.id,
+                        message_id=week * 1000 + n,
+                        member_id=e2e.cast.alice.id,
+                        kind="post",
+                        tier="high",
+                        state=state,
+                        alerted_at=now - timedelta(days=7 * week),
+                    )
+                )
+    command = await e2e.slash("peercare stats", user=e2e.cast.moderator)
+    answer = await command.reply(lambda m: "Risk alerts" in m.text, timeout=20.0)
+    assert answer.embeds[0]["description"].count("• week of ") >= 13
 
 
 async def test_setup_shows_threshold_what_if(e2e):
