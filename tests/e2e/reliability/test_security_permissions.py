@@ -32,6 +32,7 @@ MODERATOR_COMMANDS: dict[str, Options] = {
         "crisis_resources": "Call 000",
     },
     "stats": lambda cast: {},
+    "threshold-whatif": lambda cast: {"high_threshold": "0.5"},
     "channel add": lambda cast: {"channel": cast.general},
     "channel remove": lambda cast: {"channel": cast.support},
     "channel list": lambda cast: {},
