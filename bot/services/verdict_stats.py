@@ -7,12 +7,13 @@ message, with whatever labels those probabilities and thresholds carry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,7 @@ from inference.types import RiskThresholds, RiskTier
 log = logging.getLogger(__name__)
 
 WINDOW_DAYS = 90
+SCORE_BATCH = 2000
 # Cases opened from a risk score. A check-in "struggling" or "talk to someone" is the member's own request
 # (tier ``self_reported``, or kind talk_request): no threshold decides it, so no verdict on it judges one.
 SCORED_KINDS = (EscalationKind.POST.value, EscalationKind.CHECKIN.value)
@@ -142,9 +144,28 @@ def _comparable(probabilities: Mapping[str, Any], thresholds: RiskThresholds) ->
     return any(label in probabilities for label in thresholds.high)
 
 
-def _tier(row: RiskAssessment, thresholds: RiskThresholds) -> RiskTier:
-    tier, _labels = assign_tier(row.probabilities or {}, thresholds, tuple(row.phrase_matches or ()))
+class _Score(NamedTuple):
+    """What the what-if reads of a stored risk score: probabilities and crisis-phrase matches (never text)."""
+
+    probabilities: Mapping[str, Any]
+    phrase_matches: tuple[str, ...]
+
+
+def _score(probabilities: Mapping[str, Any] | None, phrase_matches: Sequence[str] | None) -> _Score:
+    return _Score(probabilities or {}, tuple(phrase_matches or ()))
+
+
+def _tier(score: _Score, thresholds: RiskThresholds) -> RiskTier:
+    tier, _labels = assign_tier(score.probabilities, thresholds, score.phrase_matches)
     return tier
+
+
+_SCORE_COLUMNS = (
+    RiskAssessment.source,
+    RiskAssessment.message_id,
+    RiskAssessment.probabilities,
+    RiskAssessment.phrase_matches,
+)
 
 
 async def threshold_what_if(
@@ -158,42 +179,55 @@ async def threshold_what_if(
 ) -> ThresholdWhatIf:
     """Re-tier the last ``days`` days' stored risk scores with ``other`` (and ``baseline``, for comparison)."""
     since = now - timedelta(days=days)
-    scores = list(
-        await session.scalars(
-            select(RiskAssessment).where(
-                RiskAssessment.guild_id == guild_id, RiskAssessment.scored_at >= since
-            )
-        )
-    )
-    comparable = [row for row in scores if _comparable(row.probabilities or {}, other)]
     alerts = await _risk_alerts(session, guild_id, since)
-    by_message: dict[tuple[str, int], RiskAssessment] = {(row.source, row.message_id): row for row in scores}
-    missing = [row.message_id for row in alerts if (row.kind, row.message_id) not in by_message]
+    wanted = {(alert.kind, alert.message_id) for alert in alerts}
+    alert_scores: dict[tuple[str, int], _Score] = {}
+    scores = left_out = high_before = high_after = 0
+    # Every message in a support channel has a score: a busy server has hundreds of thousands in 90 days.
+    # Streamed in batches (the loop serves the gateway between them), columns only, nothing kept but counts.
+    result = await session.stream(
+        select(*_SCORE_COLUMNS)
+        .where(RiskAssessment.guild_id == guild_id, RiskAssessment.scored_at >= since)
+        .execution_options(yield_per=SCORE_BATCH)
+    )
+    async for batch in result.partitions():
+        for source, message_id, probabilities, phrase_matches in batch:
+            score = _score(probabilities, phrase_matches)
+            if (source, message_id) in wanted:
+                alert_scores[(source, message_id)] = score
+            if not _comparable(score.probabilities, other):
+                left_out += 1
+                continue
+            scores += 1
+            high_before += _tier(score, baseline) is RiskTier.HIGH
+            high_after += _tier(score, other) is RiskTier.HIGH
+        await asyncio.sleep(0)
+    missing = [message_id for kind, message_id in wanted - alert_scores.keys()]
     if missing:  # an alert sent in the window for a message scored just before it
-        for row in await session.scalars(
-            select(RiskAssessment).where(
+        for source, message_id, probabilities, phrase_matches in await session.execute(
+            select(*_SCORE_COLUMNS).where(
                 RiskAssessment.guild_id == guild_id, RiskAssessment.message_id.in_(missing)
             )
         ):
-            by_message[(row.source, row.message_id)] = row
+            alert_scores[(source, message_id)] = _score(probabilities, phrase_matches)
     kept_states: list[EscalationState] = []
     phrase_raised = not_redecidable = 0
     for alert in alerts:
-        score = by_message.get((alert.kind, alert.message_id))
-        if score is None or not _comparable(score.probabilities or {}, other):
+        found = alert_scores.get((alert.kind, alert.message_id))
+        if found is None or not _comparable(found.probabilities, other):
             not_redecidable += 1
             kept_states.append(alert.state)
             continue
-        if any(phrase_tier(match) is RiskTier.HIGH for match in score.phrase_matches or ()):
+        if any(phrase_tier(match) is RiskTier.HIGH for match in found.phrase_matches):
             phrase_raised += 1
-        if _tier(score, other) is RiskTier.HIGH:
+        if _tier(found, other) is RiskTier.HIGH:
             kept_states.append(alert.state)
     return ThresholdWhatIf(
         days=days,
-        scores=len(comparable),
-        scores_left_out=len(scores) - len(comparable),
-        high_before=sum(_tier(row, baseline) is RiskTier.HIGH for row in comparable),
-        high_after=sum(_tier(row, other) is RiskTier.HIGH for row in comparable),
+        scores=scores,
+        scores_left_out=left_out,
+        high_before=high_before,
+        high_after=high_after,
         sent=count_verdicts(alert.state for alert in alerts),
         kept=count_verdicts(kept_states),
         phrase_raised=phrase_raised,

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from bot.db.models import AuditLogEntry, Escalation, EscalationState, RiskAssessment
 from bot.db.session import Database
+from bot.services import verdict_stats
 from bot.services.errors import UserFacingError
 from bot.services.verdict_stats import (
     PrecisionWeek,
@@ -237,3 +238,17 @@ def test_precision_lines_show_alerts_false_alarms_resolved_and_precision() -> No
         == "• week of 2026-11-16: 1 alert · 1 false alarm · 0 resolved — precision 0% (0 of 1 verdict)"
     )
     assert describe_precision([]) == ["**Risk alerts, last 90 days:** none reached moderators."]
+
+
+async def test_scores_are_read_in_batches_and_all_counted(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verdict_stats, "SCORE_BATCH", 2)
+    for probability in (0.1, 0.75, 0.8, 0.95, 0.2):
+        await _score(database, {"crisis": probability})
+    await _alert(database, EscalationState.RESOLVED, probabilities={"crisis": 0.75})
+    other = hypothetical_thresholds(None, THRESHOLDS, high="0.9")
+    async with database.session() as session:
+        what_if = await threshold_what_if(session, GUILD, baseline=THRESHOLDS, other=other, now=NOW)
+    assert (what_if.scores, what_if.high_before, what_if.high_after) == (6, 4, 1)
+    assert what_if.missed == VerdictCounts(alerts=1, resolved=1)
