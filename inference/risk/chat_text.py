@@ -21,7 +21,12 @@ _LINE_PREFIX = re.compile(r"^\s*(?:>>>|>|#{1,3}|-#|[-*+]|\d+[.)])\s+", re.MULTIL
 _REPEATED_PUNCTUATION = re.compile(r"([!?.,])\1+")
 _LONG_LETTER_RUNS = re.compile(r"(\w)\1{2,}")  # "sooooo" -> "soo"
 _SPACES = re.compile(r"[ \t\f\v]+")
+# Typographic apostrophes and quotes become ASCII ones: "can’t" and "can't" are the same word.
+_QUOTES = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "\u201c": '"', "\u201d": '"'}
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_CLOSING = re.compile(r"[\s.!?,;:]+$")
 
 
 def _is_droppable(char: str) -> bool:
@@ -39,6 +44,7 @@ def normalise_chat(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text)
     text = "".join(char for char in text if not _is_droppable(char))
+    text = text.translate(_QUOTES)
     text = _CUSTOM_EMOJI.sub(r" \1 ", text)
     text = _MENTION.sub(" ", text)
     text = _URL.sub(" ", text)
@@ -53,9 +59,17 @@ def normalise_chat(text: str) -> str:
 
 
 def sentences(normalised: str) -> list[str]:
-    """Sentences and lines of a normalised message, in order (never empty for a non-empty message)."""
-    parts = [part.strip() for part in _SENTENCE_END.split(normalised)]
-    return [part for part in parts if part] or ([normalised] if normalised else [])
+    """Sentences and lines of a normalised message, in order, without their closing punctuation.
+
+    "i want to die" and "i want to die!" read the same: end punctuation must not move a tier.
+    """
+    parts = (_CLOSING.sub("", part.strip()) for part in _SENTENCE_END.split(normalised))
+    return [part for part in parts if part]
+
+
+def reading(normalised: str) -> str:
+    """The whole message as one line of sentences: what the head embeds for it."""
+    return " ".join(sentences(normalised)) or normalised
 
 
 def chunks(normalised: str, *, window: int = 2) -> list[str]:
@@ -63,10 +77,10 @@ def chunks(normalised: str, *, window: int = 2) -> list[str]:
 
     A short message is one chunk; a long one is also read a sentence pair at a time, so one crisis line in
     a long post is seen without the rest diluting it, and a pair keeps "like really / the pills are here"
-    together.
+    together. ``window`` 0: the whole message only.
     """
     parts = sentences(normalised)
-    whole = " ".join(parts)
-    if len(parts) <= window:
+    whole = reading(normalised)
+    if len(parts) <= window or window <= 0:
         return [whole] if whole else []
     return [whole, *(" ".join(parts[start : start + window]) for start in range(len(parts) - window + 1))]

@@ -87,12 +87,22 @@ def register_eval(subparsers) -> None:
         help="evaluate a risk model on a CSV or on a dataset's test split",
         description="With --data: a 0/1 label column means 'needs a moderator' (reports recall_high, "
         "false_alarm_rate, n); a column of label names (or --label) gives per-label F1 and balanced accuracy. "
-        "With --dataset: the authors' test split of sdcnl, dreaddit, depseverity (or cssrs, user level).",
+        "With --dataset: the authors' test split of sdcnl, dreaddit, depseverity (or cssrs, user level). "
+        "With --suite: a category,expected(high|not_high),text CSV (crisis recall per category, hard-negative "
+        "high rate). With --ordinary-chat: ESConv-dev seeker turns (high rate on ordinary chat, all and <= 3 words).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="CSV file to evaluate")
     source.add_argument(
         "--dataset", choices=DATASETS, action="append", help="a dataset's test split (repeatable)"
+    )
+    source.add_argument(
+        "--suite", type=Path, help="crisis / hard-negative suite CSV (category,expected,text)"
+    )
+    source.add_argument(
+        "--ordinary-chat",
+        choices=("heldout", "train", "all"),
+        help="ESConv-dev seeker turns: the conversations the crisis head never trained on (heldout), or others",
     )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
@@ -156,6 +166,7 @@ def _model_source(args: argparse.Namespace) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from inference.errors import InferenceError
+    from inference.risk.chat_eval import evaluate_ordinary_chat, evaluate_suite
     from inference.risk.data import DataMissing
     from inference.risk.evaluate import EvaluationError, decision_cut_offs, evaluate_csv, evaluate_dataset
     from inference.risk.scorer import RiskScorer
@@ -166,7 +177,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         scorer = RiskScorer.load(source, device=args.device, problem_type=args.problem_type)
         cut_offs = decision_cut_offs(resolve_source(source, setting="RISK_MODEL"))
-        if args.data is not None:
+        if args.suite is not None:
+            report = evaluate_suite(scorer, args.suite)
+        elif args.ordinary_chat is not None:
+            report = evaluate_ordinary_chat(scorer, args.data_dir, args.ordinary_chat)
+        elif args.data is not None:
             report = evaluate_csv(
                 scorer,
                 args.data,
@@ -190,6 +205,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: dict) -> None:
+    if report.get("mode") in ("suite", "ordinary_chat"):
+        for key, value in report.items():
+            if key == "categories":
+                for name, row in value.items():
+                    print(
+                        f"  {name:24} expected={row['expected']:8} high_rate={row['high_rate']} n={row['n']}"
+                    )
+            elif key != "mode":
+                print(f"{key}: {value}")
+        return
     if report.get("mode") == "needs_moderator":
         print(
             f"needs-a-moderator: recall_high={report['recall_high']} false_alarm_rate={report['false_alarm_rate']} "

@@ -42,6 +42,8 @@ class CrisisHeadConfig:
     max_tokens: int = 256
     temperature: float = 1.0
     neighbours: int = 5  # prototypes only
+    # A PEFT LoRA folder (inside the model folder) tuning the base encoder for this head; None = frozen.
+    adapter: str | None = None
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -50,13 +52,17 @@ class CrisisHeadConfig:
         if self.kind not in KINDS:
             raise CrisisHeadError(f"crisis head kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.chunk_window < 0 or self.max_tokens < 8 or self.temperature <= 0 or self.neighbours < 1:
-            raise CrisisHeadError("crisis head config has an out-of-range chunk_window/max_tokens/temperature")
+            raise CrisisHeadError(
+                "crisis head config has an out-of-range chunk_window/max_tokens/temperature"
+            )
 
 
 class SentenceEncoder:
     """all-MiniLM-L6-v2's sentence embedding over any BERT-style encoder already in memory."""
 
-    def __init__(self, encoder: torch.nn.Module, tokenizer: Any, *, max_tokens: int = 256, device: str = "cpu"):
+    def __init__(
+        self, encoder: torch.nn.Module, tokenizer: Any, *, max_tokens: int = 256, device: str = "cpu"
+    ):
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
@@ -114,9 +120,7 @@ class CrisisHead:
         pieces: list[str] = []
         owners: list[int] = []
         for index, text in enumerate(texts):
-            normalised = normalise_chat(text)
-            found = chunks(normalised, window=self.config.chunk_window) if self.config.chunk_window else []
-            found = found or [" ".join(normalised.split("\n"))]
+            found = chunks(normalise_chat(text), window=self.config.chunk_window) or ["."]
             pieces.extend(found)
             owners.extend([index] * len(found))
         return pieces, owners
@@ -138,8 +142,10 @@ class CrisisHead:
 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CONFIG_FILE).write_text(json.dumps({"config": asdict(self.config)}, indent=2) + "\n")
-        save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.tensors.items()},
-                  str(folder / WEIGHTS_FILE))
+        save_file(
+            {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.tensors.items()},
+            str(folder / WEIGHTS_FILE),
+        )
 
     @classmethod
     def load(cls, folder: Path) -> CrisisHead | None:
@@ -152,13 +158,19 @@ class CrisisHead:
         try:
             raw = json.loads(config_path.read_text())
             config = CrisisHeadConfig(**raw["config"])
-            tensors = {name: value.astype(np.float32) for name, value in load_file(folder / WEIGHTS_FILE).items()}
+            tensors = {
+                name: value.astype(np.float32) for name, value in load_file(folder / WEIGHTS_FILE).items()
+            }
         except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise CrisisHeadError(f"cannot read the crisis head in {folder}: {type(exc).__name__}: {exc}") from exc
+            raise CrisisHeadError(
+                f"cannot read the crisis head in {folder}: {type(exc).__name__}: {exc}"
+            ) from exc
         needed = {"logreg": ("weight", "bias"), "prototypes": ("positive", "negative", "platt")}[config.kind]
         missing = [name for name in needed if name not in tensors]
         if missing:
-            raise CrisisHeadError(f"{folder / WEIGHTS_FILE} lacks {', '.join(missing)} for a {config.kind} head")
+            raise CrisisHeadError(
+                f"{folder / WEIGHTS_FILE} lacks {', '.join(missing)} for a {config.kind} head"
+            )
         return cls(config, tensors)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.risk.chat_text import chunks, normalise_chat
+from inference.risk.chat_text import chunks, normalise_chat, reading
 from inference.risk.crisis import CrisisHead, CrisisHeadConfig, SentenceEncoder
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def esconv_turns(data_dir: Path, *, half: str) -> list[Row]:
     if half not in ("train", "heldout"):
         raise ValueError("half must be 'train' or 'heldout'")
     with ESCONV_LABELS_FILE.open(newline="") as handle:
-        crisis = {(row["conversation"], row["turn"]) for row in csv.DictReader(handle) if row["crisis"] == "1"}
+        crisis = {
+            (row["conversation"], row["turn"]) for row in csv.DictReader(handle) if row["crisis"] == "1"
+        }
     rows = []
     with (data_dir / "esconv-dev" / "seeker_turns.csv").open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -129,7 +131,9 @@ class EmbeddingCache:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         keys = [_key(text) for text in texts]
-        todo = sorted({key: text for key, text in zip(keys, texts, strict=True) if key not in self.vectors}.items())
+        todo = sorted(
+            {key: text for key, text in zip(keys, texts, strict=True) if key not in self.vectors}.items()
+        )
         if todo:
             log.info("embedding %d new texts", len(todo))
             fresh = self.encoder.embed([text for _, text in todo])
@@ -211,8 +215,12 @@ def lowest_cut_off(scores: np.ndarray, limit: float) -> float:
 
 
 def cut_off_for(logits: np.ndarray, rows: Sequence[Row]) -> float:
-    ordinary = np.array([lg for lg, row in zip(logits, rows, strict=True) if row.source == "esconv" and not row.label])
-    hard = np.array([lg for lg, row in zip(logits, rows, strict=True) if row.source != "esconv" and not row.label])
+    ordinary = np.array(
+        [lg for lg, row in zip(logits, rows, strict=True) if row.source == "esconv" and not row.label]
+    )
+    hard = np.array(
+        [lg for lg, row in zip(logits, rows, strict=True) if row.source != "esconv" and not row.label]
+    )
     return max(lowest_cut_off(ordinary, ORDINARY_LIMIT), lowest_cut_off(hard, HARD_NEGATIVE_LIMIT))
 
 
@@ -222,7 +230,7 @@ def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache,
     texts = [normalise_chat(row.text) for row in rows]
     labels = np.array([row.label for row in rows])
     groups = [row.group for row in rows]
-    whole = cache.embed([" ".join(text.split("\n")) for text in texts])
+    whole = cache.embed([reading(text) for text in texts])
     logits = np.zeros(len(rows))
     rng = random.Random(seed)
     splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
@@ -230,7 +238,7 @@ def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache,
         x, y = whole[train], labels[train]
         if variant.augmented:
             extra = [i for i in train if rows[i].source != "esconv"]
-            styled = [" ".join(normalise_chat(augment(rows[i].text, rng)).split("\n")) for i in extra]
+            styled = [reading(normalise_chat(augment(rows[i].text, rng))) for i in extra]
             x = np.concatenate([x, cache.embed(styled)])
             y = np.concatenate([y, labels[extra]])
         head = fit_head(variant, x, y, seed)
@@ -243,7 +251,9 @@ def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache,
         "recall": float((positives >= cut).mean()),
         "elevated_cut_off_logit": float(np.quantile(positives, 1 - ELEVATED_RECALL)),
         "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
-        "hard_negative_high_rate": _rate(logits, rows, cut, lambda row: row.source != "esconv" and not row.label),
+        "hard_negative_high_rate": _rate(
+            logits, rows, cut, lambda row: row.source != "esconv" and not row.label
+        ),
         "oof_logits": logits,
     }
 
@@ -274,7 +284,10 @@ def choose(report: dict[str, dict]) -> str:
 
 def run_selection(rows: Sequence[Row], cache: EmbeddingCache, seeds: Sequence[int] = SEEDS) -> dict:
     variants = {variant.name: variant for variant in declared_variants()}
-    report = {name: summarise([cross_validate(v, rows, cache, seed) for seed in seeds]) for name, v in variants.items()}
+    report = {
+        name: summarise([cross_validate(v, rows, cache, seed) for seed in seeds])
+        for name, v in variants.items()
+    }
     plain = {name: entry for name, entry in report.items() if name.startswith("A")}
     best_c = variants[max(plain, key=lambda name: plain[name]["recall_mean"])].c
     for variant in declared_variants(best_c):
@@ -284,15 +297,17 @@ def run_selection(rows: Sequence[Row], cache: EmbeddingCache, seeds: Sequence[in
     return {"variants": report, "winner": winner, "winner_spec": variants[winner].__dict__}
 
 
-def fit_final(spec: dict, rows: Sequence[Row], cache: EmbeddingCache, selection: dict) -> tuple[CrisisHead, dict]:
+def fit_final(
+    spec: dict, rows: Sequence[Row], cache: EmbeddingCache, selection: dict
+) -> tuple[CrisisHead, dict]:
     """The winner refitted on the whole pool; cut-offs (as probabilities) = the median over seeds."""
     variant = Variant(**spec)
-    texts = [" ".join(normalise_chat(row.text).split("\n")) for row in rows]
+    texts = [reading(normalise_chat(row.text)) for row in rows]
     x, y = cache.embed(texts), np.array([row.label for row in rows])
     if variant.augmented:
         rng = random.Random(SEEDS[0])
         extra = [i for i, row in enumerate(rows) if row.source != "esconv"]
-        styled = [" ".join(normalise_chat(augment(rows[i].text, rng)).split("\n")) for i in extra]
+        styled = [reading(normalise_chat(augment(rows[i].text, rng))) for i in extra]
         x, y = np.concatenate([x, cache.embed(styled)]), np.concatenate([y, y[extra]])
     head = fit_head(variant, x, y, SEEDS[0])
     seeds = selection["variants"][variant.name]["per_seed"]
@@ -374,15 +389,19 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
                 text = rows[i].text
                 if rows[i].source != "esconv" and rng.random() < recipe.restyle_probability:
                     text = augment(text, rng)
-                texts.append(" ".join(normalise_chat(text).split("\n")) or ".")
+                texts.append(reading(normalise_chat(text)) or ".")
             encoded = tokenizer(
                 texts, padding=True, truncation=True, max_length=recipe.max_tokens, return_tensors="pt"
             )
             states = encoder(**encoded).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).float()
-            pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+            pooled = torch.nn.functional.normalize(
+                (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1
+            )
             logits = head(pooled).squeeze(-1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[batch], pos_weight=weight)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, labels[batch], pos_weight=weight
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -394,7 +413,11 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
         "weight": head.weight.detach()[0].numpy().astype(np.float32),
         "bias": head.bias.detach().numpy().astype(np.float32),
     }
-    return encoder, merged, CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors)
+    return (
+        encoder,
+        merged,
+        CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors),
+    )
 
 
 def _length_batches(indices: list[int], lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -429,6 +452,8 @@ def cross_validate_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int
         "recall": float((positives >= cut).mean()),
         "elevated_cut_off_logit": float(np.quantile(positives, 1 - ELEVATED_RECALL)),
         "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
-        "hard_negative_high_rate": _rate(logits, rows, cut, lambda row: row.source != "esconv" and not row.label),
+        "hard_negative_high_rate": _rate(
+            logits, rows, cut, lambda row: row.source != "esconv" and not row.label
+        ),
         "oof_logits": logits,
     }

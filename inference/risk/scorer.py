@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from inference.errors import InputRejected, ModelLoadError
+from inference.risk.crisis import CRISIS_LABEL, CrisisHead, CrisisHeadError, SentenceEncoder
 from inference.risk.encoding import (
     content_tokens,
     max_over_windows,
@@ -82,6 +83,7 @@ class RiskScorer:
         device: str = "cpu",
         phrase_book: PhraseBook | None = None,
         lexical: LexicalHead | None = None,
+        crisis: tuple[CrisisHead, SentenceEncoder] | None = None,
     ) -> None:
         if problem_type not in PROBLEM_TYPES:
             raise ModelLoadError(
@@ -108,6 +110,9 @@ class RiskScorer:
                     setting=SETTING,
                 )
         self.lexical = lexical
+        # The crisis head (and the sentence encoder it reads) adds a ``crisis`` probability: what the high
+        # tier is decided by in models that ship one (see inference/risk/crisis.py).
+        self.crisis = crisis
         self._prefix, self._suffix = special_tokens(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._batch_size = max(1, TOKENS_PER_BATCH // window_tokens)
@@ -139,8 +144,9 @@ class RiskScorer:
             )
         override = None if problem_type in (None, "auto") else problem_type
         calibration = read_calibration(folder, setting=SETTING)
+        frozen_encoder = None
         if is_pooled_folder(folder):
-            model, tokenizer, config = _load_pooled(folder, device=device, dtype=dtype)
+            model, tokenizer, config, frozen_encoder = _load_pooled(folder, device=device, dtype=dtype)
             labels, own_type = config.labels, config.problem_type
             window = window_tokens or config.window_tokens
             overlap = overlap_tokens if overlap_tokens is not None else config.overlap_tokens
@@ -161,6 +167,9 @@ class RiskScorer:
             overlap_tokens=overlap,
             device=device,
             lexical=_load_lexical(folder),
+            crisis=_load_crisis(
+                folder, frozen_encoder, tokenizer if frozen_encoder is not None else None, device
+            ),
         )
         log.info(
             "risk model loaded: %d labels, %s, %d-token windows, %s",
@@ -192,6 +201,11 @@ class RiskScorer:
 
     # -- scoring ---------------------------------------------------------------------------------
 
+    @property
+    def output_labels(self) -> tuple[str, ...]:
+        """Every probability ``probabilities`` returns: the model's labels, then ``crisis`` when it has that head."""
+        return (*self.labels, CRISIS_LABEL) if self.crisis is not None else self.labels
+
     def token_length(self, text: str) -> int:
         """Tokens the model reads for ``text`` (all windows together, special tokens once)."""
         return len(content_tokens(self.tokenizer, [text])[0]) + len(self._prefix) + len(self._suffix)
@@ -219,7 +233,12 @@ class RiskScorer:
             # sigmoid is monotone, so the max over windows of each window's probability is the sigmoid of the
             # max logit; the lexical logit belongs to the whole text and is added once.
             per_text = torch.sigmoid((per_text + self._lexical_logits(texts)) / self._temperatures())
-        return [dict(zip(self.labels, (float(p) for p in row), strict=True)) for row in per_text.tolist()]
+        rows = [dict(zip(self.labels, (float(p) for p in row), strict=True)) for row in per_text.tolist()]
+        if self.crisis is not None:
+            head, encoder = self.crisis
+            for row, crisis in zip(rows, head.probabilities(encoder, texts), strict=True):
+                row[CRISIS_LABEL] = crisis
+        return rows
 
     def predict(self, texts: Sequence[str]) -> list[RiskResult]:
         """Probabilities, tier and crisis-phrase matches for each text, in order."""
@@ -336,20 +355,58 @@ def _load_pooled(folder: Path, *, device: str, dtype: torch.dtype | None):
             if module is not None:
                 module.to(dtype)
     model = model.to(device).eval()
-    return model, tokenizer, config
+    return model, tokenizer, config, encoder
+
+
+def _load_crisis(
+    folder: Path, encoder: torch.nn.Module | None, tokenizer: Any, device: str
+) -> tuple[CrisisHead, SentenceEncoder] | None:
+    """The folder's crisis head with the encoder it reads: the pooled model's own frozen encoder when that is
+    the head's base model, else the base model loaded once (a Hugging Face risk model shipping a crisis head)."""
+    try:
+        head = CrisisHead.load(folder)
+    except CrisisHeadError as exc:
+        raise ModelLoadError(str(exc), setting=SETTING) from exc
+    if head is None:
+        return None
+    if encoder is None or head.config.base_model != read_pooled_config(folder, setting=SETTING).base_model:
+        from transformers import AutoModel, AutoTokenizer
+
+        base = resolve_source(head.config.base_model, setting=SETTING)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(base)
+            encoder = AutoModel.from_pretrained(base).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"cannot load the crisis head's encoder {head.config.base_model!r}: {type(exc).__name__}: {exc}",
+                setting=SETTING,
+            ) from exc
+    if head.config.adapter:
+        encoder = _adapted_copy(encoder, folder / head.config.adapter)
+    return head, SentenceEncoder(encoder, tokenizer, max_tokens=head.config.max_tokens, device=device)
 
 
 def _tuned_encoder(encoder: torch.nn.Module, folder: Path, config: PooledConfig) -> torch.nn.Module:
     """The encoder with the folder's LoRA adapter merged in; a copy when the plain one is still needed."""
+    if config.adapter_labels:
+        return _adapted_copy(encoder, folder / str(config.adapter))
+    return _merge_adapter(encoder, folder / str(config.adapter))
+
+
+def _adapted_copy(encoder: torch.nn.Module, adapter: Path) -> torch.nn.Module:
+    """A copy of ``encoder`` with the LoRA adapter in ``adapter`` merged in (the original stays as it is)."""
     import copy
 
+    return _merge_adapter(copy.deepcopy(encoder), adapter)
+
+
+def _merge_adapter(start: torch.nn.Module, adapter: Path) -> torch.nn.Module:
     from peft import PeftModel
 
-    start = copy.deepcopy(encoder) if config.adapter_labels else encoder
     with warnings.catch_warnings():
         # peft reads a property transformers has deprecated; harmless, and noise in `peercare score`.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return PeftModel.from_pretrained(start, folder / config.adapter).merge_and_unload()
+        return PeftModel.from_pretrained(start, adapter).merge_and_unload()
 
 
 def _load_head(path: Path, config: PooledConfig) -> torch.nn.Module:

@@ -516,7 +516,7 @@ def recalibrate(options: TrainOptions) -> dict:
     from inference.risk.scorer import _load_pooled
 
     trainer = RiskTrainer(options)
-    model, _, _ = _load_pooled(Path(options.output), device="cpu", dtype=None)
+    model, _, _, _ = _load_pooled(Path(options.output), device="cpu", dtype=None)
     trainer.fit_lexical()
     return _calibrate_and_save(trainer, model, started=time.perf_counter(), weights=False)
 

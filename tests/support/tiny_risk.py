@@ -252,3 +252,51 @@ def build_tiny_pooled_risk_model(
     if thresholds is not None:
         write_calibration(folder, thresholds)
     return folder
+
+
+def add_tiny_crisis_head(
+    folder: str | Path,
+    *,
+    forced: float | None = None,
+    adapter: bool = False,
+    chunk_window: int = 2,
+    base_model: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Add a crisis head to a tiny risk model folder (pooled: over its own base encoder).
+
+    ``forced`` pins P(crisis) whatever the text (zero weights, a chosen bias); otherwise the weights are random.
+    ``adapter=True`` also saves a non-identity LoRA adapter for the head's encoder, as tuned training does.
+    """
+    import numpy as np
+    from transformers import BertModel
+
+    from inference.risk.crisis import CrisisHead, CrisisHeadConfig
+
+    folder = Path(folder)
+    base = base_model or str((folder / "base").resolve())
+    generator = np.random.default_rng(seed)
+    if forced is None:
+        tensors = {"weight": generator.normal(0, 3, 32).astype(np.float32), "bias": np.zeros(1, np.float32)}
+    else:
+        tensors = {
+            "weight": np.zeros(32, np.float32),
+            "bias": np.array([math.log(forced / (1 - forced))], np.float32),
+        }
+    adapter_folder = None
+    if adapter:
+        from peft import LoraConfig, get_peft_model
+
+        tuned = get_peft_model(
+            BertModel.from_pretrained(base), LoraConfig(r=2, lora_alpha=4, target_modules=["query"])
+        )
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for name, parameter in tuned.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.5)
+        adapter_folder = "crisis_adapter"
+        tuned.save_pretrained(folder / adapter_folder)
+    config = CrisisHeadConfig(base_model=base, chunk_window=chunk_window, adapter=adapter_folder)
+    CrisisHead(config, tensors).save(folder)
+    return folder

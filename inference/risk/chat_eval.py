@@ -1,0 +1,104 @@
+"""Judge the risk tiers the way members meet them: ordinary chat must stay quiet, crises must reach high.
+
+Two measurements (``peercare eval risk --suite`` / ``--ordinary-chat``), both on tiers as the bot assigns them
+(model + phrase floor), never on a probability alone:
+- a **suite**: a CSV of ``category, expected (high | not_high), text`` rows: recall per crisis category,
+  high rate per hard-negative category, and the overall figures the model card reports;
+- **ordinary chat**: ESConv-dev seeker turns (typed emotional-support chat). The rate of high among ordinary
+  turns, overall and for turns of three words or fewer, plus how its few labelled crisis turns fare.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from inference.risk.evaluate import EvaluationError, score_in_chunks
+from inference.risk.scorer import RiskScorer
+from inference.types import RiskResult, RiskTier
+
+EXPECTED = ("high", "not_high")
+SHORT_WORDS = 3
+
+
+def _rate(flags: Sequence[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
+def read_suite(path: Path) -> list[tuple[str, str, str]]:
+    """(category, expected, text) rows; a literal ``\\n`` in a text is a line break (several short lines)."""
+    if not path.is_file():
+        raise EvaluationError(f"{path} does not exist")
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"category", "expected", "text"} - set(reader.fieldnames or ())
+        if missing:
+            raise EvaluationError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
+        for number, row in enumerate(reader, start=2):
+            if row["expected"] not in EXPECTED:
+                raise EvaluationError(f"{path}:{number}: expected must be high or not_high")
+            rows.append((row["category"], row["expected"], row["text"].replace("\\n", "\n")))
+    return rows
+
+
+def evaluate_suite(scorer: RiskScorer, path: Path) -> dict:
+    rows = read_suite(path)
+    results = score_in_chunks(scorer, [text for _, _, text in rows])
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    expected_of: dict[str, str] = {}
+    for (category, expected, _), result in zip(rows, results, strict=True):
+        by_category[category].append(result.tier == RiskTier.HIGH)
+        expected_of[category] = expected
+    crisis = [flag for c, flags in by_category.items() if expected_of[c] == "high" for flag in flags]
+    negative = [flag for c, flags in by_category.items() if expected_of[c] == "not_high" for flag in flags]
+    return {
+        "mode": "suite",
+        "n": len(rows),
+        "crisis_recall": _rate(crisis),
+        "crisis_recall_worst_category": min(
+            (_rate(flags) or 0.0 for c, flags in by_category.items() if expected_of[c] == "high"),
+            default=None,
+        ),
+        "hard_negative_high_rate": _rate(negative),
+        "categories": {
+            category: {"expected": expected_of[category], "high_rate": _rate(flags), "n": len(flags)}
+            for category, flags in sorted(by_category.items())
+        },
+        "tiers": _tier_counts(results),
+    }
+
+
+def esconv_turns(data_dir: Path, half: str) -> list[tuple[str, int]]:
+    """(text, crisis 0/1) for ESConv-dev seeker turns: ``heldout`` (odd conversations), ``train`` or ``all``."""
+    from inference.risk.crisis_train import esconv_turns as turns
+
+    if not (data_dir / "esconv-dev" / "seeker_turns.csv").is_file():
+        raise EvaluationError(f"no esconv-dev/seeker_turns.csv under {data_dir}")
+    halves = ("train", "heldout") if half == "all" else (half,)
+    return [(row.text, row.label) for name in halves for row in turns(data_dir, half=name)]
+
+
+def evaluate_ordinary_chat(scorer: RiskScorer, data_dir: Path, half: str = "heldout") -> dict:
+    turns = esconv_turns(data_dir, half)
+    results = score_in_chunks(scorer, [text for text, _ in turns])
+    ordinary = [(text, result) for (text, crisis), result in zip(turns, results, strict=True) if not crisis]
+    crises = [result for (_, crisis), result in zip(turns, results, strict=True) if crisis]
+    short = [result for text, result in ordinary if len(text.split()) <= SHORT_WORDS]
+    return {
+        "mode": "ordinary_chat",
+        "half": half,
+        "n": len(turns),
+        "ordinary_high_rate": _rate([r.tier == RiskTier.HIGH for _, r in ordinary]),
+        "ordinary_elevated_or_high_rate": _rate([r.tier != RiskTier.NONE for _, r in ordinary]),
+        "short_high_rate": _rate([r.tier == RiskTier.HIGH for r in short]),
+        "n_short": len(short),
+        "crisis_turns_high": f"{sum(r.tier == RiskTier.HIGH for r in crises)}/{len(crises)}",
+        "tiers": _tier_counts([r for _, r in ordinary]),
+    }
+
+
+def _tier_counts(results: Sequence[RiskResult]) -> dict[str, int]:
+    return {tier.value: sum(result.tier == tier for result in results) for tier in RiskTier}
