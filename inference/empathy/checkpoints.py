@@ -22,6 +22,7 @@ from torch import nn
 
 from inference.empathy.lora import apply_saved_lora, lora_state
 from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
+from inference.empathy.tokenizer_files import check_tokenizer, tokenizer_from_files
 from inference.errors import ModelLoadError
 from inference.sources import resolve_source
 
@@ -202,7 +203,7 @@ def _load_peercare(
             if base_cache is not None:
                 base_cache[base_path] = seeker
         responder = copy.deepcopy(seeker)
-        tokenizer = _load_tokenizer(base_path)
+        tokenizer = _load_tokenizer(base_path, setting=setting)
     else:
         enc_config = dict(config["encoder_config"])
         model_type = enc_config.pop("model_type")
@@ -210,7 +211,7 @@ def _load_peercare(
         seeker = AutoModel.from_config(encoder_config, add_pooling_layer=False)
         responder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
         _load_encoder(seeker, _with_prefix(tensors, "seeker_encoder."), "seeker encoder", path)
-        tokenizer = _load_tokenizer(path)
+        tokenizer = _load_tokenizer(path, setting=setting)
     adapters = _with_prefix(tensors, "responder_lora.")
     full_responder = _with_prefix(tensors, "responder_encoder.")
     if full_responder:
@@ -246,18 +247,21 @@ def _load_mapped(path: Path, *, mechanism: str, setting: str | None) -> LoadedBi
     responder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
     _load_encoder(seeker, seeker_state, "seeker encoder", weights)
     _load_encoder(responder, responder_state, "responder encoder", weights)
+    kind = "upstream" if weights.suffix in (".pt", ".pth", ".bin", ".ckpt") else "hf-port"
+    # Upstream lowercased every text itself (text.lower()) before its RoBERTa tokenizer; a port's own
+    # tokenizer already does what the port was trained with, so only the port's config can ask for more.
+    configured_lowercase = _first(side_config, ("do_lower_case", "lowercase"), None)
     bi_config = BiEncoderConfig(
         mechanism=mechanism,
         hidden_size=encoder_config.hidden_size,
         max_length=int(_first(side_config, ("max_length", "max_seq_length", "max_len"), 64)),
         seeker_mask=False,  # upstream's cross-attention never masked the seeker's padding
-        lowercase=bool(_first(side_config, ("do_lower_case", "lowercase"), True)),
+        lowercase=kind == "upstream" if configured_lowercase is None else bool(configured_lowercase),
         attn_heads=int(_first(side_config, ("attn_heads",), 1)),
     )
     model = EmpathyBiEncoder(bi_config, seeker, responder)
     _load_heads(model, heads, weights)
     tokenizer = _tokenizer_for_mapped(folder, side_config, wrapper, setting)
-    kind = "upstream" if weights.suffix in (".pt", ".pth", ".bin", ".ckpt") else "hf-port"
     return LoadedBiEncoder(model, tokenizer, _pad_id(tokenizer, responder), kind, path)
 
 
@@ -366,13 +370,13 @@ _ENCODER_TYPES = frozenset(
 
 def _tokenizer_for_mapped(folder: Path, side_config: dict[str, Any], wrapper: str, setting: str | None):
     if any((folder / name).is_file() for name in _TOKENIZER_FILES):
-        return _load_tokenizer(folder)
+        return _load_tokenizer(folder, setting=setting)
     hint = _first(
         side_config, ("tokenizer_name", "base_model_name_or_path", "base_model", "_name_or_path"), None
     )
     fallback = hint if isinstance(hint, str) and hint else _UPSTREAM_TOKENIZER
     log.info("no tokenizer files beside the checkpoint; using the tokenizer of %s", fallback)
-    return _load_tokenizer(resolve_source(fallback, setting=setting))
+    return _load_tokenizer(resolve_source(fallback, setting=setting), setting=setting)
 
 
 # -- shared helpers ----------------------------------------------------------------------------------
@@ -391,36 +395,21 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
-def _load_tokenizer(folder: Path):
+def _load_tokenizer(folder: Path, *, setting: str | None = None):
+    """The folder's tokenizer; refused (ModelLoadError) when it cannot be the one a model was trained with."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
-        # A port's config.json may name a custom model type AutoTokenizer cannot map; read the files directly.
-        tokenizer = _tokenizer_from_files(folder)
+        # Bare vocabulary files (upstream's vocab.json + merges.txt), or a port's config.json naming a custom
+        # model type AutoTokenizer cannot map: build the tokenizer from the files directly.
+        tokenizer = tokenizer_from_files(folder)
         if tokenizer is None:
             raise
-        log.info("loaded the tokenizer files of %s directly (%s)", folder, type(exc).__name__)
-        return tokenizer
-
-
-def _tokenizer_from_files(folder: Path):
-    from transformers import BertTokenizerFast, PreTrainedTokenizerFast, RobertaTokenizerFast
-
-    specials = _read_json(folder / "special_tokens_map.json")
-    specials = {
-        k: (v["content"] if isinstance(v, dict) else v) for k, v in specials.items() if k.endswith("_token")
-    }
-    if (folder / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **specials)
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        return RobertaTokenizerFast(
-            vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-        )
-    if (folder / "vocab.txt").is_file():
-        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    return None
+        log.info("built the tokenizer of %s from its vocabulary files (%s)", folder, type(exc).__name__)
+    check_tokenizer(tokenizer, folder, setting=setting)
+    return tokenizer
 
 
 def _pad_id(tokenizer: Any, encoder: nn.Module) -> int:

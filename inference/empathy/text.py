@@ -13,12 +13,26 @@ log = logging.getLogger(__name__)
 IGNORE = -100
 
 
-def lowercase_keeping_offsets(text: str) -> str:
-    """Lowercase character by character, leaving characters whose lowercase is longer (e.g. 'İ') as they are.
+def lowercase_with_origins(text: str) -> tuple[str, list[int]]:
+    """``text.lower()``, exactly as upstream lowercased, and for each of its characters the index it came from.
 
-    Offsets into the result are offsets into ``text``, so rationale spans still point into the original.
+    A character can lowercase to more than one ('İ' becomes 'i' and a combining dot), so offsets into the
+    lowered text are mapped back through ``origins`` to point into ``text`` (``original_span``).
     """
-    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+    lowered = text.lower()
+    origins = [index for index, ch in enumerate(text) for _ in range(len(ch.lower()))]
+    if len(origins) != len(lowered):  # str.lower() is per character in every Unicode version we know of
+        raise ValueError("lowercasing changed the text's length in an unexpected way")
+    return lowered, origins
+
+
+def original_span(span: tuple[int, int], origins: Sequence[int], length: int) -> tuple[int, int]:
+    """A half-open span of the lowered text as a span of the original text (``length`` characters long)."""
+    start, end = span
+    if end <= start:
+        at = origins[start] if start < len(origins) else length
+        return at, at
+    return origins[start], origins[end - 1] + 1
 
 
 @dataclass(frozen=True)
@@ -32,7 +46,8 @@ class Tokenized:
 def tokenize(tokenizer, texts: Sequence[str], *, max_length: int, lowercase: bool = False) -> list[Tokenized]:
     if not texts:
         return []
-    prepared = [lowercase_keeping_offsets(t) if lowercase else t for t in texts]
+    lowered = [lowercase_with_origins(t) for t in texts] if lowercase else None
+    prepared = [low for low, _ in lowered] if lowered is not None else list(texts)
     encoded = tokenizer(
         prepared,
         add_special_tokens=True,
@@ -43,13 +58,16 @@ def tokenize(tokenizer, texts: Sequence[str], *, max_length: int, lowercase: boo
         verbose=False,
     )
     out = []
-    for ids, offsets, special in zip(
-        encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], strict=True
+    for index, (ids, offsets, special) in enumerate(
+        zip(encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], strict=True)
     ):
         spans = [
             None if is_special else (int(s), int(e))
             for (s, e), is_special in zip(offsets, special, strict=True)
         ]
+        if lowered is not None:  # offsets into the lowered text, mapped back into the text as written
+            origins, length = lowered[index][1], len(texts[index])
+            spans = [None if span is None else original_span(span, origins, length) for span in spans]
         out.append(Tokenized(list(ids), spans))
     return out
 

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from inference.empathy.checkpoints import save_pretrained
 from inference.empathy.lora import add_lora, lora_target_paths
 from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
+from inference.empathy.tokenizer_files import wordpiece_tokenizer
 from inference.sources import minilm_path
 from inference.types import Mechanism
 
@@ -37,14 +38,42 @@ def tiny_tokenizer():
     if "tokenizer" not in _tokenizer_cache:
         import tempfile
 
-        from transformers import BertTokenizerFast
-
         lines = (minilm_path() / "vocab.txt").read_text(encoding="utf-8").splitlines()[:_VOCAB_LINES]
         with tempfile.TemporaryDirectory() as folder:
             vocab = Path(folder) / "vocab.txt"
             vocab.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            _tokenizer_cache["tokenizer"] = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+            # Not BertTokenizerFast(vocab_file=...): transformers 5 ignores that argument (a 5-token vocabulary).
+            _tokenizer_cache["tokenizer"] = wordpiece_tokenizer(vocab, lowercase=True)
     return _tokenizer_cache["tokenizer"]
+
+
+# Made-up English for a small byte-level BPE vocabulary (RoBERTa's format: vocab.json + merges.txt).
+_BPE_CORPUS = (
+    "That sounds exhausting. Do you want to talk about what's worrying you most?",
+    "I can't sleep and I'm anxious about my exam tomorrow.",
+    "I hear you, that sounds really hard. I'm so sorry you are going through this.",
+    "My dog died last week and the house feels empty. Have you tried writing your thoughts down?",
+)
+BPE_VOCABULARY = 1500
+
+
+def save_bpe_vocabulary(folder: Path) -> Path:
+    """RoBERTa-style ``vocab.json`` + ``merges.txt`` (specials <s> <pad> </s> <unk> first, as in roberta-base)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer = ByteLevelBPETokenizer()
+    # MiniLM's common words (as in tiny_tokenizer) give enough merges for a vocabulary of realistic shape.
+    words = (minilm_path() / "vocab.txt").read_text(encoding="utf-8").splitlines()[1996:_VOCAB_LINES]
+    trainer.train_from_iterator(
+        [*_BPE_CORPUS * 20, *(" ".join(words[i : i + 12]) for i in range(0, len(words), 12))],
+        vocab_size=BPE_VOCABULARY,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    trainer.save_model(str(folder))
+    return folder
 
 
 def tiny_encoder(*, seed: int, model_type: str = "bert"):
@@ -152,14 +181,22 @@ def upstream_state_dict(model: EmpathyBiEncoder, *, wrapper: str = "roberta") ->
     return state
 
 
-def save_upstream(model: EmpathyBiEncoder, folder: Path, *, with_encoder_config: bool = True) -> Path:
+def save_upstream(
+    model: EmpathyBiEncoder,
+    folder: Path,
+    *,
+    with_encoder_config: bool = True,
+    with_tokenizer: bool = True,
+    name: str = "model_ER.pt",
+) -> Path:
     """``torch.save(state_dict)`` as upstream's train.py, with the tokenizer (and encoder config) beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(upstream_state_dict(model), folder / "model_ER.pt")
-    tiny_tokenizer().save_pretrained(folder)
+    torch.save(upstream_state_dict(model), folder / name)
+    if with_tokenizer:
+        tiny_tokenizer().save_pretrained(folder)
     if with_encoder_config:
         model.responder_encoder.config.to_json_file(folder / "config.json")
-    return folder / "model_ER.pt"
+    return folder / name
 
 
 def save_hf_port(

@@ -63,7 +63,7 @@ def test_upstream_models_get_seekers_padded_to_max_length(tmp_path) -> None:
 
 
 def test_token_length_counts_special_tokens_and_stops_at_the_window(scorer) -> None:
-    assert scorer.token_length("hello there") == 4
+    assert scorer.token_length("hear you") == 4  # [CLS] hear you [SEP]
     assert scorer.token_length("word " * 500) == scorer.max_length == 64
 
 

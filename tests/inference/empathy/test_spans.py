@@ -8,8 +8,9 @@ from inference.empathy.scorer import EmpathyScorer
 from inference.empathy.text import (
     IGNORE,
     Tokenized,
-    lowercase_keeping_offsets,
+    lowercase_with_origins,
     merge_token_spans,
+    original_span,
     rationale_char_spans,
     token_rationale_labels,
     tokenize,
@@ -89,16 +90,18 @@ def test_token_labels_mark_overlapping_tokens_and_ignore_special_tokens() -> Non
 
 
 def test_rows_without_rationales_label_every_token_when_asked() -> None:
-    tokens = tokens_of("ok thanks")
+    tokens = tokens_of("hear you")  # two words, two tokens ("ok thanks" was two only as [UNK] [UNK])
     assert token_rationale_labels(tokens, [], all_if_none=True)[1:-1] == [1, 1]
     assert token_rationale_labels(tokens, [], all_if_none=False)[1:-1] == [0, 0]
 
 
-def test_lowercasing_keeps_offsets_for_characters_that_grow() -> None:
+def test_lowercasing_is_upstreams_and_maps_back_to_the_original() -> None:
     text = "İstanbul IS Big"
-    lowered = lowercase_keeping_offsets(text)
-    assert len(lowered) == len(text)
-    assert lowered == "İstanbul is big"
+    lowered, origins = lowercase_with_origins(text)
+    assert lowered == text.lower() == "i\u0307stanbul is big"
+    # "i" and the combining dot both come from "İ"; "is" (lowered 10-12) is "IS" (9-11) in the original.
+    assert origins[:3] == [0, 0, 1]
+    assert text[slice(*original_span((10, 12), origins, len(text)))] == "IS"
 
 
 @pytest.fixture(scope="module")
