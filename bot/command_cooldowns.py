@@ -23,6 +23,9 @@ class Cooldown:
 
 # `/peercare me` and `/peercare stats` draw a chart: a few looks a minute are plenty for a person.
 CHART_COMMANDS = Cooldown(rate=3, per_s=60.0)
+# `/peercare threshold-whatif` replays 90 days of stored scores (seconds on a busy server); a moderator trying
+# a few thresholds in a row is expected, a loop is not.
+REPLAY_COMMANDS = Cooldown(rate=5, per_s=60.0)
 
 
 def _member(interaction: discord.Interaction) -> int:

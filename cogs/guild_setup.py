@@ -291,6 +291,7 @@ class GuildSetup(commands.Cog):
     @app_commands.describe(
         high_threshold="0-1 for every main risk label (e.g. 0.8), or label=value pairs, or `default`"
     )
+    @command_cooldowns.per_member(command_cooldowns.REPLAY_COMMANDS)  # checked after moderator_only
     @moderator_only()
     async def threshold_whatif(self, interaction: discord.Interaction, high_threshold: str) -> None:
         """Advice only: replays stored scores with the other threshold; changes and stores nothing."""
