@@ -309,6 +309,60 @@ def print_report(summary: dict[str, Any]) -> None:
                 )
 
 
+# Messages for --risk-cost: short chat (what most support-channel messages are) and a Reddit-length post.
+_SHORT_CHAT = (
+    "hello",
+    "ok thx",
+    "lol same",
+    "i cant sleep again and my exam is tomorrow",
+    "honestly i dont know how much longer i can keep doing this",
+    "thanks so much, that really helped",
+    "my boss yelled at me today and i just sat in the car crying for an hour",
+    "anyone else feel like the weekends go by too fast",
+)
+_LONG_POST = " ".join(
+    "I have been struggling for a few months now with work and with my family, and every week it feels a bit "
+    "heavier than the one before. I try to keep busy and to talk to people but it does not seem to help."
+    for _ in range(6)
+)
+
+
+def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
+    """CPU ms per message of the shipped risk model with its crisis head against the same model without it.
+
+    Both sides are the same loaded scorer (the crisis head switched off for the baseline), interleaved per
+    repeat so machine load hits them alike; one message per call, as the worker sees a quiet channel.
+    """
+    import torch
+
+    from inference.risk.scorer import RiskScorer
+
+    torch.set_num_threads(threads)
+    scorer = RiskScorer.load("shipped:risk")
+    crisis = scorer.crisis
+    sets = {"short_chat": list(_SHORT_CHAT), "long_post": [_LONG_POST] * 2}
+    totals: dict[str, dict[str, float]] = {name: {"baseline": 0.0, "with_crisis": 0.0} for name in sets}
+    scorer.predict(["warm up"])
+    for _ in range(repeats):
+        for name, texts in sets.items():
+            for side, head in (("baseline", None), ("with_crisis", crisis)):
+                scorer.crisis = head
+                started = time.process_time()
+                for text in texts:
+                    scorer.predict([text])
+                totals[name][side] += (time.process_time() - started) * 1000 / len(texts)
+    scorer.crisis = crisis
+    out: dict[str, Any] = {"has_crisis_head": crisis is not None, "threads": threads, "repeats": repeats}
+    for name, sides in totals.items():
+        base, new = sides["baseline"] / repeats, sides["with_crisis"] / repeats
+        out[name] = {
+            "baseline_cpu_ms": round(base, 2),
+            "with_crisis_cpu_ms": round(new, 2),
+            "ratio": round(new / base, 3),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -339,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         help="PeerCare's CPU precision (INFERENCE_CPU_DTYPE; auto = the bot's default: bf16 where native)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--risk-cost",
+        action="store_true",
+        help="only measure the risk model's CPU ms per message with and without its crisis head",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -354,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     threads = args.threads or len(os.sched_getaffinity(0))
+    if args.risk_cost:
+        cost = risk_cost(threads)
+        print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
+        return 0
     naive_parents, peercare_parents = (8, 40) if args.quick else (40, 200)
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="peercare-bench-") as scratch:

@@ -20,11 +20,22 @@ peercare train risk --mode lora --epochs 3 --lora-rank 8 --lora-blocks 0,1,2,3,4
   --lr-head 5e-4 --seed 13 --layers 4,5,6 --window-tokens 256 --overlap-tokens 64 \
   --lexical-labels stress,depression --init-head "$FROZEN" --adapter-labels stress,depression --output "$OUT"
 
+# 2b. The crisis head that decides the high tier (issue 13; docs/models/risk-crisis-protocol.md): cross-validates
+#     the declared variants on the written chat examples + the even ESConv-dev conversations, chooses by the
+#     declared rule, refits the winner (a LoRA-tuned MiniLM copy + linear head) and writes its cut-offs into the
+#     calibration. About 50 CPU-minutes a seed for the tuned variant's cross-validation on 2 cores; pass
+#     --selection inference/shipped/risk/crisis_selection.json to reuse the recorded selection and only refit.
+peercare train crisis --output "$OUT" --seeds 13 ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
+
 # 3. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.
 peercare eval risk --model "$OUT" --dataset sdcnl --dataset dreaddit --dataset depseverity --json
 peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k posts: a few CPU-minutes
 
-# 4. The Discord-style regression set (needs-a-moderator column).
+# 4. Chat: the ESConv-dev conversations the crisis head never saw (high rate on ordinary chat, <= 3 words), the
+#    independent crisis / hard-negative suite (written by a session that never saw the training rows), and
+#    the old Discord-style regression set (needs-a-moderator column).
+peercare eval risk --model "$OUT" --ordinary-chat heldout --json
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent.csv --json
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 

@@ -76,6 +76,48 @@ def register_train(subparsers) -> None:
         help="recalibrate the model already in --output on the dev split (no training)",
     )
     parser.set_defaults(func=_train)
+    _register_train_crisis(subparsers, DEFAULT_DATA_DIR)
+
+
+def _register_train_crisis(subparsers, data_dir: Path) -> None:
+    parser = subparsers.add_parser(
+        "crisis",
+        help="train the crisis head that decides the high tier, by docs/models/risk-crisis-protocol.md",
+        description="Cross-validate the declared variants (3 seeds x 5 folds), choose by the declared rule, "
+        "refit the winner on the whole pool and write it into an existing risk model folder (crisis_head.*, "
+        "crisis_adapter/, the crisis cut-offs in risk_calibration.json and crisis_selection.json).",
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="risk model folder to add it to")
+    parser.add_argument("--data-dir", type=Path, default=data_dir)
+    parser.add_argument("--base-model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--seeds", type=lambda v: tuple(int(s) for s in _label_list(v)), default=(13, 29, 47))
+    parser.add_argument(
+        "--selection",
+        type=Path,
+        help="reuse a crisis_selection.json already computed (skips cross-validation)",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("runs/risk/crisis-cache/minilm.npz"))
+    parser.set_defaults(func=_train_crisis)
+
+
+def _train_crisis(args: argparse.Namespace) -> int:
+    import torch
+
+    from inference.risk.crisis_train import train_crisis
+
+    _quiet_libraries()
+    torch.set_num_threads(args.threads)
+    report = train_crisis(
+        output=args.output,
+        data_dir=args.data_dir,
+        base_model=args.base_model,
+        seeds=args.seeds,
+        selection_path=args.selection,
+        cache_path=args.cache,
+    )
+    print(json.dumps({key: value for key, value in report.items() if key != "variants"}))
+    return 0
 
 
 def register_eval(subparsers) -> None:

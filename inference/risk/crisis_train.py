@@ -351,7 +351,8 @@ class TunedRecipe:
 
 
 def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: TunedRecipe = TunedRecipe()):
-    """A LoRA-adapted copy of the encoder and a linear head over its normalised sentence embedding."""
+    """A LoRA-adapted copy of the encoder (a peft model: save its adapter, or merge it to read with it) and
+    a linear head over its normalised sentence embedding."""
     import copy
 
     import torch
@@ -408,16 +409,11 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
             total += float(loss.detach()) * len(batch)
         log.info("crisis tuning epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, total / len(chosen))
     encoder.eval()
-    merged = encoder.merge_and_unload()
     tensors = {
         "weight": head.weight.detach()[0].numpy().astype(np.float32),
         "bias": head.bias.detach().numpy().astype(np.float32),
     }
-    return (
-        encoder,
-        merged,
-        CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors),
-    )
+    return encoder, CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors)
 
 
 def _length_batches(indices: list[int], lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -436,8 +432,8 @@ def cross_validate_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int
     logits = np.zeros(len(rows))
     splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     for fold, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), labels, groups)):
-        _, merged, head = fit_tuned(base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold)
-        reader = SentenceEncoder(merged, tokenizer)
+        tuned, head = fit_tuned(base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold)
+        reader = SentenceEncoder(tuned.merge_and_unload(), tokenizer)
         pieces, owners = head.message_texts([rows[i].text for i in test])
         piece_logits = head.logits(reader.embed(pieces))
         best = np.full(len(test), -np.inf)
@@ -457,3 +453,94 @@ def cross_validate_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int
         ),
         "oof_logits": logits,
     }
+
+
+# -- the whole run: select, refit, write into a risk model folder ---------------------------------------
+
+
+def cut_offs_from(runs: Sequence[dict]) -> dict[str, float]:
+    """Shipped cut-offs (probabilities): the median over seeds of each seed's declared cut-offs."""
+    high = float(np.median([run["cut_off_logit"] for run in runs]))
+    elevated = min(high, float(np.median([run["elevated_cut_off_logit"] for run in runs])))
+    return {"high": _probability(high), "elevated": _probability(elevated)}
+
+
+def write_crisis_calibration(folder: Path, cut_offs: dict[str, float], method: str) -> None:
+    """The crisis label takes over the high tier: it is the only label with a high cut-off after this."""
+    from inference.risk.crisis import CRISIS_LABEL
+    from inference.risk.model_folder import CALIBRATION_FILE, write_json
+
+    path = folder / CALIBRATION_FILE
+    data = json.loads(path.read_text()) if path.exists() else {"temperature": {}, "thresholds": {}}
+    thresholds = data.setdefault("thresholds", {})
+    thresholds["high"] = {CRISIS_LABEL: cut_offs["high"]}
+    thresholds.setdefault("elevated", {})[CRISIS_LABEL] = cut_offs["elevated"]
+    data["method"] = f"{data.get('method', '')}; crisis (decides high): {method}".lstrip("; ")
+    data.setdefault("decision", {})[CRISIS_LABEL] = cut_offs["high"]
+    write_json(path, data)
+
+
+def train_tuned_head(base_model: str, rows: Sequence[Row], output: Path, seed: int) -> None:
+    """Fit D on the whole pool and save its adapter and head into ``output``."""
+    from dataclasses import replace
+
+    from inference.risk.features import load_encoder
+
+    encoder, tokenizer = load_encoder(base_model)
+    peft_model, head = fit_tuned(encoder, tokenizer, rows, seed)
+    peft_model.save_pretrained(output / "crisis_adapter")
+    config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
+    CrisisHead(config, head.tensors).save(output)
+
+
+def run_full_selection(
+    base_model: str, rows: Sequence[Row], cache: EmbeddingCache, seeds: Sequence[int]
+) -> dict:
+    """Attempt 1's frozen variants, then attempt 2's tuned D, all judged by the same rule."""
+    from inference.risk.features import load_encoder
+
+    report = run_selection(rows, cache, seeds)
+    encoder, tokenizer = load_encoder(base_model)
+    runs = [cross_validate_tuned(encoder, tokenizer, rows, seed) for seed in seeds]
+    report["variants"][TUNED.name] = summarise(runs)
+    frozen_winner = report["winner"]
+    tuned, frozen = report["variants"][TUNED.name], report["variants"][frozen_winner]
+    report["winner"] = TUNED.name if tuned["recall_mean"] > frozen["recall_mean"] + 0.01 else frozen_winner
+    return report
+
+
+def train_crisis(
+    *,
+    output: Path,
+    data_dir: Path,
+    base_model: str,
+    seeds: Sequence[int],
+    selection_path: Path | None,
+    cache_path: Path,
+) -> dict:
+    from inference.risk.features import load_encoder
+
+    rows = training_pool(data_dir)
+    encoder, tokenizer = load_encoder(base_model)
+    cache = EmbeddingCache(SentenceEncoder(encoder, tokenizer), cache_path)
+    if selection_path is not None:
+        report = json.loads(selection_path.read_text())
+    else:
+        report = run_full_selection(base_model, rows, cache, seeds)
+    winner = report["winner"]
+    cut_offs = cut_offs_from(report["variants"][winner]["per_seed"])
+    if winner == TUNED.name:
+        train_tuned_head(base_model, rows, output, seed=seeds[0])
+    else:
+        spec = {name: value for name, value in report["winner_spec"].items()}
+        head, _ = fit_final(spec, rows, cache, report)
+        head.save(output)
+    method = (
+        f"variant {winner} by docs/models/risk-crisis-protocol.md; high = median over seeds of the lowest "
+        f"cut-off with out-of-fold ordinary-chat high <= {ORDINARY_LIMIT:.1%} and hard negatives <= "
+        f"{HARD_NEGATIVE_LIMIT:.0%}; elevated = out-of-fold crisis recall {ELEVATED_RECALL}"
+    )
+    write_crisis_calibration(output, cut_offs, method)
+    report["cut_offs"] = cut_offs
+    write_report(output / "crisis_selection.json", report)
+    return report

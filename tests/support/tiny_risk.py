@@ -74,8 +74,12 @@ _WORDS = [
 
 
 def write_tiny_tokenizer(folder: Path):
-    """A BERT word-piece tokenizer that can spell any ASCII text (letters, digits and punctuation pieces)."""
-    from transformers import BertTokenizer
+    """A BERT word-piece tokenizer that can spell any ASCII text (letters, digits and punctuation pieces).
+
+    Built with the tokenizers library: ``BertTokenizer(vocab_file=...)`` ignores its file under transformers 5
+    and gave a 5-token tokenizer that read every word as [UNK].
+    """
+    from inference.empathy.tokenizer_files import wordpiece_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
@@ -83,7 +87,8 @@ def write_tiny_tokenizer(folder: Path):
     vocab += [f"##{piece}" for piece in string.ascii_lowercase + string.digits]
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
+    tokenizer = wordpiece_tokenizer(vocab_file, lowercase=True)
+    tokenizer.model_max_length = 512
     tokenizer.save_pretrained(folder)
     return tokenizer
 
