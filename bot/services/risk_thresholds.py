@@ -67,9 +67,19 @@ def from_mapping(stored: Mapping[str, Any] | None, defaults: RiskThresholds) -> 
     if not stored:
         return defaults
     return RiskThresholds(
-        elevated={**defaults.elevated, **dict(stored.get("elevated") or {})},
-        high={**defaults.high, **dict(stored.get("high") or {})},
+        elevated={**defaults.elevated, **_still_used(stored.get("elevated"), defaults.elevated)},
+        high={**defaults.high, **_still_used(stored.get("high"), defaults.high)},
     )
+
+
+def _still_used(stored: Mapping[str, Any] | None, defaults: Mapping[str, float]) -> dict[str, float]:
+    """A guild's values for the labels the model still uses in that tier.
+
+    Why: when a model stops deciding a tier with a label (the crisis head took the high tier from
+    ``suicidal``, which paged moderators for "hello"), a value a moderator once stored for it must not
+    bring the old behaviour back.
+    """
+    return {label: float(value) for label, value in dict(stored or {}).items() if label in defaults}
 
 
 def updated(
