@@ -465,8 +465,14 @@ def cut_offs_from(runs: Sequence[dict]) -> dict[str, float]:
     return {"high": _probability(high), "elevated": _probability(elevated)}
 
 
+# The label whose tiers the crisis head takes over. Its probability is still reported; it decides nothing:
+# on ESConv-dev's even conversations it put 37 % of ordinary turns (66 % of those of <= 3 words) at elevated.
+REPLACED_LABELS = ("suicidal",)
+
+
 def write_crisis_calibration(folder: Path, cut_offs: dict[str, float], method: str) -> None:
-    """The crisis label takes over the high tier: it is the only label with a high cut-off after this."""
+    """The crisis label takes over the high tier (the only label with a high cut-off after this) and the
+    elevated cut-offs of ``REPLACED_LABELS``."""
     from inference.risk.crisis import CRISIS_LABEL
     from inference.risk.model_folder import CALIBRATION_FILE, write_json
 
@@ -474,7 +480,10 @@ def write_crisis_calibration(folder: Path, cut_offs: dict[str, float], method: s
     data = json.loads(path.read_text()) if path.exists() else {"temperature": {}, "thresholds": {}}
     thresholds = data.setdefault("thresholds", {})
     thresholds["high"] = {CRISIS_LABEL: cut_offs["high"]}
-    thresholds.setdefault("elevated", {})[CRISIS_LABEL] = cut_offs["elevated"]
+    elevated = thresholds.setdefault("elevated", {})
+    for label in REPLACED_LABELS:
+        elevated.pop(label, None)
+    elevated[CRISIS_LABEL] = cut_offs["elevated"]
     data["method"] = f"{data.get('method', '')}; crisis (decides high): {method}".lstrip("; ")
     data.setdefault("decision", {})[CRISIS_LABEL] = cut_offs["high"]
     write_json(path, data)
