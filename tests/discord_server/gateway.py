@@ -1,4 +1,9 @@
-"""The gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME with replay, INVALID_SESSION, drops."""
+"""The gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME with replay, INVALID_SESSION, drops.
+
+Shards as on Discord: IDENTIFY may carry ``shard: [shard_id, shard_count]``; that session's READY lists only
+the guilds it owns (``(guild_id >> 22) % shard_count == shard_id``) and it receives only their events. Events
+outside any guild (DMs, DM interactions) go to shard 0.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+
+from tests.discord_server.snowflakes import shard_of
 
 if TYPE_CHECKING:
     from tests.discord_server.server import DiscordServer
@@ -42,6 +49,7 @@ class Intent:
 # A gateway close code discord.py treats as "reconnect and RESUME" (4000: unknown error).
 RESUMABLE_CLOSE = 4000
 AUTHENTICATION_FAILED = 4004
+INVALID_SHARD = 4010
 
 
 @dataclasses.dataclass(eq=False)
@@ -57,10 +65,18 @@ class GatewaySession:
     ws: web.WebSocketResponse | None = None
     ended: bool = False
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    shard: tuple[int, int] = (0, 1)  # (shard_id, shard_count) from IDENTIFY; (0, 1) when none was sent
 
     @property
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether this session receives the events of ``guild_id`` (None: not in a guild, e.g. a DM)."""
+        shard_id, shard_count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return shard_of(guild_id, shard_count) == shard_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +104,10 @@ class Gateway:
 
     def live_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if not s.ended]
+
+    def sessions_for_guild(self, guild_id: int | None) -> list[GatewaySession]:
+        """The live sessions that receive ``guild_id``'s events (its owning shard's)."""
+        return [s for s in self.live_sessions() if s.owns(guild_id)]
 
     # -- serving ---------------------------------------------------------------------------------------
 
@@ -129,11 +149,15 @@ class Gateway:
         if not self.server.is_valid_token(token):
             await ws.close(code=AUTHENTICATION_FAILED, message=b"Authentication failed.")
             return None
-        session = GatewaySession(secrets.token_hex(16), token, int(data.get("intents", 0)), data)
+        shard = _shard_of_identify(data)
+        if shard is None:
+            await ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
+            return None
+        session = GatewaySession(secrets.token_hex(16), token, int(data.get("intents", 0)), data, shard=shard)
         self.sessions[session.id] = session
         world = self.server.world
         bot_user = world.cast.bot
-        guilds = [g for g in world.guilds.values() if not g.bot_removed]
+        guilds = [g for g in world.guilds.values() if not g.bot_removed and session.owns(g.id)]
         async with session.lock:
             session.ws = ws
             await self._dispatch_locked(
@@ -146,7 +170,7 @@ class Gateway:
                     "session_id": session.id,
                     "session_type": "normal",
                     "resume_gateway_url": self.url,
-                    "shard": [0, 1],
+                    "shard": list(shard),
                     "application": {"id": str(self.server.application_id), "flags": 0},
                     "private_channels": [],
                     "relationships": [],
@@ -206,11 +230,15 @@ class Gateway:
         data: dict[str, Any],
         *,
         intent: int = 0,
+        guild_id: int | None = None,
         shape: Callable[[GatewaySession, dict[str, Any]], dict[str, Any]] | None = None,
     ) -> int:
-        """Send ``event`` to every live session holding ``intent``; returns how many got (or will replay) it."""
+        """Send ``event`` to every live session of ``guild_id``'s shard holding ``intent`` (None: shard 0).
+
+        Returns how many sessions got (or will replay) it.
+        """
         count = 0
-        for session in self.live_sessions():
+        for session in self.sessions_for_guild(guild_id):
             if intent and not session.intents & intent:
                 continue
             async with session.lock:
@@ -258,3 +286,17 @@ class Gateway:
             ws, session.ws = session.ws, None
             if ws is not None and not ws.closed:
                 await ws.close(code=AUTHENTICATION_FAILED, message=b"Authentication failed.")
+
+
+def _shard_of_identify(data: dict[str, Any]) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard`` as (id, count); (0, 1) when absent; None when malformed (Discord closes with 4010)."""
+    shard = data.get("shard")
+    if shard is None:
+        return (0, 1)
+    try:
+        shard_id, shard_count = (int(value) for value in shard)
+    except (TypeError, ValueError):
+        return None
+    if shard_count < 1 or not 0 <= shard_id < shard_count:
+        return None
+    return (shard_id, shard_count)

@@ -55,8 +55,12 @@ class WaitTimeout(AssertionError):
 class DiscordServer:
     """Start with ``await server.start()``; point discord.py at ``api_base`` and ``gateway.url``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", heartbeat_interval_ms: int = 41_250) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", heartbeat_interval_ms: int = 41_250, shard_count: int = 1
+    ) -> None:
         self.host = host
+        # What ``GET /gateway/bot`` recommends (discord.py's AutoShardedClient uses it when given no count).
+        self.shard_count = shard_count
         self.port = 0
         self.world = World()
         self.cast = self.world.cast
@@ -295,7 +299,9 @@ class DiscordServer:
         data = {"id": str(message.id), "channel_id": str(channel.id)}
         if channel.guild_id is not None:
             data["guild_id"] = str(channel.guild_id)
-        await self.gateway.dispatch("MESSAGE_DELETE", data, intent=_message_intent(channel))
+        await self.gateway.dispatch(
+            "MESSAGE_DELETE", data, intent=_message_intent(channel), guild_id=channel.guild_id
+        )
 
     async def remove_member(self, user: User, guild: Guild | None = None) -> None:
         """``user`` leaves the guild (GUILD_MEMBER_REMOVE)."""
@@ -305,19 +311,33 @@ class DiscordServer:
             "GUILD_MEMBER_REMOVE",
             {"guild_id": str(guild.id), "user": user.payload()},
             intent=Intent.GUILD_MEMBERS,
+            guild_id=guild.id,
         )
 
     async def delete_guild(self, guild: Guild | None = None) -> None:
         """The bot is removed from the guild (GUILD_DELETE without ``unavailable``)."""
         guild = guild or self.cast.guild
         guild.bot_removed = True
-        await self.gateway.dispatch("GUILD_DELETE", {"id": str(guild.id)}, intent=Intent.GUILDS)
+        await self.gateway.dispatch(
+            "GUILD_DELETE", {"id": str(guild.id)}, intent=Intent.GUILDS, guild_id=guild.id
+        )
+
+    async def add_guild(
+        self, name: str, *, shard: tuple[int, int] | None = None, members: Iterable[User] = ()
+    ) -> Guild:
+        """The bot is added to a new guild (``World.add_guild``); GUILD_CREATE goes to its shard's sessions."""
+        guild = self.world.add_guild(name, shard=shard, members=members)
+        await self.gateway.dispatch("GUILD_CREATE", guild.payload(), intent=Intent.GUILDS, guild_id=guild.id)
+        return guild
 
     async def start_thread(self, starter: Message, name: str) -> Channel:
         """A member starts a public thread from ``starter`` (THREAD_CREATE; the thread's id is the message's)."""
         thread = self.world.add_thread(starter, name)
         await self.gateway.dispatch(
-            "THREAD_CREATE", {**thread.payload(), "newly_created": True}, intent=Intent.GUILDS
+            "THREAD_CREATE",
+            {**thread.payload(), "newly_created": True},
+            intent=Intent.GUILDS,
+            guild_id=thread.guild_id,
         )
         return thread
 
@@ -378,7 +398,7 @@ class DiscordServer:
         )
         self.interactions[interaction_id] = interaction
         self.interactions_by_token[token] = interaction
-        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=channel.guild_id)
         return interaction
 
     # -- gateway plumbing ------------------------------------------------------------------------------
@@ -395,7 +415,9 @@ class DiscordServer:
                 return data
             return {**data, "content": "", "embeds": [], "attachments": [], "components": []}
 
-        await self.gateway.dispatch(event, payload, intent=_message_intent(channel), shape=shape)
+        await self.gateway.dispatch(
+            event, payload, intent=_message_intent(channel), guild_id=channel.guild_id, shape=shape
+        )
 
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         attachment = self.world.attachments.get(int(request.match_info["attachment_id"]))

@@ -26,6 +26,22 @@ class SnowflakeFactory:
         self._last = max(candidate, self._last + 1)
         return self._last
 
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """The next id whose guild would live on ``shard_id`` of ``shard_count`` (``(id >> 22) % count``).
+
+        The timestamp moves forward by at most ``shard_count - 1`` ms to land there; ids still increase.
+        """
+        candidate = self.next()
+        millis = candidate >> 22
+        millis += (shard_id - millis) % shard_count
+        self._last = max(self._last, (millis << 22) | (candidate & 0x3FFFFF))
+        return self._last
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard that receives ``guild_id``'s events, as Discord computes it."""
+    return (guild_id >> 22) % shard_count
+
 
 def created_seconds(snowflake: int) -> float:
     """The creation time encoded in a snowflake, in ``time.time()`` seconds."""

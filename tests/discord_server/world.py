@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from tests.discord_server.snowflakes import SnowflakeFactory, iso_timestamp, now_iso
@@ -301,6 +302,9 @@ class Guild:
     channels: dict[int, Channel] = dataclasses.field(default_factory=dict)  # threads included
     bot_removed: bool = False
 
+    def channel_named(self, name: str) -> Channel:
+        return next(c for c in self.channels.values() if c.name == name)
+
     def permissions_of(self, user_id: int) -> int:
         if user_id == self.owner_id:
             return Perm.ALL
@@ -429,6 +433,34 @@ class World:
         self.guilds[parent.guild_id].channels[thread.id] = thread  # type: ignore[index]
         self.channels[thread.id] = thread
         return thread
+
+    def add_guild(
+        self,
+        name: str,
+        *,
+        shard: tuple[int, int] | None = None,
+        members: Iterable[User] = (),
+    ) -> Guild:
+        """Another guild the bot is in: owned by the cast's owner, with #support, #general and #mod-alerts.
+
+        ``shard=(shard_id, shard_count)`` picks an id whose events go to that shard. Members: the bot, the
+        owner (Moderator role) and ``members``. Send it to a connected bot with ``server.add_guild``.
+        """
+        guild_id = self.ids.next_on_shard(*shard) if shard is not None else self.ids.next()
+        owner = self.cast.owner
+        guild = Guild(guild_id, name, owner.id)
+        self.guilds[guild.id] = guild
+        moderator_role = Role(self.ids.next(), "Moderator", MODERATOR_PERMISSIONS, position=2)
+        bot_role = Role(self.ids.next(), "PeerCare", EVERYONE_PERMISSIONS, position=1, managed=True)
+        for role in (Role(guild.id, "@everyone", EVERYONE_PERMISSIONS, position=0), moderator_role, bot_role):
+            guild.roles[role.id] = role
+        guild.members[self.cast.bot.id] = Member(self.cast.bot, [bot_role.id])
+        guild.members[owner.id] = Member(owner, [moderator_role.id])
+        for user in members:
+            guild.members[user.id] = Member(user, [])
+        for position, channel_name in enumerate(("support", "general", "mod-alerts")):
+            self.add_channel(guild, channel_name, position=position)
+        return guild
 
     def _build_cast(self) -> Cast:
         bot = self.add_user("PeerCare", bot=True)
