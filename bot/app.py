@@ -87,6 +87,8 @@ class PeerCareBot(commands.Bot):
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
+        # The guilds whose periodic work (sweeps, recovery, retention, check-ins) this process does: bot.sharding.
+        self.guild_ownership = settings.shard_plan.ownership()
         self.database = database or Database(settings.database_url)
         self._inference = inference
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -177,6 +179,10 @@ class PeerCareBot(commands.Bot):
             await self.database.close()
 
 
+class ShardedPeerCareBot(PeerCareBot, commands.AutoShardedBot):
+    """PeerCare on discord.py's AutoShardedBot: the shards ``SHARD_COUNT`` / ``SHARD_IDS`` give this process."""
+
+
 def create_bot(
     settings: Settings,
     *,
@@ -186,7 +192,16 @@ def create_bot(
     **options: object,
 ) -> PeerCareBot:
     """Build the bot; ``inference=None`` starts the backend chosen by ``INFERENCE_BACKEND``."""
-    return PeerCareBot(settings, inference=inference, database=database, extensions=extensions, **options)
+    plan = settings.shard_plan
+    bot_class = ShardedPeerCareBot if plan.sharded else PeerCareBot
+    return bot_class(
+        settings,
+        inference=inference,
+        database=database,
+        extensions=extensions,
+        **plan.bot_options(),
+        **options,
+    )
 
 
 async def run_bot(settings: Settings) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from dotenv import load_dotenv
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.sharding import AUTO, ShardPlan, parse_shard_ids
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ class Settings(BaseSettings):
     )
     database_url: str = DEFAULT_DATABASE_URL
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Discord shards (bot.sharding): both empty = one connection; SHARD_COUNT=N (or auto) = this process runs all
+    # N shards; SHARD_IDS=0-1 or 0,2 = only those, other processes run the rest on the same PostgreSQL database.
+    shard_count: int | Literal["auto"] | None = None
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
 
     inference_backend: InferenceBackend = InferenceBackend.WORKER
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -72,6 +79,58 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_count", mode="before")
+    @classmethod
+    def _shard_count(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not value:
+                return None
+            if value != AUTO and not value.isdigit():
+                raise PydanticCustomError("shard_count", "must be a number of shards (1 or more) or auto")
+        if value != AUTO and value is not None and int(value) < 1:  # type: ignore[call-overload]
+            raise PydanticCustomError("shard_count", "must be a number of shards (1 or more) or auto")
+        return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return parse_shard_ids(value)
+            except ValueError as exc:
+                raise PydanticCustomError("shard_ids", str(exc)) from None
+        return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_fit(cls, value: tuple[int, ...] | None, info: ValidationInfo) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        count = info.data.get("shard_count")
+        if not isinstance(count, int):
+            raise PydanticCustomError("shard_ids", "needs SHARD_COUNT set to the fleet's number of shards")
+        if value and max(value) >= count:
+            raise PydanticCustomError(
+                "shard_ids",
+                "shard {shard} is not below SHARD_COUNT={count}",
+                {"shard": max(value), "count": count},
+            )
+        database_url = str(info.data.get("database_url", ""))
+        if ShardPlan.from_settings(count, value).is_subset and database_url.startswith("sqlite"):
+            raise PydanticCustomError(
+                "shard_ids",
+                "runs only some shards, so other processes share the database, and SQLite is one process only: "
+                "set DATABASE_URL=postgresql://... or leave SHARD_IDS empty",
+            )
+        return value
+
+    @property
+    def shard_plan(self) -> ShardPlan:
+        return ShardPlan.from_settings(self.shard_count, self.shard_ids)
 
     def require_token(self) -> str:
         if self.discord_token is None or not self.discord_token.get_secret_value().strip():
