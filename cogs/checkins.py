@@ -166,7 +166,11 @@ class Checkins(
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CheckinMoodButton, CheckinNoteButton)
-        schedules = await self.database.run("restore check-in schedules", checkins.active_schedules)
+        # Only the guilds this process's shards receive (bot.sharding): each check-in fires in one process.
+        schedules = await self.database.run(
+            "restore check-in schedules",
+            lambda session: checkins.active_schedules(session, self.bot.guild_ownership),
+        )
         for schedule in schedules:
             self.schedule_job(schedule)
         log.info("restored %d check-in schedules", len(schedules))

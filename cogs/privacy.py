@@ -111,14 +111,19 @@ class Privacy(commands.Cog):
         settings = self.bot.settings  # type: ignore[attr-defined]
         try:
             async with self.database.session() as session:
-                await retention.purge_expired_text(session, now, settings.message_retention_days)
+                await retention.purge_expired_text(
+                    session, now, settings.message_retention_days, self.bot.guild_ownership
+                )
             async with self.database.session() as session:
                 # Ids only, but kept no longer than message text: finished inbox rows past retention go.
                 await message_inbox.purge_finished(
                     session, now - timedelta(days=max(settings.message_retention_days, 0))
                 )
             async with self.database.session() as session:
-                reports = await retention.purge_departed_guilds(session, now, settings.guild_data_grace_days)
+                # Each process deletes only the departed guilds its shards own (bot.sharding).
+                reports = await retention.purge_departed_guilds(
+                    session, now, settings.guild_data_grace_days, self.bot.guild_ownership
+                )
             for report in reports:
                 self._unschedule(report)
         except asyncio.CancelledError:

@@ -30,6 +30,7 @@ from bot.services import audit, consent, escalation, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.escalation import EscalationKind, Outcome
 from bot.services.reply_scoring import excerpt
+from bot.sharding import GuildOwnership
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,18 @@ async def is_active(session: AsyncSession, schedule_id: int) -> bool:
     return schedule is not None and schedule.active
 
 
-async def active_schedules(session: AsyncSession) -> list[CheckinSchedule]:
-    return list(await session.scalars(select(CheckinSchedule).where(CheckinSchedule.active.is_(True))))
+async def active_schedules(
+    session: AsyncSession,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
+) -> list[CheckinSchedule]:
+    """Active schedules in the guilds this process owns (with sharding, another process fires the rest)."""
+    return list(
+        await session.scalars(
+            select(CheckinSchedule).where(
+                CheckinSchedule.active.is_(True), owned.where(CheckinSchedule.guild_id)
+            )
+        )
+    )
 
 
 # -- sending ----------------------------------------------------------------------------------------------

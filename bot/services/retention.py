@@ -3,6 +3,9 @@
 Text lives only in ``scored_replies.reply_text``, ``escalations.excerpt`` and ``checkins.answer_text``; each
 row carries ``text_expires_at``. The job also enforces the current ``MESSAGE_RETENTION_DAYS`` on rows written
 under a longer setting, so lowering the setting takes effect at the next run.
+
+With several bot processes (sharding), each purges only the guilds it owns (``GuildOwnership``, the guilds its
+shards receive), so every guild's retention runs in exactly one process.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Checkin, Escalation, GuildSettings, ScoredReply
 from bot.services import audit, guild_settings, privacy
+from bot.sharding import GuildOwnership
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,16 @@ class PurgeResult:
         return sum(self.texts_removed.values())
 
 
-async def purge_expired_text(session: AsyncSession, now: datetime, retention_days: int) -> PurgeResult:
-    """Null every stored message text whose expiry passed (or that is older than the retention setting)."""
+async def purge_expired_text(
+    session: AsyncSession,
+    now: datetime,
+    retention_days: int,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
+) -> PurgeResult:
+    """Null every stored message text whose expiry passed (or that is older than the retention setting).
+
+    Only in the guilds this process ``owned`` (all of them without sharding).
+    """
     oldest_allowed = now - timedelta(days=max(retention_days, 0))
     removed: dict[str, int] = {}
     for model, text_column, written_column in _TEXT_COLUMNS:
@@ -49,7 +61,7 @@ async def purge_expired_text(session: AsyncSession, now: datetime, retention_day
         )
         result = await session.execute(
             update(model)
-            .where(text.is_not(None), expired)
+            .where(text.is_not(None), expired, owned.where(model.guild_id))  # type: ignore[attr-defined]
             .values({text_column: None, "text_expires_at": None})
         )
         if result.rowcount:
@@ -76,14 +88,19 @@ async def mark_guild_returned(session: AsyncSession, guild_id: int) -> None:
 
 
 async def purge_departed_guilds(
-    session: AsyncSession, now: datetime, grace_days: int
+    session: AsyncSession,
+    now: datetime,
+    grace_days: int,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
 ) -> list[privacy.DeletionReport]:
-    """Delete every guild whose grace period after leaving has passed. Returns one report per guild."""
+    """Delete every owned guild whose grace period after leaving has passed. Returns one report per guild."""
     cutoff = now - timedelta(days=grace_days)
     guild_ids = list(
         await session.scalars(
             select(GuildSettings.guild_id).where(
-                GuildSettings.left_at.is_not(None), GuildSettings.left_at <= cutoff
+                GuildSettings.left_at.is_not(None),
+                GuildSettings.left_at <= cutoff,
+                owned.where(GuildSettings.guild_id),
             )
         )
     )
