@@ -34,6 +34,9 @@ class InferenceConfig:
     device: Device = "auto"
     empathy_sources: dict[Mechanism, str] = field(default_factory=shipped_empathy_sources)
     risk_source: str = "shipped:risk"
+    # The chat recogniser that raises ER/IP/EX to at least weak where it fires (e.g. "shipped:empathy-chat");
+    # None = the bi-encoders alone. The bot turns it on (bot/inference_config.py).
+    empathy_recogniser: str | None = None
     # None = take multi-label vs single-label from the risk model's own config.
     risk_problem_type: str | None = None
     # Dynamic batching: the largest batch, and how long the first request of a batch may wait for company.
@@ -77,6 +80,8 @@ class InferenceConfig:
         # Sources may arrive as paths; keep them as strings so the config pickles and logs cleanly.
         self.empathy_sources = {Mechanism(m): os.fspath(src) for m, src in self.empathy_sources.items()}
         self.risk_source = os.fspath(self.risk_source)
+        if self.empathy_recogniser is not None:
+            self.empathy_recogniser = os.fspath(self.empathy_recogniser)
         if self.max_batch_size < 1:
             raise ValueError("INFERENCE_MAX_BATCH must be at least 1")
         if self.queue_size < 1:

@@ -226,7 +226,9 @@ class ScoringEngine:
         dtype = model_dtype(device, config.cpu_dtype)
         threads = configure_cpu_threads(config.cpu_threads) if device == "cpu" else None
         say(f"loading empathy models on {device}")
-        empathy = EmpathyScorer.load(config.empathy_sources, device=device, dtype=dtype)
+        empathy = EmpathyScorer.load(
+            config.empathy_sources, device=device, dtype=dtype, recogniser=config.empathy_recogniser
+        )
         say("loading risk model")
         risk_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         if config.risk_problem_type is not None:
@@ -234,6 +236,8 @@ class ScoringEngine:
         risk = RiskScorer.load(config.risk_source, **risk_kwargs)
         versions = {m.value: src for m, src in config.empathy_sources.items()}
         versions["risk"] = config.risk_source
+        if config.empathy_recogniser is not None:
+            versions["chat_recogniser"] = config.empathy_recogniser
         versions["precision"] = str(dtype).removeprefix("torch.") if dtype is not None else "fp32"
         engine = cls(
             empathy,

@@ -68,6 +68,9 @@ class MechanismScore:
     level: EmpathyLevel
     probabilities: tuple[float, float, float]
     rationales: tuple[RationaleSpan, ...] = ()
+    # The chat recogniser's probability for this mechanism (None: no recogniser). At or above its cut-off
+    # the level is at least 1 even where ``probabilities`` (the bi-encoder's) say none.
+    recogniser_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,9 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
             "level": int(mechanism_score.level),
             "level_name": LEVEL_NAMES[int(mechanism_score.level)],
             "probabilities": [round(p, 4) for p in mechanism_score.probabilities],
+            "recogniser_probability": None
+            if mechanism_score.recogniser_probability is None
+            else round(mechanism_score.recogniser_probability, 4),
             "rationales": [
                 {"start": s.start, "end": s.end, "text": s.text} for s in mechanism_score.rationales
             ],
@@ -153,8 +156,10 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
     for mechanism, mechanism_score in score.empathy.by_mechanism().items():
         level = int(mechanism_score.level)
         probabilities = " ".join(f"{p:.2f}" for p in mechanism_score.probabilities)
+        chat = mechanism_score.recogniser_probability
         lines.append(
             f"  {mechanism.value}  {MECHANISM_TITLES[mechanism]:<20} {LEVEL_NAMES[level]} ({level})  p=[{probabilities}]"
+            + (f"  chat recogniser {chat:.2f}" if chat is not None else "")
         )
         spans = [(s.start, s.end) for s in mechanism_score.rationales]
         if spans and level > EmpathyLevel.NONE:

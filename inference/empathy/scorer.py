@@ -7,7 +7,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,6 +18,9 @@ from inference.empathy.model import EmpathyBiEncoder, encoder_states
 from inference.empathy.text import Tokenized, merge_token_spans, tokenize
 from inference.errors import InputRejected, ModelLoadError
 from inference.types import EmpathyLevel, EmpathyResult, Mechanism, MechanismScore
+
+if TYPE_CHECKING:
+    from inference.empathy.recogniser import ChatRecogniser
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +39,20 @@ class SeekerEncoding:
     ``states`` maps a seeker-encoder group ("shared", or a mechanism's code when encoders differ) to the
     encoder's hidden states for this post: ``[tokens, hidden]`` on the scorer's device. ``length`` is the
     number of real tokens; rows past it are padding, kept only for models trained without a seeker mask.
+    ``sentence`` is the post's sentence embedding when the scorer's chat recogniser reads seeker posts.
     """
 
     states: Mapping[str, torch.Tensor]
     length: int
+    sentence: Any = None
 
 
 class EmpathyScorer:
     """ER, IP and EX bi-encoders behind one batched interface.
 
     Modules live in two dicts (``seeker_encoders`` by group, ``responders`` by mechanism) and are looked
-    up on every call, so a caller may swap them (e.g. for dynamic int8 versions).
+    up on every call, so a caller may swap them (e.g. for dynamic int8 versions). An optional chat
+    recogniser (``inference/empathy/recogniser.py``) raises a mechanism to level 1 where it fires.
     """
 
     def __init__(
@@ -53,12 +61,14 @@ class EmpathyScorer:
         *,
         device: str | torch.device = "cpu",
         shares_seeker_encoder: bool,
+        recogniser: ChatRecogniser | None = None,
     ) -> None:
         missing = [m.value for m in Mechanism if m not in loaded]
         if missing:
             raise ModelLoadError(f"no empathy model for {', '.join(missing)}")
         self.device = torch.device(device)
         self.shares_seeker_encoder = shares_seeker_encoder
+        self.recogniser = recogniser
         self.max_length = max(item.model.config.max_length for item in loaded.values())
         self.tokenizers = {m: loaded[m].tokenizer for m in Mechanism}
         self.pad_ids = {m: loaded[m].pad_id for m in Mechanism}
@@ -93,8 +103,12 @@ class EmpathyScorer:
         *,
         device: str = "cpu",
         dtype: torch.dtype | None = None,
+        recogniser: str | os.PathLike[str] | None = None,
     ) -> EmpathyScorer:
-        """Load the three models (any format each); one seeker encoder is kept if all three are identical."""
+        """Load the three models (any format each); one seeker encoder is kept if all three are identical.
+
+        ``recogniser``: a chat recogniser folder (e.g. ``shipped:empathy-chat``), or None for none.
+        """
         normalised = {Mechanism(m): src for m, src in sources.items()}
         missing = [m for m in Mechanism if m not in normalised]
         if missing:
@@ -120,7 +134,12 @@ class EmpathyScorer:
             ", ".join(f"{m.value}: {loaded[m].source_format}" for m in Mechanism),
             "shared by ER/IP/EX" if shared else "loaded once per mechanism",
         )
-        return cls(loaded, device=device, shares_seeker_encoder=shared)
+        chat = None
+        if recogniser is not None:
+            from inference.empathy.recogniser import ChatRecogniser
+
+            chat = ChatRecogniser.load(recogniser, device=device)
+        return cls(loaded, device=device, shares_seeker_encoder=shared, recogniser=chat)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -145,8 +164,17 @@ class EmpathyScorer:
             states = encoder_states(encoder, ids, mask)
             keep = width if self._pad_full[group] else None
             per_group[group] = [states[i, : (keep or lengths[i])].clone() for i in range(len(texts))]
+        sentences = (
+            self.recogniser.embed(texts)
+            if self.recogniser is not None and self.recogniser.uses_seeker
+            else None
+        )
         return [
-            SeekerEncoding({group: rows[i] for group, rows in per_group.items()}, lengths[i])
+            SeekerEncoding(
+                {group: rows[i] for group, rows in per_group.items()},
+                lengths[i],
+                None if sentences is None else sentences[i],
+            )
             for i in range(len(texts))
         ]
 
@@ -159,7 +187,7 @@ class EmpathyScorer:
         if not replies:
             return []
         per_mechanism = {m: self._score_mechanism(m, seekers, replies) for m in Mechanism}
-        return [
+        results = [
             EmpathyResult(
                 emotional_reactions=per_mechanism[Mechanism.EMOTIONAL_REACTIONS][i],
                 interpretations=per_mechanism[Mechanism.INTERPRETATIONS][i],
@@ -167,6 +195,14 @@ class EmpathyScorer:
             )
             for i in range(len(replies))
         ]
+        if self.recogniser is None:
+            return results
+        seeker_sentences = None
+        if self.recogniser.uses_seeker:
+            if any(seeker.sentence is None for seeker in seekers):
+                raise ValueError("seeker encoding has no sentence embedding; re-encode with this scorer")
+            seeker_sentences = np.stack([seeker.sentence for seeker in seekers])
+        return self.recogniser.apply(results, replies, seeker_sentences)
 
     def score_pairs(self, seeker_texts: Sequence[str], replies: Sequence[str]) -> list[EmpathyResult]:
         """Convenience: encode the seeker posts, then score the replies against them."""
