@@ -10,7 +10,7 @@ import signal
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import discord
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -19,7 +19,9 @@ from discord.ext import commands
 
 import cogs
 from bot.db.session import Database
-from bot.interaction_replies import AutoDefer
+from bot.interaction_replies import AutoDefer, answer
+from bot.services.escalation import ModeratorAction
+from bot.services.risk_tier import DefaultThresholds
 from bot.settings import Settings
 from inference.client import InferenceClient
 
@@ -67,6 +69,39 @@ def _dropping_unreadable(event: str, parse: Callable[[Any], None]) -> Callable[[
     return parse_or_drop
 
 
+RESTARTING = "PeerCare is restarting; try again in a minute."
+CogT = TypeVar("CogT", bound=commands.Cog)
+
+
+async def cog_for(
+    interaction: discord.Interaction, cog_type: type[CogT], *, ephemeral: bool = False
+) -> CogT | None:
+    """The loaded cog a restart-proof button or form hands its press to.
+
+    None while that cog is not loaded (PeerCare is restarting): the member is told so and tries again.
+    """
+    client = interaction.client
+    cog = client.get_cog(cog_type.__cog_name__) if isinstance(client, commands.Bot) else None
+    if isinstance(cog, cog_type):
+        return cog
+    await answer(interaction, RESTARTING, ephemeral=ephemeral)
+    return None
+
+
+class CaseDesk(Protocol):
+    """The Discord side of escalation cases (the escalation cog): deliver a case, take a button press."""
+
+    async def deliver(self, escalation_id: int) -> None: ...
+
+    async def moderator_pressed(
+        self, interaction: discord.Interaction, escalation_id: int, action: ModeratorAction
+    ) -> None: ...
+
+    async def member_answered(
+        self, interaction: discord.Interaction, escalation_id: int, wants_moderator: bool
+    ) -> None: ...
+
+
 class PeerCareBot(commands.Bot):
     """The bot. Feature cogs hang their slash commands under the one ``/peercare`` group."""
 
@@ -92,6 +127,10 @@ class PeerCareBot(commands.Bot):
         self.database = database or Database(settings.database_url)
         self._inference = inference
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        # The risk model card's thresholds: every tier the bot decides falls back to these (bot.services.risk_tier).
+        self.risk_defaults = DefaultThresholds(settings.risk_model)
+        # Set by the escalation cog while it is loaded; a case opened while it is not is delivered by its sweep.
+        self.case_desk: CaseDesk | None = None
         self.peercare_group = app_commands.Group(
             name="peercare", description="PeerCare: empathy coaching, check-ins and safety settings"
         )
@@ -123,11 +162,30 @@ class PeerCareBot(commands.Bot):
             self._inference = create_inference_client(inference_config_from_settings(self.settings))
         # Models load in the background: the bot answers commands while they do.
         await self._inference.start()
+        await self.risk_defaults.load()
         self.scheduler.start()
         for name in self._extensions:
             await self.load_extension(name)
         self.tree.add_command(self.peercare_group)
         await self.sync_commands()
+
+    async def deliver_cases(self, escalation_ids: Iterable[int]) -> None:
+        """Deliver cases a unit of work opened or updated; one that fails here stays for the periodic sweep."""
+        desk = self.case_desk
+        for escalation_id in escalation_ids:
+            if desk is None:
+                log.info(
+                    "escalation %s waits for the escalation sweep (its cog is not loaded)", escalation_id
+                )
+                continue
+            try:
+                await desk.deliver(escalation_id)
+            except Exception:
+                if self.is_closed():
+                    # The case is committed as pending: the next start's sweep delivers it.
+                    log.warning("escalation %s left pending by shutdown", escalation_id)
+                else:
+                    log.exception("could not deliver escalation %s now; the sweep retries it", escalation_id)
 
     async def sync_commands(self) -> None:
         guild_id = self.settings.dev_guild_id

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
 
     message_retention_days: int = Field(default=7, ge=0, le=365)
     guild_data_grace_days: int = Field(default=14, ge=0, le=365)
+    # A member's messages in one channel or thread, each within this many minutes of the last, are risk-judged
+    # together as one burst ("i can't do this anymore" / "like really" / ...). 0 judges each message alone.
+    risk_burst_minutes: int = Field(default=5, ge=0, le=60)
+    # A member has one case at a time: new high-risk messages join it. Once it has been quiet this long (no new
+    # message), or a moderator resolved it, a new high-risk message opens a new case that pages again.
+    case_quiet_minutes: int = Field(default=240, ge=0, le=10080)
 
     @field_validator("database_url")
     @classmethod

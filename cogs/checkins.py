@@ -13,14 +13,18 @@ from datetime import datetime
 from typing import Literal
 
 import discord
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from discord import app_commands
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot, cog_for
+from bot.buttons import RestartProofButton
 from bot.db.models import CheckinCadence, CheckinSchedule, utcnow
-from bot.db.session import transient_reason
+from bot.db.session import Database, transient_reason
+from bot.escalation_views import ask_first_view
 from bot.services import checkins, guild_settings, safety_messages
 from bot.services.checkins import AnswerOutcome, Mood
 from bot.services.errors import UserFacingError
@@ -49,56 +53,36 @@ _SIMPLE_REPLIES = {
 
 
 class CheckinMoodButton(
-    discord.ui.DynamicItem[discord.ui.Button],
+    RestartProofButton,
     template=r"peercare:checkin:(?P<mood>okay|so_so|struggling|talk):(?P<checkin_id>[0-9]+)",
 ):
     """One answer on a check-in DM; the check-in id rides in the custom id (works after restarts)."""
 
     def __init__(self, mood: Mood, checkin_id: int) -> None:
-        label, style = _MOOD_BUTTONS[mood]
-        super().__init__(
-            discord.ui.Button(
-                label=label, style=style, custom_id=f"peercare:checkin:{mood.value}:{checkin_id}"
-            )
-        )
+        super().__init__(f"peercare:checkin:{mood.value}:{checkin_id}", *_MOOD_BUTTONS[mood])
         self.mood = mood
         self.checkin_id = checkin_id
 
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> CheckinMoodButton:
+    def from_match(cls, match: re.Match[str]) -> CheckinMoodButton:
         return cls(Mood(match["mood"]), int(match["checkin_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Checkins")  # type: ignore[union-attr]
-        if not isinstance(cog, Checkins):
-            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
-            return
-        await cog.mood_pressed(interaction, self.checkin_id, self.mood)
+        cog = await cog_for(interaction, Checkins)
+        if cog is not None:
+            await cog.mood_pressed(interaction, self.checkin_id, self.mood)
 
 
 @replies.opens_modal
-class CheckinNoteButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"peercare:checkin:note:(?P<checkin_id>[0-9]+)",
-):
+class CheckinNoteButton(RestartProofButton, template=r"peercare:checkin:note:(?P<checkin_id>[0-9]+)"):
     """Opens a short free-text form for the check-in."""
 
     def __init__(self, checkin_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Add a few words",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"peercare:checkin:note:{checkin_id}",
-            )
-        )
+        super().__init__(f"peercare:checkin:note:{checkin_id}", "Add a few words")
         self.checkin_id = checkin_id
 
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> CheckinNoteButton:
+    def from_match(cls, match: re.Match[str]) -> CheckinNoteButton:
         return cls(int(match["checkin_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -120,11 +104,9 @@ class CheckinNoteModal(discord.ui.Modal, title="Your check-in"):
         self.checkin_id = checkin_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Checkins")  # type: ignore[union-attr]
-        if not isinstance(cog, Checkins):
-            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
-            return
-        await cog.note_submitted(interaction, self.checkin_id, self.note.value or "")
+        cog = await cog_for(interaction, Checkins)
+        if cog is not None:
+            await cog.note_submitted(interaction, self.checkin_id, self.note.value or "")
 
 
 def checkin_view(checkin_id: int) -> discord.ui.View:
@@ -152,17 +134,17 @@ def checkin_message(due: checkins.CheckinDue, guild_name: str | None) -> str:
 class Checkins(
     commands.GroupCog, group_name="checkin", group_description="Opt-in check-ins: a private how-are-you DM"
 ):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
         super().__init__()
 
     @property
-    def database(self):  # type: ignore[no-untyped-def]
-        return self.bot.database  # type: ignore[attr-defined]
+    def database(self) -> Database:
+        return self.bot.database
 
     @property
-    def scheduler(self):  # type: ignore[no-untyped-def]
-        return self.bot.scheduler  # type: ignore[attr-defined]
+    def scheduler(self) -> AsyncIOScheduler:
+        return self.bot.scheduler
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CheckinMoodButton, CheckinNoteButton)
@@ -315,7 +297,7 @@ class Checkins(
 
     async def mood_pressed(self, interaction: discord.Interaction, checkin_id: int, mood: Mood) -> None:
         user_id = interaction.user.id
-        retention_days = self.bot.settings.message_retention_days  # type: ignore[attr-defined]
+        retention_days = self.bot.settings.message_retention_days
         try:
             result = await self.database.run(
                 f"record the answer to check-in {checkin_id}",
@@ -337,7 +319,7 @@ class Checkins(
             return
         await replies.defer(interaction, ephemeral=False)
         try:
-            scored = await self.bot.inference.score_risk(  # type: ignore[attr-defined]
+            scored = await self.bot.inference.score_risk(
                 RiskScoreRequest(message_id=interaction.id, text=text)
             )
         except InferenceError as exc:
@@ -349,8 +331,8 @@ class Checkins(
             )
             return
         user_id = interaction.user.id
-        defaults = getattr(self.bot, "_peercare_default_thresholds", None)
-        retention_days = self.bot.settings.message_retention_days  # type: ignore[attr-defined]
+        defaults = self.bot.risk_defaults.value
+        retention_days = self.bot.settings.message_retention_days
         try:
             result = await self.database.run(
                 f"record the note for check-in {checkin_id}",
@@ -383,13 +365,9 @@ class Checkins(
     ) -> None:
         if result.outcome is Outcome.ALERT_MODERATORS and result.escalation_id is not None:
             await self._send(interaction, safety_messages.moderator_on_the_way())
-            escalations = self.bot.get_cog("Escalations")
-            if escalations is not None:
-                await escalations.deliver(result.escalation_id)  # type: ignore[attr-defined]
-            return  # if the cog is missing, the sweep delivers the pending case
+            await self.bot.deliver_cases([result.escalation_id])
+            return
         if result.outcome is Outcome.ASK_MEMBER and result.escalation_id is not None:
-            from cogs.escalation import ask_first_view
-
             question = (
                 "Thank you for telling me. **Would you like one of the server's moderators to reach out to you?** "
                 "Nothing has been shared with them yet.\n\n" + result.crisis_resources
@@ -408,5 +386,5 @@ class Checkins(
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(Checkins(bot))

@@ -16,8 +16,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from bot import command_cooldowns
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot, cog_for
+from bot.buttons import RestartProofButton
 from bot.db.models import utcnow
-from bot.db.session import transient_reason
+from bot.db.session import Database, transient_reason
 from bot.services import coaching_delivery, consent, guild_settings
 from bot.services.charts import render_level_trend_async
 from bot.services.coaching import compose_first_contact, compose_invitation
@@ -38,7 +40,7 @@ HISTORY_CLOCK_MARGIN = timedelta(minutes=2)
 
 
 class CoachingAnswer(
-    discord.ui.DynamicItem[discord.ui.Button],
+    RestartProofButton,
     template=r"peercare:coaching:(?P<answer>yes|no):(?P<guild_id>[0-9]+)",
 ):
     """Accept/Decline on the invitation DM. The guild id rides in the custom id, so it works after a restart."""
@@ -46,27 +48,21 @@ class CoachingAnswer(
     def __init__(self, answer: str, guild_id: int) -> None:
         accepted = answer == "yes"
         super().__init__(
-            discord.ui.Button(
-                label="Yes, send me notes" if accepted else "No thanks",
-                style=discord.ButtonStyle.success if accepted else discord.ButtonStyle.secondary,
-                custom_id=f"peercare:coaching:{answer}:{guild_id}",
-            )
+            f"peercare:coaching:{answer}:{guild_id}",
+            "Yes, send me notes" if accepted else "No thanks",
+            discord.ButtonStyle.success if accepted else discord.ButtonStyle.secondary,
         )
         self.accepted = accepted
         self.guild_id = guild_id
 
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> CoachingAnswer:
+    def from_match(cls, match: re.Match[str]) -> CoachingAnswer:
         return cls(match["answer"], int(match["guild_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Coaching")  # type: ignore[union-attr]
-        if not isinstance(cog, Coaching):
-            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
-            return
-        await cog.answer_invitation(interaction, self.guild_id, self.accepted)
+        cog = await cog_for(interaction, Coaching)
+        if cog is not None:
+            await cog.answer_invitation(interaction, self.guild_id, self.accepted)
 
 
 def invitation_view(guild_id: int) -> discord.ui.View:
@@ -79,19 +75,19 @@ def invitation_view(guild_id: int) -> discord.ui.View:
 class Coaching(commands.GroupCog, group_name="coaching", group_description="Private empathy coaching notes"):
     """Sends at most one note per reply, within each guild's interval and daily cap."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
         # One delivery at a time per responder: the rate-limit check and the send must not interleave.
         self._locks: dict[tuple[int, int], asyncio.Lock] = {}
         super().__init__()
 
     @property
-    def database(self):  # type: ignore[no-untyped-def]
-        return self.bot.database  # type: ignore[attr-defined]
+    def database(self) -> Database:
+        return self.bot.database
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CoachingAnswer)
-        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        scheduler = self.bot.scheduler
         # Queued notes (interval passed, cap reset, restart) go out from here; nothing depends on memory.
         scheduler.add_job(
             self._scheduled_flush,
@@ -105,7 +101,7 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CoachingAnswer)
-        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        scheduler = self.bot.scheduler
         if scheduler.get_job(FLUSH_JOB_ID) is not None:
             scheduler.remove_job(FLUSH_JOB_ID)
 
@@ -363,7 +359,7 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
 class MyProgress(commands.Cog):
     """`/peercare me`: a responder's own ER/IP/EX trend, visible only to them."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
 
     @app_commands.command(name="me", description="Your own empathy trend over time (only you see it)")
@@ -381,7 +377,7 @@ class MyProgress(commands.Cog):
                 await consent.find(session, guild_id, user_id),
             )
 
-        points, member = await self.bot.database.run(f"read the trend of member {user_id}", read)  # type: ignore[attr-defined]
+        points, member = await self.bot.database.run(f"read the trend of member {user_id}", read)
         if not points:
             await replies.answer(
                 interaction,
@@ -411,6 +407,6 @@ class MyProgress(commands.Cog):
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(Coaching(bot))
     await bot.add_cog(MyProgress(bot))

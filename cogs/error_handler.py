@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot
 from bot.command_cooldowns import cooldown_message
 from bot.services.errors import UserFacingError
 
@@ -49,7 +50,7 @@ def describe_error(error: app_commands.AppCommandError) -> str:
 
 
 class ErrorHandler(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
         self._previous_handler = bot.tree.on_error
 
@@ -78,5 +79,5 @@ class ErrorHandler(commands.Cog):
             log.warning("could not tell the user about the error in %s", command)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(ErrorHandler(bot))

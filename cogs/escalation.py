@@ -10,28 +10,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import weakref
 from datetime import datetime
 
 import discord
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import interaction_replies as replies
-from bot.db.models import EscalationState, utcnow
+from bot import interaction_replies
+from bot.app import PeerCareBot
+from bot.db.models import utcnow
+from bot.db.session import Database
+from bot.escalation_views import (
+    REDACTED_ALERT,
+    AlertButton,
+    AskFirstAnswer,
+    alert_embed,
+    alert_view,
+    ask_first_view,
+    footer,
+    role_mentions,
+)
+from bot.scheduling import every, finish_or_cancel, stop
 from bot.services import consent, escalation, guild_settings, safety_messages
 from bot.services.errors import UserFacingError
-from bot.services.escalation import (
-    ALERT_FOOTER_PREFIX,
-    DeliveryPlan,
-    DeliveryProblem,
-    EscalationKind,
-    ModeratorAction,
-    Outcome,
-)
-from bot.services.events import SeekerRiskScored
-from cogs.privacy import REDACTED_ALERT
+from bot.services.escalation import DeliveryPlan, DeliveryProblem, ModeratorAction, Outcome
+from bot.services.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -49,191 +52,49 @@ _PROBLEM_NOTICES = {
     DeliveryProblem.ALERT_CHANNEL_GONE: "the moderator alert channel no longer exists",
 }
 
-_ACTION_LABELS = {
-    ModeratorAction.ACKNOWLEDGE: ("Acknowledge", discord.ButtonStyle.primary),
-    ModeratorAction.CLAIM: ("Claim", discord.ButtonStyle.success),
-    ModeratorAction.RESOLVE: ("Resolve", discord.ButtonStyle.secondary),
-    ModeratorAction.FALSE_ALARM: ("False alarm", discord.ButtonStyle.danger),
+# Posting an alert failed: what is kept on the case, and the setup problem moderators are told of.
+_ALERT_SEND_ERRORS: dict[type[discord.HTTPException], tuple[str, DeliveryProblem]] = {
+    discord.Forbidden: (
+        "missing permission to post in the alert channel (403)",
+        DeliveryProblem.MISSING_PERMISSIONS,
+    ),
+    discord.NotFound: (
+        "the alert channel no longer exists (404): run /peercare setup",
+        DeliveryProblem.ALERT_CHANNEL_GONE,
+    ),
 }
-_STATUS_TEXT = {
-    EscalationState.ALERTED: "Waiting for a moderator",
-    EscalationState.ACKNOWLEDGED: "Acknowledged by <@{acknowledged_by}>",
-    EscalationState.CLAIMED: "Claimed by <@{claimed_by}> — they are reaching out",
-    EscalationState.RESOLVED: "Resolved by <@{resolved_by}>",
-    EscalationState.FALSE_ALARM: "Marked as a false alarm by <@{resolved_by}>",
-}
-
-
-def _footer(escalation_id: int) -> str:
-    return f"{ALERT_FOOTER_PREFIX}{escalation_id}"
-
-
-def _role_mentions(role_id: int | None) -> discord.AllowedMentions:
-    """Only the moderator role may ever be pinged: never @everyone, users, or roles inside the excerpt."""
-    roles: list[discord.abc.Snowflake] = [discord.Object(id=role_id)] if role_id else []
-    return discord.AllowedMentions(everyone=False, users=False, roles=roles, replied_user=False)
-
-
-class AlertButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"peercare:alert:(?P<action>acknowledge|claim|resolve|false_alarm):(?P<escalation_id>[0-9]+)",
-):
-    """A moderator alert button; the escalation id rides in the custom id, so it works after a restart."""
-
-    def __init__(self, action: ModeratorAction, escalation_id: int, *, disabled: bool = False) -> None:
-        label, style = _ACTION_LABELS[action]
-        super().__init__(
-            discord.ui.Button(
-                label=label,
-                style=style,
-                disabled=disabled,
-                custom_id=f"peercare:alert:{action.value}:{escalation_id}",
-            )
-        )
-        self.action = action
-        self.escalation_id = escalation_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> AlertButton:
-        return cls(ModeratorAction(match["action"]), int(match["escalation_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Escalations")  # type: ignore[union-attr]
-        if not isinstance(cog, Escalations):
-            await replies.answer(
-                interaction, "PeerCare is restarting; try again in a minute.", ephemeral=True
-            )
-            return
-        await cog.moderator_pressed(interaction, self.escalation_id, self.action)
-
-
-class AskFirstAnswer(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"peercare:askfirst:(?P<answer>yes|no):(?P<escalation_id>[0-9]+)",
-):
-    """The member's yes/no to "would you like a moderator to reach out?" (survives restarts)."""
-
-    def __init__(self, wants_moderator: bool, escalation_id: int) -> None:
-        answer = "yes" if wants_moderator else "no"
-        super().__init__(
-            discord.ui.Button(
-                label="Yes, please reach out" if wants_moderator else "No, not now",
-                style=discord.ButtonStyle.success if wants_moderator else discord.ButtonStyle.secondary,
-                custom_id=f"peercare:askfirst:{answer}:{escalation_id}",
-            )
-        )
-        self.wants_moderator = wants_moderator
-        self.escalation_id = escalation_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> AskFirstAnswer:
-        return cls(match["answer"] == "yes", int(match["escalation_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Escalations")  # type: ignore[union-attr]
-        if not isinstance(cog, Escalations):
-            await replies.answer(interaction, "PeerCare is restarting; try again in a minute.")
-            return
-        await cog.member_answered(interaction, self.escalation_id, self.wants_moderator)
-
-
-def alert_view(escalation_id: int, state: EscalationState = EscalationState.ALERTED) -> discord.ui.View:
-    closed = state in (EscalationState.RESOLVED, EscalationState.FALSE_ALARM)
-    view = discord.ui.View(timeout=None)
-    for action in ModeratorAction:
-        done = (action is ModeratorAction.ACKNOWLEDGE and state is not EscalationState.ALERTED) or (
-            action is ModeratorAction.CLAIM and state is EscalationState.CLAIMED
-        )
-        view.add_item(AlertButton(action, escalation_id, disabled=closed or done))
-    return view
-
-
-def ask_first_view(escalation_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(AskFirstAnswer(True, escalation_id))
-    view.add_item(AskFirstAnswer(False, escalation_id))
-    return view
-
-
-def _source_line(plan: DeliveryPlan) -> str:
-    if plan.kind is EscalationKind.CHECKIN:
-        return "From a private check-in: the member said they are struggling."
-    if plan.kind is EscalationKind.TALK_REQUEST:
-        return "From a private check-in: the member asked to talk to someone."
-    return f"[Jump to the message]({plan.jump_url})"
-
-
-def alert_embed(plan: DeliveryPlan, status: str = _STATUS_TEXT[EscalationState.ALERTED]) -> discord.Embed:
-    description = _source_line(plan)
-    if plan.member_said_yes:
-        description += "\nThe member was asked privately and **would like a moderator to reach out**."
-    embed = discord.Embed(
-        title=f"A member may need support — {plan.tier} risk",
-        description=description,
-        colour=discord.Colour.red(),
-        timestamp=plan.created_at,
-    )
-    embed.add_field(name="Member", value=f"<@{plan.member_id}>", inline=True)
-    embed.add_field(name="Tier", value=plan.tier, inline=True)
-    embed.add_field(name="Main labels", value=", ".join(plan.labels) or "—", inline=True)
-    if plan.excerpt:
-        quoted = "\n".join(f"> {line}" for line in discord.utils.escape_markdown(plan.excerpt).splitlines())
-        embed.add_field(name="Excerpt", value=quoted[:1024], inline=False)
-    embed.add_field(name="Status", value=status, inline=False)
-    embed.set_footer(text=_footer(plan.escalation_id))
-    return embed
 
 
 class Escalations(commands.Cog):
-    """Listens for scored seeker posts and delivers each escalation case exactly once."""
+    """The bot's case desk: delivers each escalation case exactly once and takes the alert buttons."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
         # One lock per case: the first send, the sweep and a button never interleave on it. Weak values, so
         # locks of finished cases go away by themselves.
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: KeyedLocks[int] = KeyedLocks()
         # One per guild: two cases failing at once claim (and send) one notice, not two.
-        self._notice_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._notice_locks: KeyedLocks[int] = KeyedLocks()
         self._startup_sweep: asyncio.Task[None] | None = None
 
     @property
-    def database(self):  # type: ignore[no-untyped-def]
-        return self.bot.database  # type: ignore[attr-defined]
-
-    @property
-    def retention_days(self) -> int:
-        return self.bot.settings.message_retention_days  # type: ignore[attr-defined]
+    def database(self) -> Database:
+        return self.bot.database
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AlertButton, AskFirstAnswer)
-        self.bot.scheduler.add_job(  # type: ignore[attr-defined]
-            self._scheduled_sweep,
-            "interval",
-            seconds=SWEEP_EVERY_SECONDS,
-            id=SWEEP_JOB_ID,
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
+        self.bot.case_desk = self
+        every(self.bot.scheduler, SWEEP_JOB_ID, SWEEP_EVERY_SECONDS, self._scheduled_sweep)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(AlertButton, AskFirstAnswer)
-        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
-        if scheduler.get_job(SWEEP_JOB_ID) is not None:
-            scheduler.remove_job(SWEEP_JOB_ID)
-        if self._startup_sweep is not None and not self._startup_sweep.done():
-            # Let a running catch-up finish its transaction: cancelling it mid-commit leaves the database
-            # driver's close pending and can hang shutdown. Each case is its own transaction, so a sweep
-            # cut short after the grace period loses nothing; the next start sweeps again.
-            _done, pending = await asyncio.wait({self._startup_sweep}, timeout=UNLOAD_GRACE_SECONDS)
-            for task in pending:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self.bot.case_desk is self:
+            self.bot.case_desk = None
+        stop(self.bot.scheduler, SWEEP_JOB_ID)
+        # Let a running catch-up finish its transaction: cancelling it mid-commit leaves the database driver's
+        # close pending and can hang shutdown. Each case is its own transaction, so a sweep cut short after the
+        # grace period loses nothing; the next start sweeps again.
+        await finish_or_cancel(self._startup_sweep, UNLOAD_GRACE_SECONDS)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
@@ -254,55 +115,13 @@ class Escalations(commands.Cog):
             # Shutdown interrupted it: every step is its own transaction, and the next start sweeps again.
             log.info("escalation sweep interrupted by shutdown")
 
-    # -- in: a scored post ---------------------------------------------------------------------------------
-
-    @commands.Cog.listener()
-    async def on_peercare_seeker_risk_scored(self, event: SeekerRiskScored) -> None:
-        try:
-            decision = await self.database.run(
-                f"escalation decision for message {event.message_id}",
-                lambda session: escalation.handle_seeker_risk(
-                    session,
-                    event,
-                    defaults=getattr(self.bot, "_peercare_default_thresholds", None),
-                    now=utcnow(),
-                    retention_days=self.retention_days,
-                ),
-            )
-            if decision.escalation_id is not None:
-                await self.deliver(decision.escalation_id)
-        except Exception:
-            if self.bot.is_closed():
-                # Shutting down (the HTTP session is gone): the case is committed as pending and the next
-                # start's sweep delivers it, so this is not a failure.
-                log.warning(
-                    "escalation for message %s left pending by shutdown; the next start delivers it",
-                    event.message_id,
-                )
-                return
-            # The case (if any) is committed; the sweep delivers it. Never log the excerpt.
-            log.exception("escalation handling failed for message %s", event.message_id)
-
     # -- out: delivery -------------------------------------------------------------------------------------
 
     def _lock(self, escalation_id: int) -> asyncio.Lock:
-        lock = self._locks.get(escalation_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[escalation_id] = lock
-        return lock
+        return self._locks.of(escalation_id)
 
     async def sweep(self, now: datetime | None = None) -> None:
-        """Deliver every pending case and re-ping unacknowledged alerts. Safe to run at any time."""
-        await self.database.run(
-            "escalation sweep: recover missed posts",
-            lambda session: escalation.recover_missed_posts(
-                session,
-                now or utcnow(),
-                defaults=getattr(self.bot, "_peercare_default_thresholds", None),
-                retention_days=self.retention_days,
-            ),
-        )
+        """Deliver every pending case, redraw outdated alerts, re-ping unacknowledged ones. Safe at any time."""
         pending = await self.database.run("escalation sweep: list pending cases", escalation.pending_ids)
         for escalation_id in pending:
             try:
@@ -312,20 +131,50 @@ class Escalations(commands.Cog):
         await self.reping_due(now)
 
     async def deliver(self, escalation_id: int) -> None:
-        """Send what a pending case still owes; does nothing for a case that is already delivered."""
+        """Send what a case still owes (its first message, or an alert redrawn after a message joined it)."""
         async with self._lock(escalation_id):
             plan = await self.database.run(
                 f"plan delivery of escalation {escalation_id}",
                 lambda session: escalation.plan_delivery(session, escalation_id),
             )
             if plan is None:
-                return
-            if plan.action is Outcome.ALERT_MODERATORS:
+                await self._redraw(escalation_id)
+            elif plan.action is Outcome.ALERT_MODERATORS:
                 await self._post_alert(plan)
             elif plan.action is Outcome.ASK_MEMBER:
                 await self._ask_member(plan)
             else:
                 await self._send_private_resources(plan)
+
+    async def _redraw(self, escalation_id: int) -> None:
+        """Edit a posted alert to show the messages that joined its case: no new message, no ping."""
+        plan = await self.database.run(
+            f"plan redraw of escalation {escalation_id}",
+            lambda session: escalation.plan_redraw(session, escalation_id),
+        )
+        if plan is None or plan.alert_channel_id is None or plan.alert_message_id is None:
+            return
+        channel = self.bot.get_partial_messageable(plan.alert_channel_id, guild_id=plan.guild_id)
+        try:
+            await channel.get_partial_message(plan.alert_message_id).edit(
+                embed=alert_embed(plan),
+                view=alert_view(plan.escalation_id, plan.state),
+                allowed_mentions=discord.AllowedMentions.none(),  # an edit never pings
+            )
+        except discord.NotFound:
+            log.warning("escalation %s: its alert message is gone; not redrawn", escalation_id)
+        except discord.HTTPException as exc:
+            log.warning(
+                "escalation %s: alert not redrawn (HTTP %s); the sweep retries", escalation_id, exc.status
+            )
+            return
+        log.info(
+            "escalation %s: alert redrawn with %d later messages", escalation_id, len(plan.more_messages)
+        )
+        await self.database.run(
+            f"mark escalation {escalation_id} redrawn",
+            lambda session: escalation.mark_redrawn(session, escalation_id, plan),
+        )
 
     async def _post_alert(self, plan: DeliveryPlan) -> None:
         if plan.alert_channel_id is None:
@@ -349,24 +198,15 @@ class Escalations(commands.Cog):
                 f"{role}A member may need support. Please take a look and press **Acknowledge**.",
                 embed=alert_embed(plan),
                 view=alert_view(plan.escalation_id),
-                allowed_mentions=_role_mentions(plan.moderator_role_id),
+                allowed_mentions=role_mentions(plan.moderator_role_id),
             )
-        except discord.Forbidden:
-            await self._failed(
-                plan.escalation_id,
-                "missing permission to post in the alert channel (403)",
-                problem=(plan.guild_id, DeliveryProblem.MISSING_PERMISSIONS),
-            )
-            return
-        except discord.NotFound:
-            await self._failed(
-                plan.escalation_id,
-                "the alert channel no longer exists (404): run /peercare setup",
-                problem=(plan.guild_id, DeliveryProblem.ALERT_CHANNEL_GONE),
-            )
-            return
         except discord.HTTPException as exc:
-            await self._failed(plan.escalation_id, f"Discord error {exc.status} while posting the alert")
+            error, problem = _ALERT_SEND_ERRORS.get(
+                type(exc), (f"Discord error {exc.status} while posting the alert", None)
+            )
+            await self._failed(
+                plan.escalation_id, error, problem=(plan.guild_id, problem) if problem else None
+            )
             return
         await self._alerted(plan, message.id)
 
@@ -383,7 +223,12 @@ class Escalations(commands.Cog):
             await self.database.run(
                 f"mark escalation {plan.escalation_id} alerted",
                 lambda session: escalation.mark_alerted(
-                    session, plan.escalation_id, plan.alert_channel_id or 0, message_id, utcnow()
+                    session,
+                    plan.escalation_id,
+                    plan.alert_channel_id or 0,
+                    message_id,
+                    utcnow(),
+                    drawn=plan,
                 ),
             )
         except LookupError:
@@ -398,11 +243,11 @@ class Escalations(commands.Cog):
     async def _find_previous_alert(
         self, channel: discord.PartialMessageable, escalation_id: int
     ) -> discord.Message | None:
-        footer = _footer(escalation_id)
+        wanted = footer(escalation_id)
         me = self.bot.user.id if self.bot.user else None
         try:
             async for message in channel.history(limit=HISTORY_LOOKBACK):
-                if message.author.id == me and any(embed.footer.text == footer for embed in message.embeds):
+                if message.author.id == me and any(embed.footer.text == wanted for embed in message.embeds):
                     return message
         except discord.HTTPException as exc:
             # Cannot look: sending again risks a duplicate, not sending risks a missed crisis. We send.
@@ -426,10 +271,7 @@ class Escalations(commands.Cog):
 
     async def _tell_moderators(self, guild_id: int, problem: DeliveryProblem) -> None:
         """Once per problem and window: the owner's DM (private), else the guild's system channel."""
-        lock = self._notice_locks.get(guild_id)
-        if lock is None:
-            lock = self._notice_locks[guild_id] = asyncio.Lock()
-        async with lock:
+        async with self._notice_locks.of(guild_id):
             claimed = await self.database.run(
                 f"claim moderator notice for guild {guild_id}",
                 lambda session: escalation.claim_moderator_notice(session, guild_id, problem, utcnow()),
@@ -485,8 +327,11 @@ class Escalations(commands.Cog):
         """True when sent, False when the member's DMs are closed, None on another error (retry later)."""
         try:
             channel = await self.bot.create_dm(discord.Object(id=member_id))
-            kwargs = {"view": view} if view is not None else {}
-            await channel.send(content, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+            await channel.send(
+                content,
+                allowed_mentions=discord.AllowedMentions.none(),
+                view=view if view is not None else discord.utils.MISSING,
+            )
         except discord.Forbidden as exc:
             if exc.code == DISCORD_DMS_CLOSED:
                 return False
@@ -556,15 +401,18 @@ class Escalations(commands.Cog):
 
     async def reping_due(self, now: datetime | None = None) -> int:
         """Remind moderators of alerts nobody acknowledged in time. Returns reminders sent."""
-        now = now or utcnow()
-        async with self.database.session() as session:
-            plans = await escalation.due_repings(session, now)
+        moment = now or utcnow()
+        plans = await self.database.run(
+            "list alerts due a re-ping", lambda session: escalation.due_repings(session, moment)
+        )
         sent = 0
         for plan in plans:
             async with self._lock(plan.escalation_id):
-                async with self.database.session() as session:
-                    if not await escalation.mark_repinged(session, plan.escalation_id, now):
-                        continue
+                if not await self.database.run(
+                    f"count a re-ping of escalation {plan.escalation_id}",
+                    lambda session, plan=plan: escalation.mark_repinged(session, plan.escalation_id, moment),
+                ):
+                    continue
                 role = f"<@&{plan.moderator_role_id}> " if plan.moderator_role_id else ""
                 channel = self.bot.get_partial_messageable(plan.alert_channel_id, guild_id=plan.guild_id)
                 try:
@@ -576,7 +424,7 @@ class Escalations(commands.Cog):
                             channel_id=plan.alert_channel_id,
                             fail_if_not_exists=False,
                         ),
-                        allowed_mentions=_role_mentions(plan.moderator_role_id),
+                        allowed_mentions=role_mentions(plan.moderator_role_id),
                     )
                     sent += 1
                 except discord.HTTPException as exc:
@@ -595,60 +443,69 @@ class Escalations(commands.Cog):
     async def moderator_pressed(
         self, interaction: discord.Interaction, escalation_id: int, action: ModeratorAction
     ) -> None:
-        async with self.database.session() as session:
+        guild_id = interaction.guild_id or 0
+
+        async def look_up(session: AsyncSession) -> tuple[int | None, int | None]:
             row = await escalation.get(session, escalation_id)
-            settings = await guild_settings.get_or_create(session, interaction.guild_id or 0)
-            role_id = settings.moderator_role_id
-        if row is None or row.guild_id != interaction.guild_id:
-            await replies.answer(interaction, "This alert no longer exists.", ephemeral=True)
+            settings = await guild_settings.get_or_create(session, guild_id)
+            return (row.guild_id if row is not None else None), settings.moderator_role_id
+
+        case_guild, role_id = await self.database.run(f"look up escalation {escalation_id}", look_up)
+        if case_guild is None or case_guild != interaction.guild_id:
+            await interaction_replies.answer(interaction, "This alert no longer exists.", ephemeral=True)
             return
         if not await self._is_moderator(interaction, role_id):
-            await replies.answer(
+            await interaction_replies.answer(
                 interaction,
                 "Only moderators (the moderator role or Manage Server) can handle alerts.",
                 ephemeral=True,
             )
             return
+        moderator_id = interaction.user.id
+
+        async def act(session: AsyncSession) -> DeliveryPlan:
+            row = await escalation.apply_moderator_action(
+                session, escalation_id, action, moderator_id, utcnow()
+            )
+            return escalation.plan_for(row, await guild_settings.get_or_create(session, row.guild_id))
+
         try:
-            async with self._lock(escalation_id), self.database.session() as session:
-                row = await escalation.apply_moderator_action(
-                    session, escalation_id, action, interaction.user.id, utcnow()
-                )
-                plan = escalation.plan_for(row, settings)
-                status = _STATUS_TEXT[row.state].format(
-                    acknowledged_by=row.acknowledged_by,
-                    claimed_by=row.claimed_by,
-                    resolved_by=row.resolved_by,
-                )
-                state = row.state
+            async with self._lock(escalation_id):
+                plan = await self.database.run(f"{action.value} escalation {escalation_id}", act)
         except UserFacingError as exc:
-            await replies.answer(interaction, str(exc), ephemeral=True)
+            await interaction_replies.answer(interaction, str(exc), ephemeral=True)
             return
-        await replies.update(
-            interaction, embed=alert_embed(plan, status), view=alert_view(escalation_id, state)
+        await interaction_replies.update(
+            interaction, embed=alert_embed(plan), view=alert_view(escalation_id, plan.state)
         )
 
     async def member_answered(
         self, interaction: discord.Interaction, escalation_id: int, wants: bool
     ) -> None:
+        member_id = interaction.user.id
+
+        async def answer(session: AsyncSession) -> str:
+            row = await escalation.record_member_answer(session, escalation_id, member_id, wants, utcnow())
+            return guild_settings.crisis_resources_text(
+                await guild_settings.get_or_create(session, row.guild_id)
+            )
+
         try:
-            async with self._lock(escalation_id), self.database.session() as session:
-                row = await escalation.record_member_answer(
-                    session, escalation_id, interaction.user.id, wants, utcnow()
+            async with self._lock(escalation_id):
+                resources = await self.database.run(
+                    f"record the answer to escalation {escalation_id}", answer
                 )
-                settings = await guild_settings.get_or_create(session, row.guild_id)
-                resources = guild_settings.crisis_resources_text(settings)
         except UserFacingError as exc:
-            await replies.answer(interaction, str(exc))
+            await interaction_replies.answer(interaction, str(exc))
             return
         reply = (
             safety_messages.ask_first_yes_reply() if wants else safety_messages.ask_first_no_reply(resources)
         )
-        await replies.update(interaction, view=None)
-        await replies.answer(interaction, reply)
+        await interaction_replies.update(interaction, view=None)
+        await interaction_replies.answer(interaction, reply)
         if wants:
             await self.deliver(escalation_id)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(Escalations(bot))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import unicodedata
@@ -15,6 +14,8 @@ from discord.ext import commands
 
 from bot import command_cooldowns
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot
+from bot.checks import moderator_only
 from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
 from bot.services import escalation, guild_settings, risk_thresholds, verdict_stats
 from bot.services.charts import render_level_trend_async
@@ -28,36 +29,9 @@ STATS_DAYS = 90
 CRISIS_RESOURCES_MAX = 1500
 
 
-def moderator_only():  # type: ignore[no-untyped-def]
-    """Manage Server, inside a server (subcommands cannot use Discord's default_permissions)."""
-
-    async def predicate(interaction: discord.Interaction) -> bool:
-        if interaction.guild is None:
-            raise app_commands.NoPrivateMessage()
-        if not interaction.permissions.manage_guild:
-            raise app_commands.MissingPermissions(["manage_guild"])
-        return True
-
-    return app_commands.check(predicate)
-
-
-def _load_default_thresholds(source: str) -> RiskThresholds:
-    from inference.risk.scorer import RiskScorer
-
-    return RiskScorer.thresholds_for_source(source)
-
-
-async def default_thresholds(bot: commands.Bot) -> RiskThresholds | None:
-    """The risk model card's calibrated thresholds for RISK_MODEL (read off the loop); None if unreadable."""
-    cached = getattr(bot, "_peercare_default_thresholds", None)
-    if cached is None:
-        try:
-            cached = await asyncio.to_thread(_load_default_thresholds, bot.settings.risk_model)  # type: ignore[attr-defined]
-        except Exception as exc:
-            log.warning("cannot read the risk model's default thresholds: %s", type(exc).__name__)
-            return None
-        bot._peercare_default_thresholds = cached  # type: ignore[attr-defined]
-    return cached
+async def default_thresholds(bot: PeerCareBot) -> RiskThresholds | None:
+    """The risk model card's calibrated thresholds for RISK_MODEL (``bot.risk_defaults``); None if unreadable."""
+    return await bot.risk_defaults.load()
 
 
 def _summary(settings: GuildSettings, thresholds: RiskThresholds | None) -> discord.Embed:
@@ -113,13 +87,8 @@ def _summary(settings: GuildSettings, thresholds: RiskThresholds | None) -> disc
 class GuildSetup(commands.Cog):
     """Thin: validates what Discord cannot, hands changes to ``guild_settings`` (which audits them)."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
-
-    async def cog_load(self) -> None:
-        # Read the model card's thresholds once at start (a small JSON read, no weights): the escalation
-        # cog re-tiers posts against them when a guild has its own thresholds.
-        await default_thresholds(self.bot)
 
     @app_commands.command(name="setup", description="Configure PeerCare for this server (Manage Server)")
     @app_commands.describe(
@@ -185,7 +154,7 @@ class GuildSetup(commands.Cog):
 
         defaults = await default_thresholds(self.bot)
         previous: RiskThresholds | None = None
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+        async with self.bot.database.session() as session:
             if high_threshold is not None or elevated_threshold is not None:
                 if defaults is None:
                     raise UserFacingError(
@@ -254,7 +223,7 @@ class GuildSetup(commands.Cog):
         assert interaction.guild is not None
         await replies.defer(interaction, ephemeral=True)
         now = utcnow()
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+        async with self.bot.database.session() as session:
             counts = await guild_counts(session, interaction.guild.id, now)
             points = await level_trend(session, interaction.guild.id, now - timedelta(days=STATS_DAYS))
             weeks = await verdict_stats.alert_precision(session, interaction.guild.id, now, days=STATS_DAYS)
@@ -268,7 +237,7 @@ class GuildSetup(commands.Cog):
                 f"by {counts.responders} responders",
                 f"**Coaching:** {counts.coaching_notes_sent} notes, {counts.digests_sent} digests, "
                 f"{counts.invitations_sent} invitations sent",
-                f"**Seeker posts scored:** {counts.seeker_posts_scored} ({counts.high_risk_posts} high risk)",
+                f"**Messages risk-judged:** {counts.seeker_posts_scored} ({counts.high_risk_posts} high risk)",
                 f"**Escalations:** {counts.escalations}",
             ]
         )
@@ -303,7 +272,7 @@ class GuildSetup(commands.Cog):
                 "I cannot read the risk model's default thresholds (check RISK_MODEL), "
                 "so I cannot compare thresholds right now."
             )
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
+        async with self.bot.database.session() as session:
             current = await guild_settings.find(session, interaction.guild.id)
             stored = current.risk_thresholds if current is not None else None
             what_if = await verdict_stats.threshold_what_if(
@@ -324,5 +293,5 @@ class GuildSetup(commands.Cog):
         await replies.answer(interaction, "\n".join(lines), ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(GuildSetup(bot))

@@ -14,7 +14,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot, cog_for
+from bot.buttons import RestartProofButton
 from bot.db.models import utcnow
+from bot.db.session import Database
+from bot.escalation_views import REDACTED_ALERT
 from bot.services import checkins, message_inbox, privacy, retention
 from bot.services.privacy import DeletionReport
 
@@ -23,31 +27,25 @@ log = logging.getLogger(__name__)
 RETENTION_JOB_ID = "privacy-retention"
 RETENTION_EVERY_MINUTES = 60
 STARTUP_DELAY_SECONDS = 30
-REDACTED_ALERT = "This alert's data was deleted ({why}). Nothing about the member is kept by PeerCare."
 
 
 class ForgetMeConfirm(
-    discord.ui.DynamicItem[discord.ui.Button],
+    RestartProofButton,
     template=r"peercare:forget:(?P<answer>confirm|cancel):(?P<user_id>[0-9]+)",
 ):
     """Confirm/cancel for `/peercare forget-me`; only the member who asked can press it."""
 
     def __init__(self, confirm: bool, user_id: int) -> None:
-        answer = "confirm" if confirm else "cancel"
         super().__init__(
-            discord.ui.Button(
-                label="Yes, delete everything" if confirm else "Cancel",
-                style=discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
-                custom_id=f"peercare:forget:{answer}:{user_id}",
-            )
+            f"peercare:forget:{'confirm' if confirm else 'cancel'}:{user_id}",
+            "Yes, delete everything" if confirm else "Cancel",
+            discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
         )
         self.confirm = confirm
         self.user_id = user_id
 
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> ForgetMeConfirm:
+    def from_match(cls, match: re.Match[str]) -> ForgetMeConfirm:
         return cls(match["answer"] == "confirm", int(match["user_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -57,13 +55,9 @@ class ForgetMeConfirm(
         if not self.confirm:
             await replies.update(interaction, content="Nothing was deleted.", view=None)
             return
-        cog = interaction.client.get_cog("Privacy")  # type: ignore[union-attr]
-        if not isinstance(cog, Privacy):
-            await replies.answer(
-                interaction, "PeerCare is restarting; try again in a minute.", ephemeral=True
-            )
-            return
-        await cog.forget(interaction)
+        cog = await cog_for(interaction, Privacy, ephemeral=True)
+        if cog is not None:
+            await cog.forget(interaction)
 
 
 def summary_lines(found: dict[str, list[dict[str, object]]]) -> str:
@@ -76,16 +70,16 @@ def summary_lines(found: dict[str, list[dict[str, object]]]) -> str:
 
 
 class Privacy(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
 
     @property
-    def database(self):  # type: ignore[no-untyped-def]
-        return self.bot.database  # type: ignore[attr-defined]
+    def database(self) -> Database:
+        return self.bot.database
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ForgetMeConfirm)
-        self.bot.scheduler.add_job(  # type: ignore[attr-defined]
+        self.bot.scheduler.add_job(
             self.run_retention,
             "interval",
             minutes=RETENTION_EVERY_MINUTES,
@@ -99,7 +93,7 @@ class Privacy(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ForgetMeConfirm)
-        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        scheduler = self.bot.scheduler
         if scheduler.get_job(RETENTION_JOB_ID) is not None:
             scheduler.remove_job(RETENTION_JOB_ID)
 
@@ -108,22 +102,28 @@ class Privacy(commands.Cog):
     async def run_retention(self, now: datetime | None = None) -> None:
         """Delete expired message text and the data of guilds whose grace period has passed."""
         now = now or utcnow()
-        settings = self.bot.settings  # type: ignore[attr-defined]
+        settings = self.bot.settings
         try:
-            async with self.database.session() as session:
-                await retention.purge_expired_text(
-                    session, now, settings.message_retention_days, self.bot.guild_ownership
-                )
-            async with self.database.session() as session:
-                # Ids only, but kept no longer than message text: finished inbox rows past retention go.
-                await message_inbox.purge_finished(
-                    session, now - timedelta(days=max(settings.message_retention_days, 0))
-                )
-            async with self.database.session() as session:
-                # Each process deletes only the departed guilds its shards own (bot.sharding).
-                reports = await retention.purge_departed_guilds(
-                    session, now, settings.guild_data_grace_days, self.bot.guild_ownership
-                )
+            ownership = self.bot.guild_ownership
+            await self.database.run(
+                "purge expired message text",
+                lambda session: retention.purge_expired_text(
+                    session, now, settings.message_retention_days, ownership
+                ),
+            )
+            # Ids only, but kept no longer than message text: finished inbox rows past retention go.
+            finished_before = now - timedelta(days=max(settings.message_retention_days, 0))
+            await self.database.run(
+                "purge finished inbox rows",
+                lambda session: message_inbox.purge_finished(session, finished_before),
+            )
+            # Each process deletes only the departed guilds its shards own (bot.sharding).
+            reports = await self.database.run(
+                "purge departed guilds",
+                lambda session: retention.purge_departed_guilds(
+                    session, now, settings.guild_data_grace_days, ownership
+                ),
+            )
             for report in reports:
                 self._unschedule(report)
         except asyncio.CancelledError:
@@ -137,8 +137,10 @@ class Privacy(commands.Cog):
 
     @app_commands.command(name="privacy", description="See exactly what PeerCare stores about you")
     async def privacy_command(self, interaction: discord.Interaction) -> None:
-        async with self.database.session() as session:
-            found = await privacy.describe_member_data(session, interaction.user.id)
+        member_id = interaction.user.id
+        found = await self.database.run(
+            "describe a member's data", lambda session: privacy.describe_member_data(session, member_id)
+        )
         text = (
             "Here is everything PeerCare stores about you, in every server, grouped by table "
             "(the attached file has every row exactly as stored):\n" + summary_lines(found)
@@ -164,8 +166,10 @@ class Privacy(commands.Cog):
         )
 
     async def forget(self, interaction: discord.Interaction) -> None:
-        async with self.database.session() as session:
-            report = await privacy.delete_member_data(session, interaction.user.id, reason="forget_me")
+        member_id = interaction.user.id
+        report = await self.database.run(
+            "forget-me", lambda session: privacy.delete_member_data(session, member_id, reason="forget_me")
+        )
         self._unschedule(report)
         await replies.update(
             interaction,
@@ -180,10 +184,12 @@ class Privacy(commands.Cog):
     async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
         # Deleted at once (no grace period): a member who leaves takes their data with them.
         try:
-            async with self.database.session() as session:
-                report = await privacy.delete_member_data(
+            report = await self.database.run(
+                "delete the data of a member who left",
+                lambda session: privacy.delete_member_data(
                     session, payload.user.id, payload.guild_id, reason="member_left"
-                )
+                ),
+            )
             self._unschedule(report)
             await self._redact_alerts(report, "the member left the server")
         except Exception:
@@ -191,19 +197,22 @@ class Privacy(commands.Cog):
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
-        async with self.database.session() as session:
-            await retention.mark_guild_left(session, guild.id, utcnow())
+        left_at = utcnow()
+        await self.database.run(
+            "mark a guild left", lambda session: retention.mark_guild_left(session, guild.id, left_at)
+        )
         log.info("left guild %s: its data is deleted after the grace period", guild.id)
 
     @commands.Cog.listener()
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        async with self.database.session() as session:
-            await retention.mark_guild_returned(session, guild.id)
+        await self.database.run(
+            "mark a guild returned", lambda session: retention.mark_guild_returned(session, guild.id)
+        )
 
     # -- helpers -------------------------------------------------------------------------------------------
 
     def _unschedule(self, report: DeletionReport) -> None:
-        scheduler = self.bot.scheduler  # type: ignore[attr-defined]
+        scheduler = self.bot.scheduler
         for schedule_id in report.checkin_schedule_ids:
             if scheduler.get_job(checkins.job_id(schedule_id)) is not None:
                 scheduler.remove_job(checkins.job_id(schedule_id))
@@ -219,5 +228,5 @@ class Privacy(commands.Cog):
                 log.warning("could not redact alert message %s: HTTP %s", alert.message_id, exc.status)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(Privacy(bot))

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot
 from bot.db.models import EscalationConsent
 from bot.services import consent
 
@@ -42,7 +43,7 @@ def confirmation(choice: EscalationConsent) -> str:
 
 
 class Safety(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
 
     @app_commands.command(
@@ -52,10 +53,13 @@ class Safety(commands.Cog):
     @app_commands.guild_only()
     async def safety(self, interaction: discord.Interaction, choice: Literal["yes", "no", "ask"]) -> None:
         chosen = _CHOICES[choice]
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            await consent.set_escalation(session, interaction.guild_id or 0, interaction.user.id, chosen)
+        guild_id, member_id = interaction.guild_id or 0, interaction.user.id
+        await self.bot.database.run(
+            "record a safety choice",
+            lambda session: consent.set_escalation(session, guild_id, member_id, chosen),
+        )
         await replies.answer(interaction, confirmation(chosen), ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(Safety(bot))

@@ -9,8 +9,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import interaction_replies as replies
+from bot.app import PeerCareBot
+from bot.checks import moderator_only
 from bot.services import support_channels
-from cogs.guild_setup import moderator_only
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ ReadableChannel = discord.TextChannel | discord.ForumChannel
 class SupportChannels(
     commands.GroupCog, group_name="channel", group_description="Support channels PeerCare reads"
 ):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
         super().__init__()
 
@@ -31,8 +32,11 @@ class SupportChannels(
     @moderator_only()
     async def add(self, interaction: discord.Interaction, channel: ReadableChannel) -> None:
         assert interaction.guild is not None
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            added = await support_channels.add(session, interaction.guild.id, channel.id, interaction.user.id)
+        guild_id, moderator_id = interaction.guild.id, interaction.user.id
+        added = await self.bot.database.run(
+            "add a support channel",
+            lambda session: support_channels.add(session, guild_id, channel.id, moderator_id),
+        )
         if added:
             text = (
                 f"{channel.mention} is now a support channel: PeerCare reads new posts and replies there "
@@ -49,10 +53,11 @@ class SupportChannels(
     @moderator_only()
     async def remove(self, interaction: discord.Interaction, channel: ReadableChannel) -> None:
         assert interaction.guild is not None
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            removed = await support_channels.remove(
-                session, interaction.guild.id, channel.id, interaction.user.id
-            )
+        guild_id, moderator_id = interaction.guild.id, interaction.user.id
+        removed = await self.bot.database.run(
+            "remove a support channel",
+            lambda session: support_channels.remove(session, guild_id, channel.id, moderator_id),
+        )
         text = (
             f"{channel.mention} is no longer a support channel: nothing new there is read."
             if removed
@@ -64,8 +69,10 @@ class SupportChannels(
     @moderator_only()
     async def list_channels(self, interaction: discord.Interaction) -> None:
         assert interaction.guild is not None
-        async with self.bot.database.session() as session:  # type: ignore[attr-defined]
-            channel_ids = await support_channels.list_channel_ids(session, interaction.guild.id)
+        guild_id = interaction.guild.id
+        channel_ids = await self.bot.database.run(
+            "list support channels", lambda session: support_channels.list_channel_ids(session, guild_id)
+        )
         if not channel_ids:
             text = "No support channels yet: PeerCare reads nothing. Add one with `/peercare channel add`."
         else:
@@ -75,5 +82,5 @@ class SupportChannels(
         await replies.answer(interaction, text, ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PeerCareBot) -> None:
     await bot.add_cog(SupportChannels(bot))

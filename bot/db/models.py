@@ -251,6 +251,12 @@ class Escalation(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[int | None] = mapped_column(BigInteger)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # One case per member at a time: later high-risk messages join it as [channel_id, message_id] pairs.
+    more_messages: Mapped[list[Any] | None] = mapped_column(JSON)
+    # When a message last joined (or opened) the case: the quiet period counts from here.
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when a message joined an already posted alert: the alert is edited (no new ping), then cleared.
+    alert_outdated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CoachingDelivery(Base):

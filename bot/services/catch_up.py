@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from discord.utils import snowflake_time, time_snowflake
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import AuditLogEntry, SupportChannel
 from bot.services import message_inbox
+from bot.services.snowflakes import snowflake_time, time_snowflake
 
 log = logging.getLogger(__name__)
 

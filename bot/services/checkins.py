@@ -30,6 +30,7 @@ from bot.services import audit, consent, escalation, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.escalation import EscalationKind, Outcome
 from bot.services.reply_scoring import excerpt
+from bot.services.risk_tier import decide_tier
 from bot.sharding import GuildOwnership
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
@@ -364,7 +365,7 @@ async def record_text(
     """Store a free-text answer (until retention ends) and its risk; a high tier escalates per consent."""
     checkin = await _own_checkin(session, checkin_id, user_id)
     settings = await guild_settings.get_or_create(session, checkin.guild_id)
-    decision = escalation.guild_tier(risk, settings.risk_thresholds, defaults)
+    decision = decide_tier(risk, settings.risk_thresholds, defaults)
     checkin.answer_text = text[:ANSWER_CHARS] if retention_days > 0 else None
     checkin.text_expires_at = now + timedelta(days=retention_days) if retention_days > 0 else None
     checkin.answered_at = checkin.answered_at or now

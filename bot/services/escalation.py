@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,9 +29,7 @@ from bot.db.models import (
 )
 from bot.services import audit, consent, guild_settings
 from bot.services.errors import UserFacingError
-from bot.services.events import SeekerRiskScored
-from bot.services.risk_thresholds import from_mapping
-from inference.risk.tiers import assign_tier
+from bot.services.risk_tier import TierDecision, decide_tier
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
 log = logging.getLogger(__name__)
@@ -42,9 +39,8 @@ MAX_REPINGS = 3
 # Written into the alert embed's footer: how a re-delivery after a crash recognises its own alert.
 ALERT_FOOTER_PREFIX = "PeerCare escalation #"
 ERROR_CHARS = 200
-# How far back the sweep looks for high-risk posts whose event was lost in a crash.
-RECOVERY_WINDOW = timedelta(hours=24)
-RECOVERY_MIN_AGE = timedelta(minutes=2)
+# A member's case stops collecting new messages after this long without one (Settings.case_quiet_minutes).
+DEFAULT_QUIET = timedelta(minutes=240)
 # ``consent_used`` of an "ask me first" case the member said yes to.
 ASKED_YES = "asked_yes"
 # Moderators are told of a stuck alert delivery at most once per problem per guild in this window.
@@ -152,62 +148,58 @@ def describe_default_outcome(
     }[outcome]
 
 
-@dataclass(frozen=True, slots=True)
-class TierDecision:
-    tier: RiskTier
-    labels: tuple[str, ...]
-
-
-def guild_tier(
-    risk: RiskResult, stored_thresholds: Mapping[str, Any] | None, defaults: RiskThresholds | None
-) -> TierDecision:
-    """Re-apply a guild's own thresholds; without them the model's default tier stands.
-
-    The crisis-phrase layer inside ``assign_tier`` only ever raises a tier, so a guild's stricter
-    thresholds never hide a post a crisis phrase lifted.
-    """
-    if not stored_thresholds:
-        return TierDecision(risk.tier, tuple(risk.triggered_labels))
-    thresholds = from_mapping(stored_thresholds, defaults or RiskThresholds(elevated={}, high={}))
-    tier, labels = assign_tier(risk.probabilities, thresholds, risk.phrase_matches)
-    return TierDecision(tier, tuple(labels))
-
-
 def main_labels(labels: Sequence[str], phrase_matches: Sequence[str]) -> list[str]:
     """What a moderator reads as the reason: the triggered labels, else that a crisis phrase matched."""
     return list(labels) or (["crisis phrase"] if phrase_matches else [])
 
 
-# -- opening a case ---------------------------------------------------------------------------------------
+# -- opening a case, or adding to the member's open one ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredMessage:
+    """A member's message in a support channel, risk-judged (alone or as the last of a burst).
+
+    ``excerpt`` is a short slice of what was judged, for a moderator alert; it is stored only on a case a
+    moderator may read, and only until retention expires. ``risk`` holds probabilities, never text.
+    """
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    risk: RiskResult
+    excerpt: str
 
 
 @dataclass(frozen=True, slots=True)
 class PostDecision:
-    """What the listener decided for one seeker post (the escalation to deliver, if any)."""
+    """What one judged message led to: its guild tier and the case to deliver (opened or joined), if any."""
 
     tier: RiskTier
     outcome: Outcome
     escalation_id: int | None
+    joined: bool = False
 
 
 async def record_post_tier(
-    session: AsyncSession, event: SeekerRiskScored, decision: TierDecision, now: datetime
+    session: AsyncSession, scored: ScoredMessage, decision: TierDecision, now: datetime
 ) -> None:
-    """Store the guild's tier on the post's risk assessment (the responder pipeline wrote the row; no text)."""
+    """Store the guild's tier on the message's risk assessment (probabilities and ids; no text)."""
     row = await session.scalar(
         select(RiskAssessment).where(
-            RiskAssessment.source == "post", RiskAssessment.message_id == event.message_id
+            RiskAssessment.source == "post", RiskAssessment.message_id == scored.message_id
         )
     )
     if row is None:
         row = RiskAssessment(
-            guild_id=event.guild_id,
-            channel_id=event.channel_id,
-            message_id=event.message_id,
-            author_id=event.author_id,
+            guild_id=scored.guild_id,
+            channel_id=scored.channel_id,
+            message_id=scored.message_id,
+            author_id=scored.author_id,
             source="post",
-            probabilities=dict(event.risk.probabilities),
-            phrase_matches=list(event.risk.phrase_matches),
+            probabilities=dict(scored.risk.probabilities),
+            phrase_matches=list(scored.risk.phrase_matches),
             scored_at=now,
         )
         session.add(row)
@@ -252,6 +244,7 @@ async def open_escalation(
         state=EscalationState.PENDING,
         consent_used=consent_choice.value,
         created_at=now,
+        last_message_at=now,
     )
     try:
         async with session.begin_nested():
@@ -286,19 +279,94 @@ async def find_for_message(
     )
 
 
+def case_messages(row: Escalation) -> list[tuple[int | None, int]]:
+    """(channel_id, message_id) of every message in a case, the one that opened it first."""
+    return [(row.channel_id, row.message_id)] + [
+        (int(channel_id), int(message_id)) for channel_id, message_id in (row.more_messages or ())
+    ]
+
+
+async def current_case(
+    session: AsyncSession, guild_id: int, member_id: int, now: datetime, quiet: timedelta
+) -> Escalation | None:
+    """The member's case that a new high-risk message joins instead of paging again, if any.
+
+    That is their latest post case unless a moderator resolved it (or called it a false alarm), or it has
+    been quiet (no new message) for ``quiet``. A case closed without a moderator (private resources sent,
+    the member declined) still counts while recent: the member is not messaged again for every line.
+    """
+    row = await session.scalar(
+        select(Escalation)
+        .where(
+            Escalation.guild_id == guild_id,
+            Escalation.member_id == member_id,
+            Escalation.kind == EscalationKind.POST.value,
+        )
+        .order_by(Escalation.id.desc())
+        .limit(1)
+    )
+    if row is None or row.state in (EscalationState.RESOLVED, EscalationState.FALSE_ALARM):
+        return None
+    last = row.last_message_at or row.created_at
+    return row if now - last < quiet else None
+
+
+async def join_case(
+    session: AsyncSession,
+    row: Escalation,
+    scored: ScoredMessage,
+    labels: Sequence[str],
+    now: datetime,
+    *,
+    retention_days: int,
+) -> bool:
+    """Add a high-risk message to the member's case: no new ping, the posted alert is redrawn.
+
+    Returns False when the message is already part of the case (a re-run, an edit scored again).
+    """
+    earlier = case_messages(row)
+    if (scored.channel_id, scored.message_id) in earlier:
+        return False
+    newest = scored.message_id > max(message_id for _, message_id in earlier)  # snowflakes grow with time
+    row.more_messages = [*(row.more_messages or ()), [scored.channel_id, scored.message_id]]
+    row.last_message_at = now
+    row.labels = list(dict.fromkeys([*(row.labels or ()), *labels]))
+    moderator_may_read = row.consent_used != EscalationConsent.NO.value and row.state not in CLOSED_STATES
+    if moderator_may_read and newest and retention_days > 0 and scored.excerpt:
+        # The newest words (a burst's excerpt already holds the lines before it).
+        row.excerpt = scored.excerpt
+        row.text_expires_at = now + timedelta(days=retention_days)
+    # Whether the alert is posted yet or not: the delivery that drew it clears this only if nothing joined since.
+    row.alert_outdated_at = now
+    audit.record(
+        session,
+        "escalation.message_added",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        message_id=scored.message_id,
+        messages=len(case_messages(row)),
+    )
+    return True
+
+
 async def handle_seeker_risk(
     session: AsyncSession,
-    event: SeekerRiskScored,
+    scored: ScoredMessage,
     *,
     defaults: RiskThresholds | None,
     now: datetime,
     retention_days: int,
+    quiet: timedelta = DEFAULT_QUIET,
 ) -> PostDecision:
-    """Re-tier a scored seeker post with the guild's thresholds, record it, and open a case if it is high."""
-    settings = await guild_settings.get_or_create(session, event.guild_id)
-    decision = guild_tier(event.risk, settings.risk_thresholds, defaults)
-    await record_post_tier(session, event, decision, now)
-    member = await consent.find(session, event.guild_id, event.author_id)
+    """Tier a judged message with the guild's thresholds, record it, and open (or join) the member's case.
+
+    Runs inside the unit of work that stored the message's risk: the caller delivers the returned case.
+    """
+    settings = await guild_settings.get_or_create(session, scored.guild_id)
+    decision = decide_tier(scored.risk, settings.risk_thresholds, defaults)
+    await record_post_tier(session, scored, decision, now)
+    member = await consent.find(session, scored.guild_id, scored.author_id)
     choice = consent.escalation_consent(settings, member)
     outcome = decide_outcome(decision.tier, choice, shadow_mode=settings.shadow_mode)
     if outcome is Outcome.NOTHING:
@@ -307,101 +375,36 @@ async def handle_seeker_risk(
         audit.record(
             session,
             "escalation.shadow",
-            guild_id=event.guild_id,
+            guild_id=scored.guild_id,
             subject_type="message",
-            subject_id=event.message_id,
+            subject_id=scored.message_id,
             tier=decision.tier.value,
             consent=choice.value,
         )
         return PostDecision(decision.tier, outcome, None)
+    labels = main_labels(decision.labels, scored.risk.phrase_matches)
+    existing = await find_for_message(session, scored.guild_id, EscalationKind.POST, scored.message_id)
+    if existing is not None:
+        return PostDecision(decision.tier, outcome, existing.id)
+    case = await current_case(session, scored.guild_id, scored.author_id, now, quiet)
+    if case is not None:
+        await join_case(session, case, scored, labels, now, retention_days=retention_days)
+        return PostDecision(decision.tier, outcome, case.id, joined=True)
     row, _created = await open_escalation(
         session,
-        guild_id=event.guild_id,
-        channel_id=event.channel_id,
-        message_id=event.message_id,
-        member_id=event.author_id,
+        guild_id=scored.guild_id,
+        channel_id=scored.channel_id,
+        message_id=scored.message_id,
+        member_id=scored.author_id,
         kind=EscalationKind.POST,
         tier=decision.tier,
-        labels=main_labels(decision.labels, event.risk.phrase_matches),
-        excerpt=event.excerpt,
+        labels=labels,
+        excerpt=scored.excerpt,
         consent_choice=choice,
         now=now,
         retention_days=retention_days,
     )
     return PostDecision(decision.tier, outcome, row.id)
-
-
-async def recover_missed_posts(
-    session: AsyncSession,
-    now: datetime,
-    *,
-    defaults: RiskThresholds | None,
-    retention_days: int,
-    window: timedelta = RECOVERY_WINDOW,
-) -> list[int]:
-    """Open the cases a crash skipped: a recent post whose risk was stored but whose event was never handled.
-
-    The responder pipeline commits the post's risk row before it dispatches the event, so a crash in between
-    would otherwise lose the escalation for good (the post is never scored again). The stored probabilities
-    are enough to decide again; the excerpt is gone (text is not kept on risk rows), the link is not.
-    Posts handled in shadow mode are left alone. Returns the ids of the cases opened.
-    """
-    handled = select(Escalation.id).where(
-        Escalation.guild_id == RiskAssessment.guild_id,
-        Escalation.kind == EscalationKind.POST.value,
-        Escalation.message_id == RiskAssessment.message_id,
-    )
-    shadowed = select(AuditLogEntry.id).where(
-        AuditLogEntry.action == "escalation.shadow",
-        AuditLogEntry.subject_type == "message",
-        AuditLogEntry.subject_id == RiskAssessment.message_id,
-    )
-    rows = await session.scalars(
-        select(RiskAssessment).where(
-            RiskAssessment.source == "post",
-            RiskAssessment.scored_at >= now - window,
-            # Younger rows are still in the listener's hands; leave them to it (it keeps the excerpt).
-            RiskAssessment.scored_at <= now - RECOVERY_MIN_AGE,
-            RiskAssessment.tier.in_([RiskTier.HIGH.value, RiskTier.ELEVATED.value]),
-            ~handled.exists(),
-            ~shadowed.exists(),
-        )
-    )
-    opened = []
-    for row in rows.all():
-        settings = await guild_settings.get_or_create(session, row.guild_id)
-        if settings.shadow_mode or settings.left_at is not None:
-            continue
-        stored = RiskResult(
-            probabilities=dict(row.probabilities or {}),
-            tier=RiskTier(row.tier),
-            triggered_labels=tuple(row.triggered_labels or ()),
-            phrase_matches=tuple(row.phrase_matches or ()),
-        )
-        decision = guild_tier(stored, settings.risk_thresholds, defaults)
-        if decision.tier is not RiskTier.HIGH:
-            continue
-        choice = consent.escalation_consent(
-            settings, await consent.find(session, row.guild_id, row.author_id)
-        )
-        case, created = await open_escalation(
-            session,
-            guild_id=row.guild_id,
-            channel_id=row.channel_id,
-            message_id=row.message_id,
-            member_id=row.author_id,
-            kind=EscalationKind.POST,
-            tier=decision.tier,
-            labels=main_labels(decision.labels, stored.phrase_matches),
-            excerpt=None,
-            consent_choice=choice,
-            now=now,
-            retention_days=retention_days,
-        )
-        if created:
-            log.warning("opened escalation %s for post %s missed before a restart", case.id, row.message_id)
-            opened.append(case.id)
-    return opened
 
 
 # -- delivering -------------------------------------------------------------------------------------------
@@ -429,12 +432,25 @@ class DeliveryPlan:
     created_at: datetime
     # The member said yes when asked: a moderator reaching out is expected, not a surprise.
     member_said_yes: bool = False
+    # Later messages of the member that joined this case (channel_id, message_id), oldest first.
+    more_messages: tuple[tuple[int | None, int], ...] = ()
+    # Where the case stands, and who moved it there: what the alert's status line shows.
+    state: EscalationState = EscalationState.PENDING
+    acknowledged_by: int | None = None
+    claimed_by: int | None = None
+    resolved_by: int | None = None
+    alert_message_id: int | None = None
+    # When a message last joined after the alert was drawn (None: the alert shows every message).
+    alert_outdated_at: datetime | None = None
 
     @property
     def jump_url(self) -> str | None:
         if self.kind is not EscalationKind.POST or self.channel_id is None:
             return None
-        return f"https://discord.com/channels/{self.guild_id}/{self.channel_id}/{self.message_id}"
+        return self.link(self.channel_id, self.message_id)
+
+    def link(self, channel_id: int | None, message_id: int) -> str:
+        return f"https://discord.com/channels/{self.guild_id}/{channel_id}/{message_id}"
 
 
 def _action_for(row: Escalation) -> Outcome:
@@ -465,6 +481,13 @@ def plan_for(row: Escalation, settings: GuildSettings) -> DeliveryPlan:
         may_have_been_sent=row.delivery_attempts > 0 and row.alert_message_id is None,
         created_at=row.created_at,
         member_said_yes=row.consent_used == ASKED_YES,
+        more_messages=tuple(case_messages(row)[1:]),
+        state=row.state,
+        acknowledged_by=row.acknowledged_by,
+        claimed_by=row.claimed_by,
+        resolved_by=row.resolved_by,
+        alert_message_id=row.alert_message_id,
+        alert_outdated_at=row.alert_outdated_at,
     )
 
 
@@ -479,10 +502,41 @@ async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPl
     return plan_for(row, settings)
 
 
+async def plan_redraw(session: AsyncSession, escalation_id: int) -> DeliveryPlan | None:
+    """A posted alert that messages joined since it was drawn: edit it (no ping). None when not owed."""
+    row = await session.get(Escalation, escalation_id)
+    if row is None or row.alert_outdated_at is None or row.alert_message_id is None:
+        return None
+    settings = await guild_settings.get_or_create(session, row.guild_id)
+    if settings.left_at is not None:
+        return None
+    return plan_for(row, settings)
+
+
+async def mark_redrawn(session: AsyncSession, escalation_id: int, drawn: DeliveryPlan) -> None:
+    """The alert now shows ``drawn``; a message that joined after it was planned keeps the redraw owed."""
+    await _clear_outdated(session, escalation_id, drawn.alert_outdated_at)
+
+
+async def _clear_outdated(session: AsyncSession, escalation_id: int, seen: datetime | None) -> None:
+    # One conditional UPDATE, not a read-then-write: a join committed meanwhile set a newer time and stays.
+    if seen is not None:
+        await session.execute(
+            update(Escalation)
+            .where(Escalation.id == escalation_id, Escalation.alert_outdated_at == seen)
+            .values(alert_outdated_at=None)
+        )
+
+
 async def pending_ids(session: AsyncSession) -> list[int]:
-    """Cases written but not yet delivered (a crash, a restart, a failed send): the sweep's work list."""
+    """Cases not yet delivered (a crash, a restart, a failed send) or whose alert is outdated: the sweep's list."""
     rows = await session.scalars(
-        select(Escalation.id).where(Escalation.state == EscalationState.PENDING).order_by(Escalation.id)
+        select(Escalation.id)
+        .where(
+            (Escalation.state == EscalationState.PENDING)
+            | (Escalation.alert_outdated_at.is_not(None) & Escalation.alert_message_id.is_not(None))
+        )
+        .order_by(Escalation.id)
     )
     return list(rows)
 
@@ -494,8 +548,15 @@ async def mark_attempt(session: AsyncSession, escalation_id: int) -> None:
 
 
 async def mark_alerted(
-    session: AsyncSession, escalation_id: int, alert_channel_id: int, alert_message_id: int, now: datetime
+    session: AsyncSession,
+    escalation_id: int,
+    alert_channel_id: int,
+    alert_message_id: int,
+    now: datetime,
+    *,
+    drawn: DeliveryPlan | None = None,
 ) -> None:
+    """Phase two: the alert is posted. ``drawn``: the plan it was drawn from (what it shows)."""
     row = await _get(session, escalation_id)
     if row.alert_message_id is not None:
         return
@@ -505,6 +566,8 @@ async def mark_alerted(
     row.alerted_at = now
     row.last_pinged_at = now
     row.last_error = None
+    if drawn is not None:
+        await _clear_outdated(session, escalation_id, drawn.alert_outdated_at)
     audit.record(
         session,
         "escalation.alerted",
@@ -532,34 +595,43 @@ async def mark_member_supported(
     session: AsyncSession, escalation_id: int, *, dms_closed: bool = False
 ) -> None:
     """Private resources were sent (or could not be: DMs closed). Either way, no moderator is told."""
-    row = await _get(session, escalation_id)
-    row.state = EscalationState.MEMBER_SUPPORTED
-    row.excerpt = None
-    row.text_expires_at = None
-    row.last_error = "member's DMs are closed" if dms_closed else None
-    audit.record(
+    await _close_without_moderator(
         session,
+        escalation_id,
+        EscalationState.MEMBER_SUPPORTED,
+        "member's DMs are closed" if dms_closed else None,
         "escalation.member_supported",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
         dms_closed=dms_closed,
     )
 
 
 async def mark_member_unreachable(session: AsyncSession, escalation_id: int) -> None:
     """ "Ask me first" but their DMs are closed: we cannot ask, so nobody is told (their choice stands)."""
+    await _close_without_moderator(
+        session,
+        escalation_id,
+        EscalationState.DECLINED,
+        "member's DMs are closed: could not ask",
+        "escalation.member_unreachable",
+    )
+
+
+async def _close_without_moderator(
+    session: AsyncSession,
+    escalation_id: int,
+    state: EscalationState,
+    error: str | None,
+    action: str,
+    **details: object,
+) -> None:
+    """Close a case no moderator will see: its excerpt goes at once, the reason stays (no text)."""
     row = await _get(session, escalation_id)
-    row.state = EscalationState.DECLINED
+    row.state = state
     row.excerpt = None
     row.text_expires_at = None
-    row.last_error = "member's DMs are closed: could not ask"
+    row.last_error = error
     audit.record(
-        session,
-        "escalation.member_unreachable",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
+        session, action, guild_id=row.guild_id, subject_type="escalation", subject_id=row.id, **details
     )
 
 

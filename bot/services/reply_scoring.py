@@ -1,6 +1,6 @@
 """The reply pipeline: score a reply with its parent, store the result, and risk-score each seeker post once.
 
-Ids and text in, database rows and a ``SeekerRiskScored`` payload out; no Discord objects. Message text is
+Ids and text in, database rows and a ``JudgedRisk`` payload out; no Discord objects. Message text is
 stored only on the reply row and only until ``text_expires_at`` (the retention job nulls it).
 
 Every unit of database work goes through ``Database.run``: a briefly locked or unreachable database re-runs
@@ -16,7 +16,6 @@ import contextlib
 import enum
 import hashlib
 import logging
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import RiskAssessment, ScoredReply, utcnow
 from bot.db.session import Database
-from bot.services import guild_settings
-from bot.services.escalation import guild_tier
-from bot.services.events import SeekerRiskScored
+from bot.services import escalation, guild_settings
+from bot.services.escalation import DEFAULT_QUIET, ScoredMessage
+from bot.services.locks import KeyedLocks
+from bot.services.risk_tier import DefaultThresholds, decide_tier
 from inference.client import InferenceClient
 from inference.errors import InferenceError, InferenceShutDown, InputRejected, RequestShed
 from inference.text_normalise import comparable_text, has_visible_text, readable_text
@@ -42,7 +42,6 @@ from inference.types import (
     ReplyScoreRequest,
     RiskResult,
     RiskScoreRequest,
-    RiskThresholds,
     RiskTier,
 )
 
@@ -111,11 +110,22 @@ class ReplyScored:
 
 
 @dataclass(frozen=True, slots=True)
+class JudgedRisk:
+    """A message's risk, stored with its guild tier in the unit of work that opened or joined its case."""
+
+    message_id: int
+    risk: RiskResult
+    tier: RiskTier
+    # The case to deliver (opened, or joined by this message), if the tier and consent call for one.
+    escalation_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyScoringResult:
     outcome: ReplyOutcome
     score: ReplyScore | None = None
-    # Set only the first time the parent post is risk-scored: dispatch it, exactly once per message id.
-    seeker_event: SeekerRiskScored | None = None
+    # Set only the first time the parent post is risk-judged (exactly once per message id).
+    seeker_risk: JudgedRisk | None = None
     # Why nothing was stored (SKIPPED only): "input_rejected", "shed", "unavailable" (worth a retry), "deleted",
     # or "not_wanted" (``may_store_first_score`` said no).
     skip_reason: str | None = None
@@ -178,10 +188,10 @@ class _Attempts:
     def __init__(self, now: datetime) -> None:
         self.now = now
         self.reply_inserted = False
-        self.seeker_event: SeekerRiskScored | None = None
+        self.judged: JudgedRisk | None = None
 
-    def seeker_event_if_ours(self, row_scored_at: datetime | None) -> SeekerRiskScored | None:
-        return self.seeker_event if row_scored_at is not None and row_scored_at == self.now else None
+    def judged_if_ours(self, row_scored_at: datetime | None) -> JudgedRisk | None:
+        return self.judged if row_scored_at is not None and row_scored_at == self.now else None
 
 
 class ReplyScoringPipeline:
@@ -194,21 +204,26 @@ class ReplyScoringPipeline:
         *,
         retention_days: int,
         clock: Callable[[], datetime] = utcnow,
-        default_thresholds: Callable[[], RiskThresholds | None] = lambda: None,
+        default_thresholds: DefaultThresholds | None = None,
         may_store_first_score: Callable[[AsyncSession, int], Awaitable[bool]] | None = None,
+        case_quiet: timedelta = DEFAULT_QUIET,
     ) -> None:
         self.database = database
         self.inference = inference
         self.retention_days = retention_days
         self.clock = clock
-        # The risk model card's thresholds, as escalation uses them: an edit's tier is judged the same way.
-        self.default_thresholds = default_thresholds
+        # The risk model card's thresholds: every tier is decided against them (bot.services.risk_tier).
+        self.default_thresholds = default_thresholds or DefaultThresholds(None)
+        self.case_quiet = case_quiet
         # Asked first thing in the transaction that stores a message's first score, a reply's or a post's own
         # (it may lock what it reads): False when the author was forgotten while it was scored, so nothing
         # about them is stored afterwards.
         self.may_store_first_score = may_store_first_score
         # One lock per message id: an edit arriving while the original is being scored waits for it.
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: KeyedLocks[int] = KeyedLocks()
+        # One lock per member (guild, author) around each unit of work that may open a case: two of their
+        # messages judged at once join one case instead of opening two. Taken outside the transaction.
+        self._member_locks: KeyedLocks[tuple[int, int]] = KeyedLocks()
         self._deleted: OrderedDict[int, None] = OrderedDict()
         # Seeker posts whose risk scoring (risk priority, never shed) is under way, by message id: a reply
         # to one of them need not carry its parent's risk, so it goes at coaching priority and may be shed
@@ -216,11 +231,10 @@ class ReplyScoringPipeline:
         self._risk_in_flight: dict[int, int] = {}
 
     def _lock(self, message_id: int) -> asyncio.Lock:
-        lock = self._locks.get(message_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[message_id] = lock
-        return lock
+        return self._locks.of(message_id)
+
+    def _case_lock(self, post: SeekerPost) -> asyncio.Lock:
+        return self._member_locks.of((post.guild_id, post.author_id))
 
     def is_scoring(self, message_id: int) -> bool:
         """A first score (or re-score) of this message is under way: an edit now must not be dropped."""
@@ -307,14 +321,12 @@ class ReplyScoringPipeline:
             if score is None:
                 # Only a reply that carried its parent's risk owes it: a shed coaching reply must not turn
                 # into a never-shed risk request (that would unbound the queue again under overload).
-                seeker_event = None if parent_covered else await self._score_seeker_post(reply.parent)
-                return ReplyScoringResult(
-                    ReplyOutcome.SKIPPED, seeker_event=seeker_event, skip_reason=why_not
-                )
+                seeker_risk = None if parent_covered else await self._score_seeker_post(reply.parent)
+                return ReplyScoringResult(ReplyOutcome.SKIPPED, seeker_risk=seeker_risk, skip_reason=why_not)
 
             attempts = _Attempts(self.clock())
 
-            async def store(session: AsyncSession) -> tuple[ReplyOutcome, str, SeekerRiskScored | None]:
+            async def store(session: AsyncSession) -> tuple[ReplyOutcome, str, JudgedRisk | None]:
                 # Everything is decided again in each attempt: a delete or a forget-me may land between them.
                 if self.is_deleted(reply.reply_message_id):
                     outcome, why_not = ReplyOutcome.SKIPPED, "deleted"
@@ -330,17 +342,18 @@ class ReplyScoringPipeline:
                     )
                     why_not = "deleted"  # only if the row went meanwhile
                 # The seeker post was not deleted with the reply: its risk is still recorded.
-                seeker_event = await self._record_seeker_risk(
+                seeker_risk = await self._record_seeker_risk(
                     session, reply.parent, score.parent_risk, attempts
                 )
-                return outcome, why_not, seeker_event
+                return outcome, why_not, seeker_risk
 
-            outcome, why_not, seeker_event = await self.database.run(
-                f"store the score of reply {reply.reply_message_id}", store
-            )
+            async with self._case_lock(reply.parent):  # the parent's first risk may open its author's case
+                outcome, why_not, seeker_risk = await self.database.run(
+                    f"store the score of reply {reply.reply_message_id}", store
+                )
             if outcome is ReplyOutcome.SKIPPED:
                 log.info("reply %s: nothing stored (%s while being scored)", reply.reply_message_id, why_not)
-                return ReplyScoringResult(outcome, seeker_event=seeker_event, skip_reason=why_not)
+                return ReplyScoringResult(outcome, seeker_risk=seeker_risk, skip_reason=why_not)
             log.info(
                 "reply %s %s (guild %s, levels ER=%d IP=%d EX=%d)",
                 reply.reply_message_id,
@@ -350,9 +363,9 @@ class ReplyScoringPipeline:
                 score.empathy.interpretations.level,
                 score.empathy.explorations.level,
             )
-            return ReplyScoringResult(outcome, score=score, seeker_event=seeker_event)
+            return ReplyScoringResult(outcome, score=score, seeker_risk=seeker_risk)
 
-    async def score_seeker_post(self, post: SeekerPost) -> SeekerRiskScored | None:
+    async def score_seeker_post(self, post: SeekerPost) -> JudgedRisk | None:
         """Risk-score a post that is not a reply. Returns the event to dispatch, or None if already done."""
         if not has_scorable_text(post.text):
             return None
@@ -366,7 +379,7 @@ class ReplyScoringPipeline:
                     return None
                 return await self._score_seeker_post(post, own_message=True)
 
-    async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> SeekerRiskScored | None:
+    async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> JudgedRisk | None:
         """An edited seeker post: score its risk again. Returns the event only when its tier rose.
 
         Nothing is ever lowered by an edit (a post that said it once may still mean it). ``first_time``: an
@@ -383,58 +396,72 @@ class ReplyScoringPipeline:
             )
             if not known and not first_time:
                 return None
-            try:
-                with self._scoring_risk_of(post.message_id):
-                    result = await self.inference.score_risk(
-                        RiskScoreRequest(message_id=post.message_id, text=post.text)
-                    )
-            except InferenceShutDown:
-                # Shutdown, not a failure (as for a new post); the edit is not re-scored.
-                log.warning("edited post %s not risk-scored: PeerCare is shutting down", post.message_id)
-                return None
-            except InferenceError as exc:
-                log.error("could not risk-score edited post %s: %s", post.message_id, type(exc).__name__)
-                return None
+            risk = await self._risk_of(post, "edited post")
+            if risk is None:
+                return None  # the edit is not re-scored
             attempts = _Attempts(self.clock())
 
-            async def store(session: AsyncSession) -> SeekerRiskScored | None:
+            async def store(session: AsyncSession) -> JudgedRisk | None:
                 row = await session.scalar(
                     select(RiskAssessment).where(
                         RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
                     )
                 )
                 if row is None:
-                    return await self._record_seeker_risk(session, post, result.risk, attempts)
-                ours = attempts.seeker_event_if_ours(row.scored_at)
+                    return await self._record_seeker_risk(session, post, risk, attempts)
+                ours = attempts.judged_if_ours(row.scored_at)
                 if ours is not None:
                     return ours  # an earlier attempt's commit landed: its rise stands
-                attempts.seeker_event = await self._raise_seeker_risk(
-                    session, post, row, result.risk, attempts.now
-                )
-                return attempts.seeker_event
+                attempts.judged = await self._raise_seeker_risk(session, post, row, risk, attempts.now)
+                return attempts.judged
 
-            return await self.database.run(f"store the risk of edited post {post.message_id}", store)
+            async with self._case_lock(post):
+                return await self.database.run(f"store the risk of edited post {post.message_id}", store)
 
     async def _record_seeker_risk(
         self, session: AsyncSession, post: SeekerPost, risk: RiskResult, attempts: _Attempts
-    ) -> SeekerRiskScored | None:
-        """``record_seeker_risk`` inside a retried unit: an earlier attempt's landed write keeps its event."""
-        event = await record_seeker_risk(session, post, risk, attempts.now)
-        if event is not None:
-            attempts.seeker_event = event
-            return event
-        if attempts.seeker_event is None:
+    ) -> JudgedRisk | None:
+        """Store a message's risk once and, in the same unit of work, open or join its author's case.
+
+        Inside a retried unit: when an earlier attempt's write landed (its commit did, its answer did not),
+        that attempt's result stands.
+        """
+        if await record_seeker_risk(session, post, risk, attempts.now):
+            attempts.judged = await self._open_or_join_case(session, post, risk, attempts.now)
+            return attempts.judged
+        if attempts.judged is None:
             return None
         stored_at = await session.scalar(
             select(RiskAssessment.scored_at).where(
                 RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
             )
         )
-        return attempts.seeker_event_if_ours(stored_at)
+        return attempts.judged_if_ours(stored_at)
+
+    async def _open_or_join_case(
+        self, session: AsyncSession, post: SeekerPost, risk: RiskResult, now: datetime
+    ) -> JudgedRisk:
+        """The guild's tier for the stored risk, and the case it opens or joins (escalation decides)."""
+        decision = await escalation.handle_seeker_risk(
+            session,
+            ScoredMessage(
+                guild_id=post.guild_id,
+                channel_id=post.channel_id,
+                message_id=post.message_id,
+                author_id=post.author_id,
+                risk=risk,
+                excerpt=excerpt(post.text),
+            ),
+            defaults=self.default_thresholds.value,
+            now=now,
+            retention_days=self.retention_days,
+            quiet=self.case_quiet,
+        )
+        return JudgedRisk(post.message_id, risk, decision.tier, decision.escalation_id)
 
     async def _raise_seeker_risk(
         self, session: AsyncSession, post: SeekerPost, row: RiskAssessment, risk: RiskResult, now: datetime
-    ) -> SeekerRiskScored | None:
+    ) -> JudgedRisk | None:
         """Merge an edit's risk into the stored one (each label's highest probability, every phrase)."""
         stored_tier = RiskTier(row.tier)
         probabilities = dict(row.probabilities or {})
@@ -448,21 +475,15 @@ class ReplyScoringPipeline:
             phrase_matches=phrases,
         )
         settings = await guild_settings.get_or_create(session, post.guild_id)
-        # The stored tier is the guild's (escalation re-tiers every post): compare like with like.
-        decision = guild_tier(merged, settings.risk_thresholds, self.default_thresholds())
+        # The stored tier is the guild's: compare like with like.
+        decision = decide_tier(merged, settings.risk_thresholds, self.default_thresholds.value)
         if decision.tier.rank <= stored_tier.rank:
             log.info("edited post %s: risk tier not above %s", post.message_id, stored_tier.value)
             return None
         updated = await session.execute(
             update(RiskAssessment)
             .where(RiskAssessment.id == row.id)
-            .values(
-                tier=decision.tier.value,
-                probabilities=probabilities,
-                triggered_labels=list(decision.labels),
-                phrase_matches=list(phrases),
-                scored_at=now,  # recent again: the sweep recovers its case if the event is lost
-            )
+            .values(probabilities=probabilities, phrase_matches=list(phrases), scored_at=now)
         )
         if not updated.rowcount:
             return None  # deleted meanwhile
@@ -473,27 +494,16 @@ class ReplyScoringPipeline:
             decision.tier.value,
             post.guild_id,
         )
-        return seeker_risk_event(post, merged)
+        return await self._open_or_join_case(session, post, merged, now)
 
-    async def _score_seeker_post(
-        self, post: SeekerPost, *, own_message: bool = False
-    ) -> SeekerRiskScored | None:
+    async def _score_seeker_post(self, post: SeekerPost, *, own_message: bool = False) -> JudgedRisk | None:
         """``own_message``: the post is the message being processed (not the parent of a reply)."""
-        try:
-            with self._scoring_risk_of(post.message_id):
-                result = await self.inference.score_risk(
-                    RiskScoreRequest(message_id=post.message_id, text=post.text)
-                )
-        except InferenceShutDown:
-            # Shutdown, not a failure: the post was never scored; the message inbox keeps it for the next start.
-            log.warning("post %s not risk-scored: PeerCare is shutting down", post.message_id)
-            return None
-        except InferenceError as exc:
-            log.error("could not risk-score post %s: %s", post.message_id, type(exc).__name__)
-            return None
+        risk = await self._risk_of(post, "post")
+        if risk is None:
+            return None  # the message inbox keeps the message for another attempt
         attempts = _Attempts(self.clock())
 
-        async def store(session: AsyncSession) -> SeekerRiskScored | None:
+        async def store(session: AsyncSession) -> JudgedRisk | None:
             # Asked again in every attempt: the author may be forgotten between two of them.
             if (
                 own_message
@@ -502,9 +512,26 @@ class ReplyScoringPipeline:
             ):
                 log.info("post %s: nothing stored (erased or deleted while being scored)", post.message_id)
                 return None
-            return await self._record_seeker_risk(session, post, result.risk, attempts)
+            return await self._record_seeker_risk(session, post, risk, attempts)
 
-        return await self.database.run(f"store the risk of post {post.message_id}", store)
+        async with self._case_lock(post):
+            return await self.database.run(f"store the risk of post {post.message_id}", store)
+
+    async def _risk_of(self, post: SeekerPost, what: str) -> RiskResult | None:
+        """The risk of ``post.text`` (risk priority, never shed); None when the models could not answer."""
+        try:
+            with self._scoring_risk_of(post.message_id):
+                scored = await self.inference.score_risk(
+                    RiskScoreRequest(message_id=post.message_id, text=post.text)
+                )
+        except InferenceShutDown:
+            # Shutdown, not a failure: nothing was scored; a new message stays pending for the next start.
+            log.warning("%s %s not risk-scored: PeerCare is shutting down", what, post.message_id)
+            return None
+        except InferenceError as exc:
+            log.error("could not risk-score %s %s: %s", what, post.message_id, type(exc).__name__)
+            return None
+        return scored.risk
 
     async def _score(
         self, reply: ReplyInput, *, carries_parent_risk: bool
@@ -596,14 +623,15 @@ async def _seeker_risk_recorded(session: AsyncSession, message_id: int) -> bool:
 
 async def record_seeker_risk(
     session: AsyncSession, post: SeekerPost, risk: RiskResult, now: datetime
-) -> SeekerRiskScored | None:
-    """Store a seeker post's risk (no text) once; return the event only for the first writer.
+) -> bool:
+    """Store a message's risk (probabilities, no text) once; True only for the first writer.
 
     The unique (source, message_id) row is the "exactly once" guard: it holds across restarts and
-    between two replies to the same post scored at the same time.
+    between two replies to the same post scored at the same time. Its tier is the guild's, set in the same
+    unit of work by ``escalation.handle_seeker_risk``.
     """
     if await _seeker_risk_recorded(session, post.message_id):
-        return None
+        return False
     try:
         async with session.begin_nested():
             session.add(
@@ -621,22 +649,9 @@ async def record_seeker_risk(
                 )
             )
     except IntegrityError:
-        return None
-    log.info("seeker post %s risk tier %s (guild %s)", post.message_id, risk.tier.value, post.guild_id)
-    return seeker_risk_event(post, risk)
-
-
-def seeker_risk_event(post: SeekerPost, risk: RiskResult) -> SeekerRiskScored:
-    """The event escalation listens to: ids, the risk, and a short excerpt (the post's text is not kept)."""
-    return SeekerRiskScored(
-        guild_id=post.guild_id,
-        channel_id=post.channel_id,
-        message_id=post.message_id,
-        author_id=post.author_id,
-        risk=risk,
-        excerpt=excerpt(post.text),
-        jump_url=jump_url(post.guild_id, post.channel_id, post.message_id),
-    )
+        return False
+    log.info("seeker post %s risk scored (guild %s)", post.message_id, post.guild_id)
+    return True
 
 
 async def find_reply(session: AsyncSession, reply_message_id: int) -> ScoredReply | None:

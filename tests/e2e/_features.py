@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
 from bot.db.models import CoachingDelivery, RiskAssessment, ScoredReply
-from bot.services.events import SEEKER_RISK_SCORED, SeekerRiskScored
+from bot.services.reply_scoring import JudgedRisk, SeekerPost
 from tests.discord_server import WaitTimeout
 
 T = TypeVar("T")
@@ -85,18 +86,38 @@ async def risk_row(e2e, message_id: int) -> RiskAssessment | None:
         return await session.scalar(select(RiskAssessment).where(RiskAssessment.message_id == message_id))
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One message's risk judgement as the bot made it: whose message, its risk, its tier and its case."""
+
+    message_id: int
+    author_id: int
+    channel_id: int
+    risk: Any
+    tier: Any
+    escalation_id: int | None
+
+
 class SeekerEvents:
-    """Collects every SEEKER_RISK_SCORED the bot dispatches (what the escalation cog listens to)."""
+    """Records every risk judgement the bot makes (the step that stores a message's tier and opens its case)."""
 
     def __init__(self, bot) -> None:
-        self.events: list[SeekerRiskScored] = []
-        self._bot = bot
-        bot.add_listener(self._on_event, f"on_{SEEKER_RISK_SCORED}")
+        self.events: list[Judgement] = []
+        pipeline = bot.get_cog("Replies").pipeline
+        original = pipeline._open_or_join_case
 
-    async def _on_event(self, event: SeekerRiskScored) -> None:
-        self.events.append(event)
+        async def recording(session: Any, post: SeekerPost, risk: Any, now: Any) -> JudgedRisk:
+            judged = await original(session, post, risk, now)
+            self.events.append(
+                Judgement(
+                    post.message_id, post.author_id, post.channel_id, risk, judged.tier, judged.escalation_id
+                )
+            )
+            return judged
 
-    def for_message(self, message_id: int) -> list[SeekerRiskScored]:
+        pipeline._open_or_join_case = recording
+
+    def for_message(self, message_id: int) -> list[Judgement]:
         return [e for e in self.events if e.message_id == message_id]
 
 

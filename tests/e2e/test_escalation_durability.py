@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from bot.db.models import EscalationConsent, EscalationState, utcnow
+from bot.db.models import EscalationConsent, EscalationState
 from bot.services import escalation, guild_settings
 from tests.discord_server.faults import missing_permissions
 from tests.e2e.safety_support import (
@@ -63,18 +63,50 @@ async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e,
     assert len(alerts(e2e)) == 1 and CRISIS_POST in alert.text
 
 
+def _alert_shape(alert: Any) -> tuple[list[str], list[str]]:
+    """An alert's embed field names and its buttons' labels: what a moderator sees and can press."""
+    (embed,) = alert.embeds
+    buttons = [
+        button["label"]
+        for row in alert.components
+        for button in row.get("components", [])
+        if "label" in button
+    ]
+    return [field["name"] for field in embed.get("fields", [])], buttons
+
+
 @pytest.mark.reliability
 async def test_high_risk_post_is_escalated_even_if_the_bot_died_before_deciding(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze(escalation, "handle_seeker_risk")  # the post's risk is stored; the event is lost
+    # Dies inside the unit of work that stores the post's risk and opens its case: nothing of it commits,
+    # the message stays pending in the inbox and the next start processes it again, text and all.
+    frozen = freeze(escalation, "handle_seeker_risk")
     post = await post_crisis(e2e)
     await frozen.wait_reached()
     frozen.thaw()
     await e2e.restart_bot(crash=True)
-    await e2e.bot.get_cog("Escalations").sweep(utcnow() + timedelta(minutes=3))
     alert = await wait_for_alert(e2e)
     assert post.jump_url_path in alert.text
-    assert CRISIS_POST not in alert.text  # text is not kept on risk rows: the link is what remains
+    assert CRISIS_POST in alert.text
+
+
+@pytest.mark.reliability
+async def test_alert_recovered_after_a_crash_carries_the_same_excerpt_and_buttons_as_a_live_one(e2e, freeze):
+    await go_live(e2e, EscalationConsent.YES)
+    await post_crisis(e2e)
+    live = await wait_for_alert(e2e)
+    await wait_for_case(e2e, EscalationState.ALERTED)
+    frozen = freeze(escalation, "mark_attempt")  # Bob's case is written, then the bot dies before sending
+    await post_crisis(e2e, author=e2e.cast.bob)
+    await frozen.wait_reached()
+    frozen.thaw()
+    await e2e.restart_bot(crash=True)
+    await e2e.wait_until(lambda: len(alerts(e2e)) == 2 or None, 10.0, "the recovered alert")
+    recovered = alerts(e2e)[1]
+    assert CRISIS_POST in live.text and CRISIS_POST in recovered.text
+    assert _alert_shape(recovered) == _alert_shape(live)
+    assert "Excerpt" in _alert_shape(recovered)[0]
+    assert _alert_shape(live)[1] == ["Acknowledge", "Claim", "Resolve", "False alarm"]
 
 
 @pytest.mark.reliability

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.db.models import EscalationConsent, EscalationState
-from bot.services.events import SEEKER_RISK_SCORED
+from bot.db.models import EscalationConsent, EscalationState, utcnow
+from bot.services import escalation
 from tests.e2e._features import SeekerEvents, eventually, risk_row
 from tests.e2e.safety_support import (
     CALM_POST,
@@ -110,7 +110,17 @@ async def test_repeated_high_event_for_a_post_does_not_duplicate_its_case(e2e):
     post = await _scored_post(e2e, CRISIS_POST)
     await wait_for_alert(e2e)
     await wait_for_case(e2e, EscalationState.ALERTED)
-    e2e.bot.dispatch(SEEKER_RISK_SCORED, events.for_message(post.id)[0])  # as a re-dispatch would
+    judged = events.for_message(post.id)[0]
+    again = escalation.ScoredMessage(
+        e2e.cast.guild.id, judged.channel_id, post.id, judged.author_id, judged.risk, "made-up excerpt"
+    )
+    decision = await e2e.bot.database.run(
+        "judge the post again",
+        lambda session: escalation.handle_seeker_risk(
+            session, again, defaults=None, now=utcnow(), retention_days=7
+        ),
+    )
+    await e2e.bot.deliver_cases([decision.escalation_id])  # as a second hand-off would
     await e2e.settle()
     assert [c.message_id for c in await cases(e2e)] == [post.id]
     assert len(alerts(e2e)) == 1

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e._features import add_support_channel, settings_for, wait_for_stored_reply
+from tests.e2e._features import (
+    add_support_channel,
+    eventually,
+    risk_row,
+    settings_for,
+    wait_for_stored_reply,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,12 +28,13 @@ async def test_stats_is_an_ephemeral_chart_with_counts(e2e):
     for responder in (e2e.cast.bob, e2e.cast.carol):
         reply = await e2e.say(e2e.cast.support, responder, "That sounds exhausting.", reply_to=post)
         await wait_for_stored_reply(e2e, reply.id)
+        await eventually(lambda reply=reply: risk_row(e2e, reply.id), what="the reply's own risk judged")
     command = await e2e.slash("peercare stats", user=e2e.cast.moderator)
     answer = await command.reply(lambda m: "Replies scored" in m.content, timeout=20.0)
     assert answer.ephemeral
     assert "**Support channels:** 1" in answer.content
     assert "**Replies scored:** 2 (2 in the last 7 days) by 2 responders" in answer.content
-    assert "**Seeker posts scored:** 1 (0 high risk)" in answer.content
+    assert "**Messages risk-judged:** 3 (0 high risk)" in answer.content  # the post and both replies
     uploads = [f for r in e2e.requests.all if command.token in r.path for f in r.files]
     assert uploads and uploads[-1].data.startswith(PNG_MAGIC)
 

@@ -11,8 +11,8 @@ from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, Escalati
 from bot.db.session import Database
 from bot.services import consent, escalation, guild_settings
 from bot.services.errors import UserFacingError
-from bot.services.escalation import EscalationKind, ModeratorAction, Outcome
-from bot.services.events import SeekerRiskScored
+from bot.services.escalation import EscalationKind, ModeratorAction, Outcome, ScoredMessage
+from bot.services.risk_tier import TierDecision, decide_tier
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
 # A faster `database` fixture (a copy of one migrated file) for these modules.
@@ -24,20 +24,19 @@ GUILD, CHANNEL, MEMBER, MODERATOR = 10, 20, 30, 40
 
 def _event(
     message_id: int = 100, tier: RiskTier = RiskTier.HIGH, probability: float = 0.95
-) -> SeekerRiskScored:
+) -> ScoredMessage:
     risk = RiskResult(
         probabilities={"suicidal": probability, "stress": 0.2},
         tier=tier,
         triggered_labels=("suicidal",) if tier is not RiskTier.NONE else (),
     )
-    return SeekerRiskScored(
+    return ScoredMessage(
         guild_id=GUILD,
         channel_id=CHANNEL,
         message_id=message_id,
         author_id=MEMBER,
         risk=risk,
         excerpt="a short made-up excerpt",
-        jump_url=f"https://discord.com/channels/{GUILD}/{CHANNEL}/{message_id}",
     )
 
 
@@ -57,7 +56,7 @@ async def _configure(
         )
 
 
-async def _handle(database: Database, event: SeekerRiskScored, defaults: RiskThresholds | None = None):
+async def _handle(database: Database, event: ScoredMessage, defaults: RiskThresholds | None = None):
     async with database.session() as session:
         return await escalation.handle_seeker_risk(
             session, event, defaults=defaults, now=NOW, retention_days=7
@@ -106,7 +105,7 @@ def test_describe_default_outcome_says_member_is_asked_first() -> None:
 def test_guild_thresholds_can_lower_the_bar_to_high() -> None:
     risk = RiskResult(probabilities={"suicidal": 0.6}, tier=RiskTier.ELEVATED, triggered_labels=("suicidal",))
     stored = {"high": {"suicidal": 0.5}, "elevated": {"suicidal": 0.3}}
-    decision = escalation.guild_tier(risk, stored, None)
+    decision = decide_tier(risk, stored, None)
     assert decision.tier is RiskTier.HIGH
     assert decision.labels == ("suicidal",)
 
@@ -114,12 +113,12 @@ def test_guild_thresholds_can_lower_the_bar_to_high() -> None:
 def test_guild_thresholds_never_drop_a_phrase_raised_tier() -> None:
     risk = RiskResult(probabilities={"suicidal": 0.1}, tier=RiskTier.HIGH, phrase_matches=("plan_to_die",))
     stored = {"high": {"suicidal": 0.99}, "elevated": {"suicidal": 0.9}}
-    assert escalation.guild_tier(risk, stored, None).tier is RiskTier.HIGH
+    assert decide_tier(risk, stored, None).tier is RiskTier.HIGH
 
 
 def test_without_guild_thresholds_the_model_tier_stands() -> None:
     risk = RiskResult(probabilities={"suicidal": 0.1}, tier=RiskTier.ELEVATED, triggered_labels=("stress",))
-    assert escalation.guild_tier(risk, None, None) == escalation.TierDecision(RiskTier.ELEVATED, ("stress",))
+    assert decide_tier(risk, None, None) == TierDecision(RiskTier.ELEVATED, ("stress",))
 
 
 async def test_high_post_opens_a_pending_case_before_anything_is_sent(database: Database) -> None:
@@ -313,51 +312,47 @@ async def test_open_escalation_for_a_checkin_uses_its_own_kind(database: Databas
     assert created and post.escalation_id != row.id
 
 
-async def _post_risk_without_event(database: Database, message_id: int = 100, tier: str = "high") -> None:
+async def test_a_members_next_high_post_joins_their_open_case_without_a_new_ping(database: Database) -> None:
+    case_id = await _alerted_case(database)
+    later = await _handle(database, _event(message_id=101))
+    assert later.escalation_id == case_id and later.joined
     async with database.session() as session:
-        session.add(
-            RiskAssessment(
-                guild_id=GUILD,
-                channel_id=CHANNEL,
-                message_id=message_id,
-                author_id=MEMBER,
-                tier=tier,
-                probabilities={"suicidal": 0.95},
-                triggered_labels=["suicidal"],
-                scored_at=NOW,
-            )
+        row = await session.get(Escalation, case_id)
+        assert escalation.case_messages(row) == [(CHANNEL, 100), (CHANNEL, 101)]
+        assert row.alert_outdated_at == NOW and row.ping_count == 0
+        assert await escalation.pending_ids(session) == [case_id]  # owed: a redraw, not a new alert
+        plan = await escalation.plan_redraw(session, case_id)
+        await escalation.mark_redrawn(session, case_id, plan)
+    async with database.session() as session:
+        assert await escalation.pending_ids(session) == []
+        assert await session.scalar(select(func.count(Escalation.id))) == 1
+
+
+async def test_same_message_joins_a_case_once(database: Database) -> None:
+    case_id = await _alerted_case(database)
+    await _handle(database, _event(message_id=101))
+    await _handle(database, _event(message_id=101))
+    async with database.session() as session:
+        row = await session.get(Escalation, case_id)
+    assert len(escalation.case_messages(row)) == 2
+
+
+async def test_after_a_moderator_resolves_a_new_high_post_opens_a_new_case(database: Database) -> None:
+    case_id = await _alerted_case(database)
+    async with database.session() as session:
+        await escalation.apply_moderator_action(session, case_id, ModeratorAction.RESOLVE, MODERATOR, NOW)
+    later = await _handle(database, _event(message_id=101))
+    assert later.escalation_id != case_id and not later.joined
+
+
+async def test_after_the_quiet_period_a_new_high_post_opens_a_new_case(database: Database) -> None:
+    case_id = await _alerted_case(database)
+    async with database.session() as session:
+        later = await escalation.handle_seeker_risk(
+            session,
+            _event(message_id=101),
+            defaults=None,
+            now=NOW + escalation.DEFAULT_QUIET + timedelta(minutes=1),
+            retention_days=7,
         )
-
-
-async def _recover(database: Database, now: datetime) -> list[int]:
-    async with database.session() as session:
-        return await escalation.recover_missed_posts(session, now, defaults=None, retention_days=7)
-
-
-async def test_high_post_whose_event_was_lost_is_recovered_by_the_sweep(database: Database) -> None:
-    await _configure(database)
-    await _post_risk_without_event(database)
-    opened = await _recover(database, NOW + timedelta(minutes=5))
-    async with database.session() as session:
-        row = await session.get(Escalation, opened[0])
-    assert row.message_id == 100 and row.state is EscalationState.PENDING and row.excerpt is None
-    assert await _recover(database, NOW + timedelta(minutes=6)) == []
-
-
-async def test_recovery_leaves_posts_the_listener_already_handled(database: Database) -> None:
-    await _configure(database)
-    await _handle(database, _event())
-    assert await _recover(database, NOW + timedelta(minutes=5)) == []
-
-
-async def test_recovery_leaves_posts_seen_in_shadow_mode(database: Database) -> None:
-    await _configure(database, shadow=True)
-    await _handle(database, _event())
-    await _configure(database, shadow=False)
-    assert await _recover(database, NOW + timedelta(minutes=5)) == []
-
-
-async def test_recovery_ignores_posts_older_than_its_window(database: Database) -> None:
-    await _configure(database)
-    await _post_risk_without_event(database)
-    assert await _recover(database, NOW + escalation.RECOVERY_WINDOW + timedelta(minutes=1)) == []
+    assert later.escalation_id != case_id and not later.joined

@@ -129,11 +129,10 @@ async def test_parent_risk_is_reported_once_for_many_replies(
     pipeline = _pipeline(database, inference)
     first = await pipeline.score_reply(_reply(message_id=601))
     second = await pipeline.score_reply(_reply(message_id=602))
-    assert first.seeker_event is not None
-    assert first.seeker_event.message_id == POST.message_id
-    assert first.seeker_event.risk.tier is RiskTier.HIGH
-    assert first.seeker_event.jump_url.endswith(f"/{GUILD}/{CHANNEL}/{POST.message_id}")
-    assert second.seeker_event is None
+    assert first.seeker_risk is not None
+    assert first.seeker_risk.message_id == POST.message_id
+    assert first.seeker_risk.tier is RiskTier.HIGH
+    assert second.seeker_risk is None
 
 
 async def test_first_reply_to_an_unscored_post_carries_risk_priority(
@@ -149,12 +148,13 @@ async def test_top_level_post_is_risk_scored_once(database: Database, inference:
     pipeline = _pipeline(database, inference)
     event = await pipeline.score_seeker_post(POST)
     again = await pipeline.score_seeker_post(POST)
-    assert event is not None and event.author_id == SEEKER
+    assert event is not None and event.message_id == POST.message_id
     assert again is None
     assert len(inference.risk_calls) == 1
     async with database.session() as session:
         row = await session.scalar(select(RiskAssessment))
     assert row is not None and row.message_id == POST.message_id and row.tier == "none"
+    assert row.author_id == SEEKER
 
 
 async def test_shed_reply_still_risk_scores_its_parent(
@@ -163,7 +163,7 @@ async def test_shed_reply_still_risk_scores_its_parent(
     inference.fail_with = RequestShed("queue full")
     result = await _pipeline(database, inference).score_reply(_reply())
     assert result.outcome is ReplyOutcome.SKIPPED
-    assert result.seeker_event is not None
+    assert result.seeker_risk is not None
     assert len(inference.risk_calls) == 1
     assert await _stored(database) is None
 

@@ -74,7 +74,7 @@ async def test_shed_reply_to_a_post_being_risk_scored_sends_no_risk_request_of_i
     result = await asyncio.wait_for(pipeline.score_reply(_reply(600)), 30)
     inference.release_risk.set()
     event = await post_task
-    assert (result.outcome, result.skip_reason, result.seeker_event) == (ReplyOutcome.SKIPPED, "shed", None)
+    assert (result.outcome, result.skip_reason, result.seeker_risk) == (ReplyOutcome.SKIPPED, "shed", None)
     assert [call.message_id for call in inference.risk_calls] == [POST.message_id]
     assert event is not None and event.message_id == POST.message_id
 
@@ -204,7 +204,7 @@ async def test_crisis_post_is_escalated_once_while_its_replies_are_shed(
 ) -> None:
     pipeline = ReplyScoringPipeline(database, saturated, retention_days=7)
     post_event, replies = await _crisis_post_and_its_replies(pipeline)
-    events = [e for e in [post_event, *(r.seeker_event for r in replies)] if e is not None]
+    events = [e for e in [post_event, *(r.seeker_risk for r in replies)] if e is not None]
     assert [(e.message_id, e.risk.tier) for e in events] == [(POST.message_id, RiskTier.HIGH)]
 
 

@@ -128,7 +128,7 @@ async def test_a_replys_score_is_stored_once_after_a_lock_outlasting_sqlites_wai
         result = await _pipeline(database, inference, calls).score_reply(REPLY)
     assert result.outcome is ReplyOutcome.NEW
     # The reply carried its never-scored parent's risk: the post's event comes with it, once.
-    assert result.seeker_event is not None and result.seeker_event.message_id == POST.message_id
+    assert result.seeker_risk is not None and result.seeker_risk.message_id == POST.message_id
     assert await _count(database, ScoredReply, ScoredReply.reply_message_id == REPLY.reply_message_id) == 1
     assert await _count(database, RiskAssessment, RiskAssessment.message_id == POST.message_id) == 1
     assert len(inference.reply_calls) == 1
@@ -189,6 +189,6 @@ async def test_a_rerun_after_a_commit_that_landed_still_reports_the_first_score(
         await twice.close()
     # Still the first score (coaching may follow) and still the post's first risk (escalation follows).
     assert result.outcome is ReplyOutcome.NEW
-    assert result.seeker_event is not None
+    assert result.seeker_risk is not None
     assert await _count(database, ScoredReply, ScoredReply.reply_message_id == REPLY.reply_message_id) == 1
     assert await _count(database, RiskAssessment, RiskAssessment.message_id == POST.message_id) == 1

@@ -100,9 +100,13 @@ async def test_a_reply_and_a_crisis_post_stored_during_a_lock_end_once_each(
             await e2e.eventually(lambda m=message: _finished(e2e, m.id), timeout=30, what="an outcome")
         await e2e.wait_until(lambda: e2e.dms_to(e2e.cast.bob) or None, 30, "a coaching DM")
         await e2e.settle()
-    assert sorted(answered) == ["score_reply", "score_risk"]  # the models ran once per message
-    assert _retried(caplog, f"store the risk of post {post.id}")
-    assert _retried(caplog, f"store the score of reply {reply.id}")
+    # The models ran once per request: the post's risk, the reply's score and the reply's own risk.
+    assert sorted(answered) == ["score_reply", "score_risk", "score_risk"]
+    # Both stores may open Alice's case, so they take her case lock in turn: the one that waits for it may
+    # find the database free again. At least the first ran into the lock and was retried.
+    assert _retried(caplog, f"store the risk of post {post.id}") or _retried(
+        caplog, f"store the score of reply {reply.id}"
+    )
     assert await _outcome(e2e, post.id) == (InboxOutcome.SCORED, None)
     assert await _outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
     assert await count_rows(e2e, RiskAssessment, RiskAssessment.message_id == post.id) == 1

@@ -479,4 +479,4 @@ async def test_message_whose_processing_failed_once_is_scored_by_the_next_sweep(
         replies.pipeline.score_reply = original
     assert await _outcome(e2e, reply.id) == (InboxOutcome.SCORED, None)
     assert await count_rows(e2e, ScoredReply, ScoredReply.reply_message_id == reply.id) == 1
-    assert [r.name for r in e2e.logged_errors()] == ["cogs.replies"]
+    assert [r.name for r in e2e.logged_errors()] == ["bot.services.message_intake"]
