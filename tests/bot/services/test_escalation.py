@@ -22,9 +22,7 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 GUILD, CHANNEL, MEMBER, MODERATOR = 10, 20, 30, 40
 
 
-def _event(
-    message_id: int = 100, tier: RiskTier = RiskTier.HIGH, probability: float = 0.95
-) -> ScoredMessage:
+def _event(message_id: int = 100, tier: RiskTier = RiskTier.HIGH, probability: float = 0.95) -> ScoredMessage:
     risk = RiskResult(
         probabilities={"suicidal": probability, "stress": 0.2},
         tier=tier,

@@ -62,6 +62,8 @@ def test_stored_overrides_merge_over_defaults() -> None:
 def test_stored_threshold_for_a_label_that_left_the_tier_is_ignored() -> None:
     # The crisis head took the high tier from `suicidal`: a guild's old suicidal=0.7 must not page "hello" again.
     crisis_model = RiskThresholds(elevated={"crisis": 0.3, "depression": 0.4}, high={"crisis": 0.8})
-    merged = from_mapping({"high": {"suicidal": 0.7, "crisis": 0.9}, "elevated": {"suicidal": 0.5}}, crisis_model)
+    merged = from_mapping(
+        {"high": {"suicidal": 0.7, "crisis": 0.9}, "elevated": {"suicidal": 0.5}}, crisis_model
+    )
     assert merged.high == {"crisis": 0.9}
     assert merged.elevated == {"crisis": 0.3, "depression": 0.4}
