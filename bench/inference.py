@@ -338,7 +338,7 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
     from inference.risk.scorer import RiskScorer
 
     torch.set_num_threads(threads)
-    scorer = RiskScorer.load("shipped:risk")
+    scorer = RiskScorer.load(os.environ.get("RISK_MODEL", "shipped:risk"))
     crisis = scorer.crisis
     sets = {"short_chat": list(_SHORT_CHAT), "long_post": [_LONG_POST] * 2}
     totals: dict[str, dict[str, float]] = {name: {"baseline": 0.0, "with_crisis": 0.0} for name in sets}

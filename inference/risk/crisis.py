@@ -44,9 +44,17 @@ class CrisisHeadConfig:
     neighbours: int = 5  # prototypes only
     # A PEFT LoRA folder (inside the model folder) tuning the base encoder for this head; None = frozen.
     adapter: str | None = None
+    # Hidden states to read (0 = embeddings, n = block n), each mean-pooled and L2-normalised, concatenated;
+    # None = the model's own sentence embedding (the last layer). Lower layers keep more of the wording
+    # (tense, person, "lol") than the last one's topic: attempt 3 of the protocol chose (2, 4, 6).
+    layers: tuple[int, ...] | None = None
     format: str = FORMAT
 
     def __post_init__(self) -> None:
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
+            if not self.layers or min(self.layers) < 0:
+                raise CrisisHeadError("crisis head layers must be a non-empty list of hidden-state indices")
         if self.format != FORMAT:
             raise CrisisHeadError(f"crisis head format {self.format!r} is not {FORMAT!r}")
         if self.kind not in KINDS:
@@ -58,20 +66,37 @@ class CrisisHeadConfig:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2's sentence embedding over any BERT-style encoder already in memory."""
+    """all-MiniLM-L6-v2's sentence embedding over any BERT-style encoder already in memory; with ``layers``,
+    the chosen hidden states pooled the same way and concatenated."""
 
     def __init__(
-        self, encoder: torch.nn.Module, tokenizer: Any, *, max_tokens: int = 256, device: str = "cpu"
+        self,
+        encoder: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        max_tokens: int = 256,
+        device: str = "cpu",
+        layers: Sequence[int] | None = None,
     ):
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.device = device
+        self.layers = tuple(layers) if layers is not None else None
+        depth = getattr(getattr(encoder, "config", None), "num_hidden_layers", None)
+        if self.layers and isinstance(depth, int) and max(self.layers) > depth:
+            raise CrisisHeadError(
+                f"the crisis head reads hidden state {max(self.layers)} but its encoder has {depth} layers"
+            )
+
+    @property
+    def width(self) -> int:
+        return _hidden_size(self.encoder) * (len(self.layers) if self.layers else 1)
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """(n, hidden) float32 unit vectors; shorter texts first so batches pad little."""
-        out = np.zeros((len(texts), _hidden_size(self.encoder)), dtype=np.float32)
+        """(n, width) float32 rows of unit vectors; shorter texts first so batches pad little."""
+        out = np.zeros((len(texts), self.width), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -82,13 +107,26 @@ class SentenceEncoder:
                 max_length=self.max_tokens,
                 return_tensors="pt",
             ).to(self.device)
-            hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
-            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            out[rows] = pooled.cpu().numpy()
+            hidden = self.encoder(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                output_hidden_states=self.layers is not None,
+            )
+            if self.layers is None:
+                chosen = [hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]]
+            else:
+                chosen = [hidden.hidden_states[layer] for layer in self.layers]
+            mask = batch["attention_mask"].unsqueeze(-1)
+            pooled = [_mean_pooled_unit(states, mask) for states in chosen]
+            out[rows] = torch.cat(pooled, dim=-1).cpu().numpy()
         return out
+
+
+def _mean_pooled_unit(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, L2-normalised (sentence-transformers' recipe for this model), in float32."""
+    weights = mask.to(states.dtype)
+    pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
 
 def _hidden_size(encoder: torch.nn.Module) -> int:

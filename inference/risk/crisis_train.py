@@ -14,7 +14,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +157,16 @@ class Variant:
     c: float = 2.0
     chunk_window: int = 0
     augmented: bool = False
+    layers: tuple[int, ...] | None = None  # None: the sentence embedding (last layer)
+    lexical: bool = False  # add a TF-IDF logistic-regression logit (attempt 3's F)
+
+
+# Attempt 3: hidden states 2, 4 and 6 of the frozen encoder, pooled and concatenated.
+LAYERS = (2, 4, 6)
 
 
 def declared_variants(best_c: float | None = None) -> list[Variant]:
+    """Attempt 1's first round (A, B); with ``best_c`` (A's best C), its second round (C, A-aug)."""
     if best_c is None:
         return [Variant(f"A{c:g}", c=c) for c in (0.5, 2.0, 8.0)] + [Variant("B", kind="prototypes")]
     return [
@@ -168,8 +175,17 @@ def declared_variants(best_c: float | None = None) -> list[Variant]:
     ]
 
 
+def attempt3_variants() -> list[Variant]:
+    return [Variant(f"E{c:g}", c=c, layers=LAYERS) for c in (0.5, 2.0, 8.0)]
+
+
+def lexical_variant(base: Variant) -> Variant:
+    """F: ``base`` (the better of A8 and the best E) with the word-level logit added."""
+    return replace(base, name=f"F({base.name})", lexical=True)
+
+
 def fit_head(variant: Variant, embeddings: np.ndarray, labels: np.ndarray, seed: int) -> CrisisHead:
-    config = CrisisHeadConfig(kind=variant.kind, chunk_window=variant.chunk_window)
+    config = CrisisHeadConfig(kind=variant.kind, chunk_window=variant.chunk_window, layers=variant.layers)
     if variant.kind == "logreg":
         from sklearn.linear_model import LogisticRegression
 
@@ -225,12 +241,13 @@ def cut_off_for(logits: np.ndarray, rows: Sequence[Row]) -> float:
 
 
 def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache, seed: int) -> dict:
+    """Out-of-fold logits of ``variant`` over the pool (``cache`` holds the embeddings the variant reads)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    texts = [normalise_chat(row.text) for row in rows]
+    texts = [reading(normalise_chat(row.text)) for row in rows]
     labels = np.array([row.label for row in rows])
     groups = [row.group for row in rows]
-    whole = cache.embed([reading(text) for text in texts])
+    whole = cache.embed(texts)
     logits = np.zeros(len(rows))
     rng = random.Random(seed)
     splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
@@ -243,6 +260,24 @@ def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache,
             y = np.concatenate([y, labels[extra]])
         head = fit_head(variant, x, y, seed)
         logits[test] = message_logits(head, cache, [rows[i].text for i in test])
+        if variant.lexical:
+            words = fit_crisis_lexical([texts[i] for i in train], labels[train])
+            logits[test] += words.logits([texts[i] for i in test])[:, 0]
+    return out_of_fold_result(seed, logits, rows)
+
+
+def fit_crisis_lexical(texts: Sequence[str], labels: np.ndarray):
+    """F's word-level head: TF-IDF (sublinear tf, min_df 2) + class-balanced logistic regression, C = 1."""
+    from inference.risk.lexical import fit_lexical_head
+
+    return fit_lexical_head(
+        texts, labels[:, None].astype(np.float32), np.ones((len(texts), 1), np.float32), ["crisis"]
+    )
+
+
+def out_of_fold_result(seed: int, logits: np.ndarray, rows: Sequence[Row]) -> dict:
+    """One seed's out-of-fold logits judged by the declared rule: the cut-off, recall at it, the rates."""
+    labels = np.array([row.label for row in rows])
     cut = cut_off_for(logits, rows)
     positives = logits[labels == 1]
     return {
@@ -272,7 +307,7 @@ def summarise(runs: Sequence[dict]) -> dict:
     }
 
 
-_COST = {"A": 0, "B": 1, "C": 2}
+_COST = {"A": 0, "B": 1, "C": 2, "E": 3, "F": 4}
 
 
 def choose(report: dict[str, dict]) -> str:
@@ -282,26 +317,42 @@ def choose(report: dict[str, dict]) -> str:
     return min(close, key=lambda name: (_COST[name[0]], name.endswith("-aug"), -report[name]["recall_mean"]))
 
 
-def run_selection(rows: Sequence[Row], cache: EmbeddingCache, seeds: Sequence[int] = SEEDS) -> dict:
-    variants = {variant.name: variant for variant in declared_variants()}
-    report = {
-        name: summarise([cross_validate(v, rows, cache, seed) for seed in seeds])
-        for name, v in variants.items()
-    }
-    plain = {name: entry for name, entry in report.items() if name.startswith("A")}
-    best_c = variants[max(plain, key=lambda name: plain[name]["recall_mean"])].c
-    for variant in declared_variants(best_c):
+CacheFor = Callable[[Variant], EmbeddingCache]
+
+
+def run_selection(rows: Sequence[Row], cache_for: CacheFor, seeds: Sequence[int] = SEEDS) -> dict:
+    """Attempts 1 and 3 of the protocol (attempt 2's tuned D was stopped, see the protocol), judged together
+    by the declared rule."""
+    variants: dict[str, Variant] = {}
+    report: dict[str, dict] = {}
+
+    def evaluate(variant: Variant) -> None:
         variants[variant.name] = variant
+        cache = cache_for(variant)
         report[variant.name] = summarise([cross_validate(variant, rows, cache, seed) for seed in seeds])
+        log.info("crisis variant %s: recall %.3f", variant.name, report[variant.name]["recall_mean"])
+
+    for variant in declared_variants() + attempt3_variants():
+        evaluate(variant)
+    plain = [name for name in report if name.startswith("A")]
+    best_c = variants[max(plain, key=lambda name: report[name]["recall_mean"])].c
+    for variant in declared_variants(best_c):
+        evaluate(variant)
+    best_e = max((n for n in report if n.startswith("E")), key=lambda name: report[name]["recall_mean"])
+    base = "A8" if report["A8"]["recall_mean"] >= report[best_e]["recall_mean"] else best_e
+    evaluate(lexical_variant(variants[base]))
     winner = choose(report)
-    return {"variants": report, "winner": winner, "winner_spec": variants[winner].__dict__}
+    return {"variants": report, "winner": winner, "winner_spec": asdict(variants[winner])}
 
 
-def fit_final(
-    spec: dict, rows: Sequence[Row], cache: EmbeddingCache, selection: dict
-) -> tuple[CrisisHead, dict]:
-    """The winner refitted on the whole pool; cut-offs (as probabilities) = the median over seeds."""
-    variant = Variant(**spec)
+def fit_final(spec: dict, rows: Sequence[Row], cache: EmbeddingCache) -> CrisisHead:
+    """The winner refitted on the whole pool (its cut-offs come from the cross-validation: ``cut_offs_from``)."""
+    variant = Variant(**{**spec, "layers": tuple(spec["layers"]) if spec.get("layers") else None})
+    if variant.lexical:
+        raise CrisisTrainingError(
+            f"variant {variant.name} adds a word-level logit, which the crisis head's reader does not load yet; "
+            "ship its base variant or add that reader first"
+        )
     texts = [reading(normalise_chat(row.text)) for row in rows]
     x, y = cache.embed(texts), np.array([row.label for row in rows])
     if variant.augmented:
@@ -309,11 +360,11 @@ def fit_final(
         extra = [i for i, row in enumerate(rows) if row.source != "esconv"]
         styled = [reading(normalise_chat(augment(rows[i].text, rng))) for i in extra]
         x, y = np.concatenate([x, cache.embed(styled)]), np.concatenate([y, y[extra]])
-    head = fit_head(variant, x, y, SEEDS[0])
-    seeds = selection["variants"][variant.name]["per_seed"]
-    high = float(np.median([seed["cut_off_logit"] for seed in seeds]))
-    elevated = min(high, float(np.median([seed["elevated_cut_off_logit"] for seed in seeds])))
-    return head, {"high": _probability(high), "elevated": _probability(elevated)}
+    return fit_head(variant, x, y, SEEDS[0])
+
+
+class CrisisTrainingError(RuntimeError):
+    """The selection chose something this code cannot write as a crisis head."""
 
 
 def _probability(logit: float) -> float:
@@ -440,19 +491,7 @@ def cross_validate_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int
         np.maximum.at(best, np.asarray(owners), piece_logits)
         logits[test] = best
         log.info("seed %d fold %d done", seed, fold)
-    cut = cut_off_for(logits, rows)
-    positives = logits[labels == 1]
-    return {
-        "seed": seed,
-        "cut_off_logit": cut,
-        "recall": float((positives >= cut).mean()),
-        "elevated_cut_off_logit": float(np.quantile(positives, 1 - ELEVATED_RECALL)),
-        "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
-        "hard_negative_high_rate": _rate(
-            logits, rows, cut, lambda row: row.source != "esconv" and not row.label
-        ),
-        "oof_logits": logits,
-    }
+    return out_of_fold_result(seed, logits, rows)
 
 
 # -- the whole run: select, refit, write into a risk model folder ---------------------------------------
@@ -502,20 +541,21 @@ def train_tuned_head(base_model: str, rows: Sequence[Row], output: Path, seed: i
     CrisisHead(config, head.tensors).save(output)
 
 
-def run_full_selection(
-    base_model: str, rows: Sequence[Row], cache: EmbeddingCache, seeds: Sequence[int]
-) -> dict:
-    """Attempt 1's frozen variants, then attempt 2's tuned D, all judged by the same rule."""
-    from inference.risk.features import load_encoder
+def caches_for(encoder, tokenizer, cache_path: Path) -> CacheFor:
+    """One embedding cache per reading of the encoder (sentence embedding, or a set of hidden layers)."""
+    caches: dict[tuple[int, ...] | None, EmbeddingCache] = {}
 
-    report = run_selection(rows, cache, seeds)
-    encoder, tokenizer = load_encoder(base_model)
-    runs = [cross_validate_tuned(encoder, tokenizer, rows, seed) for seed in seeds]
-    report["variants"][TUNED.name] = summarise(runs)
-    frozen_winner = report["winner"]
-    tuned, frozen = report["variants"][TUNED.name], report["variants"][frozen_winner]
-    report["winner"] = TUNED.name if tuned["recall_mean"] > frozen["recall_mean"] + 0.01 else frozen_winner
-    return report
+    def cache_for(variant: Variant) -> EmbeddingCache:
+        if variant.layers not in caches:
+            path = cache_path
+            if variant.layers is not None:
+                suffix = "".join(str(layer) for layer in variant.layers)
+                path = cache_path.with_name(f"{cache_path.stem}-layers{suffix}{cache_path.suffix}")
+            reader = SentenceEncoder(encoder, tokenizer, layers=variant.layers)
+            caches[variant.layers] = EmbeddingCache(reader, path)
+        return caches[variant.layers]
+
+    return cache_for
 
 
 def train_crisis(
@@ -527,22 +567,28 @@ def train_crisis(
     selection_path: Path | None,
     cache_path: Path,
 ) -> dict:
+    """Select (or reuse a selection), refit the winner on the whole pool and write it into ``output``.
+
+    Attempt 2's tuned variant D is not re-run here: it was stopped as underfit (see the protocol); its code
+    stays for ``train_tuned_head`` should a later attempt declare it again."""
     from inference.risk.features import load_encoder
 
     rows = training_pool(data_dir)
     encoder, tokenizer = load_encoder(base_model)
-    cache = EmbeddingCache(SentenceEncoder(encoder, tokenizer), cache_path)
+    cache_for = caches_for(encoder, tokenizer, cache_path)
     if selection_path is not None:
         report = json.loads(selection_path.read_text())
     else:
-        report = run_full_selection(base_model, rows, cache, seeds)
+        report = run_selection(rows, cache_for, seeds)
     winner = report["winner"]
     cut_offs = cut_offs_from(report["variants"][winner]["per_seed"])
     if winner == TUNED.name:
         train_tuned_head(base_model, rows, output, seed=seeds[0])
     else:
-        spec = {name: value for name, value in report["winner_spec"].items()}
-        head, _ = fit_final(spec, rows, cache, report)
+        spec = dict(report["winner_spec"])
+        variant_layers = tuple(spec["layers"]) if spec.get("layers") else None
+        head = fit_final(spec, rows, cache_for(Variant(winner, layers=variant_layers)))
+        head = CrisisHead(replace(head.config, base_model=base_model), head.tensors)
         head.save(output)
     method = (
         f"variant {winner} by docs/models/risk-crisis-protocol.md; high = median over seeds of the lowest "

@@ -383,7 +383,13 @@ def _load_crisis(
             ) from exc
     if head.config.adapter:
         encoder = _adapted_copy(encoder, folder / head.config.adapter)
-    return head, SentenceEncoder(encoder, tokenizer, max_tokens=head.config.max_tokens, device=device)
+    try:
+        reader = SentenceEncoder(
+            encoder, tokenizer, max_tokens=head.config.max_tokens, device=device, layers=head.config.layers
+        )
+    except CrisisHeadError as exc:
+        raise ModelLoadError(str(exc), setting=SETTING) from exc
+    return head, reader
 
 
 def _tuned_encoder(encoder: torch.nn.Module, folder: Path, config: PooledConfig) -> torch.nn.Module:

@@ -101,3 +101,72 @@ def test_esconv_halves_split_by_conversation(tmp_path):
     assert {row.group for row in train} == {"e0", "e2"}
     assert {row.group for row in heldout} == {"e1", "e181"}
     assert [row.label for row in heldout if row.group == "e181"] == [1]
+
+
+def test_selection_runs_every_declared_variant_and_ships_a_layered_winner(tiny, tmp_path, monkeypatch):
+    folder, encoder, tokenizer = tiny
+    monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))  # the tiny encoder has two blocks, not six
+    cache_for = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")
+    report = ct.run_selection(_rows(), cache_for, seeds=(13, 29))
+    names = set(report["variants"])
+    assert {"A0.5", "A2", "A8", "B", "E0.5", "E2", "E8"} <= names
+    assert any(name.startswith("C") for name in names) and any(name.endswith("-aug") for name in names)
+    assert any(name.startswith("F(") for name in names)
+    assert report["winner"] == ct.choose(report["variants"])
+    # The layered cache lives beside the plain one and holds three hidden states per text.
+    assert (tmp_path / "cache-layers012.npz").exists()
+
+    # Whatever won on these made-up rows, an E head must round-trip through the scorer unchanged.
+    rows = _rows()
+    cache = cache_for(ct.Variant("E2", layers=ct.LAYERS))
+    head = ct.fit_final({"name": "E2", "c": 2.0, "layers": [0, 1, 2]}, rows, cache)
+    assert head.tensors["weight"].shape == (3 * encoder.config.hidden_size,)
+    import shutil
+
+    out = tmp_path / "model"
+    shutil.copytree(folder, out)
+    from dataclasses import replace
+
+    CrisisHead(replace(head.config, base_model=str((out / "base").resolve())), head.tensors).save(out)
+    write_calibration(out, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    ct.write_crisis_calibration(out, {"high": 0.8, "elevated": 0.2}, "a test")
+    scorer = RiskScorer.load(out)
+    loaded, reader = scorer.crisis
+    assert loaded.config.layers == (0, 1, 2) and reader.layers == (0, 1, 2)
+    texts = ["i want to die", "hello"]
+    expected = head.probabilities(ct.SentenceEncoder(encoder, tokenizer, layers=ct.LAYERS), texts)
+    got = [result.probabilities[CRISIS_LABEL] for result in scorer.predict(texts)]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_word_level_winner_is_refused_with_a_clear_error(tiny, tmp_path):
+    _, encoder, tokenizer = tiny
+    cache = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")(ct.Variant("A8"))
+    with pytest.raises(ct.CrisisTrainingError, match="word-level"):
+        ct.fit_final({"name": "F(A8)", "c": 8.0, "lexical": True}, _rows(), cache)
+
+
+def test_crisis_head_config_refuses_negative_layers():
+    from inference.risk.crisis import CrisisHeadConfig, CrisisHeadError
+
+    with pytest.raises(CrisisHeadError, match="layers"):
+        CrisisHeadConfig(layers=(-1,))
+    assert CrisisHeadConfig(layers=[2, 4]).layers == (2, 4)
+
+
+def test_a_head_reading_layers_its_encoder_lacks_is_refused_at_load(tiny, tmp_path):
+    import shutil
+
+    from inference.errors import ModelLoadError
+    from inference.risk.crisis import CrisisHeadConfig
+
+    folder, encoder, _ = tiny
+    out = tmp_path / "model"
+    shutil.copytree(folder, out)
+    width = 3 * encoder.config.hidden_size
+    CrisisHead(
+        CrisisHeadConfig(layers=(2, 4, 6), base_model=str((out / "base").resolve())),
+        {"weight": np.zeros(width, np.float32), "bias": np.zeros(1, np.float32)},
+    ).save(out)
+    with pytest.raises(ModelLoadError, match="hidden state 6"):
+        RiskScorer.load(out)
