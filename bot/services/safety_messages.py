@@ -11,13 +11,17 @@ import logging
 log = logging.getLogger(__name__)
 
 
+def _opening(guild_name: str | None) -> str:
+    """Both safety DMs open alike, so the member knows who writes and from which server (never about what)."""
+    where = f" in **{guild_name}**" if guild_name else ""
+    return f"Hi — this is PeerCare, the support bot{where}. Something you shared sounded really heavy, and"
+
+
 def private_resources_message(crisis_resources: str, guild_name: str | None = None) -> str:
     """Sent when the member has not agreed to a moderator alert: only they see it."""
-    where = f" in **{guild_name}**" if guild_name else ""
     return (
-        f"Hi — this is PeerCare, the support bot{where}. Something you shared sounded really heavy, "
-        "and I wanted to check in privately. You don't have to carry this alone, and things can get better "
-        "with support.\n\n"
+        f"{_opening(guild_name)} I wanted to check in privately. You don't have to carry this alone, and "
+        "things can get better with support.\n\n"
         f"{crisis_resources}\n\n"
         "Nobody else has been told about this message. If you'd like a moderator to reach out to you, "
         "you can change that any time with `/peercare safety`."
@@ -26,10 +30,9 @@ def private_resources_message(crisis_resources: str, guild_name: str | None = No
 
 def ask_first_message(crisis_resources: str, guild_name: str | None = None) -> str:
     """Sent when the member chose "ask me first": a yes/no question, with resources either way."""
-    where = f" in **{guild_name}**" if guild_name else ""
     return (
-        f"Hi — this is PeerCare, the support bot{where}. Something you shared sounded really heavy, and "
-        "I wanted to check in with you privately first. You matter, and support is available.\n\n"
+        f"{_opening(guild_name)} I wanted to check in with you privately first. You matter, and support "
+        "is available.\n\n"
         "**Would you like one of the server's moderators to reach out to you?** Nothing has been shared "
         "with them yet; it's your choice.\n\n"
         f"{crisis_resources}"
