@@ -58,15 +58,7 @@ async def set_coaching(session: AsyncSession, guild_id: int, user_id: int, choic
     consent = await get_or_create(session, guild_id, user_id)
     consent.coaching = choice
     consent.dms_closed_at = None  # the member just acted: try DMs again
-    audit.record(
-        session,
-        "consent.coaching",
-        guild_id=guild_id,
-        actor_id=user_id,
-        subject_type="member",
-        subject_id=user_id,
-        choice=choice.value,
-    )
+    _record_choice(session, "consent.coaching", guild_id, user_id, choice)
 
 
 async def set_escalation(
@@ -74,9 +66,20 @@ async def set_escalation(
 ) -> None:
     consent = await get_or_create(session, guild_id, user_id)
     consent.escalation = choice
+    _record_choice(session, "consent.escalation", guild_id, user_id, choice)
+
+
+def _record_choice(
+    session: AsyncSession,
+    action: str,
+    guild_id: int,
+    user_id: int,
+    choice: CoachingChoice | EscalationConsent,
+) -> None:
+    """A consent change is audited the same way whichever consent it is: the member acts on themself."""
     audit.record(
         session,
-        "consent.escalation",
+        action,
         guild_id=guild_id,
         actor_id=user_id,
         subject_type="member",
