@@ -151,6 +151,16 @@ def _log_retry(operation: str, state: RetryCallState) -> None:
     )
 
 
+def _warn_if_transient(exc: BaseException, message: str, *args: object) -> None:
+    """Where a unit of work is finally given up, say when an outage (not a bug) was the cause.
+
+    ``message`` takes the transient reason first, then ``args``.
+    """
+    reason = transient_reason(exc)
+    if reason is not None:
+        log.warning(message, reason, *args)
+
+
 class Database:
     """Owns the engine; hands out sessions. Close it once, at shutdown."""
 
@@ -175,14 +185,11 @@ class Database:
             async with self._sessions() as session, session.begin():
                 yield session
         except Exception as exc:
-            reason = transient_reason(exc)
-            if reason is not None:
-                log.warning(
-                    "database unavailable (%s): a unit of work was rolled back (%s); "
-                    "its caller retries or parks it",
-                    reason,
-                    type(exc).__name__,
-                )
+            _warn_if_transient(
+                exc,
+                "database unavailable (%s): a unit of work was rolled back (%s); its caller retries or parks it",
+                type(exc).__name__,
+            )
             raise
 
     async def run(self, operation: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -209,15 +216,12 @@ class Database:
                     async with self._sessions() as session, session.begin():
                         result = await work(session)
         except Exception as exc:
-            reason = transient_reason(exc)
-            if reason is not None:
-                log.warning(
-                    "database unavailable (%s) during %s: giving up after %d attempts; "
-                    "the work is left for its sweep",
-                    reason,
-                    operation,
-                    RETRY_ATTEMPTS,
-                )
+            _warn_if_transient(
+                exc,
+                "database unavailable (%s) during %s: giving up after %d attempts; the work is left for its sweep",
+                operation,
+                RETRY_ATTEMPTS,
+            )
             raise
         return result
 
