@@ -52,6 +52,12 @@ _PROBLEM_NOTICES = {
     DeliveryProblem.ALERT_CHANNEL_GONE: "the moderator alert channel no longer exists",
 }
 
+# What a posted alert becomes when the member withdraws their consent: no member, none of their words.
+WITHDRAWN_ALERT = (
+    "This alert was withdrawn: the member changed their mind about moderators being told. "
+    "PeerCare has taken their words out of it and keeps none of them."
+)
+
 # Posting an alert failed: what is kept on the case, and the setup problem moderators are told of.
 _ALERT_SEND_ERRORS: dict[type[discord.HTTPException], tuple[str, DeliveryProblem]] = {
     discord.Forbidden: (
@@ -155,12 +161,21 @@ class Escalations(commands.Cog):
         if plan is None or plan.alert_channel_id is None or plan.alert_message_id is None:
             return
         channel = self.bot.get_partial_messageable(plan.alert_channel_id, guild_id=plan.guild_id)
+        message = channel.get_partial_message(plan.alert_message_id)
         try:
-            await channel.get_partial_message(plan.alert_message_id).edit(
-                embed=alert_embed(plan),
-                view=alert_view(plan.escalation_id, plan.state),
-                allowed_mentions=discord.AllowedMentions.none(),  # an edit never pings
-            )
+            if plan.consent_withdrawn:
+                await message.edit(
+                    content=WITHDRAWN_ALERT,
+                    embed=None,
+                    view=None,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+            else:
+                await message.edit(
+                    embed=alert_embed(plan),
+                    view=alert_view(plan.escalation_id, plan.state),
+                    allowed_mentions=discord.AllowedMentions.none(),  # an edit never pings
+                )
         except discord.NotFound:
             log.warning("escalation %s: its alert message is gone; not redrawn", escalation_id)
         except discord.HTTPException as exc:
@@ -168,9 +183,12 @@ class Escalations(commands.Cog):
                 "escalation %s: alert not redrawn (HTTP %s); the sweep retries", escalation_id, exc.status
             )
             return
-        log.info(
-            "escalation %s: alert redrawn with %d later messages", escalation_id, len(plan.more_messages)
-        )
+        if plan.consent_withdrawn:
+            log.info("escalation %s: the member withdrew consent; alert taken back", escalation_id)
+        else:
+            log.info(
+                "escalation %s: alert redrawn with %d later messages", escalation_id, len(plan.more_messages)
+            )
         await self.database.run(
             f"mark escalation {escalation_id} redrawn",
             lambda session: escalation.mark_redrawn(session, escalation_id, plan),
@@ -400,7 +418,11 @@ class Escalations(commands.Cog):
     # -- re-pings ------------------------------------------------------------------------------------------
 
     async def reping_due(self, now: datetime | None = None) -> int:
-        """Remind moderators of alerts nobody acknowledged in time. Returns reminders sent."""
+        """Remind moderators of alerts nobody acknowledged in time. Returns reminders sent.
+
+        Each reminder is checked just before it goes (``mark_repinged``): shadow mode or a withdrawn
+        consent stops it, and an alert whose consent was withdrawn is taken back at once.
+        """
         moment = now or utcnow()
         plans = await self.database.run(
             "list alerts due a re-ping", lambda session: escalation.due_repings(session, moment)
@@ -412,6 +434,7 @@ class Escalations(commands.Cog):
                     f"count a re-ping of escalation {plan.escalation_id}",
                     lambda session, plan=plan: escalation.mark_repinged(session, plan.escalation_id, moment),
                 ):
+                    await self._redraw(plan.escalation_id)  # owed only if consent was withdrawn just now
                     continue
                 role = f"<@&{plan.moderator_role_id}> " if plan.moderator_role_id else ""
                 channel = self.bot.get_partial_messageable(plan.alert_channel_id, guild_id=plan.guild_id)

@@ -5,6 +5,10 @@ durable: an ``Escalation`` row (state ``pending``) is committed before anything 
 every pending row at least once (right away, at start-up and in a periodic sweep) and a two-phase mark
 (``delivery_attempts`` bumped and committed before sending, ``alert_message_id`` after) lets it detect a
 send that may have happened before a crash, so an alert is never posted twice.
+
+The rule that keeps delivery honest: a case's consent is not frozen when it opens. Every send and every
+re-ping reads the member's consent and the guild's shadow mode as they are at that moment
+(``_apply_current_consent``); see ``plan_delivery``, ``plan_redraw`` and ``mark_repinged``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from bot.db.models import (
     EscalationState,
     GuildSettings,
     RiskAssessment,
+    utcnow,
 )
 from bot.services import audit, consent, guild_settings
 from bot.services.errors import UserFacingError
@@ -388,6 +393,8 @@ async def handle_seeker_risk(
         return PostDecision(decision.tier, outcome, existing.id)
     case = await current_case(session, scored.guild_id, scored.author_id, now, quiet)
     if case is not None:
+        # The joined message is shown to moderators by the redraw: only as far as the member allows now.
+        await _apply_current_consent(session, case, settings, now)
         await join_case(session, case, scored, labels, now, retention_days=retention_days)
         return PostDecision(decision.tier, outcome, case.id, joined=True)
     row, _created = await open_escalation(
@@ -442,6 +449,8 @@ class DeliveryPlan:
     alert_message_id: int | None = None
     # When a message last joined after the alert was drawn (None: the alert shows every message).
     alert_outdated_at: datetime | None = None
+    # The alert was posted, then the member chose "no": it is taken back (edited to say so), never redrawn.
+    consent_withdrawn: bool = False
 
     @property
     def jump_url(self) -> str | None:
@@ -451,6 +460,67 @@ class DeliveryPlan:
 
     def link(self, channel_id: int | None, message_id: int) -> str:
         return f"https://discord.com/channels/{self.guild_id}/{channel_id}/{message_id}"
+
+
+# How far each consent lets a case reach: a change made after the case opened may narrow it, never widen it.
+_REACH = {
+    EscalationConsent.NO.value: 0,
+    EscalationConsent.ASK_FIRST.value: 1,
+    EscalationConsent.YES.value: 2,
+    ASKED_YES: 2,
+}
+
+
+async def _apply_current_consent(
+    session: AsyncSession, row: Escalation, settings: GuildSettings, now: datetime
+) -> None:
+    """Narrow a case to the member's consent as it is now, just before anything about it is sent.
+
+    A case opened under "yes" follows a later "ask me first" (the member is asked before any alert) and a
+    later "no" withdraws it; a later, wider choice is for later posts, never for one made under a narrower
+    one. An "ask me first" yes to this very case stands until the member chooses "no".
+
+    Withdrawn ("no"): the excerpt goes at once and the withdrawal is audited. A case not yet delivered then
+    goes the way of any "no" case (private resources, nobody else told, closed); a posted alert is closed
+    (declined) and marked outdated, so the cog's redraw takes it back out of the alert channel.
+    """
+    if row.state in CLOSED_STATES:
+        return
+    member = await consent.find(session, row.guild_id, row.member_id)
+    current = consent.escalation_consent(settings, member).value
+    used = row.consent_used or EscalationConsent.ASK_FIRST.value
+    if _REACH[current] >= _REACH[used] or (used == ASKED_YES and current != EscalationConsent.NO.value):
+        return
+    previous_state = row.state
+    if current == EscalationConsent.ASK_FIRST.value:
+        if row.state is not EscalationState.PENDING:
+            return  # already posted: moderators know; re-pings and redraws go on
+        row.consent_used = current
+        audit.record(
+            session,
+            "escalation.consent_narrowed",
+            guild_id=row.guild_id,
+            subject_type="escalation",
+            subject_id=row.id,
+            consent=current,
+        )
+        return
+    row.consent_used = current
+    row.excerpt = None
+    row.text_expires_at = None
+    if row.state is not EscalationState.PENDING:
+        row.state = EscalationState.DECLINED
+        row.resolved_at = now
+        if row.alert_message_id is not None:
+            row.alert_outdated_at = now
+    audit.record(
+        session,
+        "escalation.consent_withdrawn",
+        guild_id=row.guild_id,
+        subject_type="escalation",
+        subject_id=row.id,
+        previous_state=previous_state.value,
+    )
 
 
 def _action_for(row: Escalation) -> Outcome:
@@ -488,29 +558,51 @@ def plan_for(row: Escalation, settings: GuildSettings) -> DeliveryPlan:
         resolved_by=row.resolved_by,
         alert_message_id=row.alert_message_id,
         alert_outdated_at=row.alert_outdated_at,
+        consent_withdrawn=row.consent_used == EscalationConsent.NO.value and row.alert_message_id is not None,
     )
 
 
-async def plan_delivery(session: AsyncSession, escalation_id: int) -> DeliveryPlan | None:
-    """The delivery still owed for a case, or None when nothing is (already delivered, closed, gone)."""
+async def plan_delivery(
+    session: AsyncSession, escalation_id: int, now: datetime | None = None
+) -> DeliveryPlan | None:
+    """The delivery still owed for a case, or None when nothing is (already delivered, closed, gone).
+
+    Read at the moment of sending: the member's current consent decides the message (a withdrawn consent
+    drops the excerpt here), and in shadow mode nothing goes out. The case then stays pending: what a live
+    guild owed before shadow mode was switched on is delivered, under the consent of that moment, once it
+    is switched off again.
+    """
     row = await session.get(Escalation, escalation_id)
     if row is None or row.state is not EscalationState.PENDING:
         return None
     settings = await guild_settings.get_or_create(session, row.guild_id)
     if settings.left_at is not None:
         return None
+    await _apply_current_consent(session, row, settings, now or utcnow())
+    if settings.shadow_mode:
+        return None
     return plan_for(row, settings)
 
 
-async def plan_redraw(session: AsyncSession, escalation_id: int) -> DeliveryPlan | None:
-    """A posted alert that messages joined since it was drawn: edit it (no ping). None when not owed."""
+async def plan_redraw(
+    session: AsyncSession, escalation_id: int, now: datetime | None = None
+) -> DeliveryPlan | None:
+    """A posted alert that messages joined since it was drawn: edit it (no ping). None when not owed.
+
+    A withdrawn consent is honoured first (``consent_withdrawn``: take the alert back), even in shadow mode,
+    which holds every other redraw.
+    """
     row = await session.get(Escalation, escalation_id)
     if row is None or row.alert_outdated_at is None or row.alert_message_id is None:
         return None
     settings = await guild_settings.get_or_create(session, row.guild_id)
     if settings.left_at is not None:
         return None
-    return plan_for(row, settings)
+    await _apply_current_consent(session, row, settings, now or utcnow())
+    plan = plan_for(row, settings)
+    if settings.shadow_mode and not plan.consent_withdrawn:
+        return None
+    return plan
 
 
 async def mark_redrawn(session: AsyncSession, escalation_id: int, drawn: DeliveryPlan) -> None:
@@ -748,6 +840,8 @@ def _refusal(row: Escalation, action: ModeratorAction) -> str:
     if row.state in (EscalationState.RESOLVED, EscalationState.FALSE_ALARM):
         verb = "resolved" if row.state is EscalationState.RESOLVED else "marked as a false alarm"
         return f"This alert was already {verb} by <@{row.resolved_by}>."
+    if row.state is EscalationState.DECLINED:
+        return "The member changed their mind about moderators being told, so this alert was withdrawn."
     if row.state is EscalationState.ACKNOWLEDGED and action is ModeratorAction.ACKNOWLEDGE:
         return f"<@{row.acknowledged_by}> has already acknowledged this alert."
     return f"This alert is {row.state.value.replace('_', ' ')}; it cannot be {action.value.replace('_', ' ')}d now."
@@ -763,6 +857,15 @@ async def record_member_answer(
     if row.state is not EscalationState.AWAITING_MEMBER:
         raise UserFacingError("You already answered this — thank you.")
     if wants_moderator:
+        member = await consent.find(session, row.guild_id, member_id)
+        settings = await guild_settings.get_or_create(session, row.guild_id)
+        if consent.escalation_consent(settings, member) is EscalationConsent.NO:
+            # Their standing choice says nobody is told; a button on an older question does not overrule it.
+            raise UserFacingError(
+                "Your PeerCare setting is that no moderator is told, so nobody has been. If you would like "
+                "a moderator to reach out, choose **yes** or **ask** with `/peercare safety` in the server, "
+                "then press this button again."
+            )
         row.consent_used = ASKED_YES
         row.state = EscalationState.PENDING
         row.delivery_attempts = 0
@@ -797,7 +900,10 @@ class RepingPlan:
 
 
 async def due_repings(session: AsyncSession, now: datetime) -> list[RepingPlan]:
-    """Alerts nobody acknowledged within the guild's ``realert_after_minutes``, at most MAX_REPINGS times."""
+    """Alerts nobody acknowledged within the guild's ``realert_after_minutes``, at most MAX_REPINGS times.
+
+    None in shadow mode. The member's consent is read again by ``mark_repinged``, just before each ping.
+    """
     rows = await session.scalars(
         select(Escalation).where(
             Escalation.state == EscalationState.ALERTED,
@@ -808,7 +914,7 @@ async def due_repings(session: AsyncSession, now: datetime) -> list[RepingPlan]:
     plans = []
     for row in rows:
         settings = await guild_settings.get_or_create(session, row.guild_id)
-        if settings.left_at is not None or settings.realert_after_minutes <= 0:
+        if settings.left_at is not None or settings.shadow_mode or settings.realert_after_minutes <= 0:
             continue
         last = row.last_pinged_at or row.alerted_at or row.created_at
         if now - last < timedelta(minutes=settings.realert_after_minutes):
@@ -827,9 +933,17 @@ async def due_repings(session: AsyncSession, now: datetime) -> list[RepingPlan]:
 
 
 async def mark_repinged(session: AsyncSession, escalation_id: int, now: datetime) -> bool:
-    """Count a re-ping; False when the alert was acknowledged meanwhile (then the ping is not sent)."""
+    """Count a re-ping; False when it must not be sent.
+
+    Not sent when the alert was acknowledged meanwhile, the guild is in shadow mode now, or the member has
+    withdrawn their consent since (then the case is closed here and its alert taken back: ``plan_redraw``).
+    """
     row = await _get(session, escalation_id)
     if row.state is not EscalationState.ALERTED:
+        return False
+    settings = await guild_settings.get_or_create(session, row.guild_id)
+    await _apply_current_consent(session, row, settings, now)
+    if row.state is not EscalationState.ALERTED or settings.shadow_mode:
         return False
     row.ping_count += 1
     row.last_pinged_at = now

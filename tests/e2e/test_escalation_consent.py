@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from bot.db.models import EscalationConsent, EscalationState
+from bot.db.models import EscalationConsent, EscalationState, utcnow
+from tests.discord_server.faults import missing_permissions
 from tests.e2e.safety_support import (
     CALM_POST,
     CRISIS_POST,
     HEAVY_POST,
     alerts,
+    audit_actions,
     cases,
     go_live,
     post_crisis,
@@ -114,3 +118,76 @@ async def test_post_below_high_tier_alerts_no_one(e2e, text):
     await e2e.settle(quiet=0.5)
     assert e2e.sent_to(e2e.cast.mod_alerts) == [] and e2e.dms_to(e2e.cast.alice) == []
     assert await cases(e2e) == []
+
+
+# -- consent and shadow mode read again at every send and re-ping ------------------------------------------
+
+REPING_DUE = timedelta(minutes=31)  # past the default 30 minutes before an unacknowledged alert is re-pinged
+
+
+async def _choose(e2e: Any, choice: str) -> None:
+    command = await e2e.slash(
+        "peercare safety", {"choice": choice}, user=e2e.cast.alice, channel=e2e.cast.general
+    )
+    await command.reply()
+
+
+async def _live_alert(e2e: Any) -> Any:
+    await go_live(e2e, EscalationConsent.YES)
+    await post_crisis(e2e)
+    alert = await wait_for_alert(e2e)
+    await wait_for_case(e2e, EscalationState.ALERTED)
+    return alert
+
+
+def _reminders(e2e: Any, alert: Any) -> list[Any]:
+    return [m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.reference_id == alert.id]
+
+
+async def test_withdrawn_consent_stops_pending_alert(e2e):
+    await go_live(e2e, EscalationConsent.YES)
+    e2e.faults.next_request(
+        missing_permissions(), method="POST", path=f"/channels/{e2e.cast.mod_alerts.id}/messages"
+    )
+    await post_crisis(e2e)
+
+    async def waiting() -> bool:
+        return any(c.last_error for c in await cases(e2e))
+
+    await e2e.eventually(waiting, what="the alert to wait after the 403")
+    await _choose(e2e, "no")  # before the permission is fixed and the sweep retries
+    await e2e.bot.get_cog("Escalations").sweep()
+    case = await wait_for_case(e2e, EscalationState.MEMBER_SUPPORTED)
+    dm = await e2e.wait_for_dm(e2e.cast.alice, lambda m: "Nobody else has been told" in m.content)
+    await e2e.settle()
+    assert alerts(e2e) == [] and CRISIS_POST not in dm.content
+    assert case.excerpt is None and case.consent_used == EscalationConsent.NO.value
+    assert "escalation.consent_withdrawn" in await audit_actions(e2e)
+
+
+async def test_shadow_mode_stops_repings(e2e):
+    alert = await _live_alert(e2e)
+    command = await e2e.slash("peercare setup", {"shadow_mode": True}, user=e2e.cast.moderator)
+    await command.reply()
+    escalations = e2e.bot.get_cog("Escalations")
+    assert await escalations.reping_due(utcnow() + REPING_DUE) == 0
+    await e2e.settle()
+    assert _reminders(e2e, alert) == []
+
+
+async def test_withdrawn_consent_stops_repings_and_takes_the_alert_back(e2e):
+    alert = await _live_alert(e2e)
+    await _choose(e2e, "no")
+    assert await e2e.bot.get_cog("Escalations").reping_due(utcnow() + REPING_DUE) == 0
+    taken_back = await e2e.wait_until(
+        lambda: next(
+            (m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.id == alert.id and not m.embeds), None
+        ),
+        10.0,
+        "the alert taken back",
+    )
+    await e2e.settle()
+    assert CRISIS_POST not in (taken_back.content or "") and "changed their mind" in taken_back.content
+    assert taken_back.components == [] and _reminders(e2e, alert) == []
+    (case,) = await cases(e2e)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None
