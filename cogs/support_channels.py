@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot
@@ -25,6 +27,20 @@ class SupportChannels(
         self.bot = bot
         super().__init__()
 
+    async def _change(
+        self,
+        interaction: discord.Interaction,
+        channel: ReadableChannel,
+        operation: str,
+        change: Callable[[AsyncSession, int, int, int], Awaitable[bool]],
+    ) -> bool:
+        """Opt ``channel`` in or out in the moderator's name (the audit trail says who changed what is read)."""
+        assert interaction.guild is not None
+        guild_id, moderator_id = interaction.guild.id, interaction.user.id
+        return await self.bot.database.run(
+            operation, lambda session: change(session, guild_id, channel.id, moderator_id)
+        )
+
     @app_commands.command(
         name="add", description="Let PeerCare read this channel and its threads (Manage Server)"
     )
@@ -32,11 +48,7 @@ class SupportChannels(
     @moderator_only()
     async def add(self, interaction: discord.Interaction, channel: ReadableChannel) -> None:
         assert interaction.guild is not None
-        guild_id, moderator_id = interaction.guild.id, interaction.user.id
-        added = await self.bot.database.run(
-            "add a support channel",
-            lambda session: support_channels.add(session, guild_id, channel.id, moderator_id),
-        )
+        added = await self._change(interaction, channel, "add a support channel", support_channels.add)
         if added:
             text = (
                 f"{channel.mention} is now a support channel: PeerCare reads new posts and replies there "
@@ -52,11 +64,8 @@ class SupportChannels(
     @app_commands.command(name="remove", description="Stop PeerCare reading this channel (Manage Server)")
     @moderator_only()
     async def remove(self, interaction: discord.Interaction, channel: ReadableChannel) -> None:
-        assert interaction.guild is not None
-        guild_id, moderator_id = interaction.guild.id, interaction.user.id
-        removed = await self.bot.database.run(
-            "remove a support channel",
-            lambda session: support_channels.remove(session, guild_id, channel.id, moderator_id),
+        removed = await self._change(
+            interaction, channel, "remove a support channel", support_channels.remove
         )
         text = (
             f"{channel.mention} is no longer a support channel: nothing new there is read."
