@@ -8,9 +8,11 @@ the worker, in the batch being scored, or waiting for room in the worker's bound
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from inference.client import InferenceClient
@@ -41,6 +43,26 @@ class InferenceMeter:
             or message_id in self.posts_scored
             or message_id in self.failed_ids
         )
+
+    @contextlib.contextmanager
+    def awaiting(self, message_id: int, *, sheddable: bool = False) -> Iterator[None]:
+        """One request the bot awaits, counted in flight until it returns or raises.
+
+        Only coaching replies may be shed, and a shed reply is an answer, not a failure; risk is never shed,
+        so a ``RequestShed`` from a risk call counts as the failure it would be.
+        """
+        self.in_flight += 1
+        try:
+            yield
+        except Exception as exc:
+            if sheddable and isinstance(exc, RequestShed):
+                self.replies_shed[message_id] = time.monotonic()
+            else:
+                self.failures[type(exc).__name__] += 1
+                self.failed_ids.add(message_id)
+            raise
+        finally:
+            self.in_flight -= 1
 
 
 class MeteredInference:
@@ -75,33 +97,16 @@ class MeteredInference:
             await asyncio.sleep(0.1)
 
     async def score_reply(self, request: ReplyScoreRequest) -> ReplyScore:
-        self.meter.in_flight += 1
         self.meter.reply_priorities[request.priority.name.lower()] += 1
-        try:
+        with self.meter.awaiting(request.reply_id, sheddable=True):
             result = await self.inner.score_reply(request)
-        except RequestShed:
-            self.meter.replies_shed[request.reply_id] = time.monotonic()
-            raise
-        except Exception as exc:
-            self.meter.failures[type(exc).__name__] += 1
-            self.meter.failed_ids.add(request.reply_id)
-            raise
-        finally:
-            self.meter.in_flight -= 1
         self.meter.replies_scored[request.reply_id] = time.monotonic()
         # A reply's request carries its parent's risk: the post counts as risk-scored too.
         self.meter.posts_scored.setdefault(request.parent_id, time.monotonic())
         return result
 
     async def score_risk(self, request: RiskScoreRequest) -> RiskScore:
-        self.meter.in_flight += 1
-        try:
+        with self.meter.awaiting(request.message_id):
             result = await self.inner.score_risk(request)
-        except Exception as exc:
-            self.meter.failures[type(exc).__name__] += 1
-            self.meter.failed_ids.add(request.message_id)
-            raise
-        finally:
-            self.meter.in_flight -= 1
         self.meter.posts_scored.setdefault(request.message_id, time.monotonic())
         return result
