@@ -180,14 +180,14 @@ class LoadReport:
         found = []
         if not self.drained:
             found.append(f"the bot had not drained after {self.drain_seconds:.0f}s")
-        if self.messages_without_outcome:
-            found.append(f"{len(self.messages_without_outcome)} offered messages have no outcome row")
-        if self.messages_pending:
-            found.append(f"{len(self.messages_pending)} offered messages still pending after the drain")
-        if self.skipped_without_reason:
-            found.append(f"{len(self.skipped_without_reason)} skipped messages have no reason")
-        if self.replies_in_several_dms:
-            found.append(f"{len(self.replies_in_several_dms)} replies were coached in more than one DM")
+        # Message ids that must all be empty after a good run: each list is reported by its length.
+        offending = (
+            (self.messages_without_outcome, "offered messages have no outcome row"),
+            (self.messages_pending, "offered messages still pending after the drain"),
+            (self.skipped_without_reason, "skipped messages have no reason"),
+            (self.replies_in_several_dms, "replies were coached in more than one DM"),
+        )
+        found.extend(f"{len(ids)} {what}" for ids, what in offending if ids)
         if self.crisis_posts_high < self.crisis_posts_offered:
             found.append(
                 f"only {self.crisis_posts_high} of {self.crisis_posts_offered} crisis posts were tiered high"
