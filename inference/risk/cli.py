@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -172,26 +173,15 @@ def _train(args: argparse.Namespace) -> int:
     from inference.risk.train import TrainOptions, recalibrate, train_risk_model
 
     _quiet_libraries()
+    # Each flag is named after its TrainOptions field: the dataclass and the parser list the options, and a
+    # third copy here would let a new flag silently not reach training.
+    given = vars(args)
     options = TrainOptions(
-        output=args.output,
-        data_dir=args.data_dir,
-        base_model=args.base_model,
-        mode=args.mode,
-        seed=args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lora_rank=args.lora_rank,
-        lora_blocks=args.lora_blocks,
-        lr_lora=args.lr_lora,
-        lr_head=args.lr_head,
-        layers=args.layers,
-        window_tokens=args.window_tokens,
-        overlap_tokens=args.overlap_tokens,
-        threads=args.threads,
-        cache_dir=args.cache_dir,
-        init_head=args.init_head,
-        lexical_labels=args.lexical_labels,
-        adapter_labels=args.adapter_labels,
+        **{
+            option.name: given[option.name]
+            for option in dataclasses.fields(TrainOptions)
+            if option.name in given
+        }
     )
     metrics = recalibrate(options) if args.calibrate_only else train_risk_model(options)
     print(json.dumps(metrics))
