@@ -10,16 +10,22 @@ log = logging.getLogger(__name__)
 MECHANISMS = ("ER", "IP", "EX")
 
 
-def register_train(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "empathy",
-        help="train an ER/IP/EX empathy bi-encoder (Sharma et al. 2020) on an empathy CSV",
-        description="Train one mechanism's bi-encoder: frozen seeker encoder, LoRA (or full) responder, "
-        "cross-attention, level and rationale heads; dev split by sp_id; baselines in the same run.",
-    )
+def _add_command(subparsers, summary: str, description: str) -> argparse.ArgumentParser:
+    """Training and evaluation read the same CSV for one mechanism: one command name, one way to say which."""
+    parser = subparsers.add_parser("empathy", help=summary, description=description)
     parser.add_argument("--mechanism", required=True, choices=MECHANISMS)
     parser.add_argument(
         "--data", required=True, help="CSV with sp_id, seeker_post, response_post, level, rationales"
+    )
+    return parser
+
+
+def register_train(subparsers) -> None:
+    parser = _add_command(
+        subparsers,
+        "train an ER/IP/EX empathy bi-encoder (Sharma et al. 2020) on an empathy CSV",
+        "Train one mechanism's bi-encoder: frozen seeker encoder, LoRA (or full) responder, "
+        "cross-attention, level and rationale heads; dev split by sp_id; baselines in the same run.",
     )
     parser.add_argument(
         "--base", default="all-MiniLM-L6-v2", help="base encoder: local folder, alias or hub id"
@@ -66,14 +72,12 @@ def register_train(subparsers) -> None:
 
 
 def register_eval(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "empathy",
-        help="evaluate an empathy model: accuracy, macro-F1, IOU-F1, token-F1",
-        description="Evaluate one mechanism's model on an empathy CSV. Rows whose sp_id the model was trained "
+    parser = _add_command(
+        subparsers,
+        "evaluate an empathy model: accuracy, macro-F1, IOU-F1, token-F1",
+        "Evaluate one mechanism's model on an empathy CSV. Rows whose sp_id the model was trained "
         "on are left out unless --include-training is given.",
     )
-    parser.add_argument("--mechanism", required=True, choices=MECHANISMS)
-    parser.add_argument("--data", required=True)
     parser.add_argument("--model", default=None, help="model source (default: shipped:empathy-<MECHANISM>)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the scores")
     parser.add_argument("--plot", default=None, help="write a confusion-matrix PNG here")
