@@ -143,12 +143,16 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
             log.warning("coaching flush skipped: database unavailable; the next one tries again")
 
     async def flush_due(self) -> int:
-        """Settle unfinished DMs, plan replies left pending, then send what the rate limits allow. Returns DMs attempted."""
+        """Settle unfinished DMs, plan replies left pending, then send what the rate limits allow. Returns DMs attempted.
+
+        Only for the guilds this process's shards own (bot.sharding): each guild's flush runs in one process.
+        """
         await self.settle_unfinished()
         attempted = 0
+        owned = self.bot.guild_ownership
         pending = await self.database.run(
             "coaching flush: list replies left pending",
-            lambda session: coaching_delivery.replies_left_pending(session, utcnow()),
+            lambda session: coaching_delivery.replies_left_pending(session, utcnow(), owned),
         )
         for guild_id, responder_id, reply_message_id in pending:
             try:
@@ -156,7 +160,8 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
             except Exception:
                 log.exception("coaching flush failed for reply %s", reply_message_id)
         waiting = await self.database.run(
-            "coaching flush: list waiting responders", coaching_delivery.responders_with_queued_replies
+            "coaching flush: list waiting responders",
+            lambda session: coaching_delivery.responders_with_queued_replies(session, owned),
         )
         for guild_id, responder_id in waiting:
             try:
@@ -227,7 +232,8 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
         this process is never mistaken for an unfinished one. Returns how many were settled.
         """
         unfinished = await self.database.run(
-            "coaching flush: list unfinished deliveries", coaching_delivery.unfinished_deliveries
+            "coaching flush: list unfinished deliveries",
+            lambda session: coaching_delivery.unfinished_deliveries(session, self.bot.guild_ownership),
         )
         for item in unfinished:
             try:

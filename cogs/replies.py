@@ -66,6 +66,7 @@ class Replies(commands.Cog):
             reply_scored=lambda scored: bot.dispatch(REPLY_SCORED, scored),
             closing=bot.is_closed,
             burst_window=timedelta(minutes=settings.risk_burst_minutes),
+            owned=bot.guild_ownership,
         )
         # Messages whose arrival could not be recorded (database unavailable past every retry): kept here and
         # offered again by the next recovery sweep. In memory only; after a crash, catch-up reads them back.

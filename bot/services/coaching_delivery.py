@@ -26,6 +26,7 @@ from bot.db.models import CoachingChoice, CoachingDelivery, GuildSettings, Score
 from bot.services import consent, guild_settings
 from bot.services.coaching import CoachingNote, ReplyForCoaching, compose_digest, compose_note
 from bot.services.reply_scoring import CoachingStatus, jump_url, mechanism_levels
+from bot.sharding import GuildOwnership
 
 log = logging.getLogger(__name__)
 
@@ -348,11 +349,20 @@ class Settled(str, enum.Enum):
     GONE = "gone"  # erased or settled meanwhile: nothing to do
 
 
-async def unfinished_deliveries(session: AsyncSession) -> list[UnfinishedDelivery]:
-    """Every delivery still ``sending``, with the jump URLs its DM carries (ids only, no text)."""
+async def unfinished_deliveries(
+    session: AsyncSession,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
+) -> list[UnfinishedDelivery]:
+    """Every delivery still ``sending`` in the guilds ``owned``, with the jump URLs its DM carries (ids only).
+
+    Only the owner settles one: another process could take a delivery that is being sent right now (its
+    per-responder lock is in memory) for one lost in a crash.
+    """
     rows = list(
         await session.scalars(
-            select(CoachingDelivery).where(CoachingDelivery.status == SENDING).order_by(CoachingDelivery.id)
+            select(CoachingDelivery)
+            .where(CoachingDelivery.status == SENDING, owned.where(CoachingDelivery.guild_id))
+            .order_by(CoachingDelivery.id)
         )
     )
     found: list[UnfinishedDelivery] = []
@@ -449,18 +459,24 @@ async def _maybe_first_contact(
         await _mark_first_contact_made(session, guild_id, responder_id, now)
 
 
-async def replies_left_pending(session: AsyncSession, now: datetime) -> list[tuple[int, int, int]]:
-    """(guild_id, responder_id, reply_message_id) of recent replies coaching never looked at.
+async def replies_left_pending(
+    session: AsyncSession,
+    now: datetime,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
+) -> list[tuple[int, int, int]]:
+    """(guild_id, responder_id, reply_message_id) of recent replies coaching never looked at, in ``owned`` guilds.
 
     A reply stays ``pending`` when planning it failed (the database stayed locked past every retry) or the
     process died before its event was handled; the periodic flush plans them. Older than a day, the moment
-    has passed (as for a late "yes" to the invitation), so they are left alone.
+    has passed (as for a late "yes" to the invitation), so they are left alone. With several processes, one
+    may be pending only because its own process is still planning it: the other processes leave it alone.
     """
     rows = await session.execute(
         select(ScoredReply.guild_id, ScoredReply.responder_id, ScoredReply.reply_message_id)
         .where(
             ScoredReply.coaching_status == CoachingStatus.PENDING.value,
             ScoredReply.scored_at >= now - LATE_ACCEPT_WINDOW,
+            owned.where(ScoredReply.guild_id),
         )
         .order_by(ScoredReply.scored_at, ScoredReply.id)
     )
@@ -513,11 +529,14 @@ async def set_coaching_choice(
     return queued
 
 
-async def responders_with_queued_replies(session: AsyncSession) -> list[tuple[int, int]]:
-    """(guild_id, responder_id) pairs with replies waiting for a note: the periodic flush walks these."""
+async def responders_with_queued_replies(
+    session: AsyncSession,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
+) -> list[tuple[int, int]]:
+    """(guild_id, responder_id) pairs with replies waiting for a note, in ``owned`` guilds: the flush walks these."""
     rows = await session.execute(
         select(ScoredReply.guild_id, ScoredReply.responder_id)
-        .where(ScoredReply.coaching_status == CoachingStatus.QUEUED.value)
+        .where(ScoredReply.coaching_status == CoachingStatus.QUEUED.value, owned.where(ScoredReply.guild_id))
         .group_by(ScoredReply.guild_id, ScoredReply.responder_id)
     )
     return [(int(g), int(r)) for g, r in rows.all()]

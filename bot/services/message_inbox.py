@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import InboxMessage, InboxOutcome, utcnow
+from bot.sharding import GuildOwnership
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +209,20 @@ async def pending(
     limit: int = 200,
     guild_id: int | None = None,
     after: PendingMessage | None = None,
+    owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
 ) -> list[PendingMessage]:
     """Messages still without an outcome that were received before ``older_than``, oldest first.
 
     ``after``: the last message of the previous page (pages never repeat a message, even one still pending).
+    ``owned``: only in the guilds this process's shards own (another process recovers the rest).
     """
     statement = (
         select(InboxMessage)
-        .where(InboxMessage.outcome == InboxOutcome.PENDING, InboxMessage.received_at < older_than)
+        .where(
+            InboxMessage.outcome == InboxOutcome.PENDING,
+            InboxMessage.received_at < older_than,
+            owned.where(InboxMessage.guild_id),
+        )
         .order_by(InboxMessage.received_at, InboxMessage.message_id)
         .limit(limit)
     )

@@ -35,6 +35,7 @@ from bot.services.reply_scoring import (
     ReplyScoringResult,
     SeekerPost,
 )
+from bot.sharding import GuildOwnership
 from inference.text_normalise import has_visible_text
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,11 @@ class MessageIntake:
         reply_scored: Callable[[ReplyScored], None],
         closing: Callable[[], bool] = lambda: False,
         burst_window: timedelta = timedelta(minutes=5),
+        owned: GuildOwnership = GuildOwnership.everything(),  # noqa: B008  (frozen, never mutated)
     ) -> None:
         self.database = database
+        # Recovery takes only these guilds' pending messages: each guild's are recovered by one process.
+        self.owned = owned
         self.pipeline = pipeline
         self.deliver_cases = deliver_cases
         self.reply_scored = reply_scored
@@ -327,7 +331,8 @@ class MessageIntake:
         """Process again every pending message received before the cut-off (fetched anew through ``refetch``).
 
         Safe at any time: messages this process is working on are left alone, and each attempt is claimed
-        in the database first. Returns how many messages were looked at.
+        in the database first. Only the guilds this process owns (``owned``): with several processes, a
+        guild's messages wait for the process whose shard receives it. Returns how many were looked at.
         """
         cutoff = received_before or utcnow() - timedelta(seconds=RECOVERY_GRACE_SECONDS)
         limit = asyncio.Semaphore(RECOVERY_CONCURRENCY)
@@ -345,7 +350,11 @@ class MessageIntake:
             page = await self.database.run(
                 "list pending inbox messages",
                 lambda session, after=last: message_inbox.pending(
-                    session, older_than=cutoff, limit=message_inbox.RECOVERY_PAGE_SIZE, after=after
+                    session,
+                    older_than=cutoff,
+                    limit=message_inbox.RECOVERY_PAGE_SIZE,
+                    after=after,
+                    owned=self.owned,
                 ),
             )
             if not page:

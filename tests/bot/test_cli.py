@@ -46,6 +46,15 @@ def test_malformed_setting_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "INFERENCE_MAX_WAIT_MS" in result.stderr
 
 
+def test_run_with_some_shards_on_sqlite_refuses_in_one_line(tmp_path: Path) -> None:
+    result = _run(["run"], tmp_path, DISCORD_TOKEN="x", SHARD_COUNT="2", SHARD_IDS="1")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("peercare: error: SHARD_IDS is invalid: runs only some shards")
+    assert "SQLite is one process only" in line and "DATABASE_URL=postgresql://" in line
+    assert not (tmp_path / "peercare.db").exists()  # refused before touching the database
+
+
 def test_db_upgrade_creates_the_default_sqlite_file(tmp_path: Path) -> None:
     result = _run(["db", "upgrade"], tmp_path)
     assert result.returncode == 0, result.stderr

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import shutil
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,20 +64,57 @@ _BOT_CODE = (
 )
 
 
-def _is_bot_task(task: asyncio.Task[Any]) -> bool:
+# The BotRunner whose bot is starting: every task that bot creates inherits it (tasks_tagged_by_runner).
+_STARTING_RUNNER: contextvars.ContextVar[BotRunner | None] = contextvars.ContextVar(
+    "e2e_starting_runner", default=None
+)
+_RUNNER_OF_TASK: weakref.WeakKeyDictionary[asyncio.Future[Any], BotRunner] = weakref.WeakKeyDictionary()
+
+
+def _is_bot_task(task: asyncio.Task[Any], runner: BotRunner | None = None) -> bool:
+    """A task of a bot instance; with ``runner``, of that runner's bot (or of no runner known to have made it)."""
     coro = task.get_coro()
     code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-    return code is not None and any(part in code.co_filename for part in _BOT_CODE)
+    if code is None or not any(part in code.co_filename for part in _BOT_CODE):
+        return False
+    return runner is None or _RUNNER_OF_TASK.get(task, runner) is runner
 
 
-async def drain_bot_tasks(timeout: float) -> list[asyncio.Task[Any]]:  # noqa: ASYNC109
+@contextlib.contextmanager
+def tasks_tagged_by_runner() -> Iterator[None]:
+    """Remember which BotRunner's bot created each task, so one of several bots in this loop can be crashed alone.
+
+    Several bot "processes" (the fleet tests) share the test's event loop; without this a crash would cancel
+    every bot's tasks. A task made while a bot runs inherits the context its runner set when starting it.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
+        context = kwargs.get("context")
+        runner = context.get(_STARTING_RUNNER) if context is not None else _STARTING_RUNNER.get()
+        if runner is not None:
+            _RUNNER_OF_TASK[task] = runner
+        return task
+
+    loop.set_task_factory(factory)
+    try:
+        yield
+    finally:
+        loop.set_task_factory(previous)
+
+
+async def drain_bot_tasks(timeout: float, runner: BotRunner | None = None) -> list[asyncio.Task[Any]]:  # noqa: ASYNC109
     """Wait for a stopped bot's leftover tasks (a job mid-transaction, a sweep) to finish by themselves.
 
     Cancelling them instead can leave aiosqlite's graceful close pending forever, hanging the loop's teardown.
-    Returns the tasks still running after ``timeout``.
+    Returns the tasks still running after ``timeout``. ``runner``: only that runner's bot's tasks.
     """
     current = asyncio.current_task()
-    pending = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
+    pending = [
+        t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t, runner)
+    ]
     for task in pending:
         # A view's timeout task only sleeps (discord.py does not stop views on close): nothing to wait for.
         if "timeout_task" in getattr(task.get_coro(), "__qualname__", ""):
@@ -286,7 +325,11 @@ class BotRunner:
         )
         self.bot = bot
         self.starts += 1
-        self.task = asyncio.create_task(bot.start(self.token), name=f"peercare-bot-{self.starts}")
+        starting = _STARTING_RUNNER.set(self)
+        try:
+            self.task = asyncio.create_task(bot.start(self.token), name=f"peercare-bot-{self.starts}")
+        finally:
+            _STARTING_RUNNER.reset(starting)
         ready = asyncio.create_task(bot.wait_until_ready())
         done, _ = await asyncio.wait(
             {ready, self.task}, timeout=BOT_READY_TIMEOUT_S, return_when="FIRST_COMPLETED"
@@ -308,7 +351,7 @@ class BotRunner:
             with contextlib.suppress(asyncio.CancelledError, discord.ConnectionClosed):
                 await task
         self.bot = self.task = None
-        left = await drain_bot_tasks(SHUTDOWN_DRAIN_S)
+        left = await drain_bot_tasks(SHUTDOWN_DRAIN_S, self)
         if left:
             log.warning(
                 "bot tasks still running %ss after close: %s", SHUTDOWN_DRAIN_S, [t.get_coro() for t in left]
@@ -342,7 +385,9 @@ class BotRunner:
         # Dying tasks can still start others (an event dispatched from an except block): kill until none are left,
         # before the database closes under them.
         for _ in range(10):
-            doomed = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t)]
+            doomed = [
+                t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_bot_task(t, self)
+            ]
             if task is not None and not task.done():
                 doomed.append(task)
             if not doomed:

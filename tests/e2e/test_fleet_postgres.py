@@ -1,8 +1,11 @@
 """Two bot processes, one shard each, on one PostgreSQL database: each does its own guilds' periodic work once.
 
-Covers what is owner-filtered today (docs/architecture.md, "Several processes"): check-in schedules and
-retention with guild-leave deletion. The escalation sweep, re-pings, inbox recovery and coaching flush are not
-filtered yet, so this test does not claim them. Needs PEERCARE_TEST_POSTGRES_URL (.ci/run sets it).
+Covers what is owner-filtered (docs/architecture.md, "Several processes"): check-in schedules, retention with
+guild-leave deletion, inbox recovery, start-up catch-up and the coaching flush, and a process killed mid-run
+whose guilds wait for it. The escalation sweep and re-pings are not filtered yet, so these tests do not claim
+them. The two "processes" are two bot instances in this test's event loop, each with its own gateway session,
+token, database pool and inference client; a crash kills one instance's tasks only. Needs
+PEERCARE_TEST_POSTGRES_URL (.ci/run sets it).
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.db.migrate import downgrade_database, upgrade_database
-from bot.db.models import GuildSettings, utcnow
+from bot.db.models import GuildSettings, InboxMessage, InboxOutcome, RiskAssessment, ScoredReply, utcnow
 from bot.services import checkins, retention
-from tests.discord_server import DiscordServer, Guild
+from bot.services.reply_scoring import CoachingStatus
+from tests.discord_server import DiscordServer, Guild, Message, User
 from tests.discord_server.snowflakes import shard_of
-from tests.e2e.conftest import BotRunner
+from tests.e2e._features import Hold, eventually, settings_for
+from tests.e2e.conftest import BotRunner, tasks_kept_alive, tasks_tagged_by_runner
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,30 +52,32 @@ async def fleet(
     discord_server: DiscordServer, postgres_url: str, e2e_inference_config, loaded_engines
 ) -> AsyncIterator[tuple[dict[int, BotRunner], dict[int, Guild]]]:
     """shard id -> a started bot process running only that shard; shard id -> a guild on that shard."""
-    cast_shard = shard_of(discord_server.cast.guild.id, SHARDS)
+    cast = discord_server.cast
+    cast_shard = shard_of(cast.guild.id, SHARDS)
     other = discord_server.world.add_guild(
-        "Second Server", shard=(1 - cast_shard, SHARDS), members=[discord_server.cast.alice]
+        "Second Server", shard=(1 - cast_shard, SHARDS), members=[cast.alice, cast.bob]
     )
-    guilds = {cast_shard: discord_server.cast.guild, 1 - cast_shard: other}
+    guilds = {cast_shard: cast.guild, 1 - cast_shard: other}
     runners = {
         shard: BotRunner(
             discord_server,
             postgres_url,
             e2e_inference_config,
-            {"shard_count": SHARDS, "shard_ids": str(shard)},
+            {"shard_count": SHARDS, "shard_ids": str(shard), **settings_for(e2e_inference_config)},
             [],
             loaded_engines,
         )
         for shard in range(SHARDS)
     }
-    try:
-        for runner in runners.values():
-            await runner.start()
-        yield runners, guilds
-    finally:
-        for runner in runners.values():
-            with contextlib.suppress(Exception):
-                await runner.stop()
+    with tasks_kept_alive(), tasks_tagged_by_runner():
+        try:
+            for runner in runners.values():
+                await runner.start()
+            yield runners, guilds
+        finally:
+            for runner in runners.values():
+                with contextlib.suppress(Exception):
+                    await runner.stop()
 
 
 def _checkin_guilds(runner: BotRunner) -> list[str]:
@@ -118,3 +125,161 @@ async def test_two_processes_share_the_fleet_work(discord_server: DiscordServer,
     assert _checkin_guilds(runners[1]) == [checkins.job_id(schedules[guilds[1].id])]  # untouched
     await runners[1].bot.get_cog("Privacy").run_retention()
     assert await remaining() == set()
+
+
+# -- inbox recovery, catch-up and the coaching flush: the guild's own process only ---------------------------
+
+SEEKER_TEXT = "My exams are next week and I can't sleep."
+REPLY_TEXT = "That sounds exhausting. What has the last week been like for you?"
+
+
+async def _go_live(server: DiscordServer, guild: Guild) -> None:
+    """A support channel, shadow mode off, and bob wanting coaching notes in ``guild``."""
+    moderator, support = server.cast.owner, guild.channel_named("support")
+    for path, options, user, channel in (
+        ("peercare channel add", {"channel": support}, moderator, guild.channel_named("general")),
+        ("peercare setup", {"shadow_mode": False}, moderator, guild.channel_named("general")),
+        ("peercare coaching on", {}, server.cast.bob, support),
+    ):
+        command = await server.slash(path, options, user=user, channel=channel)
+        await command.reply(timeout=15)
+
+
+async def _inbox_row(runner: BotRunner, message_id: int) -> InboxMessage | None:
+    assert runner.bot is not None
+    async with runner.bot.database.session() as session:
+        return await session.get(InboxMessage, message_id, populate_existing=True)
+
+
+async def _scored(runner: BotRunner, message_id: int) -> InboxMessage:
+    async def finished() -> InboxMessage | None:
+        row = await _inbox_row(runner, message_id)
+        return row if row is not None and row.outcome is not InboxOutcome.PENDING else None
+
+    row = await eventually(finished, what=f"message {message_id} to get its outcome")
+    assert row.outcome is InboxOutcome.SCORED
+    return row
+
+
+async def _count(runner: BotRunner, model: type, *conditions: object) -> int:
+    assert runner.bot is not None
+    async with runner.bot.database.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
+
+
+def _fetched_again(server: DiscordServer, message: Message) -> bool:
+    """Someone fetched ``message`` from Discord by id: recovery does, the live path never does."""
+    return bool(
+        server.requests.find(method="GET", path=f"/channels/{message.channel_id}/messages/{message.id}")
+    )
+
+
+def _history_reads(server: DiscordServer, guild: Guild) -> int:
+    support = guild.channel_named("support")
+    return len(server.requests.find(method="GET", path=f"/channels/{support.id}/messages"))
+
+
+async def _scored_post(server: DiscordServer, runner: BotRunner, guild: Guild, author: User) -> Message:
+    post = await server.say(guild.channel_named("support"), author, SEEKER_TEXT)
+    await _scored(runner, post.id)
+    return post
+
+
+def _inference(runner: BotRunner):  # type: ignore[no-untyped-def]
+    assert runner.bot is not None
+    return runner.bot.get_cog("Replies").pipeline.inference
+
+
+async def test_pending_message_is_recovered_by_its_guilds_process_only(discord_server: DiscordServer, fleet):
+    runners, guilds = fleet
+    await _go_live(discord_server, guilds[0])
+    held = Hold(_inference(runners[0]), "score_risk")  # process 0 is slow with its guild's post
+    post = await discord_server.say(
+        guilds[0].channel_named("support"), discord_server.cast.alice, SEEKER_TEXT
+    )
+    await held.wait_reached()
+
+    assert await runners[1].bot.get_cog("Replies").recover_pending(received_before=utcnow()) == 0
+    row = await _inbox_row(runners[1], post.id)
+    assert row is not None and (row.outcome, row.attempts) == (InboxOutcome.PENDING, 1)
+    assert not _fetched_again(discord_server, post)  # process 1 never touched guild 0's message
+
+    held.release()
+    assert (await _scored(runners[0], post.id)).attempts == 1
+    assert await _count(runners[0], RiskAssessment, RiskAssessment.message_id == post.id) == 1
+
+
+async def test_reply_left_uncoached_is_flushed_by_its_guilds_process_only(
+    discord_server: DiscordServer, fleet
+):
+    runners, guilds = fleet
+    bob = discord_server.cast.bob
+    await _go_live(discord_server, guilds[0])
+    post = await _scored_post(discord_server, runners[0], guilds[0], discord_server.cast.alice)
+    held = Hold(runners[0].bot.get_cog("Coaching"), "coach_new_reply")  # scored, its note not planned yet
+    reply = await discord_server.say(guilds[0].channel_named("support"), bob, REPLY_TEXT, reply_to=post)
+    await held.wait_reached()
+    await _scored(runners[0], reply.id)
+    assert (
+        await _count(runners[0], ScoredReply, ScoredReply.coaching_status == CoachingStatus.PENDING.value)
+        == 1
+    )
+
+    assert await runners[1].bot.get_cog("Coaching").flush_due() == 0
+    await discord_server.settle()
+    assert discord_server.dms_to(bob) == []
+
+    held.release()
+    await discord_server.wait_for_dm(bob, timeout=15)
+    await discord_server.settle()
+    assert len(discord_server.dms_to(bob)) == 1
+
+
+async def test_killed_shard_process_resumes_its_guilds(discord_server: DiscordServer, fleet):
+    runners, guilds = fleet
+    cast = discord_server.cast
+    for guild in guilds.values():
+        await _go_live(discord_server, guild)
+    posts = {
+        shard: await _scored_post(discord_server, runners[shard], guilds[shard], cast.alice)
+        for shard in guilds
+    }
+    # Process 0 dies while scoring bob's reply in its guild: received and recorded, never finished.
+    frozen = Hold(_inference(runners[0]), "score_reply")
+    reply_0 = await discord_server.say(
+        guilds[0].channel_named("support"), cast.bob, REPLY_TEXT, reply_to=posts[0]
+    )
+    await frozen.wait_reached()
+    await runners[0].crash()
+    history_reads_before = _history_reads(discord_server, guilds[1])
+
+    # Process 1 goes on with its own guild, and its sweeps leave guild 0's unfinished work alone.
+    reply_1 = await discord_server.say(
+        guilds[1].channel_named("support"), cast.bob, REPLY_TEXT, reply_to=posts[1]
+    )
+    await _scored(runners[1], reply_1.id)
+    await discord_server.wait_for_dm(cast.bob, timeout=15)  # its note for the reply in its guild
+    replies = runners[1].bot.get_cog("Replies")
+    assert await replies.recover_pending(received_before=utcnow()) == 0
+    assert await runners[1].bot.get_cog("Coaching").flush_due() == 0
+    row = await _inbox_row(runners[1], reply_0.id)
+    assert row is not None and (row.outcome, row.attempts) == (InboxOutcome.PENDING, 1)
+    assert not _fetched_again(discord_server, reply_0)
+
+    # Process 0 comes back: its start-up recovery finishes the reply once, and coaches it once.
+    frozen.release()
+    await runners[0].start()
+    assert (await _scored(runners[0], reply_0.id)).attempts == 2
+    await discord_server.wait_for_dm(cast.bob, timeout=15)
+    await discord_server.settle()
+    assert len(discord_server.dms_to(cast.bob)) == 2  # one note per guild's reply, none twice
+    assert await _count(runners[0], ScoredReply) == 2
+    for post in posts.values():
+        assert await _count(runners[0], RiskAssessment, RiskAssessment.message_id == post.id) == 1
+    async with runners[0].bot.database.session() as session:
+        pending = await session.scalar(
+            select(func.count()).select_from(InboxMessage).where(InboxMessage.outcome == InboxOutcome.PENDING)
+        )
+    assert pending == 0
+    # Its start-up catch-up read only its own guild's history.
+    assert _history_reads(discord_server, guilds[1]) == history_reads_before

@@ -11,6 +11,7 @@ from bot.db.session import Database
 from bot.services import coaching_delivery
 from bot.services.coaching_delivery import SENDING, PlanKind, Settled
 from bot.services.reply_scoring import CoachingStatus, ReplyInput, ReplyScoringPipeline
+from bot.sharding import GuildOwnership, shard_of
 from tests.bot.services.responder_fixtures import ScriptedInference
 from tests.bot.services.test_coaching_delivery import (
     GUILD,
@@ -192,3 +193,30 @@ async def test_a_reply_left_pending_is_listed_for_the_flush_for_a_day(
     await _claim_new(database, 601)
     async with database.session() as session:
         assert await coaching_delivery.replies_left_pending(session, T0) == []
+
+
+async def test_the_flush_lists_only_the_coaching_work_of_guilds_this_process_owns(
+    database: Database, inference: ScriptedInference
+) -> None:
+    owner = GuildOwnership(2, frozenset({shard_of(GUILD, 2)}))
+    other = GuildOwnership(2, frozenset({1 - shard_of(GUILD, 2)}))
+    await _configure(database, coaching_interval_minutes=60)
+    await _opt_in(database)
+    clock = Clock()
+    await _scored(database, inference, clock, 601)  # left pending: its plan never ran
+    async with database.session() as session:
+        assert await coaching_delivery.replies_left_pending(session, T0, owner) == [(GUILD, RESPONDER, 601)]
+        assert await coaching_delivery.replies_left_pending(session, T0, other) == []
+    plan = await _claim_new(database, 601)  # claimed, the DM never recorded: unfinished
+    unfinished = [
+        await database.run("test: unfinished", lambda s, o=o: coaching_delivery.unfinished_deliveries(s, o))
+        for o in (owner, other)
+    ]
+    assert [[u.delivery_id for u in found] for found in unfinished] == [[plan.delivery_id], []]
+    clock.now += timedelta(minutes=5)
+    await _scored(database, inference, clock, 602)
+    await _claim_new(database, 602, clock.now)  # within the interval: queued for a digest
+    assert await _status(database, 602) == CoachingStatus.QUEUED.value
+    async with database.session() as session:
+        assert await coaching_delivery.responders_with_queued_replies(session, owner) == [(GUILD, RESPONDER)]
+        assert await coaching_delivery.responders_with_queued_replies(session, other) == []

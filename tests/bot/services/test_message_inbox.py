@@ -13,6 +13,7 @@ from bot.db.models import InboxMessage, InboxOutcome, utcnow
 from bot.db.session import Database
 from bot.services import message_inbox, privacy
 from bot.services.message_inbox import MessageKind, SkipReason
+from bot.sharding import SNOWFLAKE_TIMESTAMP_SHIFT, GuildOwnership
 
 # A faster `database` fixture (a copy of one migrated file) for this module.
 from tests.bot.services.safety_fixtures import migrated_template, safety_database  # noqa: F401
@@ -247,3 +248,17 @@ async def test_pending_pages_follow_on_without_repeating_a_message(database: Dat
         [1],
         [],
     ]
+
+
+async def test_pending_lists_only_the_guilds_this_process_owns(database: Database) -> None:
+    on_shard = {shard: (1_200_000_000 + shard) << SNOWFLAKE_TIMESTAMP_SHIFT for shard in range(3)}
+    for shard, guild_id in on_shard.items():
+        await _receive(database, 10 + shard, guild=guild_id, now=NOW - timedelta(minutes=5))
+    async with database.session() as session:
+        found = {
+            owned: [p.message_id for p in await message_inbox.pending(session, older_than=NOW, owned=owned)]
+            for owned in (GuildOwnership(3, frozenset({0, 2})), GuildOwnership(3, frozenset({1})))
+        }
+        everything = await message_inbox.pending(session, older_than=NOW)
+    assert list(found.values()) == [[10, 12], [11]]
+    assert [p.message_id for p in everything] == [10, 11, 12]
