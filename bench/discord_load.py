@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -656,22 +657,12 @@ async def _warm_up_and_offer(
     report: LoadReport,
 ) -> None:
     total_replies = round(options.rate * options.seconds)
-    plan = plan_traffic(
-        total_replies,
-        channels=options.channels,
-        seekers=options.seekers,
-        responders=options.responders,
-        crisis_every=options.crisis_every,
-        seed=options.seed,
+    # The warm-up talks in the same server as the measured offer: its channels, seekers and responders.
+    in_this_server = functools.partial(
+        plan_traffic, channels=options.channels, seekers=options.seekers, responders=options.responders
     )
-    warm_plan = plan_traffic(
-        options.warmup_conversations,
-        channels=options.channels,
-        seekers=options.seekers,
-        responders=options.responders,
-        crisis_every=0,
-        seed=options.seed + 1,
-    )
+    plan = in_this_server(total_replies, crisis_every=options.crisis_every, seed=options.seed)
+    warm_plan = in_this_server(options.warmup_conversations, crisis_every=0, seed=options.seed + 1)
     # Warm-up: the first batches (one-off allocations) and the first DMs, then the memory baseline.
     warm, _ = await _offer(server, cast, warm_plan, 1.0, warmup=True)
     await _drain(server, inference, warm, options.drain_s)
