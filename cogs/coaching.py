@@ -323,8 +323,12 @@ class Coaching(commands.GroupCog, group_name="coaching", group_description="Priv
         previous = interaction.message.content if interaction.message is not None else ""
         content = f"{previous}\n\n{answer}" if previous else answer
         await replies.update(interaction, content=content[:2000], view=None)
-        if accepted:
+        if accepted and self.bot.guild_ownership.owns(guild_id):
             await self.deliver_due(guild_id, interaction.user.id)
+        elif accepted:
+            # A DM's button reaches shard 0's process. The guild's own process sends its notes (one sender
+            # per guild, bot.sharding): the queued replies go out at its next flush.
+            log.info("coaching answer for guild %s recorded; its shard's process sends the notes", guild_id)
 
     # -- commands ----------------------------------------------------------------------------------------
 

@@ -133,14 +133,16 @@ SEEKER_TEXT = "My exams are next week and I can't sleep."
 REPLY_TEXT = "That sounds exhausting. What has the last week been like for you?"
 
 
-async def _go_live(server: DiscordServer, guild: Guild) -> None:
-    """A support channel, shadow mode off, and bob wanting coaching notes in ``guild``."""
+async def _go_live(server: DiscordServer, guild: Guild, *, bob_opts_in: bool = True) -> None:
+    """A support channel, shadow mode off, and (``bob_opts_in``) bob wanting coaching notes in ``guild``."""
     moderator, support = server.cast.owner, guild.channel_named("support")
-    for path, options, user, channel in (
+    commands = [
         ("peercare channel add", {"channel": support}, moderator, guild.channel_named("general")),
         ("peercare setup", {"shadow_mode": False}, moderator, guild.channel_named("general")),
-        ("peercare coaching on", {}, server.cast.bob, support),
-    ):
+    ]
+    if bob_opts_in:
+        commands.append(("peercare coaching on", {}, server.cast.bob, support))
+    for path, options, user, channel in commands:
         command = await server.slash(path, options, user=user, channel=channel)
         await command.reply(timeout=15)
 
@@ -233,6 +235,28 @@ async def test_reply_left_uncoached_is_flushed_by_its_guilds_process_only(
     await discord_server.wait_for_dm(bob, timeout=15)
     await discord_server.settle()
     assert len(discord_server.dms_to(bob)) == 1
+
+
+async def test_invitation_answered_in_dms_is_delivered_by_the_guilds_process(
+    discord_server: DiscordServer, fleet
+):
+    runners, guilds = fleet
+    bob = discord_server.cast.bob
+    await _go_live(discord_server, guilds[1], bob_opts_in=False)
+    post = await _scored_post(discord_server, runners[1], guilds[1], discord_server.cast.alice)
+    reply = await discord_server.say(guilds[1].channel_named("support"), bob, REPLY_TEXT, reply_to=post)
+    invitation = await discord_server.wait_for_dm(bob, timeout=15)
+    # A button in a DM reaches shard 0's process, which does not own guild 1: it records the answer only.
+    click = await discord_server.click(invitation, f"peercare:coaching:yes:{guilds[1].id}", user=bob)
+    await click.response()
+    await discord_server.settle()
+    assert discord_server.dms_to(bob) == [invitation] and "Thanks!" in invitation.content
+
+    assert await runners[1].bot.get_cog("Coaching").flush_due() == 1  # the guild's own process sends it
+    note = await discord_server.wait_for_dm(bob, timeout=15)
+    assert reply.jump_url_path in note.content
+    await discord_server.settle()
+    assert len(discord_server.dms_to(bob)) == 2
 
 
 async def test_killed_shard_process_resumes_its_guilds(discord_server: DiscordServer, fleet):
