@@ -726,14 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=LoadOptions.rate, help="replies offered per second")
     parser.add_argument("--channels", type=int, default=LoadOptions.channels)
     parser.add_argument("--responders", type=int, default=LoadOptions.responders)
-    parser.add_argument(
-        "--drain",
-        dest="drain_s",
-        metavar="DRAIN",
-        type=float,
-        default=LoadOptions.drain_s,
-        help="longest wait to drain, s",
-    )
+    parser.add_argument("--drain", type=float, default=LoadOptions.drain_s, help="longest wait to drain, s")
     parser.add_argument("--seed", type=int, default=LoadOptions.seed)
     parser.add_argument(
         "--worker-threads", type=int, default=None, help="INFERENCE_CPU_THREADS (default: every core)"
@@ -743,10 +736,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    # Each flag is named after its LoadOptions field (the rest keep their defaults): no third list of them.
-    given = vars(args)
     options = LoadOptions(
-        **{f.name: given[f.name] for f in dataclasses.fields(LoadOptions) if f.name in given}
+        seconds=args.seconds,
+        rate=args.rate,
+        channels=args.channels,
+        responders=args.responders,
+        drain_s=args.drain,
+        seed=args.seed,
+        worker_threads=args.worker_threads,
     )
     report = asyncio.run(run_load(options))
     print(report.describe())
