@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from datetime import datetime
 from typing import Literal
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot, cog_for
 from bot.buttons import RestartProofButton
+from bot.command_cooldowns import Cooldown
 from bot.db.models import CheckinCadence, CheckinSchedule, utcnow
 from bot.db.session import Database, transient_reason
 from bot.escalation_views import ask_first_view
@@ -36,6 +38,9 @@ from inference.types import RiskScoreRequest
 log = logging.getLogger(__name__)
 
 DISCORD_DMS_CLOSED = 50007
+# Each note is risk-scored at a priority that is never shed: a member adding a few words, then a few more, is
+# welcome; a stream of notes is not (at most 30 model calls an hour from one member, not one per submit).
+NOTE_COOLDOWN = Cooldown(rate=5, per_s=600.0)
 
 _MOOD_BUTTONS = {
     Mood.OKAY: ("Doing okay", discord.ButtonStyle.success),
@@ -131,11 +136,44 @@ def checkin_message(due: checkins.CheckinDue, guild_name: str | None) -> str:
     return text
 
 
+class MemberCooldowns:
+    """Per-member buckets for something that is not a slash command (a form).
+
+    The same discord.py buckets, and the same pruning of idle ones, as ``command_cooldowns.per_member`` gets
+    from ``app_commands.checks.cooldown`` for commands; kept in memory, so a restart forgets them.
+    """
+
+    def __init__(self, cooldown: Cooldown) -> None:
+        self.cooldown = cooldown
+        self._buckets: dict[int, app_commands.Cooldown] = {}
+
+    def retry_after(self, interaction: discord.Interaction) -> float | None:
+        """Count one use; None when allowed, else the seconds until the member may try again."""
+        current = interaction.created_at.timestamp()
+        for member_id in [k for k, b in self._buckets.items() if current > b._last + b.per]:
+            del self._buckets[member_id]
+        bucket = self._buckets.setdefault(
+            interaction.user.id, app_commands.Cooldown(self.cooldown.rate, self.cooldown.per_s)
+        )
+        return bucket.update_rate_limit(current)
+
+
+def _note_cooldown_message(retry_after: float, crisis_resources: str) -> str:
+    wait_s = max(1, math.ceil(retry_after))
+    when = f"{wait_s} seconds" if wait_s < 120 else f"{math.ceil(wait_s / 60)} minutes"
+    return (
+        "Thank you for all you've shared. I can take another note in "
+        f"{when}; this one was not saved. If things feel heavy right now, please reach out to someone you "
+        "trust, or:\n\n" + crisis_resources
+    )
+
+
 class Checkins(
     commands.GroupCog, group_name="checkin", group_description="Opt-in check-ins: a private how-are-you DM"
 ):
     def __init__(self, bot: PeerCareBot) -> None:
         self.bot = bot
+        self._note_cooldowns = MemberCooldowns(NOTE_COOLDOWN)
         super().__init__()
 
     @property
@@ -317,6 +355,21 @@ class Checkins(
         if not has_scorable_text(text):  # blank, or only invisible characters the models refuse
             await replies.answer(interaction, "Thanks — nothing was saved since the box was empty.")
             return
+        user_id = interaction.user.id
+        # Owner and recency first, then the member's rate limit: the risk model only reads a note that passed.
+        try:
+            target = await self.database.run(
+                f"check the note for check-in {checkin_id}",
+                lambda session: checkins.note_target(session, checkin_id, user_id, utcnow()),
+            )
+        except UserFacingError as exc:
+            await replies.answer(interaction, str(exc))
+            return
+        retry_after = self._note_cooldowns.retry_after(interaction)
+        if retry_after is not None:
+            log.info("check-in note from member %s not taken: rate limit", user_id)
+            await replies.answer(interaction, _note_cooldown_message(retry_after, target.crisis_resources))
+            return
         await replies.defer(interaction, ephemeral=False)
         try:
             scored = await self.bot.inference.score_risk(
@@ -330,7 +383,6 @@ class Checkins(
                 "or a crisis line.",
             )
             return
-        user_id = interaction.user.id
         defaults = self.bot.risk_defaults.value
         retention_days = self.bot.settings.message_retention_days
         try:

@@ -43,6 +43,8 @@ ANSWER_CHARS = 1000
 # A check-in job may wake this much before its scheduled minute and still count for that slot.
 SLOT_EARLY_GRACE = timedelta(minutes=5)
 SELF_REPORTED = "self_reported"  # the tier of an escalation the member asked for themselves
+# A note is accepted for this long after its check-in was sent (see ``note_target``).
+NOTE_WINDOW = timedelta(hours=48)
 _TIME = re.compile(r"^\s*([01]?\d|2[0-3])[:.h]([0-5]\d)\s*$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -313,6 +315,44 @@ async def _own_checkin(session: AsyncSession, checkin_id: int, user_id: int) -> 
     return checkin
 
 
+@dataclass(frozen=True, slots=True)
+class NoteTarget:
+    """A check-in a note may be added to: checked before the note is risk-scored."""
+
+    guild_id: int
+    crisis_resources: str
+
+
+def _note_window_text() -> str:
+    return f"{int(NOTE_WINDOW.total_seconds() // 3600)} hours"
+
+
+async def _checkin_for_note(session: AsyncSession, checkin_id: int, user_id: int, now: datetime) -> Checkin:
+    checkin = await _own_checkin(session, checkin_id, user_id)
+    if now - checkin.sent_at > NOTE_WINDOW:
+        settings = await guild_settings.get_or_create(session, checkin.guild_id)
+        raise UserFacingError(
+            f"This check-in is more than {_note_window_text()} old, so I can't add a note to it, and nothing "
+            "was saved. Your next check-in will have room for one. If something is weighing on you right "
+            "now, these may help:\n\n" + guild_settings.crisis_resources_text(settings)
+        )
+    return checkin
+
+
+async def note_target(session: AsyncSession, checkin_id: int, user_id: int, now: datetime) -> NoteTarget:
+    """Whether a note may be added to this check-in, asked before the risk model reads it.
+
+    Every note is risk-scored at a priority that is never shed, so the cheap checks come first: only the
+    member the check-in was sent to may add one (a forged form for someone else's check-in costs a database
+    read, not a model call), and only within ``NOTE_WINDOW`` of the check-in. A check-in asks about that
+    day; two days on, a few words belong to the next check-in, and an old DM's button is not an open door
+    to the model. ``record_text`` checks both again in the unit of work that stores the note.
+    """
+    checkin = await _checkin_for_note(session, checkin_id, user_id, now)
+    settings = await guild_settings.get_or_create(session, checkin.guild_id)
+    return NoteTarget(checkin.guild_id, guild_settings.crisis_resources_text(settings))
+
+
 async def record_mood(
     session: AsyncSession, checkin_id: int, user_id: int, mood: Mood, now: datetime, *, retention_days: int
 ) -> AnswerOutcome:
@@ -363,7 +403,7 @@ async def record_text(
     retention_days: int,
 ) -> AnswerOutcome:
     """Store a free-text answer (until retention ends) and its risk; a high tier escalates per consent."""
-    checkin = await _own_checkin(session, checkin_id, user_id)
+    checkin = await _checkin_for_note(session, checkin_id, user_id, now)
     settings = await guild_settings.get_or_create(session, checkin.guild_id)
     decision = decide_tier(risk, settings.risk_thresholds, defaults)
     checkin.answer_text = text[:ANSWER_CHARS] if retention_days > 0 else None

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bot.db.models import CheckinSchedule, EscalationConsent, EscalationState, RiskAssessment, utcnow
 from bot.services import checkins
+from cogs import checkins as checkins_cog
 from tests.e2e.safety_support import CRISIS_POST, alerts, go_live, wait_for_alert, wait_for_case
 
 log = logging.getLogger(__name__)
@@ -161,3 +162,70 @@ async def test_missed_checkins_are_not_nagged_about_more_than_once(e2e):
     assert len(e2e.dms_to(e2e.cast.alice)) == 2
     assert (await _schedule(e2e)).active is False
     assert e2e.bot.scheduler.get_job(checkins.job_id(schedule.id)) is None
+
+
+# -- notes: owner and recency checked before the risk model runs, and a per-member rate limit --------------
+
+CALM_NOTE = "Had a long day at work but I'm okay"
+
+
+def _count_risk_calls(e2e) -> list[int]:
+    """The id of every risk request the bot makes from now on (the real model still answers each one)."""
+    inference = e2e.bot.inference
+    original, seen = inference.score_risk, []
+
+    async def counted(request):
+        seen.append(request.message_id)
+        return await original(request)
+
+    inference.score_risk = counted
+    return seen
+
+
+async def _note(e2e, dm, checkin_id: int, text: str, user=None):
+    opened = await e2e.click(dm, f"peercare:checkin:note:{checkin_id}", user=user or e2e.cast.alice)
+    await opened.response()
+    submitted = await e2e.submit_modal(opened, {"note": text})
+    return await submitted.reply(lambda m: bool(m.content))
+
+
+async def _notes_saved(e2e) -> int:
+    async with e2e.database.session() as session:
+        return len(
+            (await session.scalars(select(RiskAssessment).where(RiskAssessment.source == "checkin"))).all()
+        )
+
+
+async def test_checkin_note_checks_owner_before_scoring(e2e):
+    dm, checkin_id = await _checkin_dm(e2e)
+    risk_calls = _count_risk_calls(e2e)
+    answer = await _note(e2e, dm, checkin_id, CRISIS_POST, user=e2e.cast.bob)
+    await e2e.settle()
+    assert "no longer available" in answer.content
+    assert risk_calls == [] and await _notes_saved(e2e) == 0 and alerts(e2e) == []
+
+
+async def test_stale_checkin_note_is_refused_kindly(e2e):
+    await go_live(e2e)
+    await _turn_on(e2e)
+    schedule = await _schedule(e2e)
+    dm = await _fire(e2e, schedule.id, days_later=-3)  # a check-in sent three days ago
+    checkin_id = int(dm.custom_ids()[0].rsplit(":", 1)[1])
+    risk_calls = _count_risk_calls(e2e)
+    answer = await _note(e2e, dm, checkin_id, CALM_NOTE)
+    await e2e.settle()
+    assert "nothing was saved" in answer.content and "next check-in" in answer.content
+    assert "988" in answer.content  # the server's crisis resources, in case the words were heavy
+    assert risk_calls == [] and await _notes_saved(e2e) == 0
+
+
+async def test_checkin_notes_are_rate_limited_per_member(e2e):
+    dm, checkin_id = await _checkin_dm(e2e)
+    risk_calls = _count_risk_calls(e2e)
+    allowed = checkins_cog.NOTE_COOLDOWN.rate
+    for _ in range(allowed):
+        assert "Thank you for sharing" in (await _note(e2e, dm, checkin_id, CALM_NOTE)).content
+    answer = await _note(e2e, dm, checkin_id, CALM_NOTE)
+    await e2e.settle()
+    assert "another note in" in answer.content and "not saved" in answer.content and "988" in answer.content
+    assert len(risk_calls) == allowed

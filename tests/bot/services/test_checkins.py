@@ -238,3 +238,51 @@ async def test_a_checkin_that_never_reached_the_member_is_not_counted_as_missed(
     await _start(database, schedule_id, delivered=False)  # the bot died (or Discord failed) before the send
     second = await _start(database, schedule_id, NOW + timedelta(days=1))
     assert second is not None and second.gentle_note is False
+
+
+_CALM = RiskResult(probabilities={"suicidal": 0.01}, tier=RiskTier.NONE)
+
+
+async def test_stale_checkin_note_is_refused(database: Database) -> None:
+    await _live_guild(database)
+    due = await _start(database, await _enable(database))
+    three_days_later = NOW + timedelta(days=3)
+    with pytest.raises(UserFacingError, match="nothing was saved"):
+        async with database.session() as session:
+            await checkins.note_target(session, due.checkin_id, MEMBER, three_days_later)
+    with pytest.raises(UserFacingError, match="nothing was saved"):
+        async with database.session() as session:
+            await checkins.record_text(
+                session,
+                due.checkin_id,
+                MEMBER,
+                "made-up note",
+                _CALM,
+                three_days_later,
+                defaults=None,
+                retention_days=7,
+            )
+    async with database.session() as session:
+        assert await session.scalar(select(RiskAssessment)) is None
+
+
+async def test_note_on_a_recent_checkin_is_accepted(database: Database) -> None:
+    """(guard) The window is for stale check-ins only: later the same day is fine."""
+    await _live_guild(database)
+    due = await _start(database, await _enable(database))
+    later = NOW + timedelta(hours=12)
+    async with database.session() as session:
+        target = await checkins.note_target(session, due.checkin_id, MEMBER, later)
+        result = await checkins.record_text(
+            session, due.checkin_id, MEMBER, "made-up note", _CALM, later, defaults=None, retention_days=7
+        )
+    assert target.guild_id == GUILD and "988" in target.crisis_resources
+    assert result.outcome is Outcome.NOTHING
+
+
+async def test_note_target_refuses_another_members_checkin(database: Database) -> None:
+    await _live_guild(database)
+    due = await _start(database, await _enable(database))
+    with pytest.raises(UserFacingError, match="no longer available"):
+        async with database.session() as session:
+            await checkins.note_target(session, due.checkin_id, 999, NOW)
