@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only measure the risk model's CPU ms per message with and without its crisis head",
     )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="--risk-cost: interleaved repeats (more on a busy machine)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -414,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     threads = args.threads or len(os.sched_getaffinity(0))
     if args.risk_cost:
-        cost = risk_cost(threads)
+        cost = risk_cost(threads, repeats=args.repeats)
         print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
         return 0
     naive_parents, peercare_parents = (8, 40) if args.quick else (40, 200)

@@ -33,6 +33,9 @@ FOLDS = 5
 ORDINARY_LIMIT = 0.005
 HARD_NEGATIVE_LIMIT = 0.03
 ELEVATED_RECALL = 0.99
+# Amendment of 2026-12-06 (see the protocol): recall 0.99 alone put 16 % of ordinary ESConv turns at elevated
+# ("ok thx" among them); elevated must also leave at least 95 % of ordinary out-of-fold turns below it.
+ELEVATED_ORDINARY_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -230,14 +233,22 @@ def lowest_cut_off(scores: np.ndarray, limit: float) -> float:
     return float(np.nextafter(ranked[allowed], np.inf))
 
 
+def _negatives(logits: np.ndarray, rows: Sequence[Row], *, ordinary: bool) -> np.ndarray:
+    """Logits of the ESConv negatives (``ordinary``) or of the written and chat-style (hard) negatives."""
+    return np.array(
+        [
+            lg
+            for lg, row in zip(logits, rows, strict=True)
+            if (row.source == "esconv") == ordinary and not row.label
+        ]
+    )
+
+
 def cut_off_for(logits: np.ndarray, rows: Sequence[Row]) -> float:
-    ordinary = np.array(
-        [lg for lg, row in zip(logits, rows, strict=True) if row.source == "esconv" and not row.label]
+    return max(
+        lowest_cut_off(_negatives(logits, rows, ordinary=True), ORDINARY_LIMIT),
+        lowest_cut_off(_negatives(logits, rows, ordinary=False), HARD_NEGATIVE_LIMIT),
     )
-    hard = np.array(
-        [lg for lg, row in zip(logits, rows, strict=True) if row.source != "esconv" and not row.label]
-    )
-    return max(lowest_cut_off(ordinary, ORDINARY_LIMIT), lowest_cut_off(hard, HARD_NEGATIVE_LIMIT))
 
 
 def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache, seed: int) -> dict:
@@ -285,6 +296,9 @@ def out_of_fold_result(seed: int, logits: np.ndarray, rows: Sequence[Row]) -> di
         "cut_off_logit": cut,
         "recall": float((positives >= cut).mean()),
         "elevated_cut_off_logit": float(np.quantile(positives, 1 - ELEVATED_RECALL)),
+        "elevated_ordinary_cut_off_logit": lowest_cut_off(
+            _negatives(logits, rows, ordinary=True), ELEVATED_ORDINARY_LIMIT
+        ),
         "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
         "hard_negative_high_rate": _rate(
             logits, rows, cut, lambda row: row.source != "esconv" and not row.label
@@ -404,23 +418,11 @@ class TunedRecipe:
 def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: TunedRecipe = TunedRecipe()):
     """A LoRA-adapted copy of the encoder (a peft model: save its adapter, or merge it to read with it) and
     a linear head over its normalised sentence embedding."""
-    import copy
-
     import torch
-    from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    encoder = get_peft_model(
-        copy.deepcopy(base_encoder),
-        LoraConfig(
-            r=recipe.rank,
-            lora_alpha=recipe.alpha,
-            lora_dropout=recipe.dropout,
-            target_modules=list(LORA_TARGETS),
-            layers_to_transform=list(recipe.blocks),
-        ),
-    )
+    encoder = _lora_copy(base_encoder, recipe)
     head = torch.nn.Linear(base_encoder.config.hidden_size, 1)
     labels = torch.tensor([row.label for row in rows], dtype=torch.float32)
     positive = float(labels.sum())
@@ -467,6 +469,24 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
     return encoder, CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors)
 
 
+def _lora_copy(base_encoder, recipe):
+    """A peft LoRA model over a copy of ``base_encoder`` (the original stays frozen and untouched)."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(
+        copy.deepcopy(base_encoder),
+        LoraConfig(
+            r=recipe.rank,
+            lora_alpha=recipe.alpha,
+            lora_dropout=recipe.dropout,
+            target_modules=list(LORA_TARGETS),
+            layers_to_transform=list(recipe.blocks),
+        ),
+    )
+
+
 def _length_batches(indices: list[int], lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
     """Batches of similar-length rows (less padding), in a random order."""
     order = sorted(range(len(indices)), key=lambda at: (lengths[at], rng.random()))
@@ -498,10 +518,13 @@ def cross_validate_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int
 
 
 def cut_offs_from(runs: Sequence[dict]) -> dict[str, float]:
-    """Shipped cut-offs (probabilities): the median over seeds of each seed's declared cut-offs."""
+    """Shipped cut-offs (probabilities): the median over seeds of each seed's declared cut-offs. Elevated is the
+    higher of the recall cut-off and the ordinary-chat one (runs from before that amendment lack the latter)."""
     high = float(np.median([run["cut_off_logit"] for run in runs]))
-    elevated = min(high, float(np.median([run["elevated_cut_off_logit"] for run in runs])))
-    return {"high": _probability(high), "elevated": _probability(elevated)}
+    elevated = float(np.median([run["elevated_cut_off_logit"] for run in runs]))
+    if all("elevated_ordinary_cut_off_logit" in run for run in runs):
+        elevated = max(elevated, float(np.median([run["elevated_ordinary_cut_off_logit"] for run in runs])))
+    return {"high": _probability(high), "elevated": _probability(min(high, elevated))}
 
 
 # The label whose tiers the crisis head takes over. Its probability is still reported; it decides nothing:
@@ -599,3 +622,126 @@ def train_crisis(
     report["cut_offs"] = cut_offs
     write_report(output / "crisis_selection.json", report)
     return report
+
+
+# -- attempt 4: SetFit's contrastive recipe on a LoRA-adapted encoder -------------------------------------
+
+CONTRASTIVE = Variant("G", kind="logreg", c=2.0)
+
+
+@dataclass(frozen=True)
+class ContrastiveRecipe:
+    """SetFit (Tunstall et al., 2022): pull same-label sentences together, push others apart, then fit a
+    logistic regression on the tuned sentence embeddings. LoRA keeps the shipped artefact ~1 MB."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    lr: float = 2e-4
+    batch_pairs: int = 16
+    same_partners: int = 2
+    other_partners: int = 2
+    ordinary_per_fit: int = 600
+    restyle_probability: float = 0.3
+    max_tokens: int = 64
+    blocks: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+
+
+def contrastive_pairs(rows: Sequence[Row], rng: random.Random, recipe: ContrastiveRecipe) -> list:
+    """(text a, text b, 1.0 same label / 0.0 not) for every written/chat row and a sample of ESConv negatives."""
+    chosen = [row for row in rows if row.source != "esconv" or row.label]
+    ordinary = [row for row in rows if row.source == "esconv" and not row.label]
+    chosen += rng.sample(ordinary, min(recipe.ordinary_per_fit, len(ordinary)))
+    by_label = {label: [row for row in chosen if row.label == label] for label in (0, 1)}
+
+    def styled(row: Row) -> str:
+        text = row.text
+        if row.source != "esconv" and rng.random() < recipe.restyle_probability:
+            text = augment(text, rng)
+        return reading(normalise_chat(text)) or "."
+
+    pairs = []
+    for row in chosen:
+        for _ in range(recipe.same_partners):
+            pairs.append((styled(row), styled(rng.choice(by_label[row.label])), 1.0))
+        for _ in range(recipe.other_partners):
+            pairs.append((styled(row), styled(rng.choice(by_label[1 - row.label])), 0.0))
+    rng.shuffle(pairs)
+    return pairs
+
+
+def fit_contrastive(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: ContrastiveRecipe):
+    """One pass of CosineSimilarityLoss over ``contrastive_pairs``; returns the peft model (eval mode)."""
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    encoder = _lora_copy(base_encoder, recipe)
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
+    pairs = contrastive_pairs(rows, rng, recipe)
+    encoder.train()
+    total = 0.0
+    for start in range(0, len(pairs), recipe.batch_pairs):
+        batch = pairs[start : start + recipe.batch_pairs]
+        encoded = tokenizer(
+            [a for a, _, _ in batch] + [b for _, b, _ in batch],
+            padding=True,
+            truncation=True,
+            max_length=recipe.max_tokens,
+            return_tensors="pt",
+        )
+        states = encoder(**encoded).last_hidden_state
+        mask = encoded["attention_mask"].unsqueeze(-1).float()
+        pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+        first, second = pooled[: len(batch)], pooled[len(batch) :]
+        target = torch.tensor([same for _, _, same in batch])
+        loss = torch.nn.functional.mse_loss((first * second).sum(-1), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(batch)
+    log.info("contrastive tuning: %d pairs, mean loss %.4f", len(pairs), total / max(len(pairs), 1))
+    encoder.eval()
+    return encoder
+
+
+def cross_validate_contrastive(
+    base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: ContrastiveRecipe = ContrastiveRecipe()
+) -> dict:
+    """G's out-of-fold logits: per fold, tune on the training rows, fit the head on their tuned embeddings."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.array([row.label for row in rows])
+    groups = [row.group for row in rows]
+    texts = [reading(normalise_chat(row.text)) or "." for row in rows]
+    logits = np.zeros(len(rows))
+    splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    for fold, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), labels, groups)):
+        tuned = fit_contrastive(base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold, recipe)
+        reader = SentenceEncoder(tuned.merge_and_unload(), tokenizer)
+        embedded = reader.embed(texts)
+        head = fit_head(CONTRASTIVE, embedded[train], labels[train], seed)
+        logits[test] = head.logits(embedded[test])
+        log.info("contrastive seed %d fold %d done", seed, fold)
+    return out_of_fold_result(seed, logits, rows)
+
+
+def train_contrastive_head(
+    base_model: str,
+    rows: Sequence[Row],
+    output: Path,
+    seed: int,
+    recipe: ContrastiveRecipe = ContrastiveRecipe(),
+) -> None:
+    """Fit G on the whole pool; save its LoRA adapter (crisis_adapter/) and head into ``output``."""
+    from inference.risk.features import load_encoder
+
+    encoder, tokenizer = load_encoder(base_model)
+    tuned = fit_contrastive(encoder, tokenizer, rows, seed, recipe)
+    tuned.save_pretrained(output / "crisis_adapter")
+    reader = SentenceEncoder(tuned.merge_and_unload(), tokenizer)
+    embedded = reader.embed([reading(normalise_chat(row.text)) or "." for row in rows])
+    head = fit_head(CONTRASTIVE, embedded, np.array([row.label for row in rows]), seed)
+    config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
+    CrisisHead(config, head.tensors).save(output)

@@ -170,3 +170,15 @@ def test_a_head_reading_layers_its_encoder_lacks_is_refused_at_load(tiny, tmp_pa
     ).save(out)
     with pytest.raises(ModelLoadError, match="hidden state 6"):
         RiskScorer.load(out)
+
+
+def test_elevated_cut_off_also_leaves_ordinary_chat_below_it():
+    runs = [
+        {"cut_off_logit": 2.0, "elevated_cut_off_logit": -3.0, "elevated_ordinary_cut_off_logit": -0.5},
+        {"cut_off_logit": 2.2, "elevated_cut_off_logit": -2.8, "elevated_ordinary_cut_off_logit": -0.7},
+    ]
+    cut_offs = ct.cut_offs_from(runs)
+    assert cut_offs["elevated"] == pytest.approx(1 / (1 + np.exp(0.6)), abs=1e-4)  # the ordinary-chat one
+    older = [{k: v for k, v in run.items() if k != "elevated_ordinary_cut_off_logit"} for run in runs]
+    assert ct.cut_offs_from(older)["elevated"] == pytest.approx(1 / (1 + np.exp(2.9)), abs=1e-4)
+    assert ct.cut_offs_from(runs)["high"] == pytest.approx(1 / (1 + np.exp(-2.1)), abs=1e-4)

@@ -30,3 +30,55 @@ def test_high_tier_catches_at_least_90_percent_of_crises(report) -> None:
 
 def test_high_tier_false_alarms_stay_at_most_15_percent(report) -> None:
     assert report["false_alarm_rate"] <= 0.15
+
+
+# -- issue 13: the crisis head on chat it never trained on --------------------------------------------------
+
+SUITE = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent.csv"
+ORDINARY_CHAT = [
+    "hello",
+    "ok",
+    "ok thx",
+    "lol same",
+    "Hi, how goes?",
+    "thanks so much",
+    "yeah",
+    "k",
+    "👍",
+    "hey!!",
+]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> RiskScorer:
+    return RiskScorer.load("shipped:risk")
+
+
+@pytest.fixture(scope="module")
+def suite(shipped) -> dict:
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, SUITE)
+
+
+def test_shipped_model_decides_high_by_the_crisis_head(shipped) -> None:
+    assert shipped.crisis is not None
+    assert set(shipped.default_thresholds.high) == {"crisis"}
+
+
+def test_greetings_and_short_answers_never_reach_high(shipped) -> None:
+    assert [r.tier.value for r in shipped.predict(ORDINARY_CHAT)] == ["none"] * len(ORDINARY_CHAT)
+
+
+def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -> None:
+    assert suite["categories"]["greeting_thanks_short"]["high_rate"] == 0.0
+    assert suite["hard_negative_high_rate"] <= 0.05
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.645 overall, worst category 0.52 (attempt 3, "
+    "docs/models/risk-crisis-protocol.md)",
+)
+def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
+    assert suite["crisis_recall"] >= 0.95 and suite["crisis_recall_worst_category"] >= 0.9
