@@ -190,21 +190,13 @@ class ChatRecogniser:
 
     @classmethod
     def load(cls, source: str | Path, *, device: str = "cpu") -> ChatRecogniser:
-        from transformers import AutoModel, AutoTokenizer
-
-        from inference.risk.crisis import SentenceEncoder
+        from inference.risk.crisis import SentenceEncoder, load_base_encoder
         from inference.sources import resolve_source
 
         heads = RecogniserHeads.load(resolve_source(source, setting=SETTING))
-        base = resolve_source(heads.config.base_model, setting=SETTING)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(base)
-            encoder = AutoModel.from_pretrained(base).to(device).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"cannot load the chat recogniser's encoder {heads.config.base_model!r}: {exc}",
-                setting=SETTING,
-            ) from exc
+        encoder, tokenizer = load_base_encoder(
+            heads.config.base_model, device=device, setting=SETTING, what="the chat recogniser"
+        )
         return cls(
             heads, SentenceEncoder(encoder, tokenizer, max_tokens=heads.config.max_tokens, device=device)
         )

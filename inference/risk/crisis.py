@@ -129,6 +129,25 @@ def _mean_pooled_unit(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
 
+def load_base_encoder(source: str, *, device: str, setting: str, what: str) -> tuple[torch.nn.Module, Any]:
+    """The encoder and tokenizer a head reads (``what`` names the head in the error), in eval mode on ``device``;
+    a folder or package that cannot be read is a ``ModelLoadError`` naming ``setting``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from inference.errors import ModelLoadError
+    from inference.sources import resolve_source
+
+    base = resolve_source(source, setting=setting)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        encoder = AutoModel.from_pretrained(base).to(device).eval()
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot load {what}'s encoder {source!r}: {type(exc).__name__}: {exc}", setting=setting
+        ) from exc
+    return encoder, tokenizer
+
+
 def _hidden_size(encoder: torch.nn.Module) -> int:
     config = getattr(encoder, "config", None)
     size = getattr(config, "hidden_size", None)

@@ -400,10 +400,17 @@ LORA_TARGETS = ("query", "key", "value", "dense")
 
 
 @dataclass(frozen=True)
-class TunedRecipe:
+class LoraShape:
+    """Where and how large the LoRA adapter on the encoder is (shared by attempts 2 and 4)."""
+
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.1
+    blocks: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class TunedRecipe(LoraShape):
     lr: float = 5e-4
     batch_size: int = 32
     epochs: int = 4
@@ -469,7 +476,7 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
     return encoder, CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors)
 
 
-def _lora_copy(base_encoder, recipe):
+def _lora_copy(base_encoder, recipe: LoraShape):
     """A peft LoRA model over a copy of ``base_encoder`` (the original stays frozen and untouched)."""
     import copy
 
@@ -630,13 +637,10 @@ CONTRASTIVE = Variant("G", kind="logreg", c=2.0)
 
 
 @dataclass(frozen=True)
-class ContrastiveRecipe:
+class ContrastiveRecipe(LoraShape):
     """SetFit (Tunstall et al., 2022): pull same-label sentences together, push others apart, then fit a
     logistic regression on the tuned sentence embeddings. LoRA keeps the shipped artefact ~1 MB."""
 
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
     lr: float = 2e-4
     batch_pairs: int = 16
     same_partners: int = 2
@@ -644,7 +648,6 @@ class ContrastiveRecipe:
     ordinary_per_fit: int = 600
     restyle_probability: float = 0.3
     max_tokens: int = 64
-    blocks: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
 
 def contrastive_pairs(rows: Sequence[Row], rng: random.Random, recipe: ContrastiveRecipe) -> list:

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 
 from inference.errors import InputRejected, ModelLoadError
-from inference.risk.crisis import CRISIS_LABEL, CrisisHead, CrisisHeadError, SentenceEncoder
+from inference.risk.crisis import (
+    CRISIS_LABEL,
+    CrisisHead,
+    CrisisHeadError,
+    SentenceEncoder,
+    load_base_encoder,
+)
 from inference.risk.encoding import (
     content_tokens,
     max_over_windows,
@@ -370,17 +376,9 @@ def _load_crisis(
     if head is None:
         return None
     if encoder is None or head.config.base_model != read_pooled_config(folder, setting=SETTING).base_model:
-        from transformers import AutoModel, AutoTokenizer
-
-        base = resolve_source(head.config.base_model, setting=SETTING)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(base)
-            encoder = AutoModel.from_pretrained(base).to(device).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"cannot load the crisis head's encoder {head.config.base_model!r}: {type(exc).__name__}: {exc}",
-                setting=SETTING,
-            ) from exc
+        encoder, tokenizer = load_base_encoder(
+            head.config.base_model, device=device, setting=SETTING, what="the crisis head"
+        )
     if head.config.adapter:
         encoder = _adapted_copy(encoder, folder / head.config.adapter)
     try:
