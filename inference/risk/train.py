@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 MULTI_LABEL = "multi_label_classification"
 
 
+def save_adapter(peft_model, folder: Path, base_model: str) -> None:
+    """Save a LoRA adapter as shipped: no template card, the base named as the user gave it."""
+    peft_model.save_pretrained(folder)
+    # peft writes a template model card full of "[More Information Needed]": the model folder's own
+    # README.md is the model card.
+    (folder / "README.md").unlink(missing_ok=True)
+    # Name the base as the user gave it, not this machine's path to it.
+    adapter_config = folder / "adapter_config.json"
+    config_data = json.loads(adapter_config.read_text(encoding="utf-8"))
+    config_data["base_model_name_or_path"] = base_model
+    write_json(adapter_config, config_data)
+
+
 @dataclass
 class TrainOptions:
     output: Path
@@ -439,15 +452,7 @@ class RiskTrainer:
         adapter = None
         if o.mode == "lora":
             adapter = "adapter"
-            self.peft_encoder.save_pretrained(out / adapter)
-            # peft writes a template model card full of "[More Information Needed]": the folder's own
-            # README.md is the model card.
-            (out / adapter / "README.md").unlink(missing_ok=True)
-            # Name the base as the user gave it, not this machine's path to it.
-            adapter_config = out / adapter / "adapter_config.json"
-            config_data = json.loads(adapter_config.read_text(encoding="utf-8"))
-            config_data["base_model_name_or_path"] = o.base_model
-            write_json(adapter_config, config_data)
+            save_adapter(self.peft_encoder, out / adapter, o.base_model)
         split = bool(o.adapter_labels)
         heads = {POOLED_HEAD_FILE: self.frozen_head if split else self.head}
         if split:

@@ -182,3 +182,48 @@ def test_elevated_cut_off_also_leaves_ordinary_chat_below_it():
     older = [{k: v for k, v in run.items() if k != "elevated_ordinary_cut_off_logit"} for run in runs]
     assert ct.cut_offs_from(older)["elevated"] == pytest.approx(1 / (1 + np.exp(2.9)), abs=1e-4)
     assert ct.cut_offs_from(runs)["high"] == pytest.approx(1 / (1 + np.exp(-2.1)), abs=1e-4)
+
+
+def test_contrastive_variant_replaces_the_frozen_winner_only_by_more_than_a_point():
+    def report():
+        return {
+            "winner": "E8",
+            "winner_spec": {"name": "E8"},
+            "variants": {"E8": {"per_seed": [{"seed": 13, "recall": 0.52}, {"seed": 29, "recall": 0.63}]}},
+        }
+
+    assert ct.with_contrastive(report(), {"seed": 13, "recall": 0.529})["winner"] == "E8"
+    chosen = ct.with_contrastive(report(), {"seed": 13, "recall": 0.532})
+    assert chosen["winner"] == "G" and chosen["winner_spec"]["name"] == "G"
+    assert chosen["variants"]["G"]["recall_mean"] == 0.532
+
+
+def test_contrastive_head_saves_an_adapter_the_scorer_reads(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    from transformers import AutoModel, AutoTokenizer
+
+    folder, encoder, tokenizer = tiny
+    out = tmp_path / "model"
+    shutil.copytree(folder, out)
+    base = str((out / "base").resolve())
+    monkeypatch.setattr(
+        "inference.risk.features.load_encoder",
+        lambda name: (AutoModel.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name)),
+    )
+    recipe = ct.ContrastiveRecipe(ordinary_per_fit=10, blocks=(0, 1), batch_pairs=8)
+    before = {name: value.clone() for name, value in encoder.state_dict().items()}
+    ct.train_contrastive_head(base, _rows(), out, seed=1, recipe=recipe)
+    assert all(
+        (encoder.state_dict()[name] == value).all() for name, value in before.items()
+    )  # base untouched
+    config = json.loads((out / "crisis_adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == base  # as given, and no template card beside it
+    assert not (out / "crisis_adapter" / "README.md").exists()
+    write_calibration(out, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    ct.write_crisis_calibration(out, {"high": 0.8, "elevated": 0.2}, "a test")
+    scorer = RiskScorer.load(out)
+    head, reader = scorer.crisis
+    assert head.config.adapter == "crisis_adapter" and reader.layers is None
+    [result] = scorer.predict(["i want to die"])
+    assert 0.0 <= result.probabilities[CRISIS_LABEL] <= 1.0
