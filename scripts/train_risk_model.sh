@@ -21,11 +21,11 @@ peercare train risk --mode lora --epochs 3 --lora-rank 8 --lora-blocks 0,1,2,3,4
   --lexical-labels stress,depression --init-head "$FROZEN" --adapter-labels stress,depression --output "$OUT"
 
 # 2b. The crisis head that decides the high tier (issue 13; docs/models/risk-crisis-protocol.md): cross-validates
-#     the declared variants on the written chat examples + the even ESConv-dev conversations, chooses by the
-#     declared rule, refits the winner (a LoRA-tuned MiniLM copy + linear head) and writes its cut-offs into the
-#     calibration. About 50 CPU-minutes a seed for the tuned variant's cross-validation on 2 cores; pass
-#     --selection inference/shipped/risk/crisis_selection.json to reuse the recorded selection and only refit.
-peercare train crisis --output "$OUT" --seeds 13 ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
+#     the declared variants (attempts 1 and 3 over seeds 13/29/47, attempt 4's contrastive G on seed 13) on the
+#     written chat examples + the even ESConv-dev conversations, chooses by the declared rules, refits the winner
+#     and writes its cut-offs into the calibration. About 25 minutes on 2 cores; set
+#     CRISIS_SELECTION=inference/shipped/risk/crisis_selection.json to reuse the recorded selection and only refit.
+peercare train crisis --output "$OUT" ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
 
 # 3. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.
 peercare eval risk --model "$OUT" --dataset sdcnl --dataset dreaddit --dataset depseverity --json
