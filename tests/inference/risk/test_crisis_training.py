@@ -189,13 +189,20 @@ def test_contrastive_variant_replaces_the_frozen_winner_only_by_more_than_a_poin
         return {
             "winner": "E8",
             "winner_spec": {"name": "E8"},
-            "variants": {"E8": {"per_seed": [{"seed": 13, "recall": 0.52}, {"seed": 29, "recall": 0.63}]}},
+            "variants": {
+                "E8": {
+                    "recall_mean": 0.575,
+                    "per_seed": [{"seed": 13, "recall": 0.52}, {"seed": 29, "recall": 0.63}],
+                }
+            },
         }
 
     assert ct.with_contrastive(report(), {"seed": 13, "recall": 0.529})["winner"] == "E8"
-    chosen = ct.with_contrastive(report(), {"seed": 13, "recall": 0.532})
+    # Beating the same seed is not enough (attempt 4's flaw): it must beat the mean over seeds too.
+    assert ct.with_contrastive(report(), {"seed": 13, "recall": 0.58})["winner"] == "E8"
+    chosen = ct.with_contrastive(report(), {"seed": 13, "recall": 0.59})
     assert chosen["winner"] == "G" and chosen["winner_spec"]["name"] == "G"
-    assert chosen["variants"]["G"]["recall_mean"] == 0.532
+    assert chosen["variants"]["G"]["recall_mean"] == 0.59
 
 
 def test_contrastive_head_saves_an_adapter_the_scorer_reads(tiny, tmp_path, monkeypatch):
@@ -203,7 +210,7 @@ def test_contrastive_head_saves_an_adapter_the_scorer_reads(tiny, tmp_path, monk
 
     from transformers import AutoModel, AutoTokenizer
 
-    folder, encoder, tokenizer = tiny
+    folder, encoder, _ = tiny
     out = tmp_path / "model"
     shutil.copytree(folder, out)
     base = str((out / "base").resolve())
