@@ -128,7 +128,11 @@ class Escalations(commands.Cog):
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Deliver every pending case, redraw outdated alerts, re-ping unacknowledged ones. Safe at any time."""
-        pending = await self.database.run("escalation sweep: list pending cases", escalation.pending_ids)
+        # Only the guilds this process's shards own (bot.sharding): each case is swept by one process.
+        owned = self.bot.guild_ownership
+        pending = await self.database.run(
+            "escalation sweep: list pending cases", lambda session: escalation.pending_ids(session, owned)
+        )
         for escalation_id in pending:
             try:
                 await self.deliver(escalation_id)
@@ -137,11 +141,17 @@ class Escalations(commands.Cog):
         await self.reping_due(now)
 
     async def deliver(self, escalation_id: int) -> None:
-        """Send what a case still owes (its first message, or an alert redrawn after a message joined it)."""
+        """Send what a case still owes (its first message, or an alert redrawn after a message joined it).
+
+        Nothing for a case of a guild another process owns (an answer given in a DM reaches shard 0's
+        process): that guild's own sweep sends it, within ``SWEEP_EVERY_SECONDS``.
+        """
         async with self._lock(escalation_id):
             plan = await self.database.run(
                 f"plan delivery of escalation {escalation_id}",
-                lambda session: escalation.plan_delivery(session, escalation_id),
+                lambda session: escalation.plan_delivery(
+                    session, escalation_id, owned=self.bot.guild_ownership
+                ),
             )
             if plan is None:
                 await self._redraw(escalation_id)
@@ -156,7 +166,7 @@ class Escalations(commands.Cog):
         """Edit a posted alert to show the messages that joined its case: no new message, no ping."""
         plan = await self.database.run(
             f"plan redraw of escalation {escalation_id}",
-            lambda session: escalation.plan_redraw(session, escalation_id),
+            lambda session: escalation.plan_redraw(session, escalation_id, owned=self.bot.guild_ownership),
         )
         if plan is None or plan.alert_channel_id is None or plan.alert_message_id is None:
             return
@@ -425,7 +435,8 @@ class Escalations(commands.Cog):
         """
         moment = now or utcnow()
         plans = await self.database.run(
-            "list alerts due a re-ping", lambda session: escalation.due_repings(session, moment)
+            "list alerts due a re-ping",
+            lambda session: escalation.due_repings(session, moment, self.bot.guild_ownership),
         )
         sent = 0
         for plan in plans:

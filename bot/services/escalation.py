@@ -35,6 +35,7 @@ from bot.db.models import (
 from bot.services import audit, consent, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.risk_tier import TierDecision, decide_tier
+from bot.sharding import GuildOwnership
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ ERROR_CHARS = 200
 DEFAULT_QUIET = timedelta(minutes=240)
 # ``consent_used`` of an "ask me first" case the member said yes to.
 ASKED_YES = "asked_yes"
+# Without sharding (or with every shard in one process) a process delivers every guild's cases.
+EVERY_GUILD = GuildOwnership.everything()
 # Moderators are told of a stuck alert delivery at most once per problem per guild in this window.
 MODERATOR_NOTICE_EVERY = timedelta(hours=6)
 MODERATOR_NOTICE_ACTION = "escalation.moderators_notified"
@@ -562,18 +565,36 @@ def plan_for(row: Escalation, settings: GuildSettings) -> DeliveryPlan:
     )
 
 
+def _owned_by_another_process(row: Escalation, owned: GuildOwnership) -> bool:
+    """A case of a guild another process's shards own: that process sends it (its sweep, within a minute).
+
+    A DM answer (a check-in button, an "ask me first" yes) reaches shard 0's process whatever the guild; were
+    it to send too, the owner's sweep could post the same alert at the same moment (the per-case lock is in
+    one process's memory only).
+    """
+    if owned.owns(row.guild_id):
+        return False
+    log.info("escalation %s is guild %s's: its own process delivers it", row.id, row.guild_id)
+    return True
+
+
 async def plan_delivery(
-    session: AsyncSession, escalation_id: int, now: datetime | None = None
+    session: AsyncSession,
+    escalation_id: int,
+    now: datetime | None = None,
+    *,
+    owned: GuildOwnership = EVERY_GUILD,
 ) -> DeliveryPlan | None:
     """The delivery still owed for a case, or None when nothing is (already delivered, closed, gone).
 
     Read at the moment of sending: the member's current consent decides the message (a withdrawn consent
     drops the excerpt here), and in shadow mode nothing goes out. The case then stays pending: what a live
     guild owed before shadow mode was switched on is delivered, under the consent of that moment, once it
-    is switched off again.
+    is switched off again. ``owned``: the guilds this process delivers for (bot.sharding); another guild's
+    case is left to its own process.
     """
     row = await session.get(Escalation, escalation_id)
-    if row is None or row.state is not EscalationState.PENDING:
+    if row is None or row.state is not EscalationState.PENDING or _owned_by_another_process(row, owned):
         return None
     settings = await guild_settings.get_or_create(session, row.guild_id)
     if settings.left_at is not None:
@@ -585,15 +606,21 @@ async def plan_delivery(
 
 
 async def plan_redraw(
-    session: AsyncSession, escalation_id: int, now: datetime | None = None
+    session: AsyncSession,
+    escalation_id: int,
+    now: datetime | None = None,
+    *,
+    owned: GuildOwnership = EVERY_GUILD,
 ) -> DeliveryPlan | None:
     """A posted alert that messages joined since it was drawn: edit it (no ping). None when not owed.
 
     A withdrawn consent is honoured first (``consent_withdrawn``: take the alert back), even in shadow mode,
-    which holds every other redraw.
+    which holds every other redraw. ``owned`` as for ``plan_delivery``.
     """
     row = await session.get(Escalation, escalation_id)
     if row is None or row.alert_outdated_at is None or row.alert_message_id is None:
+        return None
+    if _owned_by_another_process(row, owned):
         return None
     settings = await guild_settings.get_or_create(session, row.guild_id)
     if settings.left_at is not None:
@@ -620,13 +647,17 @@ async def _clear_outdated(session: AsyncSession, escalation_id: int, seen: datet
         )
 
 
-async def pending_ids(session: AsyncSession) -> list[int]:
-    """Cases not yet delivered (a crash, a restart, a failed send) or whose alert is outdated: the sweep's list."""
+async def pending_ids(session: AsyncSession, owned: GuildOwnership = EVERY_GUILD) -> list[int]:
+    """Cases not yet delivered (a crash, a restart, a failed send) or whose alert is outdated: the sweep's list.
+
+    Only in the guilds this process owns (bot.sharding): with several processes, each sweeps its own.
+    """
     rows = await session.scalars(
         select(Escalation.id)
         .where(
             (Escalation.state == EscalationState.PENDING)
-            | (Escalation.alert_outdated_at.is_not(None) & Escalation.alert_message_id.is_not(None))
+            | (Escalation.alert_outdated_at.is_not(None) & Escalation.alert_message_id.is_not(None)),
+            owned.where(Escalation.guild_id),
         )
         .order_by(Escalation.id)
     )
@@ -899,16 +930,20 @@ class RepingPlan:
     ping_number: int  # 1 for the first re-ping
 
 
-async def due_repings(session: AsyncSession, now: datetime) -> list[RepingPlan]:
+async def due_repings(
+    session: AsyncSession, now: datetime, owned: GuildOwnership = EVERY_GUILD
+) -> list[RepingPlan]:
     """Alerts nobody acknowledged within the guild's ``realert_after_minutes``, at most MAX_REPINGS times.
 
     None in shadow mode. The member's consent is read again by ``mark_repinged``, just before each ping.
+    Only in the guilds this process owns (bot.sharding), so each reminder is sent by one process.
     """
     rows = await session.scalars(
         select(Escalation).where(
             Escalation.state == EscalationState.ALERTED,
             Escalation.alert_message_id.is_not(None),
             Escalation.ping_count < MAX_REPINGS,
+            owned.where(Escalation.guild_id),
         )
     )
     plans = []

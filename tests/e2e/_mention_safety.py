@@ -3,7 +3,8 @@
 ``bot_pings_no_one_but_moderators`` is an autouse fixture (imported by ``tests/e2e/conftest.py``): at
 teardown it goes through every request the bot made to the loopback servers the test started, and fails the
 test if a message body (channel message, edit, interaction answer, follow-up) lacks ``allowed_mentions`` or
-lets it ping @everyone/@here, a user, a replied-to author, or any role but the cast's Moderator role.
+lets it ping @everyone/@here, a user, a replied-to author, or any role but the Moderator role of the guild it
+is sent in (the cast's, or another guild's a test added).
 Which channel may ping the role is the alert channel a test configured; the bad-input tests check that too.
 """
 
@@ -13,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.discord_server import DiscordServer
+from tests.discord_server import DiscordServer, Guild
 from tests.discord_server.recorder import RecordedRequest
+from tests.discord_server.world import Role
 
 PINGING_PARSE = {"everyone", "users", "roles"}
 MESSAGE_ROUTES = ("/channels/{channel_id}/messages", "/channels/{channel_id}/messages/{message_id}")
@@ -70,10 +72,29 @@ def bot_pings_no_one_but_moderators(monkeypatch: pytest.MonkeyPatch) -> Iterator
 
     monkeypatch.setattr(DiscordServer, "start", start)
     yield servers
-    problems = [
-        problem
-        for server in servers
-        for problem in mention_problems(server.requests.all, moderator_role_id=server.cast.moderator_role.id)
-    ]
+    problems = [problem for server in servers for problem in _problems_by_guild(server)]
     if problems:
         pytest.fail(f"{len(problems)} bot message(s) could ping someone:\n" + "\n".join(problems[:5]))
+
+
+def _problems_by_guild(server: DiscordServer) -> list[str]:
+    """``mention_problems`` per guild: a message in a guild's channel may ping that guild's Moderator role only.
+
+    Requests outside a guild channel (DMs, interaction answers) are held to the cast's Moderator role, as before.
+    """
+    world, cast = server.world, server.cast
+    by_guild: dict[int, list[RecordedRequest]] = {}
+    for request in server.requests.all:
+        channel = world.channels.get(int(request.params.get("channel_id") or 0))
+        guild_id = channel.guild_id if channel is not None and channel.guild_id in world.guilds else None
+        by_guild.setdefault(guild_id or cast.guild.id, []).append(request)
+    problems = []
+    for guild_id, requests in by_guild.items():
+        guild = world.guilds[guild_id]
+        role = cast.moderator_role if guild_id == cast.guild.id else _moderator_role(guild)
+        problems += mention_problems(requests, moderator_role_id=role.id if role is not None else 0)
+    return problems
+
+
+def _moderator_role(guild: Guild) -> Role | None:
+    return next((role for role in guild.roles.values() if role.name == "Moderator"), None)

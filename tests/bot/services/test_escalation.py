@@ -13,6 +13,7 @@ from bot.services import consent, escalation, guild_settings
 from bot.services.errors import UserFacingError
 from bot.services.escalation import EscalationKind, ModeratorAction, Outcome, ScoredMessage
 from bot.services.risk_tier import TierDecision, decide_tier
+from bot.sharding import GuildOwnership
 from inference.types import RiskResult, RiskThresholds, RiskTier
 
 # A faster `database` fixture (a copy of one migrated file) for these modules.
@@ -354,3 +355,26 @@ async def test_after_the_quiet_period_a_new_high_post_opens_a_new_case(database:
             retention_days=7,
         )
     assert later.escalation_id != case_id and not later.joined
+
+
+# GUILD is on shard 0 of 2: with sharding, the process running shard 0 sweeps it and the other leaves it alone.
+THIS_PROCESS, OTHER_PROCESS = GuildOwnership(2, frozenset({0})), GuildOwnership(2, frozenset({1}))
+
+
+async def test_sweep_lists_and_plans_only_the_guilds_this_process_owns(database: Database) -> None:
+    await _configure(database)
+    case_id = (await _handle(database, _event())).escalation_id
+    async with database.session() as session:
+        assert await escalation.pending_ids(session, OTHER_PROCESS) == []
+        assert await escalation.plan_delivery(session, case_id, owned=OTHER_PROCESS) is None
+        assert await escalation.pending_ids(session, THIS_PROCESS) == [case_id]
+        assert await escalation.plan_delivery(session, case_id, owned=THIS_PROCESS) is not None
+
+
+async def test_repings_are_due_only_in_the_guilds_this_process_owns(database: Database) -> None:
+    case_id = await _alerted_case(database)
+    later = NOW + timedelta(minutes=30)
+    async with database.session() as session:
+        assert await escalation.due_repings(session, later, OTHER_PROCESS) == []
+        due = await escalation.due_repings(session, later, THIS_PROCESS)
+    assert [plan.escalation_id for plan in due] == [case_id]
