@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.risk.chat_text import chunks, normalise_chat
+from inference.risk.chat_text import chunks, normalise_chat, reading
+from inference.risk.lexical import LexicalHead
 
 CRISIS_LABEL = "crisis"
 CONFIG_FILE = "crisis_head.json"
@@ -48,6 +49,9 @@ class CrisisHeadConfig:
     # None = the model's own sentence embedding (the last layer). Lower layers keep more of the wording
     # (tense, person, "lol") than the last one's topic: attempt 3 of the protocol chose (2, 4, 6).
     layers: tuple[int, ...] | None = None
+    # A word-level head (TF-IDF + logistic regression, plain JSON) whose logit is added to the embedding head's,
+    # read from this file in the model folder; None = none. Attempt 3's F and attempt 5.
+    lexical: str | None = None
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -158,10 +162,12 @@ def _hidden_size(encoder: torch.nn.Module) -> int:
 
 @dataclass(frozen=True)
 class CrisisHead:
-    """A logit per embedding: logistic regression, or Platt-scaled nearest-prototype margin."""
+    """A logit per embedding: logistic regression, or Platt-scaled nearest-prototype margin; plus, when the
+    config names one, a word-level logit over the whole (normalised) message."""
 
     config: CrisisHeadConfig
     tensors: dict[str, np.ndarray]
+    lexical: LexicalHead | None = None
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         if self.config.kind == "logreg":
@@ -190,7 +196,14 @@ class CrisisHead:
         logits = self.logits(encoder.embed(pieces))
         best = np.full(len(texts), -np.inf)
         np.maximum.at(best, np.asarray(owners), logits)
+        best = best + self.word_logits(texts)
         return [float(p) for p in 1.0 / (1.0 + np.exp(-best / self.config.temperature))]
+
+    def word_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The word-level logit of each whole message as training read it (0 without a word-level head)."""
+        if self.lexical is None:
+            return np.zeros(len(texts))
+        return self.lexical.logits([reading(normalise_chat(text)) for text in texts])[:, 0].astype(np.float64)
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -203,6 +216,10 @@ class CrisisHead:
             {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.tensors.items()},
             str(folder / WEIGHTS_FILE),
         )
+        if self.lexical is not None and self.config.lexical:
+            (folder / self.config.lexical).write_text(
+                json.dumps(self.lexical.to_json(), separators=(",", ":")) + "\n", encoding="utf-8"
+            )
 
     @classmethod
     def load(cls, folder: Path) -> CrisisHead | None:
@@ -218,6 +235,11 @@ class CrisisHead:
             tensors = {
                 name: value.astype(np.float32) for name, value in load_file(folder / WEIGHTS_FILE).items()
             }
+            lexical = None
+            if config.lexical:
+                lexical = LexicalHead.from_json(
+                    json.loads((folder / config.lexical).read_text(encoding="utf-8"))
+                )
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise CrisisHeadError(
                 f"cannot read the crisis head in {folder}: {type(exc).__name__}: {exc}"
@@ -228,7 +250,7 @@ class CrisisHead:
             raise CrisisHeadError(
                 f"{folder / WEIGHTS_FILE} lacks {', '.join(missing)} for a {config.kind} head"
             )
-        return cls(config, tensors)
+        return cls(config, tensors, lexical)
 
 
 def _top_k_mean(similarities: np.ndarray, k: int) -> np.ndarray:

@@ -31,6 +31,7 @@ MORE_WRITTEN_FILE = DATA_FOLDER / "crisis_train_more.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 SEEDS = (13, 29, 47)
+LEXICAL_FILE = "crisis_lexical.json"
 FOLDS = 5
 ORDINARY_LIMIT = 0.005
 HARD_NEGATIVE_LIMIT = 0.03
@@ -384,11 +385,6 @@ def with_contrastive(report: dict, run: dict) -> dict:
 def fit_final(spec: dict, rows: Sequence[Row], cache: EmbeddingCache) -> CrisisHead:
     """The winner refitted on the whole pool (its cut-offs come from the cross-validation: ``cut_offs_from``)."""
     variant = Variant(**{**spec, "layers": tuple(spec["layers"]) if spec.get("layers") else None})
-    if variant.lexical:
-        raise CrisisTrainingError(
-            f"variant {variant.name} adds a word-level logit, which the crisis head's reader does not load yet; "
-            "ship its base variant or add that reader first"
-        )
     texts = [reading(normalise_chat(row.text)) for row in rows]
     x, y = cache.embed(texts), np.array([row.label for row in rows])
     if variant.augmented:
@@ -396,11 +392,11 @@ def fit_final(spec: dict, rows: Sequence[Row], cache: EmbeddingCache) -> CrisisH
         extra = [i for i, row in enumerate(rows) if row.source != "esconv"]
         styled = [reading(normalise_chat(augment(rows[i].text, rng))) for i in extra]
         x, y = np.concatenate([x, cache.embed(styled)]), np.concatenate([y, y[extra]])
-    return fit_head(variant, x, y, SEEDS[0])
-
-
-class CrisisTrainingError(RuntimeError):
-    """The selection chose something this code cannot write as a crisis head."""
+    head = fit_head(variant, x, y, SEEDS[0])
+    if not variant.lexical:
+        return head
+    words = fit_crisis_lexical(texts, np.array([row.label for row in rows]))
+    return CrisisHead(replace(head.config, lexical=LEXICAL_FILE), head.tensors, words)
 
 
 def _probability(logit: float) -> float:
@@ -640,6 +636,9 @@ def train_crisis(
         )
     winner = report["winner"]
     cut_offs = cut_offs_from(report["variants"][winner]["per_seed"])
+    report["cut_offs"] = cut_offs
+    # Written before the refit, so a refit that fails keeps the (long) selection for --selection.
+    write_report(output / "crisis_selection.json", report)
     if winner == CONTRASTIVE.name:
         train_contrastive_head(base_model, rows, output, seed=CONTRASTIVE_SEED)
     elif winner == TUNED.name:
@@ -648,7 +647,7 @@ def train_crisis(
         spec = dict(report["winner_spec"])
         variant_layers = tuple(spec["layers"]) if spec.get("layers") else None
         head = fit_final(spec, rows, cache_for(Variant(winner, layers=variant_layers)))
-        head = CrisisHead(replace(head.config, base_model=base_model), head.tensors)
+        head = CrisisHead(replace(head.config, base_model=base_model), head.tensors, head.lexical)
         head.save(output)
     method = (
         f"variant {winner} by docs/models/risk-crisis-protocol.md; high = median over seeds of the lowest "

@@ -139,11 +139,36 @@ def test_selection_runs_every_declared_variant_and_ships_a_layered_winner(tiny, 
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_a_word_level_winner_is_refused_with_a_clear_error(tiny, tmp_path):
-    _, encoder, tokenizer = tiny
+def test_a_word_level_winner_ships_its_word_list_and_the_scorer_adds_its_logit(tiny, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    folder, encoder, tokenizer = tiny
+    rows = _rows()
     cache = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")(ct.Variant("A8"))
-    with pytest.raises(ct.CrisisTrainingError, match="word-level"):
-        ct.fit_final({"name": "F(A8)", "c": 8.0, "lexical": True}, _rows(), cache)
+    head = ct.fit_final({"name": "F(A8)", "c": 8.0, "lexical": True}, rows, cache)
+    assert head.lexical is not None and head.config.lexical == ct.LEXICAL_FILE
+    out = tmp_path / "model"
+    shutil.copytree(folder, out)
+    CrisisHead(
+        replace(head.config, base_model=str((out / "base").resolve())), head.tensors, head.lexical
+    ).save(out)
+    assert (out / ct.LEXICAL_FILE).exists()
+    write_calibration(out, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    ct.write_crisis_calibration(out, {"high": 0.8, "elevated": 0.2}, "a test")
+    scorer = RiskScorer.load(out)
+    loaded, _ = scorer.crisis
+    assert loaded.lexical is not None
+    texts = ["i want to die", "hello there"]
+    plain = CrisisHead(head.config, head.tensors)  # the same embedding head without its words
+    sentence = SentenceEncoder(encoder, tokenizer)
+    embedding_logit = np.log(np.array(plain.probabilities(sentence, texts)))
+    embedding_logit -= np.log1p(-np.exp(embedding_logit))
+    words = head.lexical.logits([ct.reading(ct.normalise_chat(t)) for t in texts])[:, 0]
+    expected = 1 / (1 + np.exp(-(embedding_logit + words)))
+    got = [result.probabilities[CRISIS_LABEL] for result in scorer.predict(texts)]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert not np.allclose(words, 0.0)  # the word list really moves the score
 
 
 def test_crisis_head_config_refuses_negative_layers():
