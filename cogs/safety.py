@@ -8,11 +8,12 @@ from typing import Literal
 import discord
 from discord import app_commands
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot
-from bot.db.models import EscalationConsent
-from bot.services import consent
+from bot.db.models import EscalationConsent, utcnow
+from bot.services import consent, escalation
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,15 @@ class Safety(commands.Cog):
     async def safety(self, interaction: discord.Interaction, choice: Literal["yes", "no", "ask"]) -> None:
         chosen = _CHOICES[choice]
         guild_id, member_id = interaction.guild_id or 0, interaction.user.id
-        await self.bot.database.run(
-            "record a safety choice",
-            lambda session: consent.set_escalation(session, guild_id, member_id, chosen),
-        )
+
+        async def record(session: AsyncSession) -> list[int]:
+            await consent.set_escalation(session, guild_id, member_id, chosen)
+            # A narrower choice reaches the member's open cases now: a posted alert is taken back at once.
+            return await escalation.apply_changed_consent(session, guild_id, member_id, utcnow())
+
+        owed = await self.bot.database.run("record a safety choice", record)
         await replies.answer(interaction, confirmation(chosen), ephemeral=True)
+        await self.bot.deliver_cases(owed)
 
 
 async def setup(bot: PeerCareBot) -> None:

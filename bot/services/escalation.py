@@ -8,7 +8,8 @@ send that may have happened before a crash, so an alert is never posted twice.
 
 The rule that keeps delivery honest: a case's consent is not frozen when it opens. Every send and every
 re-ping reads the member's consent and the guild's shadow mode as they are at that moment
-(``_apply_current_consent``); see ``plan_delivery``, ``plan_redraw`` and ``mark_repinged``.
+(``_apply_current_consent``); see ``plan_delivery``, ``plan_redraw`` and ``mark_repinged``. A member who changes
+their choice with ``/peercare safety`` has it applied to their open cases at once (``apply_changed_consent``).
 """
 
 from __future__ import annotations
@@ -526,6 +527,37 @@ async def _apply_current_consent(
     )
 
 
+async def apply_changed_consent(
+    session: AsyncSession, guild_id: int, member_id: int, now: datetime
+) -> list[int]:
+    """A member just changed their choice (``/peercare safety``): narrow their open cases now, not at the next send.
+
+    Each open case goes through ``_apply_current_consent``, the rule every send and re-ping applies: after a
+    "no" an unanswered question is closed, a posted alert is closed with its excerpt gone and owes a redraw that
+    takes it back, and a case not delivered yet becomes a "no" case (private resources, nobody else told).
+    Returns the cases whose delivery or redraw is owed now; the caller delivers them.
+    """
+    settings = await guild_settings.get_or_create(session, guild_id)
+    rows = await session.scalars(
+        select(Escalation)
+        .where(
+            Escalation.guild_id == guild_id,
+            Escalation.member_id == member_id,
+            Escalation.state.not_in(CLOSED_STATES),
+        )
+        .order_by(Escalation.id)
+    )
+    owed = []
+    for row in rows:
+        before = (row.state, row.consent_used)
+        await _apply_current_consent(session, row, settings, now)
+        if (row.state, row.consent_used) != before and (
+            row.state is EscalationState.PENDING or row.alert_outdated_at is not None
+        ):
+            owed.append(row.id)
+    return owed
+
+
 def _action_for(row: Escalation) -> Outcome:
     choice = row.consent_used or EscalationConsent.ASK_FIRST.value
     if choice in (EscalationConsent.YES.value, ASKED_YES):
@@ -699,6 +731,12 @@ async def mark_alerted(
         subject_id=row.id,
         alert_message_id=alert_message_id,
     )
+    if row.consent_used == EscalationConsent.NO.value:
+        # The member chose "no" while this alert was on its way (``apply_changed_consent``): it is closed and
+        # owes the redraw that takes it back, as an alert withdrawn after it was posted does.
+        row.state = EscalationState.DECLINED
+        row.resolved_at = now
+        row.alert_outdated_at = now
 
 
 async def mark_member_asked(session: AsyncSession, escalation_id: int) -> None:

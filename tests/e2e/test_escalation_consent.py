@@ -191,3 +191,36 @@ async def test_withdrawn_consent_stops_repings_and_takes_the_alert_back(e2e):
     assert taken_back.components == [] and _reminders(e2e, alert) == []
     (case,) = await cases(e2e)
     assert case.state is EscalationState.DECLINED and case.excerpt is None
+
+
+# -- choosing "no" with /peercare safety closes the member's open cases at once ----------------------------
+
+
+async def test_choosing_no_takes_a_posted_alert_back_at_once(e2e):
+    alert = await _live_alert(e2e)
+    await _choose(e2e, "no")  # no sweep, no re-ping: the command itself takes it back
+    taken_back = await e2e.wait_until(
+        lambda: next(
+            (m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.id == alert.id and not m.embeds), None
+        ),
+        10.0,
+        "the alert taken back",
+    )
+    await e2e.settle()
+    assert CRISIS_POST not in (taken_back.content or "") and "changed their mind" in taken_back.content
+    assert taken_back.components == []
+    (case,) = await cases(e2e)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None and case.text_expires_at is None
+    assert "escalation.consent_withdrawn" in await audit_actions(e2e)
+
+
+async def test_choosing_no_closes_an_unanswered_question_at_once(e2e):
+    await go_live(e2e, EscalationConsent.ASK_FIRST)
+    await post_crisis(e2e)
+    await e2e.wait_for_dm(e2e.cast.alice)
+    await wait_for_case(e2e, EscalationState.AWAITING_MEMBER)
+    await _choose(e2e, "no")
+    (case,) = await cases(e2e)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None
+    await e2e.settle()
+    assert alerts(e2e) == []

@@ -177,3 +177,44 @@ async def test_member_saying_yes_after_withdrawing_consent_is_told_how_to_allow_
         async with database.session() as session:
             await escalation.record_member_answer(session, decision.escalation_id, MEMBER, True, NOW)
     assert (await _case(database, decision.escalation_id)).state is EscalationState.AWAITING_MEMBER
+
+
+# -- /peercare safety: a changed choice reaches the member's open cases at once -----------------------------
+
+
+async def test_choosing_no_closes_a_posted_alert_at_once(database: Database) -> None:
+    case_id = await _alerted_case(database)
+    async with database.session() as session:
+        await consent.set_escalation(session, GUILD, MEMBER, EscalationConsent.NO)
+        assert await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW) == [case_id]
+    case = await _case(database, case_id)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None
+    async with database.session() as session:
+        plan = await escalation.plan_redraw(session, case_id, NOW)
+    assert plan is not None and plan.consent_withdrawn
+
+
+async def test_no_chosen_while_the_alert_is_on_its_way_takes_it_back(database: Database) -> None:
+    case_id = await _pending_case(database)
+    async with database.session() as session:
+        drawn = await escalation.plan_delivery(session, case_id, NOW)  # planned under "yes", then sent
+    assert drawn is not None and drawn.action is Outcome.ALERT_MODERATORS
+    async with database.session() as session:
+        await consent.set_escalation(session, GUILD, MEMBER, EscalationConsent.NO)
+        assert await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW) == [case_id]
+    async with database.session() as session:  # the send lands after the member's choice
+        await escalation.mark_alerted(session, case_id, 555, 9001, NOW, drawn=drawn)
+    case = await _case(database, case_id)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None
+    async with database.session() as session:
+        plan = await escalation.plan_redraw(session, case_id, NOW)
+    assert plan is not None and plan.consent_withdrawn
+
+
+async def test_a_wider_choice_changes_no_open_case(database: Database) -> None:
+    case_id = await _pending_case(database, EscalationConsent.ASK_FIRST)
+    async with database.session() as session:
+        await consent.set_escalation(session, GUILD, MEMBER, EscalationConsent.YES)
+        assert await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW) == []
+    case = await _case(database, case_id)
+    assert case.consent_used == EscalationConsent.ASK_FIRST.value and case.excerpt is not None
