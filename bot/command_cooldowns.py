@@ -39,6 +39,15 @@ def per_member(cooldown: Cooldown) -> Callable[[T], T]:
 
 def cooldown_message(error: app_commands.CommandOnCooldown) -> str:
     """The private answer to a member on cooldown: what happened and when they can try again."""
-    wait_s = max(1, math.ceil(error.retry_after))
-    when = f"{wait_s} seconds" if wait_s < 120 else f"{math.ceil(wait_s / 60)} minutes"
-    return f"You used this command a moment ago; try again in {when}."
+    return f"You used this command a moment ago; try again in {wait_wording(error.retry_after)}."
+
+
+def wait_wording(retry_after: float) -> str:
+    """How long until a member may try again, as a person says it: "45 seconds", "7 minutes".
+
+    The one wording of every cooldown answer (commands here, the check-in note form in cogs/checkins.py).
+    """
+    wait_s = max(1, math.ceil(retry_after))
+    if wait_s < 120:
+        return "1 second" if wait_s == 1 else f"{wait_s} seconds"
+    return f"{math.ceil(wait_s / 60)} minutes"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 from datetime import datetime
 from typing import Literal
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot, cog_for
 from bot.buttons import RestartProofButton
-from bot.command_cooldowns import Cooldown
+from bot.command_cooldowns import Cooldown, wait_wording
 from bot.db.models import CheckinCadence, CheckinSchedule, utcnow
 from bot.db.session import Database, transient_reason
 from bot.escalation_views import ask_first_view
@@ -159,12 +158,10 @@ class MemberCooldowns:
 
 
 def _note_cooldown_message(retry_after: float, crisis_resources: str) -> str:
-    wait_s = max(1, math.ceil(retry_after))
-    when = f"{wait_s} seconds" if wait_s < 120 else f"{math.ceil(wait_s / 60)} minutes"
     return (
         "Thank you for all you've shared. I can take another note in "
-        f"{when}; this one was not saved. If things feel heavy right now, please reach out to someone you "
-        "trust, or:\n\n" + crisis_resources
+        f"{wait_wording(retry_after)}; this one was not saved. If things feel heavy right now, please reach "
+        "out to someone you trust, or:\n\n" + crisis_resources
     )
 
 
