@@ -610,6 +610,22 @@ def _owned_by_another_process(row: Escalation, owned: GuildOwnership) -> bool:
     return True
 
 
+async def _settings_to_send(
+    session: AsyncSession, row: Escalation, owned: GuildOwnership, now: datetime
+) -> GuildSettings | None:
+    """The guild's settings for a send from this process, the member's current consent applied to ``row``.
+
+    None when this process sends nothing for the case: another process owns its guild, or the bot has left it.
+    """
+    if _owned_by_another_process(row, owned):
+        return None
+    settings = await guild_settings.get_or_create(session, row.guild_id)
+    if settings.left_at is not None:
+        return None
+    await _apply_current_consent(session, row, settings, now)
+    return settings
+
+
 async def plan_delivery(
     session: AsyncSession,
     escalation_id: int,
@@ -626,13 +642,10 @@ async def plan_delivery(
     case is left to its own process.
     """
     row = await session.get(Escalation, escalation_id)
-    if row is None or row.state is not EscalationState.PENDING or _owned_by_another_process(row, owned):
+    if row is None or row.state is not EscalationState.PENDING:
         return None
-    settings = await guild_settings.get_or_create(session, row.guild_id)
-    if settings.left_at is not None:
-        return None
-    await _apply_current_consent(session, row, settings, now or utcnow())
-    if settings.shadow_mode:
+    settings = await _settings_to_send(session, row, owned, now or utcnow())
+    if settings is None or settings.shadow_mode:
         return None
     return plan_for(row, settings)
 
@@ -652,12 +665,9 @@ async def plan_redraw(
     row = await session.get(Escalation, escalation_id)
     if row is None or row.alert_outdated_at is None or row.alert_message_id is None:
         return None
-    if _owned_by_another_process(row, owned):
+    settings = await _settings_to_send(session, row, owned, now or utcnow())
+    if settings is None:
         return None
-    settings = await guild_settings.get_or_create(session, row.guild_id)
-    if settings.left_at is not None:
-        return None
-    await _apply_current_consent(session, row, settings, now or utcnow())
     plan = plan_for(row, settings)
     if settings.shadow_mode and not plan.consent_withdrawn:
         return None
