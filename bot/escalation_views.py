@@ -13,7 +13,7 @@ import discord
 
 from bot import interaction_replies
 from bot.app import RESTARTING
-from bot.buttons import RestartProofButton
+from bot.buttons import RestartProofButton, TwoChoiceButton
 from bot.db.models import EscalationState
 from bot.services.escalation import ALERT_FOOTER_PREFIX, DeliveryPlan, EscalationKind, ModeratorAction
 
@@ -90,30 +90,19 @@ class AlertButton(
 
 
 class AskFirstAnswer(
-    RestartProofButton,
-    template=r"peercare:askfirst:(?P<answer>yes|no):(?P<escalation_id>[0-9]+)",
+    TwoChoiceButton,
+    prefix="peercare:askfirst",
+    yes=("yes", "Yes, please reach out", discord.ButtonStyle.success),
+    no=("no", "No, not now", discord.ButtonStyle.secondary),
 ):
-    """The member's yes/no to "would you like a moderator to reach out?" (survives restarts)."""
-
-    def __init__(self, wants_moderator: bool, escalation_id: int) -> None:
-        super().__init__(
-            f"peercare:askfirst:{'yes' if wants_moderator else 'no'}:{escalation_id}",
-            "Yes, please reach out" if wants_moderator else "No, not now",
-            discord.ButtonStyle.success if wants_moderator else discord.ButtonStyle.secondary,
-        )
-        self.wants_moderator = wants_moderator
-        self.escalation_id = escalation_id
-
-    @classmethod
-    def from_match(cls, match: re.Match[str]) -> AskFirstAnswer:
-        return cls(match["answer"] == "yes", int(match["escalation_id"]))
+    """The member's yes/no to "would you like a moderator to reach out?"; the subject is the case."""
 
     async def callback(self, interaction: discord.Interaction) -> None:
         desk = _desk(interaction)
         if desk is None:
             await interaction_replies.answer(interaction, RESTARTING)
             return
-        await desk.member_answered(interaction, self.escalation_id, self.wants_moderator)
+        await desk.member_answered(interaction, self.subject_id, self.yes)
 
 
 def alert_view(escalation_id: int, state: EscalationState = EscalationState.ALERTED) -> discord.ui.View:
@@ -129,10 +118,7 @@ def alert_view(escalation_id: int, state: EscalationState = EscalationState.ALER
 
 
 def ask_first_view(escalation_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(AskFirstAnswer(True, escalation_id))
-    view.add_item(AskFirstAnswer(False, escalation_id))
-    return view
+    return AskFirstAnswer.view(escalation_id)
 
 
 def _source_line(plan: DeliveryPlan) -> str:

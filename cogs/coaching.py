@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import re
 from datetime import timedelta
 
 import discord
@@ -17,7 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from bot import command_cooldowns
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot, cog_for
-from bot.buttons import RestartProofButton
+from bot.buttons import TwoChoiceButton
 from bot.db.models import utcnow
 from bot.db.session import Database, transient_reason
 from bot.services import coaching_delivery, consent, guild_settings
@@ -40,36 +39,21 @@ HISTORY_CLOCK_MARGIN = timedelta(minutes=2)
 
 
 class CoachingAnswer(
-    RestartProofButton,
-    template=r"peercare:coaching:(?P<answer>yes|no):(?P<guild_id>[0-9]+)",
+    TwoChoiceButton,
+    prefix="peercare:coaching",
+    yes=("yes", "Yes, send me notes", discord.ButtonStyle.success),
+    no=("no", "No thanks", discord.ButtonStyle.secondary),
 ):
-    """Accept/Decline on the invitation DM. The guild id rides in the custom id, so it works after a restart."""
-
-    def __init__(self, answer: str, guild_id: int) -> None:
-        accepted = answer == "yes"
-        super().__init__(
-            f"peercare:coaching:{answer}:{guild_id}",
-            "Yes, send me notes" if accepted else "No thanks",
-            discord.ButtonStyle.success if accepted else discord.ButtonStyle.secondary,
-        )
-        self.accepted = accepted
-        self.guild_id = guild_id
-
-    @classmethod
-    def from_match(cls, match: re.Match[str]) -> CoachingAnswer:
-        return cls(match["answer"], int(match["guild_id"]))
+    """Accept/Decline on the invitation DM; the subject is the guild (a DM has none of its own)."""
 
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = await cog_for(interaction, Coaching)
         if cog is not None:
-            await cog.answer_invitation(interaction, self.guild_id, self.accepted)
+            await cog.answer_invitation(interaction, self.subject_id, self.yes)
 
 
 def invitation_view(guild_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(CoachingAnswer("yes", guild_id))
-    view.add_item(CoachingAnswer("no", guild_id))
-    return view
+    return CoachingAnswer.view(guild_id)
 
 
 class Coaching(commands.GroupCog, group_name="coaching", group_description="Private empathy coaching notes"):

@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-import re
 from datetime import datetime, timedelta
 
 import discord
@@ -15,7 +14,7 @@ from discord.ext import commands
 
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot, cog_for
-from bot.buttons import RestartProofButton
+from bot.buttons import TwoChoiceButton
 from bot.db.models import utcnow
 from bot.db.session import Database
 from bot.escalation_views import REDACTED_ALERT
@@ -30,29 +29,18 @@ STARTUP_DELAY_SECONDS = 30
 
 
 class ForgetMeConfirm(
-    RestartProofButton,
-    template=r"peercare:forget:(?P<answer>confirm|cancel):(?P<user_id>[0-9]+)",
+    TwoChoiceButton,
+    prefix="peercare:forget",
+    yes=("confirm", "Yes, delete everything", discord.ButtonStyle.danger),
+    no=("cancel", "Cancel", discord.ButtonStyle.secondary),
 ):
-    """Confirm/cancel for `/peercare forget-me`; only the member who asked can press it."""
-
-    def __init__(self, confirm: bool, user_id: int) -> None:
-        super().__init__(
-            f"peercare:forget:{'confirm' if confirm else 'cancel'}:{user_id}",
-            "Yes, delete everything" if confirm else "Cancel",
-            discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
-        )
-        self.confirm = confirm
-        self.user_id = user_id
-
-    @classmethod
-    def from_match(cls, match: re.Match[str]) -> ForgetMeConfirm:
-        return cls(match["answer"] == "confirm", int(match["user_id"]))
+    """Confirm/cancel for `/peercare forget-me`; the subject is the member who asked, the only one who may press."""
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        if interaction.user.id != self.user_id:
+        if interaction.user.id != self.subject_id:
             await replies.answer(interaction, "Only the member who asked can confirm this.", ephemeral=True)
             return
-        if not self.confirm:
+        if not self.yes:
             await replies.update(interaction, content="Nothing was deleted.", view=None)
             return
         cog = await cog_for(interaction, Privacy, ephemeral=True)
@@ -154,9 +142,7 @@ class Privacy(commands.Cog):
 
     @app_commands.command(name="forget-me", description="Delete everything PeerCare stores about you")
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        view = discord.ui.View(timeout=None)
-        view.add_item(ForgetMeConfirm(True, interaction.user.id))
-        view.add_item(ForgetMeConfirm(False, interaction.user.id))
+        view = ForgetMeConfirm.view(interaction.user.id)
         await replies.answer(
             interaction,
             "This deletes everything PeerCare stores about you in every server: your settings, scores, "
