@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,3 +37,38 @@ def record(
     session.add(entry)
     log.info("audit %s guild=%s actor=%s %s=%s", action, guild_id, actor_id, subject_type, subject_id)
     return entry
+
+
+class AuditSubject(Protocol):
+    """A stored row an audit entry can be about: a case, a check-in, a check-in schedule."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def guild_id(self) -> int: ...
+
+
+def record_about(
+    session: AsyncSession,
+    action: str,
+    subject: AuditSubject,
+    *,
+    subject_type: str,
+    actor_id: int | None = None,
+    **details: Any,
+) -> AuditLogEntry:
+    """``record`` an entry about one stored row: filed under the row's own guild, with the row's id as subject.
+
+    Forget-me deletes a member's entries by (``subject_type``, id) (``privacy.MEMBER_DATA``), so the pair is
+    always taken from the row itself, never written out again at each call.
+    """
+    return record(
+        session,
+        action,
+        guild_id=subject.guild_id,
+        actor_id=actor_id,
+        subject_type=subject_type,
+        subject_id=subject.id,
+        **details,
+    )

@@ -141,13 +141,12 @@ async def enable(
     await session.flush()
     member = await consent.get_or_create(session, guild_id, user_id)
     member.dms_closed_at = None  # the member just asked for DMs: try again
-    audit.record(
+    audit.record_about(
         session,
         "checkin.enabled",
-        guild_id=guild_id,
-        actor_id=user_id,
+        schedule,
         subject_type="checkin_schedule",
-        subject_id=schedule.id,
+        actor_id=user_id,
         cadence=cadence.value,
     )
     return schedule
@@ -158,13 +157,8 @@ async def disable(session: AsyncSession, guild_id: int, user_id: int) -> Checkin
     if schedule is None or not schedule.active:
         return None
     schedule.active = False
-    audit.record(
-        session,
-        "checkin.disabled",
-        guild_id=guild_id,
-        actor_id=user_id,
-        subject_type="checkin_schedule",
-        subject_id=schedule.id,
+    audit.record_about(
+        session, "checkin.disabled", schedule, subject_type="checkin_schedule", actor_id=user_id
     )
     return schedule
 
@@ -244,12 +238,11 @@ async def start_checkin(session: AsyncSession, schedule_id: int, now: datetime) 
         schedule.missed_count += 1
     if schedule.missed_count >= PAUSE_AFTER_MISSED:
         schedule.active = False
-        audit.record(
+        audit.record_about(
             session,
             "checkin.paused_after_missed",
-            guild_id=schedule.guild_id,
+            schedule,
             subject_type="checkin_schedule",
-            subject_id=schedule.id,
             missed=schedule.missed_count,
         )
         return None
@@ -284,13 +277,7 @@ async def stop_for_closed_dms(session: AsyncSession, checkin_id: int) -> None:
     await session.delete(checkin)  # never delivered: not a missed check-in
     if schedule is not None:
         schedule.active = False
-        audit.record(
-            session,
-            "checkin.stopped_dms_closed",
-            guild_id=schedule.guild_id,
-            subject_type="checkin_schedule",
-            subject_id=schedule.id,
-        )
+        audit.record_about(session, "checkin.stopped_dms_closed", schedule, subject_type="checkin_schedule")
         await consent.mark_dms_closed(session, schedule.guild_id, schedule.user_id)
 
 
@@ -363,14 +350,7 @@ async def record_mood(
     schedule = await session.get(CheckinSchedule, checkin.schedule_id)
     if schedule is not None:
         schedule.missed_count = 0
-    audit.record(
-        session,
-        "checkin.answered",
-        guild_id=checkin.guild_id,
-        subject_type="checkin",
-        subject_id=checkin.id,
-        mood=mood.value,
-    )
+    audit.record_about(session, "checkin.answered", checkin, subject_type="checkin", mood=mood.value)
     if mood is Mood.STRUGGLING:
         return await _escalate(
             session, checkin, EscalationKind.CHECKIN, ["said they are struggling"], None, now, retention_days

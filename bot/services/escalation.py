@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -263,15 +264,8 @@ async def open_escalation(
         existing = await find_for_message(session, guild_id, kind, message_id)
         assert existing is not None
         return existing, False
-    audit.record(
-        session,
-        "escalation.opened",
-        guild_id=guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
-        kind=kind.value,
-        tier=tier.value,
-        consent=consent_choice.value,
+    _audit_case(
+        session, "escalation.opened", row, kind=kind.value, tier=tier.value, consent=consent_choice.value
     )
     return row, True
 
@@ -347,12 +341,10 @@ async def join_case(
         row.text_expires_at = now + timedelta(days=retention_days)
     # Whether the alert is posted yet or not: the delivery that drew it clears this only if nothing joined since.
     row.alert_outdated_at = now
-    audit.record(
+    _audit_case(
         session,
         "escalation.message_added",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
+        row,
         message_id=scored.message_id,
         messages=len(case_messages(row)),
     )
@@ -500,14 +492,7 @@ async def _apply_current_consent(
         if row.state is not EscalationState.PENDING:
             return  # already posted: moderators know; re-pings and redraws go on
         row.consent_used = current
-        audit.record(
-            session,
-            "escalation.consent_narrowed",
-            guild_id=row.guild_id,
-            subject_type="escalation",
-            subject_id=row.id,
-            consent=current,
-        )
+        _audit_case(session, "escalation.consent_narrowed", row, consent=current)
         return
     row.consent_used = current
     row.excerpt = None
@@ -517,14 +502,7 @@ async def _apply_current_consent(
         row.resolved_at = now
         if row.alert_message_id is not None:
             row.alert_outdated_at = now
-    audit.record(
-        session,
-        "escalation.consent_withdrawn",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
-        previous_state=previous_state.value,
-    )
+    _audit_case(session, "escalation.consent_withdrawn", row, previous_state=previous_state.value)
 
 
 async def apply_changed_consent(
@@ -733,14 +711,7 @@ async def mark_alerted(
     row.last_error = None
     if drawn is not None:
         await _clear_outdated(session, escalation_id, drawn.alert_outdated_at)
-    audit.record(
-        session,
-        "escalation.alerted",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
-        alert_message_id=alert_message_id,
-    )
+    _audit_case(session, "escalation.alerted", row, alert_message_id=alert_message_id)
     if row.consent_used == EscalationConsent.NO.value:
         # The member chose "no" while this alert was on its way (``apply_changed_consent``): it is closed and
         # owes the redraw that takes it back, as an alert withdrawn after it was posted does.
@@ -753,13 +724,7 @@ async def mark_member_asked(session: AsyncSession, escalation_id: int) -> None:
     row = await _get(session, escalation_id)
     row.state = EscalationState.AWAITING_MEMBER
     row.last_error = None
-    audit.record(
-        session,
-        "escalation.member_asked",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
-    )
+    _audit_case(session, "escalation.member_asked", row)
 
 
 async def mark_member_supported(
@@ -801,9 +766,7 @@ async def _close_without_moderator(
     row.excerpt = None
     row.text_expires_at = None
     row.last_error = error
-    audit.record(
-        session, action, guild_id=row.guild_id, subject_type="escalation", subject_id=row.id, **details
-    )
+    _audit_case(session, action, row, **details)
 
 
 async def mark_failed(session: AsyncSession, escalation_id: int, error: str, now: datetime) -> None:
@@ -812,12 +775,10 @@ async def mark_failed(session: AsyncSession, escalation_id: int, error: str, now
     first_time_for_this_error = row.last_error != error[:ERROR_CHARS]
     row.last_error = error[:ERROR_CHARS]
     if first_time_for_this_error:
-        audit.record(
+        _audit_case(
             session,
             "escalation.delivery_failed",
-            guild_id=row.guild_id,
-            subject_type="escalation",
-            subject_id=row.id,
+            row,
             error=error[:ERROR_CHARS],
             attempts=row.delivery_attempts,
         )
@@ -900,13 +861,11 @@ async def apply_moderator_action(
         row.resolved_by, row.resolved_at = moderator_id, now
     previous = row.state
     row.state = _STATE_AFTER[action]
-    audit.record(
+    _audit_case(
         session,
         f"escalation.{action.value}",
-        guild_id=row.guild_id,
+        row,
         actor_id=moderator_id,
-        subject_type="escalation",
-        subject_id=row.id,
         previous_state=previous.value,
         state=row.state.value,
     )
@@ -953,14 +912,8 @@ async def record_member_answer(
         row.excerpt = None
         row.text_expires_at = None
         row.resolved_at = now
-    audit.record(
-        session,
-        "escalation.member_answered",
-        guild_id=row.guild_id,
-        actor_id=member_id,
-        subject_type="escalation",
-        subject_id=row.id,
-        wants_moderator=wants_moderator,
+    _audit_case(
+        session, "escalation.member_answered", row, actor_id=member_id, wants_moderator=wants_moderator
     )
     return row
 
@@ -1030,19 +983,17 @@ async def mark_repinged(session: AsyncSession, escalation_id: int, now: datetime
         return False
     row.ping_count += 1
     row.last_pinged_at = now
-    audit.record(
-        session,
-        "escalation.repinged",
-        guild_id=row.guild_id,
-        subject_type="escalation",
-        subject_id=row.id,
-        ping_count=row.ping_count,
-    )
+    _audit_case(session, "escalation.repinged", row, ping_count=row.ping_count)
     return True
 
 
 async def get(session: AsyncSession, escalation_id: int) -> Escalation | None:
     return await session.get(Escalation, escalation_id)
+
+
+def _audit_case(session: AsyncSession, action: str, row: Escalation, **details: Any) -> None:
+    """Audit a step of a case: forget-me finds a member's entries by subject "escalation" (``privacy.MEMBER_DATA``)."""
+    audit.record_about(session, action, row, subject_type="escalation", **details)
 
 
 async def _get(session: AsyncSession, escalation_id: int) -> Escalation:
