@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -48,3 +49,29 @@ async def finish_or_cancel(task: asyncio.Task[None] | None, grace_seconds: float
         left.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await left
+
+
+async def run_logged(
+    log: logging.Logger, what: str, run: Callable[[], Awaitable[Any]], *, again_in_s: float
+) -> None:
+    """One pass of a job that runs again every ``again_in_s``: a failure is logged, never raised.
+
+    The next pass is the retry. ``log`` is the caller's logger, so the record names the job's own module.
+    """
+    try:
+        await run()
+    except Exception:
+        log.exception("%s failed; it runs again in %d s", what, again_in_s)
+
+
+async def run_scheduled(
+    log: logging.Logger, what: str, run: Callable[[], Awaitable[Any]], *, again_in_s: float
+) -> None:
+    """``run_logged`` for a pass the scheduler started: a shutdown that cancels it is not an error either.
+
+    Only for jobs whose every step is its own transaction, so that the next start simply runs them again.
+    """
+    try:
+        await run_logged(log, what, run, again_in_s=again_in_s)
+    except asyncio.CancelledError:
+        log.info("%s interrupted by shutdown", what)

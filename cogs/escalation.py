@@ -30,7 +30,7 @@ from bot.escalation_views import (
     footer,
     role_mentions,
 )
-from bot.scheduling import every, finish_or_cancel, stop
+from bot.scheduling import every, finish_or_cancel, run_logged, run_scheduled, stop
 from bot.services import consent, escalation, guild_settings, safety_messages
 from bot.services.errors import UserFacingError
 from bot.services.escalation import DeliveryPlan, DeliveryProblem, ModeratorAction, Outcome
@@ -109,17 +109,11 @@ class Escalations(commands.Cog):
             self._startup_sweep = asyncio.create_task(self._sweep_logged())
 
     async def _sweep_logged(self) -> None:
-        try:
-            await self.sweep()
-        except Exception:
-            log.exception("escalation sweep failed; it runs again in %d s", SWEEP_EVERY_SECONDS)
+        await run_logged(log, "escalation sweep", self.sweep, again_in_s=SWEEP_EVERY_SECONDS)
 
     async def _scheduled_sweep(self) -> None:
-        try:
-            await self._sweep_logged()
-        except asyncio.CancelledError:
-            # Shutdown interrupted it: every step is its own transaction, and the next start sweeps again.
-            log.info("escalation sweep interrupted by shutdown")
+        # Every step is its own transaction: a sweep that shutdown interrupts is simply run at the next start.
+        await run_scheduled(log, "escalation sweep", self.sweep, again_in_s=SWEEP_EVERY_SECONDS)
 
     # -- out: delivery -------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app import PeerCareBot
 from bot.db.models import utcnow
 from bot.db.session import transient_reason
-from bot.scheduling import every, finish_or_cancel, stop
+from bot.scheduling import every, finish_or_cancel, run_logged, run_scheduled, stop
 from bot.services import catch_up, message_inbox, support_channels
 from bot.services.message_inbox import PendingMessage, SkipReason
 from bot.services.message_intake import (
@@ -297,18 +297,20 @@ class Replies(commands.Cog):
             return None, SkipReason.NOT_SUPPORT_CHANNEL
         return self._source(message, row.guild_id), None
 
+    async def _recover(self, received_before: datetime | None = None) -> None:
+        await self._retry_unrecorded()
+        await self.recover_pending(received_before=received_before)
+
     async def _recovery_logged(self, received_before: datetime | None = None) -> None:
-        try:
-            await self._retry_unrecorded()
-            await self.recover_pending(received_before=received_before)
-        except Exception:
-            log.exception("message inbox recovery failed; it runs again in %d s", RECOVERY_EVERY_SECONDS)
+        await run_logged(
+            log,
+            "message inbox recovery",
+            lambda: self._recover(received_before),
+            again_in_s=RECOVERY_EVERY_SECONDS,
+        )
 
     async def _scheduled_recovery(self) -> None:
-        try:
-            await self._recovery_logged()
-        except asyncio.CancelledError:
-            log.info("message inbox recovery interrupted by shutdown")
+        await run_scheduled(log, "message inbox recovery", self._recover, again_in_s=RECOVERY_EVERY_SECONDS)
 
     @commands.Cog.listener()
     async def on_connect(self) -> None:
