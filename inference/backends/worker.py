@@ -49,6 +49,31 @@ def worker_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return environment
 
 
+async def start_worker_process(
+    python: str, config: InferenceConfig, log_level: int
+) -> asyncio.subprocess.Process:
+    """Start ``python -m inference.worker_main`` and hand it its configuration (its first frame).
+
+    The one way a worker is started, so that tests of the process start it as ``WorkerClient`` does. It loads
+    its models, says READY and serves until its stdin closes (the bot is gone) or it is told to stop.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        python,
+        "-m",
+        "inference.worker_main",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=None,
+        env=worker_environment(),
+        # Its own session: a Ctrl-C to the bot must not kill the worker before the bot shuts it down.
+        start_new_session=True,
+        limit=protocol.MAX_FRAME_BYTES,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(protocol.encode(protocol.CONFIG, config=config, log_level=log_level))
+    return proc
+
+
 @dataclass
 class _Pending:
     item: WorkItem
@@ -206,26 +231,11 @@ class WorkerClient:
     async def _run_one_worker(self) -> bool:
         """Start a worker and serve through it until it exits or hangs; returns whether it became ready."""
         self._ready.clear()
-        proc = await asyncio.create_subprocess_exec(
-            self._python,
-            "-m",
-            "inference.worker_main",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None,
-            env=worker_environment(),
-            # Its own session: a Ctrl-C to the bot must not kill the worker before the bot shuts it down.
-            start_new_session=True,
-            limit=protocol.MAX_FRAME_BYTES,
-        )
+        proc = await start_worker_process(self._python, self.config, logging.getLogger().level)
         self._proc = proc
         self.stats.starts += 1
         self.stats.pids.append(proc.pid)
         log.info("inference worker started (pid %d); models loading, replies wait until ready", proc.pid)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(
-            protocol.encode(protocol.CONFIG, config=self.config, log_level=logging.getLogger().level)
-        )
         state = {"last_seen": time.monotonic(), "last_progress": time.monotonic(), "ready": False}
         reader = asyncio.get_running_loop().create_task(self._read(proc, state))
         watchdog = asyncio.get_running_loop().create_task(self._watch(state))

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from inference.backends import protocol
-from inference.backends.worker import WorkerClient
+from inference.backends.worker import WorkerClient, start_worker_process
 from inference.engine import ScoringEngine
 from inference.errors import InputRejected
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
@@ -110,16 +110,7 @@ async def test_closing_the_client_stops_the_worker_process(tiny_config):
 
 
 async def test_the_worker_exits_when_its_pipe_from_the_bot_closes(tiny_config):
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "inference.worker_main",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    proc.stdin.write(
-        protocol.encode(protocol.CONFIG, config=tiny_config("worker"), log_level=logging.WARNING)
-    )
+    proc = await start_worker_process(sys.executable, tiny_config("worker"), logging.WARNING)
     while (frame := await asyncio.wait_for(protocol.read_frame(proc.stdout), 60))["op"] != protocol.READY:
         assert frame["op"] in (protocol.PROGRESS, protocol.HEARTBEAT)
     proc.stdin.close()  # what the worker sees when the bot process dies
