@@ -135,7 +135,7 @@ class PeerCareBot(commands.Bot):
             name="peercare", description="PeerCare: empathy coaching, check-ins and safety settings"
         )
         self._extensions = list(extensions) if extensions is not None else extension_names()
-        self._closing = False
+        self._closing: asyncio.Task[None] | None = None
         # Acknowledges slow commands and buttons before Discord's 3 s deadline (see bot.interaction_replies).
         self.auto_defer = AutoDefer()
         # discord.py lets an exception in one event's parser end the whole connection task (the bot stops):
@@ -221,10 +221,22 @@ class PeerCareBot(commands.Bot):
         self.auto_defer.watch(interaction)
 
     async def close(self) -> None:
-        """Flush and close in order: stop taking events, finish scheduled work, stop models, close the DB."""
-        if self._closing:
-            return
-        self._closing = True
+        """Flush and close in order: stop taking events, finish scheduled work, stop models, close the DB.
+
+        Every caller waits for the whole of it: ``run_bot``'s ``async with`` exit comes while a SIGTERM's close is
+        still stopping the models (a Ray Serve app being deleted), and leaving then would cancel that.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close_in_order(), name="peercare-close"
+            )
+        await asyncio.shield(self._closing)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # discord.py's exit waits for its own part of close() only; the models and the database close after it.
+        await self.close()
+
+    async def _close_in_order(self) -> None:
         log.info("shutting down")
         self.auto_defer.cancel_all()
         if self.scheduler.running:

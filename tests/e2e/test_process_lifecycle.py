@@ -17,7 +17,13 @@ import discord
 import pytest
 import yarl
 
+from bot.app import run_bot
 from bot.cli import main
+from bot.db.migrate import upgrade_database
+from bot.settings import load_settings
+from inference.errors import InferenceUnavailable
+from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
+from tests.discord_server.redirect import redirect_environment
 from tests.discord_server.server import DiscordServer
 
 pytestmark = pytest.mark.e2e
@@ -65,27 +71,11 @@ def test_rejected_token_gives_a_clear_login_error_and_exit_2(
     assert loopback_in_thread.requests.find(method="GET", path="*/users/@me"), "the bot never tried to log in"
 
 
-# The production entry point in its own process: only the two URLs are redirected, by a sitecustomize shim.
-_REDIRECT_SHIM = """
-import os
-if os.environ.get("PEERCARE_TEST_API_BASE"):
-    import discord.gateway
-    import discord.http
-    import yarl
-    discord.http.Route.BASE = os.environ["PEERCARE_TEST_API_BASE"]
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["PEERCARE_TEST_GATEWAY"])
-"""
-
-
 def test_sigterm_shuts_the_bot_down_cleanly(loopback_in_thread: DiscordServer, tmp_path: Path) -> None:
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(_REDIRECT_SHIM)
+    # The production entry point in its own process: only the two URLs are redirected, by a sitecustomize shim.
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))},
-        "PYTHONPATH": os.pathsep.join([str(shim), str(Path(__file__).resolve().parents[2])]),
-        "PEERCARE_TEST_API_BASE": loopback_in_thread.api_base,
-        "PEERCARE_TEST_GATEWAY": loopback_in_thread.gateway.url,
+        **redirect_environment(loopback_in_thread, tmp_path),
         "DISCORD_TOKEN": loopback_in_thread.new_token(),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'peercare.db'}",
         "INFERENCE_BACKEND": "inprocess",
@@ -116,3 +106,52 @@ def test_sigterm_shuts_the_bot_down_cleanly(loopback_in_thread: DiscordServer, t
     assert "Traceback" not in err
     assert environment["DISCORD_TOKEN"] not in err
     assert (tmp_path / "peercare.db").is_file()
+
+
+class _SlowToStop:
+    """An inference client whose close takes a while, as a Ray Serve backend deleting its application does."""
+
+    ready = True
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await asyncio.sleep(0.5)
+        self.closed = True
+
+    async def score_reply(self, request: ReplyScoreRequest) -> ReplyScore:
+        raise InferenceUnavailable("no models in this test")
+
+    async def score_risk(self, request: RiskScoreRequest) -> RiskScore:
+        raise InferenceUnavailable("no models in this test")
+
+
+def test_sigterm_waits_for_the_models_to_stop(
+    loopback_in_thread: DiscordServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = _SlowToStop()
+    monkeypatch.setattr("inference.factory.create_inference_client", lambda config: models)
+    settings = load_settings(
+        env_file=None,
+        discord_token=loopback_in_thread.new_token(),
+        database_url=f"sqlite:///{tmp_path / 'peercare.db'}",
+        inference_backend="inprocess",
+    )
+    upgrade_database(settings.database_url)
+
+    def terminate_once_running() -> None:
+        deadline = time.monotonic() + 60
+        while not loopback_in_thread.requests.find(method="PUT", path="*/applications/*/commands"):
+            if time.monotonic() > deadline:
+                return  # the test fails below: run_bot never got going
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)  # run_bot's handler, as `kill <pid>` reaches `peercare run`
+
+    threading.Thread(target=terminate_once_running, daemon=True).start()
+    asyncio.run(asyncio.wait_for(run_bot(settings), timeout=90))
+
+    assert models.closed, "run_bot returned before the inference client had closed"
