@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -77,6 +78,10 @@ class RayServeClient:
     """InferenceClient for a Ray Serve deployment; connects to ``config.ray_address`` or starts a local Ray."""
 
     def __init__(self, config: InferenceConfig) -> None:
+        # The bot owns SIGTERM (run_bot closes everything in order). Ray's crash handler, installed when ray is
+        # first imported (ray_available() imports it) unless this is set, would catch it too; the next Serve call
+        # (deleting this client's app on the way out) then aborts the process.
+        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
         if not ray_available():
             raise InferenceUnavailable(
                 "INFERENCE_BACKEND=ray needs the optional Ray extra: pip install 'peercare[ray]'"
