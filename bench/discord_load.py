@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,12 @@ from bench.metered_inference import MeteredInference
 from bot.app import PeerCareBot, create_bot, extension_names
 from bot.db.migrate import upgrade_database_async
 from bot.db.models import Escalation, InboxMessage, InboxOutcome, RiskAssessment, ScoredReply
+from bot.db.session import Database
 from bot.inference_config import inference_config_from_settings
 from bot.services.escalation import ALERT_FOOTER_PREFIX
 from bot.settings import Settings
 from inference.factory import create_inference_client
-from tests.discord_server import Channel, DiscordServer, Message, User
+from tests.discord_server import Channel, DiscordServer, Message, Role, User
 from tests.discord_server.world import Member
 
 log = logging.getLogger(__name__)
@@ -382,6 +383,14 @@ class _SlashProbe:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=SLASH_ANSWER_TIMEOUT_S + 5)
 
+    def record(self, report: LoadReport) -> None:
+        report.slash_commands = len(self.times) + self.unanswered
+        report.slash_unanswered = self.unanswered
+        if self.times:
+            report.slash_p50_s = statistics.median(self.times)
+            report.slash_p99_s = percentile(self.times, 0.99)
+            report.slash_max_s = max(self.times)
+
 
 @dataclass
 class _Cast:
@@ -408,16 +417,28 @@ def _add_people_and_places(server: DiscordServer, options: LoadOptions) -> _Cast
     return _Cast(channels, members("seeker", options.seekers), members("responder", options.responders))
 
 
-async def _set_up_as_moderators_would(server: DiscordServer, cast: _Cast) -> None:
-    """Slash commands only: opt the channels in, go live with alerts on, responders opt into coaching."""
-    moderator = server.cast.moderator
-    for channel in cast.channels:
-        await (await server.slash("peercare channel add", {"channel": channel}, user=moderator)).reply()
+async def _set_up_as_moderators_would(
+    server: DiscordServer,
+    channels: list[Channel],
+    responders: list[User],
+    *,
+    moderator: User,
+    alert_channel: Channel,
+    moderator_role: Role,
+) -> None:
+    """Slash commands only, in the channels' guild: opt the channels in, go live with alerts on, responders opt
+    into coaching."""
+    general = server.world.guilds[channels[0].guild_id].channel_named("general")
+    for channel in channels:
+        command = await server.slash(
+            "peercare channel add", {"channel": channel}, user=moderator, channel=general
+        )
+        await command.reply(timeout=30.0)
     setup = await server.slash(
         "peercare setup",
         {
-            "alert_channel": server.cast.mod_alerts,
-            "moderator_role": server.cast.moderator_role,
+            "alert_channel": alert_channel,
+            "moderator_role": moderator_role,
             "shadow_mode": False,
             "escalation_default": "yes",
             # One note per reply as soon as it is scored: the load measures the pipeline, not the pacing.
@@ -425,10 +446,11 @@ async def _set_up_as_moderators_would(server: DiscordServer, cast: _Cast) -> Non
             "coaching_daily_cap": 50,
         },
         user=moderator,
+        channel=general,
     )
     await setup.reply(timeout=30.0)
-    for responder in cast.responders:
-        command = await server.slash("peercare coaching on", user=responder, channel=cast.channels[0])
+    for responder in responders:
+        command = await server.slash("peercare coaching on", user=responder, channel=channels[0])
         await command.reply(timeout=30.0)
 
 
@@ -462,26 +484,26 @@ async def _offer(
 
 async def _drain(
     server: DiscordServer,
-    inference: MeteredInference,
-    sent: list[Sent],
+    progress: Callable[[], Awaitable[tuple[int, int]]],
+    total: int,
     timeout: float,  # noqa: ASYNC109
 ) -> tuple[bool, float]:
-    """Until every offered message has its answer from the models, nothing is in flight and the bot is quiet.
+    """Until all ``total`` offered messages have their answer from the models, nothing is in flight and the bot is quiet.
 
-    Returns (drained, seconds). Gives up early when nothing has moved for ``STALL_S`` (a message the bot
-    dropped before asking the models would otherwise hold the drain to its timeout).
+    ``progress()`` says (messages answered, inference requests in flight). Returns (drained, seconds). Gives up
+    early when nothing has moved for ``STALL_S`` (a message the bot dropped before asking the models would
+    otherwise hold the drain to its timeout).
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    meter = inference.meter
     answered, moved_at = -1, started
     while loop.time() - started < timeout:
-        now_answered = sum(1 for s in sent if meter.answered(s.message.id))
-        if now_answered != answered or meter.in_flight:
+        now_answered, in_flight = await progress()
+        if now_answered != answered or in_flight:
             answered, moved_at = now_answered, loop.time()
         quiet = not server.requests.all or time.monotonic() - server.requests.all[-1].at > QUIET_S
-        if quiet and meter.in_flight == 0:
-            if answered == len(sent):
+        if quiet and in_flight == 0:
+            if answered == total:
                 return True, loop.time() - started
             if loop.time() - moved_at > STALL_S:
                 break
@@ -489,11 +511,23 @@ async def _drain(
     return False, loop.time() - started
 
 
-async def _collect_outcomes(bot: PeerCareBot, report: LoadReport, sent: list[Sent]) -> None:
+def metered_progress(
+    inference: MeteredInference, sent: list[Sent]
+) -> Callable[[], Awaitable[tuple[int, int]]]:
+    """``_drain``'s progress read from the meter around this process's inference client."""
+    meter = inference.meter
+
+    async def progress() -> tuple[int, int]:
+        return sum(1 for s in sent if meter.answered(s.message.id)), meter.in_flight
+
+    return progress
+
+
+async def _collect_outcomes(database: Database, report: LoadReport, sent: list[Sent]) -> None:
     """Each offered message's single outcome in the inbox (``message_inbox``)."""
     ids = [s.message.id for s in sent]
     report.messages_checked = len(ids)
-    async with bot.database.session() as session:
+    async with database.session() as session:
         rows = {
             row.message_id: row
             for chunk in _chunks(ids, 500)
@@ -514,10 +548,10 @@ def _chunks(values: list[int], size: int) -> Iterator[list[int]]:
         yield values[start : start + size]
 
 
-async def _collect_stored(bot: PeerCareBot, report: LoadReport, sent: list[Sent]) -> dict[int, int]:
+async def _collect_stored(database: Database, report: LoadReport, sent: list[Sent]) -> dict[int, int]:
     """Stored replies and post tiers; returns escalation id -> post id."""
     crisis_ids = {s.message.id for s in sent if s.planned.crisis}
-    async with bot.database.session() as session:
+    async with database.session() as session:
         statuses = await session.scalars(select(ScoredReply.coaching_status))
         report.coaching_status = dict(Counter(statuses))
         report.replies_stored = sum(report.coaching_status.values())
@@ -535,9 +569,15 @@ async def _collect_stored(bot: PeerCareBot, report: LoadReport, sent: list[Sent]
     return escalations
 
 
-def _collect_alerts(server: DiscordServer, report: LoadReport, escalations: dict[int, int]) -> None:
-    """Alerts in #mod-alerts (re-ping reminders carry no footer), counted per post."""
-    for message in server.sent_to(server.cast.mod_alerts):
+def _collect_alerts(
+    server: DiscordServer,
+    report: LoadReport,
+    escalations: dict[int, int],
+    alert_channels: list[Channel] | None = None,
+) -> None:
+    """Alerts in #mod-alerts (each guild's, default the cast's; re-ping reminders carry no footer), per post."""
+    alert_messages = [m for c in alert_channels or [server.cast.mod_alerts] for m in server.sent_to(c)]
+    for message in alert_messages:
         for embed in message.embeds:
             found = _ALERT_ID.search(((embed.get("footer") or {}).get("text")) or "")
             if found is None:
@@ -633,7 +673,14 @@ async def _run(server: DiscordServer, database_url: str, options: LoadOptions, r
     try:
         await asyncio.wait_for(bot.wait_until_ready(), BOT_READY_TIMEOUT_S)
         report.bot_rss_start_mb = samples.rss()[0]
-        await _set_up_as_moderators_would(server, cast)
+        await _set_up_as_moderators_would(
+            server,
+            cast.channels,
+            cast.responders,
+            moderator=server.cast.moderator,
+            alert_channel=server.cast.mod_alerts,
+            moderator_role=server.cast.moderator_role,
+        )
         await inference.wait_ready(MODELS_READY_TIMEOUT_S)
         await _warm_up_and_offer(bot, server, cast, inference, samples, options, report)
     finally:
@@ -665,7 +712,7 @@ async def _warm_up_and_offer(
     warm_plan = in_this_server(options.warmup_conversations, crisis_every=0, seed=options.seed + 1)
     # Warm-up: the first batches (one-off allocations) and the first DMs, then the memory baseline.
     warm, _ = await _offer(server, cast, warm_plan, 1.0, warmup=True)
-    await _drain(server, inference, warm, options.drain_s)
+    await _drain(server, metered_progress(inference, warm), len(warm), options.drain_s)
     report.bot_rss_baseline_mb, report.worker_rss_baseline_mb = samples.rss()
 
     probe = _SlashProbe(server, [server.cast.carol, server.cast.owner], options.slash_every_s)
@@ -683,7 +730,9 @@ async def _warm_up_and_offer(
         1 for at in meter.replies_scored.values() if offered_from <= at <= offered_until
     )
     samples.recording_depth, samples.recording_offered = True, False
-    report.drained, report.drain_seconds = await _drain(server, inference, warm + sent, options.drain_s)
+    report.drained, report.drain_seconds = await _drain(
+        server, metered_progress(inference, warm + sent), len(warm + sent), options.drain_s
+    )
     samples.recording_depth = False
     await probe.finish()
 
@@ -705,51 +754,65 @@ async def _warm_up_and_offer(
         report.loop_lag_max_s = max(samples.lags)
     report.bot_rss_peak_halves_mb = samples.peaks_by_half(0)
     report.worker_rss_peak_halves_mb = samples.peaks_by_half(1)
-    report.slash_commands = len(probe.times) + probe.unanswered
-    report.slash_unanswered = probe.unanswered
-    if probe.times:
-        report.slash_p50_s = statistics.median(probe.times)
-        report.slash_p99_s = percentile(probe.times, 0.99)
-        report.slash_max_s = max(probe.times)
+    probe.record(report)
 
-    await _collect_outcomes(bot, report, warm + sent)
-    escalations = await _collect_stored(bot, report, warm + sent)
+    await _collect_outcomes(bot.database, report, warm + sent)
+    escalations = await _collect_stored(bot.database, report, warm + sent)
     _collect_alerts(server, report, escalations)
     _collect_dms(server, report, warm + sent)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--seconds", type=float, default=LoadOptions.seconds, help="length of the offered phase"
-    )
-    parser.add_argument("--rate", type=float, default=LoadOptions.rate, help="replies offered per second")
-    parser.add_argument("--channels", type=int, default=LoadOptions.channels)
-    parser.add_argument("--responders", type=int, default=LoadOptions.responders)
-    parser.add_argument("--drain", type=float, default=LoadOptions.drain_s, help="longest wait to drain, s")
-    parser.add_argument("--seed", type=int, default=LoadOptions.seed)
-    parser.add_argument(
-        "--worker-threads", type=int, default=None, help="INFERENCE_CPU_THREADS (default: every core)"
-    )
+def load_arguments(description: str, defaults: Any) -> argparse.ArgumentParser:
+    """The options every load run takes (``defaults``: its options class): how long, how fast, drain, seed, JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=float, default=defaults.seconds, help="length of the offered phase")
+    parser.add_argument("--rate", type=float, default=defaults.rate, help="replies offered per second")
+    parser.add_argument("--drain", type=float, default=defaults.drain_s, help="longest wait to drain, s")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--json", action="store_true", help="also print the report as one JSON line")
+    return parser
+
+
+def offer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``load_arguments`` parsed, as keyword arguments of a run's options class."""
+    return {"seconds": args.seconds, "rate": args.rate, "drain_s": args.drain, "seed": args.seed}
+
+
+def run_from_command_line(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace], Awaitable[LoadReport]],
+) -> int:
+    """Parse, run, print the report (and its JSON with --json); exit status 1 when a property broke."""
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    options = LoadOptions(
-        seconds=args.seconds,
-        rate=args.rate,
-        channels=args.channels,
-        responders=args.responders,
-        drain_s=args.drain,
-        seed=args.seed,
-        worker_threads=args.worker_threads,
-    )
-    report = asyncio.run(run_load(options))
+    report = asyncio.run(run(args))
     print(report.describe())
     if args.json:
         print(json.dumps(report.to_json()))
     return 1 if report.problems() else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = load_arguments(__doc__.splitlines()[0], LoadOptions)
+    parser.add_argument("--channels", type=int, default=LoadOptions.channels)
+    parser.add_argument("--responders", type=int, default=LoadOptions.responders)
+    parser.add_argument(
+        "--worker-threads", type=int, default=None, help="INFERENCE_CPU_THREADS (default: every core)"
+    )
+
+    def run(args: argparse.Namespace) -> Awaitable[LoadReport]:
+        options = LoadOptions(
+            **offer_options(args),
+            channels=args.channels,
+            responders=args.responders,
+            worker_threads=args.worker_threads,
+        )
+        return run_load(options)
+
+    return run_from_command_line(parser, argv, run)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from inference.errors import InferenceUnavailable
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 from tests.discord_server.redirect import redirect_environment
 from tests.discord_server.server import DiscordServer
+from tests.support.processes import killed_on_exit
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +81,7 @@ def test_sigterm_shuts_the_bot_down_cleanly(loopback_in_thread: DiscordServer, t
         "DATABASE_URL": f"sqlite:///{tmp_path / 'peercare.db'}",
         "INFERENCE_BACKEND": "inprocess",
     }
-    process = subprocess.Popen(
+    running = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run"],
         cwd=tmp_path,
         env=environment,
@@ -88,7 +89,7 @@ def test_sigterm_shuts_the_bot_down_cleanly(loopback_in_thread: DiscordServer, t
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with killed_on_exit(running) as process:
         deadline = time.monotonic() + 90
         while not loopback_in_thread.requests.find(method="PUT", path="*/applications/*/commands"):
             assert process.poll() is None, f"peercare run exited early: {process.communicate()[1][-2000:]}"
@@ -96,10 +97,6 @@ def test_sigterm_shuts_the_bot_down_cleanly(loopback_in_thread: DiscordServer, t
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     assert process.returncode == 0, err[-2000:]
     assert "shutting down" in err

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from inference.config import InferenceConfig
+from tests.support.processes import killed_on_exit
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,13 +53,13 @@ asyncio.run(main())
 def test_sigterm_deletes_the_serve_app_and_exits_cleanly(tiny_config: Callable[..., InferenceConfig]) -> None:
     options = dataclasses.asdict(tiny_config("ray"))
     options["empathy_sources"] = {m.value: path for m, path in options["empathy_sources"].items()}
-    process = subprocess.Popen(
+    running = subprocess.Popen(
         [sys.executable, "-c", _PROCESS, json.dumps(options)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
+    with killed_on_exit(running) as process:
         deadline = time.monotonic() + READY_TIMEOUT_S
         assert process.stdout is not None
         for line in process.stdout:
@@ -69,10 +70,6 @@ def test_sigterm_deletes_the_serve_app_and_exits_cleanly(tiny_config: Callable[.
             pytest.fail(f"the process ended before its Serve app was ready ({process.wait()})")
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=120)[0]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     # Ray's crash handler caught the SIGTERM too, and the next Serve call aborted the process (exit -6).
     assert process.returncode == 0, output[-3000:]

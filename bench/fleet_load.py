@@ -1,0 +1,566 @@
+"""Load a fleet: two `peercare run` processes, two shards each, one PostgreSQL database, scoring on Ray Serve.
+
+The fleet layout of docs/deploy.md on one machine. The loopback Discord server runs here (TCP on localhost) with
+``--guilds`` guilds spread over 4 shards; two real OS processes run the production entry point (``python -m
+bot.cli run``, only discord.py's two URLs redirected) with ``SHARD_COUNT=4`` and ``SHARD_IDS`` 0-1 and 2-3,
+``DATABASE_URL`` the PostgreSQL database (migrated here with Alembic from empty) and ``INFERENCE_BACKEND=ray``
+with ``RAY_ADDRESS`` a running Ray cluster. Every guild is set up with slash commands, then seeker posts and
+replies are offered open loop across all guilds (``bench.discord_load``'s traffic, warm-up, drain and report).
+
+What is counted comes from outside the bot processes: each message's outcome and finish time in PostgreSQL,
+what the loopback server received (alerts per crisis post, coaching DMs and their latency), RSS of each bot
+process and of each Ray Serve replica, ERROR lines in each process's log.
+
+    ray start --head --num-cpus=4 ...        # docs/reliability-load.md, "Fleet"
+    python -m bench.fleet_load --database-url postgresql+asyncpg://postgres@127.0.0.1:55432/peercare_fleet \\
+        --ray-address 127.0.0.1:6379 --guilds 200 --seconds 60 --rate 8 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from bench.discord_load import (
+    MB,
+    LoadReport,
+    Sent,
+    _Cast,
+    _collect_alerts,
+    _collect_dms,
+    _collect_outcomes,
+    _collect_stored,
+    _drain,
+    _offer,
+    _set_up_as_moderators_would,
+    _SlashProbe,
+    load_arguments,
+    offer_options,
+    run_from_command_line,
+)
+from bench.discord_traffic import plan_traffic
+from bot.db.migrate import downgrade_database, upgrade_database
+from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment
+from bot.db.session import Database
+from bot.sharding import parse_shard_ids, shard_of
+from tests.discord_server import DiscordServer, Guild
+from tests.discord_server.redirect import redirect_environment
+from tests.discord_server.world import Member
+
+log = logging.getLogger(__name__)
+
+SHARD_COUNT = 4
+PROCESS_SHARDS = ("0-1", "2-3")
+FLEET_READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0
+SAMPLE_EVERY_S = 1.0
+# A process's log line at ERROR (bot.logging_setup's format: "<date> <time> ERROR   <logger>: <message>").
+_ERROR_LINE = re.compile(r"^\S+ \S+ ERROR\s+(\S+: .*)$")
+# A Serve replica's process title: "ray::ServeReplica:<app>:scorer[.<method it runs now>]" (another while starting).
+_REPLICA_TITLE = re.compile(r"ServeReplica:([^:\s]+):")
+# Settings the bot processes get from this driver only, never from the caller's environment.
+_OWN_SETTINGS = ("DISCORD_", "DATABASE_", "SHARD_", "INFERENCE_", "RAY_ADDRESS", "DEV_GUILD_ID", "LOG_LEVEL")
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    database_url: str
+    ray_address: str
+    guilds: int = 200
+    seconds: float = 60.0
+    rate: float = 8.0  # replies offered per second over all guilds (posts come on top)
+    seekers: int = 8  # members of every guild
+    responders: int = 2  # members of every guild, opted into coaching in each
+    crisis_every: int = 8
+    warmup_replies: int = 16  # about 5 conversations, on guilds 0..4: every shard
+    drain_s: float = 240.0
+    slash_every_s: float = 2.0
+    seed: int = 0
+    setup_concurrency: int = 8
+    # INFERENCE_CPU_THREADS of each bot process: the torch threads of the Ray replica it deploys.
+    replica_threads: int = 1
+
+
+@dataclass
+class ProcessReport:
+    """One bot process: its shards, its guilds' share of the traffic, what it finished, its memory and errors."""
+
+    shard_ids: str
+    pid: int
+    guilds: int = 0
+    posts_offered: int = 0
+    replies_offered: int = 0
+    replies_scored: int = 0
+    replies_scored_in_offered_phase: int = 0
+    replies_shed: int = 0
+    crisis_posts: int = 0
+    crisis_posts_high: int = 0
+    high_risk_posts: int = 0  # offered posts the models put in the high tier (crisis or not)
+    alerts: int = 0  # alerts posted for those posts
+    high_risk_posts_not_alerted_once: int = 0
+    rss_start_mb: float = float("nan")
+    rss_peak_mb: float = float("nan")
+    rss_end_mb: float = float("nan")
+    exit_code: int | None = None
+    errors_logged: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FleetReport(LoadReport):
+    """``LoadReport`` for the whole fleet, plus each process's share and the Ray replicas' memory."""
+
+    processes: list[ProcessReport] = field(default_factory=list)
+    guilds_with_traffic: int = 0
+    load_average_1m_at_start: float = float("nan")
+    # Ray Serve replicas by process title, peak RSS; and the rest of Ray on this machine (GCS, raylet, agents,
+    # the Serve controller), summed at its peak
+    replica_rss_peak_mb: dict[str, float] = field(default_factory=dict)
+    ray_other_rss_peak_mb: float = float("nan")
+    driver_rss_peak_mb: float = float("nan")  # this process: loopback server + load generator
+    fleet_connected_s: float = float("nan")  # from starting the processes to every shard identified
+    setup_seconds: float = float("nan")  # the moderators' and responders' slash commands in every guild
+
+    def describe(self) -> str:
+        # The base report's in-flight and RSS lines measure an in-process client and worker: not here.
+        lines = [
+            line
+            for line in super().describe().splitlines()
+            if not line.startswith(("  in flight", "  RSS MiB"))
+        ]
+        lines.insert(
+            1,
+            f"  fleet     : {len(self.processes)} bot processes x 2 shards of {SHARD_COUNT}, "
+            f"{self.guilds_with_traffic} guilds with traffic; load average 1 min at start "
+            f"{self.load_average_1m_at_start:.1f}; connected in {self.fleet_connected_s:.1f}s, every guild "
+            f"set up in {self.setup_seconds:.1f}s",
+        )
+        for p in self.processes:
+            lines.append(
+                f"  process {p.shard_ids}: {p.guilds} guilds; offered {p.posts_offered} posts "
+                f"({p.crisis_posts} crisis) + {p.replies_offered} replies; scored {p.replies_scored} replies "
+                f"({p.replies_scored_in_offered_phase} during the offer), shed {p.replies_shed}; "
+                f"high-risk posts {p.high_risk_posts} ({p.crisis_posts_high} of {p.crisis_posts} crisis), alerts "
+                f"{p.alerts}, not exactly one {p.high_risk_posts_not_alerted_once}; RSS MiB {p.rss_start_mb:.0f} -> peak "
+                f"{p.rss_peak_mb:.0f}, end {p.rss_end_mb:.0f}; errors {len(p.errors_logged)}; exit {p.exit_code}"
+            )
+        replicas = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(self.replica_rss_peak_mb.items()))
+        lines.append(
+            f"  Ray MiB   : replicas peak {replicas or 'none found'}; the rest of Ray {self.ray_other_rss_peak_mb:.0f}"
+            f"; driver (loopback server + generator) peak {self.driver_rss_peak_mb:.0f}"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class _BotProcess:
+    shard_ids: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    rss: list[float] = field(default_factory=list)
+
+    def owns(self, guild_id: int) -> bool:
+        return shard_of(guild_id, SHARD_COUNT) in parse_shard_ids(self.shard_ids)
+
+
+class _FleetSamples:
+    """RSS of the bot processes, the Ray Serve replicas, the rest of Ray and this driver, on a timer."""
+
+    def __init__(self, bots: list[_BotProcess]) -> None:
+        self.bots = bots
+        self.me = psutil.Process()
+        self.driver_rss: list[float] = []
+        self.replica_rss: dict[str, float] = {}
+        self.ray_other_rss: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.to_thread(self.sample)
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+    def sample(self) -> None:
+        self.driver_rss.append(self.me.memory_info().rss / MB)
+        for bot in self.bots:
+            with contextlib.suppress(psutil.Error):
+                bot.rss.append(psutil.Process(bot.process.pid).memory_info().rss / MB)
+        other = 0.0
+        for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
+            with contextlib.suppress(psutil.Error, TypeError):
+                title = " ".join(proc.info["cmdline"] or [proc.info["name"] or ""])
+                rss = proc.info["memory_info"].rss / MB
+                replica = _REPLICA_TITLE.search(title)
+                if replica is not None:
+                    name = f"{replica[1]} pid {proc.pid}"
+                    self.replica_rss[name] = max(self.replica_rss.get(name, 0.0), rss)
+                elif "ray::" in title or "/site-packages/ray/" in title:
+                    other += rss
+        self.ray_other_rss.append(other)
+
+
+def _start_bot(
+    server: DiscordServer, token: str, shard_ids: str, options: FleetOptions, folder: Path
+) -> _BotProcess:
+    """`peercare run` (python -m bot.cli run) in its own process, as an operator runs it on a fleet machine."""
+    workdir = folder / f"shards-{shard_ids}"
+    workdir.mkdir()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)},
+        **redirect_environment(server, workdir),
+        "DISCORD_TOKEN": token,
+        "DATABASE_URL": options.database_url,
+        "SHARD_COUNT": str(SHARD_COUNT),
+        "SHARD_IDS": shard_ids,
+        "INFERENCE_BACKEND": "ray",
+        "RAY_ADDRESS": options.ray_address,
+        "INFERENCE_DEVICE": "cpu",
+        "INFERENCE_CPU_THREADS": str(options.replica_threads),
+        "LOG_LEVEL": "INFO",
+    }
+    log_path = workdir / "peercare.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"],
+            cwd=workdir,  # no .env of the checkout is read
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return _BotProcess(shard_ids, process, log_path)
+
+
+def _errors_in(path: Path) -> list[str]:
+    lines = path.read_text(errors="replace").splitlines()
+    return [found[1][:300] for line in lines if (found := _ERROR_LINE.match(line))]
+
+
+async def _stop(bots: list[_BotProcess]) -> None:
+    for bot in bots:
+        if bot.process.poll() is None:
+            bot.process.send_signal(signal.SIGTERM)
+    for bot in bots:
+        try:
+            await asyncio.to_thread(bot.process.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("bot process %s did not stop after SIGTERM: killed", bot.shard_ids)
+            bot.process.kill()
+            bot.process.wait()
+
+
+async def _fleet_connected(server: DiscordServer, bots: list[_BotProcess]) -> None:
+    """Every shard identified and both processes' commands synced; a process that exits ends the wait."""
+
+    def ready() -> bool:
+        shards = {s.shard for s in server.gateway.live_sessions()}
+        synced = server.requests.find(method="PUT", path="*/applications/*/commands")
+        return len(shards) == SHARD_COUNT and len(synced) >= len(bots)
+
+    deadline = time.monotonic() + FLEET_READY_TIMEOUT_S
+    while not ready():
+        for bot in bots:
+            if bot.process.poll() is not None:
+                tail = bot.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(
+                    f"bot process {bot.shard_ids} exited early ({bot.process.returncode}):\n{tail}"
+                )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the fleet was not connected after {FLEET_READY_TIMEOUT_S:g}s")
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(3.0)  # discord.py's guild-ready wait after the last GUILD_CREATE
+
+
+def _add_guilds(server: DiscordServer, options: FleetOptions) -> tuple[list[Guild], _Cast]:
+    """``options.guilds`` guilds round-robin over the shards; every seeker and responder a member of each."""
+    world = server.world
+    seekers = [world.add_user(f"seeker-{n:02d}") for n in range(1, options.seekers + 1)]
+    responders = [world.add_user(f"responder-{n:02d}") for n in range(1, options.responders + 1)]
+    # Shards shuffled, equal shares: round-robin would put every crisis post (every 8th conversation, in guild
+    # conversation % guilds) on one shard.
+    shards = [n % SHARD_COUNT for n in range(options.guilds)]
+    random.Random(options.seed).shuffle(shards)
+    guilds = []
+    for n, shard in enumerate(shards):
+        guild = world.add_guild(f"Community {n:03d}", shard=(shard, SHARD_COUNT))
+        for user in seekers + responders:
+            guild.members[user.id] = Member(user, [])
+        guilds.append(guild)
+    # One support channel per guild: the traffic's "channel" index is the guild's index.
+    return guilds, _Cast([g.channel_named("support") for g in guilds], seekers, responders)
+
+
+async def _set_up_every_guild(
+    server: DiscordServer, guilds: list[Guild], cast: _Cast, concurrency: int
+) -> None:
+    room = asyncio.Semaphore(concurrency)
+
+    async def one(guild: Guild) -> None:
+        async with room:
+            await _set_up_as_moderators_would(
+                server,
+                [guild.channel_named("support")],
+                cast.responders,
+                moderator=server.cast.owner,
+                alert_channel=guild.channel_named("mod-alerts"),
+                moderator_role=next(r for r in guild.roles.values() if r.name == "Moderator"),
+            )
+
+    await asyncio.gather(*(one(guild) for guild in guilds))
+
+
+def _inbox_progress(database: Database, sent: list[Sent]) -> Callable[[], Awaitable[tuple[int, int]]]:
+    """``_drain``'s progress from PostgreSQL: messages with a final outcome (nothing is metered in-process here)."""
+    ids = [s.message.id for s in sent]
+
+    async def progress() -> tuple[int, int]:
+        async with database.session() as session:
+            done = await session.scalar(
+                select(func.count()).where(
+                    InboxMessage.message_id.in_(ids), InboxMessage.outcome != InboxOutcome.PENDING
+                )
+            )
+        return int(done or 0), 0
+
+    return progress
+
+
+async def _finished(
+    database: Database, sent: list[Sent]
+) -> dict[int, tuple[InboxOutcome, str | None, datetime | None]]:
+    """message id -> (outcome, skip reason, finished at) in the inbox, for the offered messages."""
+    ids = [s.message.id for s in sent]
+    found = {}
+    async with database.session() as session:
+        for start in range(0, len(ids), 500):
+            rows = await session.execute(
+                select(
+                    InboxMessage.message_id,
+                    InboxMessage.outcome,
+                    InboxMessage.skip_reason,
+                    InboxMessage.finished_at,
+                ).where(InboxMessage.message_id.in_(ids[start : start + 500]))
+            )
+            found.update({row[0]: (InboxOutcome(row[1]), row[2], row[3]) for row in rows})
+    return found
+
+
+def _redacted(options: FleetOptions) -> dict[str, Any]:
+    data = dataclasses.asdict(options)
+    data["database_url"] = make_url(options.database_url).render_as_string(hide_password=True)
+    return data
+
+
+def _machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{cores} CPU cores, load average {load}, CPU only"
+
+
+async def run_fleet_load(options: FleetOptions, *, work_dir: Path | None = None) -> FleetReport:
+    """One whole fleet run: migrate, start the server and both bot processes, set up, warm up, offer, drain,
+    collect, stop."""
+    report = FleetReport(
+        options=_redacted(options),
+        machine=_machine(),
+        started_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        load_average_1m_at_start=os.getloadavg()[0],
+    )
+    # From empty, whatever an earlier run left (Alembic, as `peercare db upgrade` does).
+    await asyncio.to_thread(downgrade_database, options.database_url, "base")
+    await asyncio.to_thread(upgrade_database, options.database_url)
+    database = Database(options.database_url)
+    server = await DiscordServer(shard_count=SHARD_COUNT).start()
+    with contextlib.ExitStack() as stack:
+        folder = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="peercare-fleet-")))
+        bots: list[_BotProcess] = []
+        try:
+            guilds, cast = _add_guilds(server, options)
+            token = server.new_token()  # one bot, one token: every shard of the fleet logs in with it
+            bots = [_start_bot(server, token, ids, options, folder) for ids in PROCESS_SHARDS]
+            report.processes = [ProcessReport(b.shard_ids, b.process.pid) for b in bots]
+            samples = _FleetSamples(bots)
+            sampler = asyncio.create_task(samples.run(), name="fleet-samples")
+            try:
+                started = time.monotonic()
+                await _fleet_connected(server, bots)
+                report.fleet_connected_s = time.monotonic() - started
+                for bot, row in zip(bots, report.processes, strict=True):
+                    row.rss_start_mb = bot.rss[-1] if bot.rss else float("nan")
+                started = time.monotonic()
+                await _set_up_every_guild(server, guilds, cast, options.setup_concurrency)
+                report.setup_seconds = time.monotonic() - started
+                sent, window = await _warm_up_and_offer(server, database, guilds, cast, options, report)
+                await _collect_per_process(server, database, bots, guilds, report, sent, window)
+            finally:
+                sampler.cancel()
+                _collect_memory(bots, report, samples)
+        finally:
+            await _stop(bots)
+            await server.stop()
+            await database.close()
+        for bot, row in zip(bots, report.processes, strict=True):
+            row.exit_code = bot.process.returncode
+            row.errors_logged = _errors_in(bot.log_path)
+            report.errors_logged += [f"{bot.shard_ids}: {line}" for line in row.errors_logged]
+    return report
+
+
+async def _warm_up_and_offer(
+    server: DiscordServer,
+    database: Database,
+    guilds: list[Guild],
+    cast: _Cast,
+    options: FleetOptions,
+    report: FleetReport,
+) -> tuple[list[Sent], tuple[datetime, datetime]]:
+    """Warm up, offer, drain and collect the fleet-wide report; returns the offered messages and the offer's
+    window (UTC)."""
+    in_these_guilds = functools.partial(
+        plan_traffic, channels=len(guilds), seekers=options.seekers, responders=options.responders
+    )
+    # Warm-up on the first guilds (every shard): each replica's first batches and each process's first DMs.
+    # The replicas load the models meanwhile: replies wait for them.
+    warm_plan = in_these_guilds(options.warmup_replies, crisis_every=0, seed=options.seed + 1)
+    warm, _ = await _offer(server, cast, warm_plan, 2.0, warmup=True)
+    await _drain(server, _inbox_progress(database, warm), len(warm), options.drain_s)
+
+    plan = in_these_guilds(
+        round(options.rate * options.seconds), crisis_every=options.crisis_every, seed=options.seed
+    )
+    probe = _SlashProbe(server, [server.cast.carol, server.cast.owner], options.slash_every_s)
+    prober = asyncio.create_task(probe.run(), name="fleet-slash-probe")
+    offered_from, since = time.monotonic(), datetime.now(UTC)
+    try:
+        sent, report.max_send_lag_s = await _offer(server, cast, plan, options.seconds)
+        offered_until, until = time.monotonic(), datetime.now(UTC)
+    finally:
+        prober.cancel()
+    everything = warm + sent
+    report.drained, report.drain_seconds = await _drain(
+        server, _inbox_progress(database, everything), len(everything), options.drain_s
+    )
+    await probe.finish()
+    probe.record(report)
+
+    report.offered_seconds = offered_until - offered_from
+    report.posts_offered = sum(1 for s in sent if s.planned.kind == "post")
+    report.replies_offered = len(sent) - report.posts_offered
+    report.crisis_posts_offered = sum(1 for s in sent if s.planned.crisis)
+    report.offered_replies_per_s = report.replies_offered / report.offered_seconds
+    report.offered_messages_per_s = len(sent) / report.offered_seconds
+    report.guilds_with_traffic = len({s.planned.channel for s in sent})
+    await _collect_outcomes(database, report, everything)
+    escalations = await _collect_stored(database, report, everything)
+    _collect_alerts(server, report, escalations, [g.channel_named("mod-alerts") for g in guilds])
+    _collect_dms(server, report, everything)
+    return sent, (since, until)
+
+
+async def _collect_per_process(
+    server: DiscordServer,
+    database: Database,
+    bots: list[_BotProcess],
+    guilds: list[Guild],
+    report: FleetReport,
+    sent: list[Sent],
+    window: tuple[datetime, datetime],
+) -> None:
+    """Offered, scored (during the offer and in all), shed and alerted, by the process owning each guild."""
+    finished = await _finished(database, sent)
+    async with database.session() as session:
+        high = set(
+            await session.scalars(
+                select(RiskAssessment.message_id).where(
+                    RiskAssessment.source == "post", RiskAssessment.tier == "high"
+                )
+            )
+        )
+    since, until = window
+    rows = dict(zip((b.shard_ids for b in bots), report.processes, strict=True))
+    for guild in guilds:
+        for bot in bots:
+            if bot.owns(guild.id):
+                rows[bot.shard_ids].guilds += 1
+    for s in sent:
+        guild_id = server.world.channels[s.message.channel_id].guild_id
+        row = rows[next(b.shard_ids for b in bots if b.owns(guild_id))]
+        outcome, skip_reason, finished_at = finished.get(s.message.id, (InboxOutcome.PENDING, None, None))
+        if s.planned.kind == "post":
+            row.posts_offered += 1
+            row.crisis_posts += s.planned.crisis
+            if s.message.id in high:
+                alerts = report.high_risk_posts_alert_count.get(s.message.id, 0)
+                row.high_risk_posts += 1
+                row.crisis_posts_high += s.planned.crisis
+                row.alerts += alerts
+                row.high_risk_posts_not_alerted_once += alerts != 1
+            continue
+        row.replies_offered += 1
+        if outcome is InboxOutcome.SCORED:
+            row.replies_scored += 1
+            if finished_at is not None and since <= finished_at <= until:
+                row.replies_scored_in_offered_phase += 1
+        elif skip_reason == "shed":
+            row.replies_shed += 1
+    report.replies_scored = sum(p.replies_scored for p in report.processes)
+    report.replies_scored_in_offered_phase = sum(p.replies_scored_in_offered_phase for p in report.processes)
+    report.scored_replies_per_s = report.replies_scored_in_offered_phase / report.offered_seconds
+    report.replies_shed = sum(p.replies_shed for p in report.processes)
+
+
+def _collect_memory(bots: list[_BotProcess], report: FleetReport, samples: _FleetSamples) -> None:
+    for bot, row in zip(bots, report.processes, strict=True):
+        if bot.rss:
+            row.rss_peak_mb, row.rss_end_mb = max(bot.rss), bot.rss[-1]
+    report.replica_rss_peak_mb = dict(samples.replica_rss)
+    report.ray_other_rss_peak_mb = max(samples.ray_other_rss, default=float("nan"))
+    report.driver_rss_peak_mb = max(samples.driver_rss, default=float("nan"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = load_arguments(__doc__.splitlines()[0], FleetOptions)
+    parser.add_argument(
+        "--database-url", required=True, help="PostgreSQL (postgresql+asyncpg://...), emptied first"
+    )
+    parser.add_argument("--ray-address", required=True, help="RAY_ADDRESS of a running Ray cluster")
+    parser.add_argument("--guilds", type=int, default=FleetOptions.guilds)
+    parser.add_argument(
+        "--replica-threads", type=int, default=FleetOptions.replica_threads, help="torch threads per replica"
+    )
+    parser.add_argument("--keep", type=Path, default=None, help="keep the bot processes' logs in this folder")
+
+    def run(args: argparse.Namespace) -> Awaitable[LoadReport]:
+        options = FleetOptions(
+            **offer_options(args),
+            database_url=args.database_url,
+            ray_address=args.ray_address,
+            guilds=args.guilds,
+            replica_threads=args.replica_threads,
+        )
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        return run_fleet_load(options, work_dir=args.keep)
+
+    return run_from_command_line(parser, argv, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
