@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import contrastive
+from inference.contrastive import LoraShape, lora_copy
 from inference.risk.chat_text import chunks, normalise_chat, reading
 from inference.risk.crisis import CrisisHead, CrisisHeadConfig, SentenceEncoder
 
@@ -414,17 +416,6 @@ def write_report(path: Path, report: dict) -> None:
 # -- attempt 2: a LoRA-tuned encoder -------------------------------------------------------------------
 
 TUNED = Variant("D", kind="logreg", chunk_window=2, augmented=True)
-LORA_TARGETS = ("query", "key", "value", "dense")
-
-
-@dataclass(frozen=True)
-class LoraShape:
-    """Where and how large the LoRA adapter on the encoder is (shared by attempts 2 and 4)."""
-
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
-    blocks: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -447,7 +438,7 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    encoder = _lora_copy(base_encoder, recipe)
+    encoder = lora_copy(base_encoder, recipe)
     head = torch.nn.Linear(base_encoder.config.hidden_size, 1)
     labels = torch.tensor([row.label for row in rows], dtype=torch.float32)
     positive = float(labels.sum())
@@ -492,24 +483,6 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
         "bias": head.bias.detach().numpy().astype(np.float32),
     }
     return encoder, CrisisHead(CrisisHeadConfig(kind="logreg", chunk_window=TUNED.chunk_window), tensors)
-
-
-def _lora_copy(base_encoder, recipe: LoraShape):
-    """A peft LoRA model over a copy of ``base_encoder`` (the original stays frozen and untouched)."""
-    import copy
-
-    from peft import LoraConfig, get_peft_model
-
-    return get_peft_model(
-        copy.deepcopy(base_encoder),
-        LoraConfig(
-            r=recipe.rank,
-            lora_alpha=recipe.alpha,
-            lora_dropout=recipe.dropout,
-            target_modules=list(LORA_TARGETS),
-            layers_to_transform=list(recipe.blocks),
-        ),
-    )
 
 
 def _length_batches(indices: list[int], lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -584,9 +557,7 @@ def train_tuned_head(base_model: str, rows: Sequence[Row], output: Path, seed: i
 
     encoder, tokenizer = load_encoder(base_model)
     peft_model, head = fit_tuned(encoder, tokenizer, rows, seed)
-    from inference.risk.train import save_adapter
-
-    save_adapter(peft_model, output / "crisis_adapter", base_model)
+    contrastive.save_adapter(peft_model, output / "crisis_adapter", base_model)
     config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
     CrisisHead(config, head.tensors).save(output)
 
@@ -666,17 +637,12 @@ CONTRASTIVE = Variant("G", kind="logreg", c=2.0)
 
 
 @dataclass(frozen=True)
-class ContrastiveRecipe(LoraShape):
-    """SetFit (Tunstall et al., 2022): pull same-label sentences together, push others apart, then fit a
-    logistic regression on the tuned sentence embeddings. LoRA keeps the shipped artefact ~1 MB."""
+class ContrastiveRecipe(contrastive.ContrastiveRecipe):
+    """SetFit's recipe (``inference.contrastive``) with the crisis pool's sampling: a fresh random share of the
+    ordinary ESConv negatives per fit, and written rows restyled as chat now and then."""
 
-    lr: float = 2e-4
-    batch_pairs: int = 16
-    same_partners: int = 2
-    other_partners: int = 2
     ordinary_per_fit: int = 600
     restyle_probability: float = 0.3
-    max_tokens: int = 64
 
 
 def contrastive_pairs(rows: Sequence[Row], rng: random.Random, recipe: ContrastiveRecipe) -> list:
@@ -684,7 +650,6 @@ def contrastive_pairs(rows: Sequence[Row], rng: random.Random, recipe: Contrasti
     chosen = [row for row in rows if row.source != "esconv" or row.label]
     ordinary = [row for row in rows if row.source == "esconv" and not row.label]
     chosen += rng.sample(ordinary, min(recipe.ordinary_per_fit, len(ordinary)))
-    by_label = {label: [row for row in chosen if row.label == label] for label in (0, 1)}
 
     def styled(row: Row) -> str:
         text = row.text
@@ -692,50 +657,13 @@ def contrastive_pairs(rows: Sequence[Row], rng: random.Random, recipe: Contrasti
             text = augment(text, rng)
         return reading(normalise_chat(text)) or "."
 
-    pairs = []
-    for row in chosen:
-        for _ in range(recipe.same_partners):
-            pairs.append((styled(row), styled(rng.choice(by_label[row.label])), 1.0))
-        for _ in range(recipe.other_partners):
-            pairs.append((styled(row), styled(rng.choice(by_label[1 - row.label])), 0.0))
-    rng.shuffle(pairs)
-    return pairs
+    return contrastive.label_pairs(chosen, lambda row: row.label, styled, rng, recipe)
 
 
 def fit_contrastive(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: ContrastiveRecipe):
     """One pass of CosineSimilarityLoss over ``contrastive_pairs``; returns the peft model (eval mode)."""
-    import torch
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    encoder = _lora_copy(base_encoder, recipe)
-    params = [p for p in encoder.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
-    pairs = contrastive_pairs(rows, rng, recipe)
-    encoder.train()
-    total = 0.0
-    for start in range(0, len(pairs), recipe.batch_pairs):
-        batch = pairs[start : start + recipe.batch_pairs]
-        encoded = tokenizer(
-            [a for a, _, _ in batch] + [b for _, b, _ in batch],
-            padding=True,
-            truncation=True,
-            max_length=recipe.max_tokens,
-            return_tensors="pt",
-        )
-        states = encoder(**encoded).last_hidden_state
-        mask = encoded["attention_mask"].unsqueeze(-1).float()
-        pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
-        first, second = pooled[: len(batch)], pooled[len(batch) :]
-        target = torch.tensor([same for _, _, same in batch])
-        loss = torch.nn.functional.mse_loss((first * second).sum(-1), target)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        total += float(loss.detach()) * len(batch)
-    log.info("contrastive tuning: %d pairs, mean loss %.4f", len(pairs), total / max(len(pairs), 1))
-    encoder.eval()
-    return encoder
+    pairs = contrastive_pairs(rows, random.Random(seed), recipe)
+    return contrastive.tune_contrastive(base_encoder, tokenizer, pairs, seed, recipe)
 
 
 def cross_validate_contrastive(
@@ -771,9 +699,7 @@ def train_contrastive_head(
 
     encoder, tokenizer = load_encoder(base_model)
     tuned = fit_contrastive(encoder, tokenizer, rows, seed, recipe)
-    from inference.risk.train import save_adapter
-
-    save_adapter(tuned, output / "crisis_adapter", base_model)
+    contrastive.save_adapter(tuned, output / "crisis_adapter", base_model)
     reader = SentenceEncoder(tuned.merge_and_unload(), tokenizer)
     embedded = reader.embed([reading(normalise_chat(row.text)) or "." for row in rows])
     head = fit_head(CONTRASTIVE, embedded, np.array([row.label for row in rows]), seed)

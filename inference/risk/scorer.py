@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from inference.contrastive import adapted_copy as _adapted_copy
+from inference.contrastive import merge_adapter as _merge_adapter
 from inference.errors import InputRejected, ModelLoadError
 from inference.risk.crisis import (
     CRISIS_LABEL,
@@ -395,22 +396,6 @@ def _tuned_encoder(encoder: torch.nn.Module, folder: Path, config: PooledConfig)
     if config.adapter_labels:
         return _adapted_copy(encoder, folder / str(config.adapter))
     return _merge_adapter(encoder, folder / str(config.adapter))
-
-
-def _adapted_copy(encoder: torch.nn.Module, adapter: Path) -> torch.nn.Module:
-    """A copy of ``encoder`` with the LoRA adapter in ``adapter`` merged in (the original stays as it is)."""
-    import copy
-
-    return _merge_adapter(copy.deepcopy(encoder), adapter)
-
-
-def _merge_adapter(start: torch.nn.Module, adapter: Path) -> torch.nn.Module:
-    from peft import PeftModel
-
-    with warnings.catch_warnings():
-        # peft reads a property transformers has deprecated; harmless, and noise in `peercare score`.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return PeftModel.from_pretrained(start, adapter).merge_and_unload()
 
 
 def _load_head(path: Path, config: PooledConfig) -> torch.nn.Module:

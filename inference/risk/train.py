@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inference.contrastive import save_adapter
 from inference.risk import calibration as cal
 from inference.risk.data import DEFAULT_DATA_DIR, RiskTable, load_risk_table
 from inference.risk.encoding import padded_batches, plan_windows
@@ -38,19 +39,6 @@ from inference.types import RiskThresholds
 log = logging.getLogger(__name__)
 
 MULTI_LABEL = "multi_label_classification"
-
-
-def save_adapter(peft_model, folder: Path, base_model: str) -> None:
-    """Save a LoRA adapter as shipped: no template card, the base named as the user gave it."""
-    peft_model.save_pretrained(folder)
-    # peft writes a template model card full of "[More Information Needed]": the model folder's own
-    # README.md is the model card.
-    (folder / "README.md").unlink(missing_ok=True)
-    # Name the base as the user gave it, not this machine's path to it.
-    adapter_config = folder / "adapter_config.json"
-    config_data = json.loads(adapter_config.read_text(encoding="utf-8"))
-    config_data["base_model_name_or_path"] = base_model
-    write_json(adapter_config, config_data)
 
 
 @dataclass
