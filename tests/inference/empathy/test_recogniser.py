@@ -98,3 +98,72 @@ def test_sentence_spans_cover_chat_without_punctuation_as_one_sentence() -> None
     assert sentence_spans("i get that  ") == [(0, 10)]
     text = "That sucks. What happened?\nim here"
     assert [text[s:e] for s, e in sentence_spans(text)] == ["That sucks.", "What happened?", "im here"]
+
+
+def _tiny_recogniser_with_adapter(folder: Path) -> tuple[Path, Path]:
+    """A recogniser folder in the shipped format over a tiny random base: IP reads a LoRA adapter tuned by the
+    training code (SetFit's recipe, a few pairs), EX the frozen encoder."""
+    from inference.contrastive import ContrastiveRecipe, save_adapter
+    from inference.empathy.recogniser_train import tune_encoder
+    from inference.risk.crisis import load_base_encoder
+    from tests.support.tiny_risk import build_tiny_pooled_risk_model
+
+    base = build_tiny_pooled_risk_model(folder / "risk") / "base"
+    encoder, tokenizer = load_base_encoder(str(base), device="cpu", setting="test", what="a test")
+    texts = ["it sounds like you feel alone", "you feel hurt", "have you tried a walk", "what happened"]
+    recipe = ContrastiveRecipe(lr=5e-2, batch_pairs=4, blocks=(0, 1))
+    tuned = tune_encoder(encoder, tokenizer, texts * 2, np.array([1, 1, 0, 0] * 2), seed=3, recipe=recipe)
+    out = folder / "chat"
+    save_adapter(tuned, out / "ip_adapter", str(base))
+    rng = np.random.default_rng(0)
+    config = RecogniserConfig(
+        heads={
+            "IP": HeadConfig(cutoff=0.5, c=1.0, adapter="ip_adapter"),
+            "EX": HeadConfig(cutoff=0.5, c=1.0),
+        },
+        base_model=str(base),
+        embedding_width=32,
+    )
+    weights = {
+        m: rng.normal(0, 3, 32).astype(np.float32)
+        for m in (Mechanism.INTERPRETATIONS, Mechanism.EXPLORATIONS)
+    }
+    RecogniserHeads(config, weights, {m: 0.0 for m in weights}).save(out)
+    return out, base
+
+
+def test_a_head_with_an_adapter_reads_the_tuned_encoder_and_the_others_the_frozen_one(tmp_path: Path) -> None:
+    import json
+
+    from inference.contrastive import adapted_copy
+    from inference.risk.crisis import SentenceEncoder, load_base_encoder
+
+    folder, base = _tiny_recogniser_with_adapter(tmp_path)
+    assert json.loads((folder / "config.json").read_text())["format"] == "peercare-chat-recogniser/2"
+    recogniser = ChatRecogniser.load(folder)
+    replies = ["you feel alone", "what happened"]
+    got = recogniser.probabilities(replies)
+    encoder, tokenizer = load_base_encoder(str(base), device="cpu", setting="test", what="a test")
+    frozen = SentenceEncoder(encoder, tokenizer, max_tokens=128).embed(replies)
+    tuned = SentenceEncoder(adapted_copy(encoder, folder / "ip_adapter"), tokenizer, max_tokens=128).embed(
+        replies
+    )
+    assert not np.allclose(frozen, tuned, atol=1e-4)  # the adapter is not the identity
+    heads = recogniser.heads
+    for mechanism, features in ((Mechanism.INTERPRETATIONS, tuned), (Mechanism.EXPLORATIONS, frozen)):
+        expected = 1.0 / (1.0 + np.exp(-(features @ heads.weights[mechanism] + heads.biases[mechanism])))
+        np.testing.assert_allclose(got[mechanism], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_recogniser_whose_adapter_is_missing_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    folder, _ = _tiny_recogniser_with_adapter(tmp_path)
+    shutil.rmtree(folder / "ip_adapter")
+    with pytest.raises(ModelLoadError, match="ip_adapter"):
+        ChatRecogniser.load(folder)
+
+
+def test_an_adapter_must_be_a_folder_beside_the_heads() -> None:
+    with pytest.raises(ValueError, match="plain folder name"):
+        HeadConfig(cutoff=0.5, c=1.0, adapter="../elsewhere")
