@@ -1,7 +1,9 @@
 """Train, select and evaluate the chat recogniser exactly as docs/models/empathy-chat-recogniser-protocol.md says.
 
 Run through ``scripts/train_chat_recogniser.sh``. Embeddings and the shipped bi-encoders' levels for every
-ESConv-dev pair are cached under ``--cache`` (they are the slow part); the heads take seconds.
+ESConv-dev pair are cached under ``--cache``; attempts 1-2's heads take seconds. Attempt 3 (``--attempt3``)
+tunes the IP head's encoder contrastively with a LoRA adapter (``inference.contrastive``) per fold: the slow
+part, its out-of-fold probabilities cached under ``--cache`` too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.empathy.recogniser import HeadConfig, RecogniserConfig, RecogniserHeads
+from inference.empathy.recogniser import EMBEDDING_WIDTH, HeadConfig, RecogniserConfig, RecogniserHeads
 from inference.types import Mechanism
 
 log = logging.getLogger(__name__)
@@ -185,6 +188,210 @@ def targets(levels: dict[str, np.ndarray], strategies: np.ndarray) -> dict[str, 
     }
 
 
+# -- attempt 3: the IP head over a contrastively tuned LoRA encoder (SetFit's recipe) -----------------------
+
+# name -> (positive strategies, strategies left out of tuning and of the head's training).
+ATTEMPT3 = {
+    "IP3a": (REFLECTION, ("Self-disclosure",)),
+    "IP3b": (POSITIVES["IP"], ()),
+}
+ATTEMPT3_SEED = 0  # the folds of attempt 1's seed 0; the torch seed of fold k is 100 * seed + k
+IP_ADAPTER = "ip_adapter"
+MAX_TOKENS = 128
+# Attempt 1's shipped IP head: train-half out-of-fold P(IP>0 | Reflection or Restatement) at its cut-off.
+ATTEMPT1_REFLECTION_RATE = 0.509
+
+
+def base_encoder():
+    """all-MiniLM-L6-v2 and its tokenizer, found the way the scoring path finds it."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from inference.sources import resolve_source
+
+    base = resolve_source("all-MiniLM-L6-v2")
+    return AutoModel.from_pretrained(base).eval(), AutoTokenizer.from_pretrained(base)
+
+
+def tune_encoder(encoder, tokenizer, texts: Sequence[str], labels: np.ndarray, seed: int, recipe=None):
+    """A LoRA copy of ``encoder`` tuned by SetFit's contrastive recipe on (text, 0/1) rows (a peft model)."""
+    import random
+
+    from inference.contrastive import ContrastiveRecipe, label_pairs, tune_contrastive
+
+    recipe = recipe or ContrastiveRecipe()
+    items = list(zip(texts, (int(label) for label in labels), strict=True))
+    pairs = label_pairs(items, lambda item: item[1], lambda item: item[0], random.Random(seed), recipe)
+    return tune_contrastive(encoder, tokenizer, pairs, seed, recipe)
+
+
+def tuned_embeddings(peft_model, tokenizer, texts: Sequence[str]) -> np.ndarray:
+    from inference.risk.crisis import SentenceEncoder
+
+    return SentenceEncoder(peft_model.merge_and_unload(), tokenizer, max_tokens=MAX_TOKENS).embed(list(texts))
+
+
+def tuned_fold(
+    encoder,
+    tokenizer,
+    texts: Sequence[str],
+    y: np.ndarray,
+    folds: np.ndarray,
+    used: np.ndarray,
+    k: int,
+    seed: int = ATTEMPT3_SEED,
+    recipe=None,
+) -> dict[float, np.ndarray]:
+    """Fold ``k``'s test-row probabilities per C: the encoder is tuned on the ``used`` rows of the other folds,
+    and the heads are fitted on their tuned embeddings (no row ever scores with an encoder tuned on it)."""
+    started = time.perf_counter()
+    test = folds == k
+    fit_rows = ~test & used
+    tuned = tune_encoder(
+        encoder, tokenizer, [texts[i] for i in np.flatnonzero(fit_rows)], y[fit_rows], 100 * seed + k, recipe
+    )
+    rows = np.flatnonzero(fit_rows | test)
+    embedded = np.zeros((len(y), EMBEDDING_WIDTH), dtype=np.float32)
+    embedded[rows] = tuned_embeddings(tuned, tokenizer, [texts[i] for i in rows])
+    out = {c: fit(embedded[fit_rows], y[fit_rows], c).predict_proba(embedded[test])[:, 1] for c in C_GRID}
+    log.info("attempt 3 fold %d/%d in %.0fs", k + 1, FOLDS, time.perf_counter() - started)
+    return out
+
+
+def _attempt3_key(name: str, rows: Sequence[dict[str, Any]], train: np.ndarray) -> str:
+    texts = [rows[i]["reply"] for i in train] + [rows[i]["strategy"] for i in train]
+    return f"attempt3-{name}-{_digest(texts)}"
+
+
+def attempt3_out_of_fold(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    train: np.ndarray,
+    cache: Path,
+    encoder_pair=None,
+    only: Sequence[int] | None = None,
+) -> dict[float, np.ndarray]:
+    """Variant ``name``'s out-of-fold probabilities per C on the train half (``only``: just those folds, the
+    rest left 0), each fold cached in ``cache`` (a fold takes 3-15 min on 2 shared cores)."""
+    positives, left_out = ATTEMPT3[name]
+    texts = [rows[i]["reply"] for i in train]
+    strategies = np.array([rows[i]["strategy"] for i in train])
+    y = np.isin(strategies, positives).astype(int)
+    used = ~np.isin(strategies, left_out)
+    folds = grouped_folds(np.array([rows[i]["conversation"] for i in train]), ATTEMPT3_SEED)
+    oof = {c: np.zeros(len(y)) for c in C_GRID}
+    for k in range(FOLDS) if only is None else only:
+        path = cache / f"{_attempt3_key(name, rows, train)}-fold{k}.npz"
+        if not path.exists():
+            encoder_pair = encoder_pair or base_encoder()
+            part = tuned_fold(*encoder_pair, texts, y, folds, used, k)
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **{f"C{c:g}": p for c, p in part.items()})
+        stored = np.load(path)
+        for c in C_GRID:
+            oof[c][folds == k] = stored[f"C{c:g}"]
+    return oof
+
+
+def attempt3_selection(
+    names: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    train: np.ndarray,
+    shipped_ip: np.ndarray,
+    cache: Path,
+    encoder_pair=None,
+) -> dict[str, Any]:
+    """Every attempt-3 variant's CV AUROC per C, each variant's C and cut-off, and whether the best ships."""
+    strategies = np.array([rows[i]["strategy"] for i in train])
+    variants, chosen = [], {}
+    for name in names:
+        positives, left_out = ATTEMPT3[name]
+        y = np.isin(strategies, positives).astype(int)
+        used = ~np.isin(strategies, left_out)
+        oof = attempt3_out_of_fold(name, rows, train, cache, encoder_pair)
+        scores = {c: auroc(y[used], oof[c][used]) for c in C_GRID}
+        for c in C_GRID:
+            variants.append(
+                {"head": name, "features": "reply (tuned encoder)", "C": c, "cv_auroc": scores[c]}
+            )
+            log.info("%s C=%s cv AUROC %.3f (1 seed)", name, c, scores[c])
+        best = max(scores.values())
+        c = min(c for c in C_GRID if scores[c] >= best - 0.005)
+        cutoff = choose_cutoff("IP", oof[c], shipped_ip, strategies)
+        raised = (oof[c] >= cutoff) & (shipped_ip == 0)
+        chosen[name] = {
+            "C": c,
+            "cv_auroc": scores[c],
+            "cutoff": cutoff,
+            "positives": list(positives),
+            "left_out": list(left_out),
+            "oof": oof[c],
+            "train_oof_reflection_rate": rate(
+                np.where(raised, 1, shipped_ip)[np.isin(strategies, REFLECTION)] > 0
+            ),
+            "train_oof_negative_rate": rate(
+                np.where(raised, 1, shipped_ip)[np.isin(strategies, NOT_INTERPRETATION)] > 0
+            ),
+        }
+    candidate = max(chosen, key=lambda name: chosen[name]["train_oof_reflection_rate"]) if chosen else None
+    ships = (
+        candidate is not None and chosen[candidate]["train_oof_reflection_rate"] > ATTEMPT1_REFLECTION_RATE
+    )
+    return {"variants": variants, "chosen": chosen, "candidate": candidate, "ships": ships}
+
+
+def attempt3_final_adapter(
+    name: str, rows: Sequence[dict[str, Any]], train: np.ndarray, cache: Path, encoder_pair=None
+) -> Path:
+    """Variant ``name``'s adapter tuned on the whole train half (torch seed ``ATTEMPT3_SEED``), cached."""
+    from inference.contrastive import save_adapter
+
+    positives, left_out = ATTEMPT3[name]
+    final = cache / f"{_attempt3_key(name, rows, train)}-final"
+    if not (final / "adapter_config.json").exists():
+        used = [i for i in train if rows[i]["strategy"] not in left_out]
+        labels = np.array([int(rows[i]["strategy"] in positives) for i in used])
+        encoder, tokenizer = encoder_pair or base_encoder()
+        tuned = tune_encoder(encoder, tokenizer, [rows[i]["reply"] for i in used], labels, ATTEMPT3_SEED)
+        save_adapter(tuned, final, "all-MiniLM-L6-v2")
+    return final
+
+
+def fit_attempt3(
+    name: str,
+    choice: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    train: np.ndarray,
+    held: np.ndarray,
+    out: Path,
+    cache: Path,
+) -> tuple[HeadConfig, np.ndarray, float, np.ndarray]:
+    """Tune the adapter on the whole train half (torch seed ``ATTEMPT3_SEED``; cached in ``cache``), copy it into
+    ``out``, fit the head with the chosen C; returns the head's config, weight, bias and the held-out replies'
+    probabilities."""
+    from inference.contrastive import adapted_copy
+    from inference.risk.crisis import SentenceEncoder
+
+    strategies = np.array([r["strategy"] for r in rows])
+    used = train[~np.isin(strategies[train], choice["left_out"])]
+    y = np.isin(strategies, choice["positives"]).astype(int)
+    encoder, tokenizer = base_encoder()
+    replies = [r["reply"] for r in rows]
+    final = attempt3_final_adapter(name, rows, train, cache, (encoder, tokenizer))
+    shutil.copytree(final, out / IP_ADAPTER, dirs_exist_ok=True)
+    reader = SentenceEncoder(adapted_copy(encoder, final), tokenizer, max_tokens=MAX_TOKENS)
+    embedded = reader.embed([replies[i] for i in used] + [replies[i] for i in held])
+    model = fit(embedded[: len(used)], y[used], choice["C"])
+    head = HeadConfig(
+        cutoff=choice["cutoff"],
+        c=choice["C"],
+        features="reply",
+        positives=tuple(choice["positives"]),
+        adapter=IP_ADAPTER,
+    )
+    held_p = model.predict_proba(embedded[len(used) :])[:, 1]
+    return head, model.coef_[0].astype(np.float32), float(model.intercept_[0]), held_p
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = read_pairs(args.data)
     data = cached_features(rows, args.cache)
@@ -267,6 +474,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     biases = {Mechanism(code): finals[name]["bias"] for code, name in shipped_heads.items()}
     median_oof = {code: finals[name]["median_oof"] for code, name in shipped_heads.items()}
 
+    # Attempt 3: an IP head over a contrastively tuned LoRA encoder ships iff it beats attempt 1's rate.
+    attempt3 = attempt3_selection(args.attempt3, rows, train, shipped["IP"][train], args.cache)
+    held_ip = None
+    shutil.rmtree(args.out / IP_ADAPTER, ignore_errors=True)  # a stale adapter must not outlive its head
+    if attempt3["ships"]:
+        choice = attempt3["chosen"][attempt3["candidate"]]
+        heads["IP"], weights[Mechanism.INTERPRETATIONS], biases[Mechanism.INTERPRETATIONS], held_ip = (
+            fit_attempt3(attempt3["candidate"], choice, rows, train, held, args.out, args.cache)
+        )
+        shipped_heads["IP"] = attempt3["candidate"]
+        median_oof["IP"] = choice["oof"]
+        y_held = np.isin(strategies[held], choice["positives"])
+        keep = ~np.isin(strategies[held], choice["left_out"])
+        choice["heldout_auroc"] = auroc(y_held[keep].astype(int), held_ip[keep])
+
     config = RecogniserConfig(
         heads=heads,
         max_tokens=128,
@@ -282,6 +504,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # Held-out half, scored once: before (shipped alone) and after (with the recogniser floor).
     probabilities = recogniser_heads.probabilities(data["reply"][held], data["seeker"][held])
+    if held_ip is not None:
+        probabilities[Mechanism.INTERPRETATIONS] = held_ip
     after = {}
     for m in Mechanism:
         raised = (probabilities[m] >= recogniser_heads.cutoff(m)) & (shipped[m.value][held] == 0)
@@ -314,6 +538,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in chosen
         },
         "shipped_heads": shipped_heads,
+        "attempt3": {
+            **attempt3,
+            "chosen": {
+                name: {k: v for k, v in entry.items() if k != "oof"}
+                for name, entry in attempt3["chosen"].items()
+            },
+            "recipe": "inference.contrastive.ContrastiveRecipe() defaults, raw reply text, 1 seed",
+        },
         "heldout_with_the_other_ip_head": targets(other_after, strategies[held]),
         "train_half_out_of_fold": {
             "before": targets(train_before, strategies[train]),
@@ -330,8 +562,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/esconv-dev/pairs.csv"))
     parser.add_argument("--out", type=Path, default=Path("inference/shipped/empathy-chat"))
     parser.add_argument("--cache", type=Path, default=Path("runs/chat-recogniser"))
+    parser.add_argument(
+        "--attempt3",
+        default="IP3a",
+        type=lambda text: [name for name in text.split(",") if name],
+        help="attempt-3 variants to run (comma-separated, of " + ", ".join(ATTEMPT3) + "; '' for none)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (on 2 shared cores, 2 threads ran the tuning 18x slower than 1)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    import torch
+
+    torch.set_num_threads(args.threads)
     report = run(args)
     print(json.dumps({k: report[k] for k in ("chosen", "heldout")}, indent=2))
     return 0
