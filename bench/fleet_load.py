@@ -32,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,10 @@ from bench.discord_load import (
 )
 from bench.discord_traffic import plan_traffic
 from bot.db.migrate import downgrade_database, upgrade_database
-from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment
+from bot.db.models import Checkin, CheckinSchedule, InboxMessage, InboxOutcome, RiskAssessment
 from bot.db.session import Database
 from bot.sharding import parse_shard_ids, shard_of
-from tests.discord_server import DiscordServer, Guild
+from tests.discord_server import DiscordServer, Guild, User
 from tests.discord_server.redirect import redirect_environment
 from tests.discord_server.world import Member
 
@@ -98,6 +99,9 @@ class FleetOptions:
     slash_every_s: float = 2.0
     seed: int = 0
     setup_concurrency: int = 8
+    # A member turns daily check-ins on in every guild, all due at the same minute during the run (as "09:30 UTC"
+    # everywhere would be): each schedule must fire exactly once, by the process owning its guild.
+    checkins: bool = True
     # INFERENCE_CPU_THREADS of each bot process: the torch threads of the Ray replica it deploys.
     replica_threads: int = 1
 
@@ -119,6 +123,7 @@ class ProcessReport:
     high_risk_posts: int = 0  # offered posts the models put in the high tier (crisis or not)
     alerts: int = 0  # alerts posted for those posts
     high_risk_posts_not_alerted_once: int = 0
+    checkins_sent: int = 0  # check-ins its guilds' schedules fired (rows in `checkins`)
     rss_start_mb: float = float("nan")
     rss_peak_mb: float = float("nan")
     rss_end_mb: float = float("nan")
@@ -138,6 +143,11 @@ class FleetReport(LoadReport):
     replica_rss_peak_mb: dict[str, float] = field(default_factory=dict)
     ray_other_rss_peak_mb: float = float("nan")
     driver_rss_peak_mb: float = float("nan")  # this process: loopback server + load generator
+    checkin_schedules: int = 0
+    checkins_due_utc: str = ""
+    checkins_sent: int = 0  # check-in rows in the database (one per schedule firing)
+    checkin_dms: int = 0  # check-in DMs the loopback server received
+    schedules_fired_not_once: int = 0  # schedules with no check-in, or more than one
     fleet_connected_s: float = float("nan")  # from starting the processes to every shard identified
     setup_seconds: float = float("nan")  # the moderators' and responders' slash commands in every guild
 
@@ -161,15 +171,29 @@ class FleetReport(LoadReport):
                 f"({p.crisis_posts} crisis) + {p.replies_offered} replies; scored {p.replies_scored} replies "
                 f"({p.replies_scored_in_offered_phase} during the offer), shed {p.replies_shed}; "
                 f"high-risk posts {p.high_risk_posts} ({p.crisis_posts_high} of {p.crisis_posts} crisis), alerts "
-                f"{p.alerts}, not exactly one {p.high_risk_posts_not_alerted_once}; RSS MiB {p.rss_start_mb:.0f} -> peak "
+                f"{p.alerts}, not exactly one {p.high_risk_posts_not_alerted_once}; check-ins {p.checkins_sent}; RSS MiB {p.rss_start_mb:.0f} -> peak "
                 f"{p.rss_peak_mb:.0f}, end {p.rss_end_mb:.0f}; errors {len(p.errors_logged)}; exit {p.exit_code}"
             )
+        lines.append(
+            f"  check-ins : {self.checkin_schedules} schedules due at {self.checkins_due_utc or '-'}; "
+            f"{self.checkins_sent} sent, {self.checkin_dms} DMs; schedules not fired exactly once "
+            f"{self.schedules_fired_not_once}"
+        )
         replicas = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(self.replica_rss_peak_mb.items()))
         lines.append(
             f"  Ray MiB   : replicas peak {replicas or 'none found'}; the rest of Ray {self.ray_other_rss_peak_mb:.0f}"
             f"; driver (loopback server + generator) peak {self.driver_rss_peak_mb:.0f}"
         )
         return "\n".join(lines)
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.schedules_fired_not_once or self.checkin_dms != self.checkins_sent:
+            found.append(
+                f"{self.schedules_fired_not_once} check-in schedules did not fire exactly once "
+                f"({self.checkins_sent} check-ins, {self.checkin_dms} DMs)"
+            )
+        return found
 
 
 @dataclass
@@ -326,6 +350,46 @@ async def _set_up_every_guild(
     await asyncio.gather(*(one(guild) for guild in guilds))
 
 
+async def _turn_on_checkins(
+    server: DiscordServer, guilds: list[Guild], member: User, concurrency: int
+) -> datetime:
+    """``member`` turns daily check-ins on in every guild, due at a whole minute 10-70 s from now (UTC): during the
+    warm-up or the offer, before the drain ends."""
+    due = (datetime.now(UTC) + timedelta(seconds=70)).replace(second=0, microsecond=0)
+    room = asyncio.Semaphore(concurrency)
+
+    async def one(guild: Guild) -> None:
+        async with room:
+            options = {"cadence": "daily", "time": f"{due:%H:%M}", "timezone": "UTC"}
+            command = await server.slash(
+                "peercare checkin on", options, user=member, channel=guild.channel_named("general")
+            )
+            await command.reply(timeout=30.0)
+
+    await asyncio.gather(*(one(guild) for guild in guilds))
+    return due
+
+
+async def _collect_checkins(
+    server: DiscordServer, database: Database, member: User, bots: list[_BotProcess], report: FleetReport
+) -> None:
+    """Schedules, the check-ins they fired (one row each), and the check-in DMs the member received."""
+    async with database.session() as session:
+        schedules = list(await session.scalars(select(CheckinSchedule.id)))
+        fired = Counter(await session.scalars(select(Checkin.schedule_id)))
+        by_guild = Counter(await session.scalars(select(Checkin.guild_id)))
+    report.checkin_schedules = len(schedules)
+    report.checkins_sent = sum(fired.values())
+    report.schedules_fired_not_once = sum(1 for schedule in schedules if fired[schedule] != 1)
+    report.checkin_dms = sum(
+        1
+        for message in server.dms_to(member)
+        if any(i.startswith("peercare:checkin:okay:") for i in message.custom_ids())
+    )
+    for bot, row in zip(bots, report.processes, strict=True):
+        row.checkins_sent = sum(n for guild, n in by_guild.items() if bot.owns(guild))
+
+
 def _inbox_progress(database: Database, sent: list[Sent]) -> Callable[[], Awaitable[tuple[int, int]]]:
     """``_drain``'s progress from PostgreSQL: messages with a final outcome (nothing is metered in-process here)."""
     ids = [s.message.id for s in sent]
@@ -406,9 +470,13 @@ async def run_fleet_load(options: FleetOptions, *, work_dir: Path | None = None)
                     row.rss_start_mb = bot.rss[-1] if bot.rss else float("nan")
                 started = time.monotonic()
                 await _set_up_every_guild(server, guilds, cast, options.setup_concurrency)
+                if options.checkins:
+                    due = await _turn_on_checkins(server, guilds, cast.seekers[0], options.setup_concurrency)
+                    report.checkins_due_utc = f"{due:%H:%M}"
                 report.setup_seconds = time.monotonic() - started
                 sent, window = await _warm_up_and_offer(server, database, guilds, cast, options, report)
                 await _collect_per_process(server, database, bots, guilds, report, sent, window)
+                await _collect_checkins(server, database, cast.seekers[0], bots, report)
             finally:
                 sampler.cancel()
                 _collect_memory(bots, report, samples)
