@@ -71,6 +71,14 @@ _STARTING_RUNNER: contextvars.ContextVar[BotRunner | None] = contextvars.Context
 _RUNNER_OF_TASK: weakref.WeakKeyDictionary[asyncio.Future[Any], BotRunner] = weakref.WeakKeyDictionary()
 
 
+def _gateway_connections(bot: PeerCareBot) -> list[Any]:
+    """The bot's gateway websockets: one, or one per shard it runs (``bot.ws`` is only the first shard's)."""
+    shards = getattr(bot, "shards", None)
+    if shards:
+        return [info._parent.ws for info in shards.values() if info._parent.ws is not None]
+    return [bot.ws] if bot.ws is not None else []
+
+
 def _is_bot_task(task: asyncio.Task[Any], runner: BotRunner | None = None) -> bool:
     """A task of a bot instance; with ``runner``, of that runner's bot (or of no runner known to have made it)."""
     coro = task.get_coro()
@@ -375,10 +383,10 @@ class BotRunner:
     async def _kill(self, bot: PeerCareBot, task: asyncio.Task[None] | None) -> None:
         if bot.scheduler.running:
             bot.scheduler.shutdown(wait=False)
-        ws = bot.ws
-        if ws is not None and ws._keep_alive is not None:
-            # The heartbeat thread would outlive the test's event loop and fail there.
-            ws._keep_alive.stop()
+        for ws in _gateway_connections(bot):
+            if ws._keep_alive is not None:
+                # The heartbeat thread would outlive the test's event loop and fail there.
+                ws._keep_alive.stop()
         current = asyncio.current_task()
         if task is not None:
             task.cancel()
