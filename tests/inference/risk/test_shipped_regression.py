@@ -24,11 +24,6 @@ def test_regression_set_is_realistic_in_size(report) -> None:
     assert report["n"] >= 60 and report["n_positive"] >= 20 and report["n_negative"] >= 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="0.833 since the crisis head (attempt 4, G) decides high: round one's suicidal head reached 1.00 here "
-    "but paged 'hello'; this set is one more test set, not the proof (docs/models/risk-crisis-protocol.md)",
-)
 def test_high_tier_catches_at_least_90_percent_of_crises(report) -> None:
     assert report["recall_high"] >= 0.9
 
@@ -82,7 +77,7 @@ def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13 target missed: crisis recall 0.53 overall, worst category 0.40 (attempt 4's G, chosen by "
+    reason="issue 13 target missed: crisis recall 0.745 overall, worst category 0.64 (attempt 5's G, chosen by "
     "the declared rule; docs/models/risk-crisis-protocol.md)",
 )
 def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
