@@ -60,6 +60,9 @@ class InferenceConfig:
     # Dynamic int8 is kept only if it agrees with fp32 on at least this share of built-in probe outcomes.
     int8_min_agreement: float = 0.95
     ray_address: str | None = None
+    # A Serve application already running on the cluster (deploy/ray-serve.yaml's name) that the Ray client
+    # attaches to, never deploying or deleting it; None = the client runs its own copy for its lifetime.
+    ray_serve_app: str | None = None
     # CPUs Ray reserves for each Serve replica (the replica's torch threads follow cpu_threads).
     ray_replica_cpus: float = 1.0
     # Worker process supervision.

@@ -1,7 +1,9 @@
 """The Ray Serve backend: the same ScoringEngine as a ``@serve.batch`` deployment on a Ray cluster (``RAY_ADDRESS``).
 
 Optional: needs ``pip install 'peercare[ray]'``. Ray Serve does the micro-batching on the replicas; this
-client bounds the coaching work it has in flight (risk work is never shed), as the other backends do.
+client bounds the coaching work it has in flight (risk work is never shed), as the other backends do. With
+``ray_serve_app`` set the client attaches to that already-deployed application (``deploy/ray-serve.yaml``,
+shared by every bot process of a fleet); without, it runs its own copy for its lifetime (one process).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import importlib.util
 import logging
 import os
+import time
 import uuid
 from typing import Any
 
@@ -18,17 +21,58 @@ from inference.batching import AdmissionGate
 from inference.config import InferenceConfig
 from inference.engine import WorkItem, WorkResult
 from inference.errors import InferenceError, InferenceShutDown, InferenceUnavailable
-from inference.types import Priority, ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
+from inference.types import Mechanism, Priority, ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 log = logging.getLogger(__name__)
 
 APP_PREFIX = "peercare-inference"
 # Clients alive in this process; the last one to close stops the local Ray it started.
 _live_clients = 0
+# Serve's application states in which an attaching client waits for the replicas; RUNNING is the one it calls.
+_STARTING = ("NOT_STARTED", "DEPLOYING")
+ATTACH_POLL_S = 1.0
 
 
 def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.serve") is not None
+
+
+def model_sources(config: InferenceConfig) -> dict[str, str | None]:
+    """Which models a config scores with, named as the bot's settings: what a shared app and its clients share."""
+    return {
+        **{f"EMPATHY_{m.value}_MODEL": config.empathy_sources[m] for m in Mechanism},
+        "RISK_MODEL": config.risk_source,
+        "RISK_PROBLEM_TYPE": config.risk_problem_type,
+        "the chat recogniser": config.empathy_recogniser,
+    }
+
+
+def models_differ(
+    app_name: str, expected: dict[str, str | None], served: dict[str, str | None]
+) -> str | None:
+    """One line naming the first model the shared app serves differently from this client's settings, or None."""
+    for name, value in expected.items():
+        if served.get(name) != value:
+            return (
+                f"RAY_SERVE_APP={app_name} serves other models than this bot's settings: {name} is "
+                f"{served.get(name)} there, {value} here (deploy/ray-serve.yaml's args or the bot's settings)"
+            )
+    return None
+
+
+def attach_problem(app_name: str, applications: dict[str, tuple[str, str]]) -> str | None:
+    """Why a client cannot attach to ``app_name`` (one line), given every app's (status, message); None if RUNNING."""
+    if app_name not in applications:
+        running = ", ".join(sorted(applications)) or "none"
+        return (
+            f"RAY_SERVE_APP={app_name}: no such Serve application on the Ray cluster (there: {running}); "
+            "deploy it first: serve deploy deploy/ray-serve.yaml"
+        )
+    status, message = applications[app_name]
+    if status != "RUNNING":
+        detail = next((line.strip() for line in message.splitlines() if line.strip()), "")
+        return f"RAY_SERVE_APP={app_name} is {status} on the Ray cluster" + (f": {detail}" if detail else "")
+    return None
 
 
 def build_app(config: InferenceConfig) -> Any:
@@ -44,7 +88,11 @@ def build_app(config: InferenceConfig) -> Any:
     @serve.deployment(name="scorer", ray_actor_options=actor_options, max_ongoing_requests=config.queue_size)
     class PeerCareScorer:
         def __init__(self, config: InferenceConfig) -> None:
+            self.sources = model_sources(config)
             self.engine = ScoringEngine.load(config, progress=lambda stage: log.info("inference: %s", stage))
+
+        def model_sources(self) -> dict[str, str | None]:
+            return self.sources
 
         @serve.batch(max_batch_size=config.max_batch_size, batch_wait_timeout_s=config.max_wait_ms / 1000)
         async def score(self, items: list[WorkItem]) -> list[Any]:
@@ -75,7 +123,11 @@ def _unwire(value: Any) -> WorkResult:
 
 
 class RayServeClient:
-    """InferenceClient for a Ray Serve deployment; connects to ``config.ray_address`` or starts a local Ray."""
+    """InferenceClient for a Ray Serve deployment; connects to ``config.ray_address`` or starts a local Ray.
+
+    ``config.ray_serve_app`` set: attaches to that running application (waiting while it deploys) and leaves it
+    running on close. Unset: deploys its own copy and deletes it on close.
+    """
 
     def __init__(self, config: InferenceConfig) -> None:
         # The bot owns SIGTERM (run_bot closes everything in order). Ray's crash handler, installed when ray is
@@ -94,7 +146,12 @@ class RayServeClient:
         self._failure: InferenceUnavailable | None = None
         self._started_ray = False
         self._closed = False
-        self.app_name = f"{APP_PREFIX}-{uuid.uuid4().hex[:8]}"
+        self.app_name = config.ray_serve_app or f"{APP_PREFIX}-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def deploys_app(self) -> bool:
+        """Whether this client runs (and deletes) its own Serve app rather than attaching to a shared one."""
+        return self.config.ray_serve_app is None
 
     @property
     def ready(self) -> bool:
@@ -107,14 +164,18 @@ class RayServeClient:
             self._deploying = asyncio.get_running_loop().create_task(self._deploy(), name="inference-ray")
 
     async def _deploy(self) -> None:
-        log.info("deploying inference models on Ray Serve; replies wait until they are ready")
+        if self.deploys_app:
+            log.info("deploying inference models on Ray Serve; replies wait until they are ready")
+        else:
+            log.info("attaching to the Ray Serve app %s; replies wait until it is ready", self.app_name)
         try:
             self._handle = await asyncio.to_thread(self._deploy_blocking)
         except Exception as exc:
+            what = "Ray Serve deployment" if self.deploys_app else f"RAY_SERVE_APP={self.app_name}"
             self._failure = (
                 exc
                 if isinstance(exc, InferenceUnavailable)
-                else InferenceUnavailable(f"Ray Serve deployment failed: {type(exc).__name__}: {exc}")
+                else InferenceUnavailable(f"{what} failed: {type(exc).__name__}: {exc}")
             )
             log.error("%s", self._failure)
             self._ready.set()  # wake waiters so they see the failure
@@ -128,18 +189,50 @@ class RayServeClient:
 
         if not ray.is_initialized():
             ray.init(
-                address=self.config.ray_address or None,
+                # A shared app lives on a running cluster: "auto" finds a local one, never starts an empty one.
+                address=self.config.ray_address or (None if self.deploys_app else "auto"),
                 ignore_reinit_error=True,
                 log_to_driver=False,
                 include_dashboard=False,
             )
-            self._started_ray = self.config.ray_address is None
+            self._started_ray = self.deploys_app and self.config.ray_address is None
+        if not self.deploys_app:
+            return self._attach_blocking()
         try:
             return serve.run(build_app(self.config), name=self.app_name, route_prefix=None)
         except Exception as exc:
             raise InferenceUnavailable(
                 f"Ray Serve deployment failed: {self._failure_detail() or exc}"
             ) from exc
+
+    def _attach_blocking(self) -> Any:
+        from ray import serve
+
+        waiting = False
+        while True:
+            applications = {
+                name: (str(getattr(app.status, "value", app.status)), app.message or "")
+                for name, app in serve.status().applications.items()
+            }
+            if applications.get(self.app_name, ("",))[0] not in _STARTING:
+                break
+            if self._closed:  # stopped while waiting: this thread must not outlive the bot
+                raise InferenceShutDown()
+            if not waiting:
+                log.info("the Serve app %s is still deploying: waiting for its replicas", self.app_name)
+                waiting = True
+            time.sleep(ATTACH_POLL_S)
+        problem = attach_problem(self.app_name, applications)
+        if problem is not None:
+            raise InferenceUnavailable(problem)
+        handle = serve.get_app_handle(self.app_name)
+        # One call to a replica: what it loaded, so a bot never scores with models it was not configured for.
+        mismatch = models_differ(
+            self.app_name, model_sources(self.config), handle.model_sources.remote().result()
+        )
+        if mismatch is not None:
+            raise InferenceUnavailable(mismatch)
+        return handle
 
     def _failure_detail(self) -> str | None:
         """The replica's own error (e.g. which model setting is wrong), from Serve's status message."""
@@ -170,6 +263,8 @@ class RayServeClient:
         self._failure = InferenceShutDown()
 
     def _shutdown_blocking(self, *, last: bool) -> None:
+        if not self.deploys_app:
+            return  # the shared app serves the other bot processes; it outlives this one
         import ray
         from ray import serve
 

@@ -19,7 +19,14 @@ from inference.types import Mechanism
 _EMPATHY_ARGS = {f"empathy_{m.value.lower()}_model": m for m in Mechanism}
 _RENAMED = {"risk_model": "risk_source"}
 # Fields that make no sense on a replica: it is the deployment, not a client of one.
-_CLIENT_ONLY = {"backend", "ray_address", "request_timeout_s", "heartbeat_interval_s", "heartbeat_timeout_s"}
+_CLIENT_ONLY = {
+    "backend",
+    "ray_address",
+    "ray_serve_app",
+    "request_timeout_s",
+    "heartbeat_interval_s",
+    "heartbeat_timeout_s",
+}
 
 
 def config_from_args(args: dict[str, Any]) -> InferenceConfig:
