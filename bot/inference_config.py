@@ -34,4 +34,5 @@ def inference_config_from_settings(settings: Settings) -> InferenceConfig:
         cpu_dtype=settings.inference_cpu_dtype,
         cpu_threads=settings.inference_cpu_threads,
         ray_address=settings.ray_address,
+        ray_serve_app=settings.ray_serve_app,
     )

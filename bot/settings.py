@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     inference_cpu_dtype: Literal["auto", "fp32", "bf16"] = "auto"
     inference_cpu_threads: int | None = Field(default=None, ge=1, le=256)
     ray_address: str | None = None
+    # A Serve application deployed from deploy/ray-serve.yaml that every bot process of a fleet shares; empty =
+    # this process deploys its own copy on the cluster for its lifetime (one bot process).
+    ray_serve_app: str | None = None
 
     message_retention_days: int = Field(default=7, ge=0, le=365)
     guild_data_grace_days: int = Field(default=14, ge=0, le=365)
@@ -81,10 +84,26 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
         return value
 
-    @field_validator("dev_guild_id", "ray_address", "discord_token", "inference_cpu_threads", mode="before")
+    @field_validator(
+        "dev_guild_id",
+        "ray_address",
+        "ray_serve_app",
+        "discord_token",
+        "inference_cpu_threads",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ray_serve_app")
+    @classmethod
+    def _serve_app_needs_ray(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("inference_backend") is not InferenceBackend.RAY:
+            raise PydanticCustomError(
+                "ray_serve_app", "is a Ray Serve application: set INFERENCE_BACKEND=ray too"
+            )
+        return value.strip() if value is not None else None
 
     @field_validator("shard_count", mode="before")
     @classmethod
