@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import signal
 import subprocess
@@ -15,14 +14,9 @@ import pytest
 
 from inference.config import InferenceConfig
 from tests.support.processes import killed_on_exit
+from tests.support.ray_serve_app import NEEDS_RAY
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.ray,
-    pytest.mark.skipif(
-        importlib.util.find_spec("ray") is None, reason="Ray is not installed (pip install 'peercare[ray]')"
-    ),
-]
+pytestmark = NEEDS_RAY
 
 READY_TIMEOUT_S = 240.0
 
