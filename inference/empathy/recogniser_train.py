@@ -503,8 +503,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recogniser_heads.save(args.out)
 
     # Held-out half, scored once: before (shipped alone) and after (with the recogniser floor).
-    probabilities = recogniser_heads.probabilities(data["reply"][held], data["seeker"][held])
-    if held_ip is not None:
+    frozen_heads = [m for m in recogniser_heads.mechanisms if heads[m.value].adapter is None]
+    probabilities = recogniser_heads.probabilities(
+        data["reply"][held], data["seeker"][held], mechanisms=frozen_heads
+    )
+    if held_ip is not None:  # the adapted IP head, read through its tuned encoder by fit_attempt3
         probabilities[Mechanism.INTERPRETATIONS] = held_ip
     after = {}
     for m in Mechanism:
