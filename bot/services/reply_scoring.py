@@ -294,6 +294,10 @@ class ReplyScoringPipeline:
             if self.is_deleted(reply.reply_message_id):
                 return ReplyScoringResult(ReplyOutcome.SKIPPED)
 
+            # Asked before the look-up as well as after it: a post whose risk is stored while the look-up runs
+            # is in neither answer alone (not yet stored when read, no longer in flight after).
+            parent_in_flight = self.is_risk_scoring(reply.parent.message_id)
+
             async def look_up(session: AsyncSession) -> tuple[ScoredReply | None, bool]:
                 return (
                     await _find_reply(session, reply.reply_message_id),
@@ -310,7 +314,7 @@ class ReplyScoringPipeline:
 
             # Stored, or being scored on its own path (whose inbox row retries it if that fails): the reply
             # need not carry the parent's first risk score, so it is ordinary, sheddable coaching work.
-            parent_covered = parent_known or self.is_risk_scoring(reply.parent.message_id)
+            parent_covered = parent_in_flight or parent_known or self.is_risk_scoring(reply.parent.message_id)
             if parent_covered:
                 score, why_not = await self._score(reply, carries_parent_risk=False)
             else:

@@ -79,6 +79,37 @@ async def test_shed_reply_to_a_post_being_risk_scored_sends_no_risk_request_of_i
     assert event is not None and event.message_id == POST.message_id
 
 
+async def test_reply_whose_post_is_stored_during_its_look_up_goes_at_coaching_priority(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The post's risk was in flight when the reply looked it up and stored by the time the reply asked again:
+    covered either way, so the reply stays sheddable coaching work (seen under CPU load: a reply went at
+    never-shed risk priority because it missed both the stored row and the in-flight mark)."""
+    inference = HeldRiskInference()
+    pipeline = ReplyScoringPipeline(database, inference, retention_days=7)
+    post_task = await _post_in_flight(pipeline)
+    looked_up, resume = asyncio.Event(), asyncio.Event()
+    run = database.run
+
+    async def run_pausing_after_the_reply_look_up(what, work):
+        result = await run(what, work)
+        if what.startswith("look up reply"):
+            looked_up.set()
+            await resume.wait()
+        return result
+
+    monkeypatch.setattr(database, "run", run_pausing_after_the_reply_look_up)
+    reply_task = asyncio.create_task(pipeline.score_reply(_reply(600)))
+    await asyncio.wait_for(looked_up.wait(), 30)
+    inference.release_risk.set()
+    await post_task
+    assert not pipeline.is_risk_scoring(POST.message_id)
+    resume.set()
+    result = await asyncio.wait_for(reply_task, 30)
+    assert result.outcome is ReplyOutcome.NEW
+    assert [call.priority for call in inference.reply_calls] == [Priority.COACHING]
+
+
 class HeldRiskReplyInference(ScriptedInference):
     """Scripted answers, but a reply carrying its parent's risk stays in flight until released."""
 
