@@ -4,8 +4,11 @@ The fleet layout of docs/deploy.md on one machine. The loopback Discord server r
 ``--guilds`` guilds spread over 4 shards; two real OS processes run the production entry point (``python -m
 bot.cli run``, only discord.py's two URLs redirected) with ``SHARD_COUNT=4`` and ``SHARD_IDS`` 0-1 and 2-3,
 ``DATABASE_URL`` the PostgreSQL database (migrated here with Alembic from empty) and ``INFERENCE_BACKEND=ray``
-with ``RAY_ADDRESS`` a running Ray cluster. Every guild is set up with slash commands, then seeker posts and
-replies are offered open loop across all guilds (``bench.discord_load``'s traffic, warm-up, drain and report).
+with ``RAY_ADDRESS`` a running Ray cluster. With ``--serve-replicas N`` the driver first deploys
+deploy/ray-serve.yaml's app (CPU-sized: N replicas, no GPU) and both processes attach to it (``RAY_SERVE_APP``);
+without, each process deploys its own one-replica app as a single bot does. Every guild is set up with slash
+commands, then seeker posts and replies are offered open loop across all guilds (``bench.discord_load``'s traffic,
+warm-up, drain and report).
 
 What is counted comes from outside the bot processes: each message's outcome and finish time in PostgreSQL,
 what the loopback server received (alerts per crisis post, coaching DMs and their latency), RSS of each bot
@@ -13,7 +16,7 @@ process and of each Ray Serve replica, ERROR lines in each process's log.
 
     ray start --head --num-cpus=4 ...        # docs/reliability-load.md, "Fleet"
     python -m bench.fleet_load --database-url postgresql+asyncpg://postgres@127.0.0.1:55432/peercare_fleet \\
-        --ray-address 127.0.0.1:6379 --guilds 200 --seconds 60 --rate 8 [--json]
+        --ray-address 127.0.0.1:6379 --guilds 200 --seconds 60 --rate 8 [--serve-replicas 2] [--json]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,7 +84,16 @@ _ERROR_LINE = re.compile(r"^\S+ \S+ ERROR\s+(\S+: .*)$")
 # A Serve replica's process title: "ray::ServeReplica:<app>:scorer[.<method it runs now>]" (another while starting).
 _REPLICA_TITLE = re.compile(r"ServeReplica:([^:\s]+):")
 # Settings the bot processes get from this driver only, never from the caller's environment.
-_OWN_SETTINGS = ("DISCORD_", "DATABASE_", "SHARD_", "INFERENCE_", "RAY_ADDRESS", "DEV_GUILD_ID", "LOG_LEVEL")
+_OWN_SETTINGS = (
+    "DISCORD_",
+    "DATABASE_",
+    "SHARD_",
+    "INFERENCE_",
+    "RAY_ADDRESS",
+    "RAY_SERVE_APP",
+    "DEV_GUILD_ID",
+    "LOG_LEVEL",
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,11 @@ class FleetOptions:
     # A member turns daily check-ins on in every guild, all due at the same minute during the run (as "09:30 UTC"
     # everywhere would be): each schedule must fire exactly once, by the process owning its guild.
     checkins: bool = True
-    # INFERENCE_CPU_THREADS of each bot process: the torch threads of the Ray replica it deploys.
+    # Torch threads of each Ray replica (INFERENCE_CPU_THREADS of each bot process, or the shared app's cpu_threads).
     replica_threads: int = 1
+    # 0: each bot process deploys its own one-replica Serve app. N: the driver deploys deploy/ray-serve.yaml's app with
+    # N replicas of 1 CPU each (no GPU; the file's batching) and both processes attach to it with RAY_SERVE_APP.
+    serve_replicas: int = 0
 
 
 @dataclass
@@ -138,6 +153,7 @@ class FleetReport(LoadReport):
     processes: list[ProcessReport] = field(default_factory=list)
     guilds_with_traffic: int = 0
     load_average_1m_at_start: float = float("nan")
+    serve_app: str = ""  # the shared Serve app both processes attached to; empty: one app per process
     # Ray Serve replicas by process title, peak RSS; and the rest of Ray on this machine (GCS, raylet, agents,
     # the Serve controller), summed at its peak
     replica_rss_peak_mb: dict[str, float] = field(default_factory=dict)
@@ -158,12 +174,13 @@ class FleetReport(LoadReport):
             for line in super().describe().splitlines()
             if not line.startswith(("  in flight", "  RSS MiB"))
         ]
+        serve = f"shared app {self.serve_app}" if self.serve_app else "one app per process"
         lines.insert(
             1,
             f"  fleet     : {len(self.processes)} bot processes x 2 shards of {SHARD_COUNT}, "
             f"{self.guilds_with_traffic} guilds with traffic; load average 1 min at start "
-            f"{self.load_average_1m_at_start:.1f}; connected in {self.fleet_connected_s:.1f}s, every guild "
-            f"set up in {self.setup_seconds:.1f}s",
+            f"{self.load_average_1m_at_start:.1f}; Serve: {serve}; connected in {self.fleet_connected_s:.1f}s, "
+            f"every guild set up in {self.setup_seconds:.1f}s",
         )
         for p in self.processes:
             lines.append(
@@ -241,8 +258,34 @@ class _FleetSamples:
         self.ray_other_rss.append(other)
 
 
+@contextlib.contextmanager
+def _shared_serve_app(options: FleetOptions) -> Iterator[str]:
+    """deploy/ray-serve.yaml's app on the cluster, CPU-sized, for the bot processes to attach to (RAY_SERVE_APP);
+    deleted afterwards. Yields its name, or "" (each process deploys its own) when ``serve_replicas`` is 0."""
+    if not options.serve_replicas:
+        yield ""
+        return
+    import ray
+    from ray import serve
+
+    from tests.support.ray_serve_app import cpu_serve_config, deploy_serve_config
+
+    config = cpu_serve_config(
+        replicas=options.serve_replicas, replica_cpus=1, args={"cpu_threads": options.replica_threads}
+    )
+    ray.init(address=options.ray_address, log_to_driver=False)
+    try:
+        name = deploy_serve_config(config)
+        try:
+            yield name
+        finally:
+            serve.delete(name)
+    finally:
+        ray.shutdown()
+
+
 def _start_bot(
-    server: DiscordServer, token: str, shard_ids: str, options: FleetOptions, folder: Path
+    server: DiscordServer, token: str, shard_ids: str, options: FleetOptions, folder: Path, serve_app: str
 ) -> _BotProcess:
     """`peercare run` (python -m bot.cli run) in its own process, as an operator runs it on a fleet machine."""
     workdir = folder / f"shards-{shard_ids}"
@@ -256,6 +299,7 @@ def _start_bot(
         "SHARD_IDS": shard_ids,
         "INFERENCE_BACKEND": "ray",
         "RAY_ADDRESS": options.ray_address,
+        "RAY_SERVE_APP": serve_app,
         "INFERENCE_DEVICE": "cpu",
         "INFERENCE_CPU_THREADS": str(options.replica_threads),
         "LOG_LEVEL": "INFO",
@@ -456,9 +500,13 @@ async def run_fleet_load(options: FleetOptions, *, work_dir: Path | None = None)
         folder = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="peercare-fleet-")))
         bots: list[_BotProcess] = []
         try:
+            # Deployed before the bots start (they wait while its replicas load), deleted after they stop.
+            report.serve_app = stack.enter_context(_shared_serve_app(options))
             guilds, cast = _add_guilds(server, options)
             token = server.new_token()  # one bot, one token: every shard of the fleet logs in with it
-            bots = [_start_bot(server, token, ids, options, folder) for ids in PROCESS_SHARDS]
+            bots = [
+                _start_bot(server, token, ids, options, folder, report.serve_app) for ids in PROCESS_SHARDS
+            ]
             report.processes = [ProcessReport(b.shard_ids, b.process.pid) for b in bots]
             samples = _FleetSamples(bots)
             sampler = asyncio.create_task(samples.run(), name="fleet-samples")
@@ -613,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replica-threads", type=int, default=FleetOptions.replica_threads, help="torch threads per replica"
     )
+    parser.add_argument(
+        "--serve-replicas",
+        type=int,
+        default=FleetOptions.serve_replicas,
+        help="deploy deploy/ray-serve.yaml's app with this many replicas and attach both processes to it "
+        "(0: each process deploys its own)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the bot processes' logs in this folder")
 
     def run(args: argparse.Namespace) -> Awaitable[LoadReport]:
@@ -622,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
             ray_address=args.ray_address,
             guilds=args.guilds,
             replica_threads=args.replica_threads,
+            serve_replicas=args.serve_replicas,
         )
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
