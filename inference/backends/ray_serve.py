@@ -190,7 +190,9 @@ class RayServeClient:
         if not ray.is_initialized():
             ray.init(
                 # A shared app lives on a running cluster: "auto" finds a local one, never starts an empty one.
-                address=self.config.ray_address or (None if self.deploys_app else "auto"),
+                # Deploying its own app, the bot starts its own Ray ("local"): left to Ray (None), it joins
+                # whatever cluster /tmp/ray last named, and waits for ever when that one is dead.
+                address=self.config.ray_address or ("local" if self.deploys_app else "auto"),
                 ignore_reinit_error=True,
                 log_to_driver=False,
                 include_dashboard=False,

@@ -107,6 +107,12 @@ async def test_attaching_without_an_address_finds_a_running_cluster_never_starts
     assert cluster.calls[0] == ("init", "auto")
 
 
+async def test_a_deploying_client_without_an_address_starts_its_own_local_ray(cluster: _FakeRay) -> None:
+    """Not whatever cluster /tmp/ray last named: a dead one left there made the bot wait for ever."""
+    await _start_and_close(RayServeClient(_config()))
+    assert cluster.calls[0] == ("init", "local")
+
+
 async def test_a_deploying_client_runs_and_deletes_its_own_app(cluster: _FakeRay) -> None:
     client = RayServeClient(_config(ray_address="ray://head:10001"))
     await _start_and_close(client)
