@@ -52,20 +52,15 @@ def test_the_canonical_set_has_every_kind() -> None:
     assert {"reflection", "paraphrase", "feeling_words", "open_question", "advice_only"} <= kinds
 
 
-def test_most_canonical_replies_get_their_expected_mechanism(scored, request: pytest.FixtureRequest) -> None:
+def test_most_canonical_replies_get_their_expected_mechanism(scored) -> None:
+    # Measured 0.978 with attempt 3's IP head (misses adv-08, adv-11: advice raised to a weak mechanism).
     hits = [_hit(row, result) for row, result, _ in scored]
     rate = sum(hits) / len(hits)
     misses = [row["id"] for (row, _, _), hit in zip(scored, hits, strict=True) if not hit]
-    if rate < HIT_RATE_TARGET:
-        request.applymarker(
-            pytest.mark.xfail(reason=f"measured {rate:.3f} < {HIT_RATE_TARGET} (misses: {', '.join(misses)})")
-        )
     assert rate >= HIT_RATE_TARGET, f"{rate:.3f}; misses: {misses}"
 
 
-def test_no_coaching_dm_suggests_the_mechanism_the_reply_already_shows(
-    scored, request: pytest.FixtureRequest
-) -> None:
+def test_no_coaching_dm_suggests_the_mechanism_the_reply_already_shows(scored) -> None:
     contradictions = []
     for row, _, note in scored:
         if row["expected"] == "none":
@@ -74,13 +69,6 @@ def test_no_coaching_dm_suggests_the_mechanism_the_reply_already_shows(
         steps = _NEXT_STEPS[expected]
         if note.next_step_for is expected or any(step in note.text for step in steps):
             contradictions.append(row["id"])
-    if contradictions:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=f"measured {len(contradictions)} of {len(scored)} DMs ask for what the reply already "
-                f"does: {', '.join(contradictions)}"
-            )
-        )
     assert not contradictions, f"DMs asking for what the reply already does: {contradictions}"
 
 
@@ -110,11 +98,7 @@ def test_the_holiday_reflection_from_issue_14_is_not_coached_back(holiday) -> No
     assert not any(step in note.text for step in _NEXT_STEPS[Mechanism.INTERPRETATIONS])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: IP recogniser probability 0.56 < its cut-off 0.61 (bi-encoder P(IP none) 0.99); "
-    "the recogniser raises ER instead (issue 14 stays open for IP)",
-)
 def test_the_holiday_reflection_from_issue_14_shows_an_interpretation(holiday) -> None:
+    # Attempt 3's IP head (tuned encoder): recogniser probability 0.90 >= its cut-off 0.48.
     result, _ = holiday
     assert result.interpretations.level > 0
