@@ -363,6 +363,61 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
     return out
 
 
+# Replies for --recogniser-cost: chat replies of the kinds the canonical coaching set has (made up here).
+_CHAT_REPLIES = (
+    "ok thx",
+    "lol same",
+    "It sounds like you feel let down and a bit alone with it.",
+    "so you're saying the exams keep piling up and nobody notices",
+    "that sucks, im sorry",
+    "what happened after you told her?",
+    "have you tried talking to your teacher about it",
+    "same here honestly, last winter was rough for me too",
+)
+_CHAT_SEEKER = "i feel like nobody gets how tired i am of all this"
+
+
+def recogniser_cost(threads: int, baseline: str | None, repeats: int = 5) -> dict[str, Any]:
+    """CPU ms per reply of the shipped empathy scorer with no chat recogniser, with ``baseline`` (an earlier
+    recogniser folder, e.g. attempt 1's frozen heads) and with the shipped one; interleaved per repeat on the
+    same loaded bi-encoders, one reply per call (a quiet channel)."""
+    import torch
+
+    from inference.config import shipped_empathy_sources
+    from inference.empathy.recogniser import ChatRecogniser
+    from inference.empathy.scorer import EmpathyScorer
+
+    torch.set_num_threads(threads)
+    scorer = EmpathyScorer.load(shipped_empathy_sources())
+    sides: dict[str, Any] = {"none": None, "shipped": ChatRecogniser.load("shipped:empathy-chat")}
+    if baseline:
+        sides["baseline"] = ChatRecogniser.load(baseline)
+    seeker = scorer.encode_seekers([_CHAT_SEEKER])[0]
+    totals = dict.fromkeys(sides, 0.0)
+    for recogniser in sides.values():
+        scorer.recogniser = recogniser
+        scorer.score([seeker], ["warm up"])
+    for _ in range(repeats):
+        for side, recogniser in sides.items():
+            scorer.recogniser = recogniser
+            started = time.process_time()
+            for reply in _CHAT_REPLIES:
+                scorer.score([seeker], [reply])
+            totals[side] += (time.process_time() - started) * 1000 / len(_CHAT_REPLIES)
+    ms = {side: round(total / repeats, 2) for side, total in totals.items()}
+    out: dict[str, Any] = {
+        "threads": threads,
+        "repeats": repeats,
+        "baseline": baseline,
+        "cpu_ms_per_reply": ms,
+    }
+    out["shipped_vs_none"] = round(ms["shipped"] / ms["none"], 3)
+    if baseline:
+        out["shipped_vs_baseline"] = round(ms["shipped"] / ms["baseline"], 3)
+        out["baseline_vs_none"] = round(ms["baseline"] / ms["none"], 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -399,7 +454,21 @@ def main(argv: list[str] | None = None) -> int:
         help="only measure the risk model's CPU ms per message with and without its crisis head",
     )
     parser.add_argument(
-        "--repeats", type=int, default=5, help="--risk-cost: interleaved repeats (more on a busy machine)"
+        "--repeats",
+        type=int,
+        default=5,
+        help="--risk-cost, --recogniser-cost: interleaved repeats (more on a busy machine)",
+    )
+    parser.add_argument(
+        "--recogniser-cost",
+        action="store_true",
+        help="only measure the empathy scorer's CPU ms per reply without, with --baseline-recogniser, and "
+        "with the shipped chat recogniser",
+    )
+    parser.add_argument(
+        "--baseline-recogniser",
+        default=None,
+        help="--recogniser-cost: an earlier chat recogniser folder to compare the shipped one with",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -418,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or len(os.sched_getaffinity(0))
     if args.risk_cost:
         cost = risk_cost(threads, repeats=args.repeats)
+        print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
+        return 0
+    if args.recogniser_cost:
+        cost = recogniser_cost(threads, args.baseline_recogniser, repeats=args.repeats)
         print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
         return 0
     naive_parents, peercare_parents = (8, 40) if args.quick else (40, 200)
