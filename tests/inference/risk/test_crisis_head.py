@@ -29,9 +29,11 @@ CRISIS_HIGH = RiskThresholds(elevated={"suicidal": 0.5, CRISIS_LABEL: 0.3}, high
         "<@123456789012345678> i can't do this anymore!!",
         "i can't do this  anymore\U000e0041!",
         "i can't do this anymore!!!!!",
+        "i can't do this anymore 😭!",
+        "😔 i can't do this 👋🏽 anymore!",
     ],
 )
-def test_markup_case_and_invisible_characters_do_not_change_what_the_head_reads(dressed):
+def test_markup_case_emoji_and_invisible_characters_do_not_change_what_the_head_reads(dressed):
     assert normalise_chat(dressed) == normalise_chat("i can't do this anymore!") == "i can't do this anymore!"
 
 

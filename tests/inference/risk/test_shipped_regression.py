@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 
 from inference.risk.evaluate import needs_moderator_metrics
 from inference.risk.scorer import RiskScorer
+from inference.types import RiskTier
 
 REGRESSION_SET = Path(__file__).resolve().parents[2] / "data" / "risk_discord_style.csv"
 
@@ -73,6 +75,19 @@ def test_greetings_and_short_answers_never_reach_high(shipped) -> None:
 def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -> None:
     assert suite["categories"]["greeting_thanks_short"]["high_rate"] == 0.0
     assert suite["hard_negative_high_rate"] <= 0.05
+
+
+@pytest.mark.parametrize("emoji", ["😭", "🙂", "😔"])
+def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, emoji) -> None:
+    """Issue 13 item 2. Before emoji were dropped from what the crisis head reads, 22 of 400 fell from high.
+
+    Not the phrase list's joking cues ("lol", 💀, 😂 …): those soften a phrase match on purpose, in the open
+    (inference/risk/crisis_phrases.txt), as a moderator may edit them."""
+    with SUITE.open(newline="", encoding="utf-8") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    plain = [r.tier is RiskTier.HIGH for r in shipped.predict(texts)]
+    dressed = [r.tier is RiskTier.HIGH for r in shipped.predict([f"{text} {emoji}" for text in texts])]
+    assert sum(a != b for a, b in zip(plain, dressed, strict=True)) == 0
 
 
 @pytest.mark.xfail(
