@@ -59,6 +59,7 @@ CUTOFF_NEGATIVES = {
 REFLECTION = ("Reflection of feelings", "Restatement or Paraphrasing")
 NOT_INTERPRETATION = ("Questions", "Information", "Providing Suggestions")
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+FEATURE_KINDS = ("reply", "reply+seeker")
 SEEDS = (0, 1, 2)
 FOLDS = 5
 IP_MAX_NEGATIVE_RATE = 0.20
@@ -292,6 +293,70 @@ def attempt3_out_of_fold(
     return oof
 
 
+def frozen_heads_out_of_fold(
+    data: dict[str, np.ndarray], strategies: np.ndarray, conversations: np.ndarray, cache: Path
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str, float], list[np.ndarray]]]:
+    """Attempts 1-2: every frozen head × features × C, its CV AUROC (3 seeds) and held-out AUROC, and its
+    out-of-fold probabilities; cached in ``cache`` (minutes of logistic regression on a busy machine)."""
+    train = np.flatnonzero(conversations % 2 == 0)
+    held = np.flatnonzero(conversations % 2 == 1)
+    key = hashlib.sha256(data["reply"].tobytes() + data["seeker"].tobytes() + "|".join(strategies).encode())
+    path = cache / f"frozen-heads-{key.hexdigest()[:16]}"
+    if (path / "variants.json").exists():
+        stored = np.load(path / "oof.npz")
+        oof_store = {
+            (head, kind, c): [stored[f"{head}|{kind}|{c:g}|{seed}"] for seed in SEEDS]
+            for head in HEADS
+            for kind in FEATURE_KINDS
+            for c in C_GRID
+        }
+        return json.loads((path / "variants.json").read_text()), oof_store
+    variants: list[dict[str, Any]] = []
+    oof_store: dict[tuple[str, str, float], list[np.ndarray]] = {}
+    for head, (_, positives, left_out) in HEADS.items():
+        y = np.isin(strategies, positives).astype(int)
+        used = ~np.isin(strategies, left_out)
+        for kind in FEATURE_KINDS:
+            x = features_for(kind, data, train)
+            for c in C_GRID:
+                oofs = [
+                    out_of_fold(x, y[train], conversations[train], c, seed, used[train]) for seed in SEEDS
+                ]
+                # AUROC on the rows the head is about (its left-out strategies are neither class).
+                scores = [auroc(y[train][used[train]], p[used[train]]) for p in oofs]
+                oof_store[(head, kind, c)] = oofs
+                model = fit(x[used[train]], y[train][used[train]], c)
+                held_used = held[used[held]]
+                held_auroc = auroc(
+                    y[held_used], model.predict_proba(features_for(kind, data, held_used))[:, 1]
+                )
+                variants.append(
+                    {
+                        "head": head,
+                        "features": kind,
+                        "C": c,
+                        "cv_auroc_mean": float(np.mean(scores)),
+                        "cv_auroc_sd": float(np.std(scores, ddof=1)),
+                        "heldout_auroc": held_auroc,
+                    }
+                )
+                log.info(
+                    "%s %s C=%s cv AUROC %.3f ± %.3f", head, kind, c, np.mean(scores), np.std(scores, ddof=1)
+                )
+
+    path.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path / "oof.npz",
+        **{
+            f"{head}|{kind}|{c:g}|{seed}": p
+            for (head, kind, c), oofs in oof_store.items()
+            for seed, p in zip(SEEDS, oofs, strict=True)
+        },
+    )
+    (path / "variants.json").write_text(json.dumps(variants, indent=2) + "\n", encoding="utf-8")
+    return variants, oof_store
+
+
 def attempt3_selection(
     names: Sequence[str],
     rows: Sequence[dict[str, Any]],
@@ -401,38 +466,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     held = np.flatnonzero(conversations % 2 == 1)
     shipped = {m.value: data[f"level_{m.value}"] for m in Mechanism}
 
-    variants: list[dict[str, Any]] = []
-    oof_store: dict[tuple[str, str, float], list[np.ndarray]] = {}
-    for head, (_, positives, left_out) in HEADS.items():
-        y = np.isin(strategies, positives).astype(int)
-        used = ~np.isin(strategies, left_out)
-        for kind in ("reply", "reply+seeker"):
-            x = features_for(kind, data, train)
-            for c in C_GRID:
-                oofs = [
-                    out_of_fold(x, y[train], conversations[train], c, seed, used[train]) for seed in SEEDS
-                ]
-                # AUROC on the rows the head is about (its left-out strategies are neither class).
-                scores = [auroc(y[train][used[train]], p[used[train]]) for p in oofs]
-                oof_store[(head, kind, c)] = oofs
-                model = fit(x[used[train]], y[train][used[train]], c)
-                held_used = held[used[held]]
-                held_auroc = auroc(
-                    y[held_used], model.predict_proba(features_for(kind, data, held_used))[:, 1]
-                )
-                variants.append(
-                    {
-                        "head": head,
-                        "features": kind,
-                        "C": c,
-                        "cv_auroc_mean": float(np.mean(scores)),
-                        "cv_auroc_sd": float(np.std(scores, ddof=1)),
-                        "heldout_auroc": held_auroc,
-                    }
-                )
-                log.info(
-                    "%s %s C=%s cv AUROC %.3f ± %.3f", head, kind, c, np.mean(scores), np.std(scores, ddof=1)
-                )
+    variants, oof_store = frozen_heads_out_of_fold(data, strategies, conversations, args.cache)
 
     chosen: dict[str, dict[str, Any]] = {}
     for code in ("IP", "EX", "ER", "IP2"):
