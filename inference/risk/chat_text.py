@@ -83,6 +83,12 @@ def reading(normalised: str) -> str:
     return " ".join(sentences(normalised)) or normalised
 
 
+def head_text(text: str) -> str:
+    """What a whole-message head embeds for a raw message when it is trained: its reading, or "." when nothing
+    is left (an emoji-only or markup-only message), as ``CrisisHead`` reads an empty message at inference."""
+    return reading(normalise_chat(text)) or "."
+
+
 def chunks(normalised: str, *, window: int = 2) -> list[str]:
     """The whole message, then each run of ``window`` consecutive sentences when there are more than that.
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from inference import contrastive
 from inference.contrastive import LoraShape, lora_copy
-from inference.risk.chat_text import chunks, normalise_chat, reading
+from inference.risk.chat_text import chunks, head_text, normalise_chat, reading
 from inference.risk.crisis import CrisisHead, CrisisHeadConfig, SentenceEncoder
 
 log = logging.getLogger(__name__)
@@ -459,7 +459,7 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
                 text = rows[i].text
                 if rows[i].source != "esconv" and rng.random() < recipe.restyle_probability:
                     text = augment(text, rng)
-                texts.append(reading(normalise_chat(text)) or ".")
+                texts.append(head_text(text))
             encoded = tokenizer(
                 texts, padding=True, truncation=True, max_length=recipe.max_tokens, return_tensors="pt"
             )
@@ -655,7 +655,7 @@ def contrastive_pairs(rows: Sequence[Row], rng: random.Random, recipe: Contrasti
         text = row.text
         if row.source != "esconv" and rng.random() < recipe.restyle_probability:
             text = augment(text, rng)
-        return reading(normalise_chat(text)) or "."
+        return head_text(text)
 
     return contrastive.label_pairs(chosen, lambda row: row.label, styled, rng, recipe)
 
@@ -674,7 +674,7 @@ def cross_validate_contrastive(
 
     labels = np.array([row.label for row in rows])
     groups = [row.group for row in rows]
-    texts = [reading(normalise_chat(row.text)) or "." for row in rows]
+    texts = [head_text(row.text) for row in rows]
     logits = np.zeros(len(rows))
     splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     for fold, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), labels, groups)):
@@ -701,7 +701,7 @@ def train_contrastive_head(
     tuned = fit_contrastive(encoder, tokenizer, rows, seed, recipe)
     contrastive.save_adapter(tuned, output / "crisis_adapter", base_model)
     reader = SentenceEncoder(tuned.merge_and_unload(), tokenizer)
-    embedded = reader.embed([reading(normalise_chat(row.text)) or "." for row in rows])
+    embedded = reader.embed([head_text(row.text) for row in rows])
     head = fit_head(CONTRASTIVE, embedded, np.array([row.label for row in rows]), seed)
     config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
     CrisisHead(config, head.tensors).save(output)

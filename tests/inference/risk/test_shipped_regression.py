@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pandas as pd
@@ -77,15 +76,21 @@ def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -
     assert suite["hard_negative_high_rate"] <= 0.05
 
 
+@pytest.fixture(scope="module")
+def suite_texts_at_high(shipped) -> tuple[list[str], list[bool]]:
+    from inference.risk.chat_eval import read_suite
+
+    texts = [text for _, _, text in read_suite(SUITE)]
+    return texts, [r.tier is RiskTier.HIGH for r in shipped.predict(texts)]
+
+
 @pytest.mark.parametrize("emoji", ["😭", "🙂", "😔"])
-def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, emoji) -> None:
+def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, suite_texts_at_high, emoji) -> None:
     """Issue 13 item 2. Before emoji were dropped from what the crisis head reads, 22 of 400 fell from high.
 
     Not the phrase list's joking cues ("lol", 💀, 😂 …): those soften a phrase match on purpose, in the open
     (inference/risk/crisis_phrases.txt), as a moderator may edit them."""
-    with SUITE.open(newline="", encoding="utf-8") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)]
-    plain = [r.tier is RiskTier.HIGH for r in shipped.predict(texts)]
+    texts, plain = suite_texts_at_high
     dressed = [r.tier is RiskTier.HIGH for r in shipped.predict([f"{text} {emoji}" for text in texts])]
     assert sum(a != b for a, b in zip(plain, dressed, strict=True)) == 0
 
