@@ -144,6 +144,20 @@ def _reminders(e2e: Any, alert: Any) -> list[Any]:
     return [m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.reference_id == alert.id]
 
 
+async def _taken_back(e2e: Any, alert: Any) -> Any:
+    """The alert as edited to take it back: no embed, no excerpt, the member's change of mind said."""
+    taken_back = await e2e.wait_until(
+        lambda: next(
+            (m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.id == alert.id and not m.embeds), None
+        ),
+        10.0,
+        "the alert taken back",
+    )
+    await e2e.settle()
+    assert CRISIS_POST not in (taken_back.content or "") and "changed their mind" in taken_back.content
+    return taken_back
+
+
 async def test_withdrawn_consent_stops_pending_alert(e2e):
     await go_live(e2e, EscalationConsent.YES)
     e2e.faults.next_request(
@@ -179,15 +193,7 @@ async def test_withdrawn_consent_stops_repings_and_takes_the_alert_back(e2e):
     alert = await _live_alert(e2e)
     await _choose(e2e, "no")
     assert await e2e.bot.get_cog("Escalations").reping_due(utcnow() + REPING_DUE) == 0
-    taken_back = await e2e.wait_until(
-        lambda: next(
-            (m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.id == alert.id and not m.embeds), None
-        ),
-        10.0,
-        "the alert taken back",
-    )
-    await e2e.settle()
-    assert CRISIS_POST not in (taken_back.content or "") and "changed their mind" in taken_back.content
+    taken_back = await _taken_back(e2e, alert)
     assert taken_back.components == [] and _reminders(e2e, alert) == []
     (case,) = await cases(e2e)
     assert case.state is EscalationState.DECLINED and case.excerpt is None
@@ -199,15 +205,7 @@ async def test_withdrawn_consent_stops_repings_and_takes_the_alert_back(e2e):
 async def test_choosing_no_takes_a_posted_alert_back_at_once(e2e):
     alert = await _live_alert(e2e)
     await _choose(e2e, "no")  # no sweep, no re-ping: the command itself takes it back
-    taken_back = await e2e.wait_until(
-        lambda: next(
-            (m for m in e2e.sent_to(e2e.cast.mod_alerts) if m.id == alert.id and not m.embeds), None
-        ),
-        10.0,
-        "the alert taken back",
-    )
-    await e2e.settle()
-    assert CRISIS_POST not in (taken_back.content or "") and "changed their mind" in taken_back.content
+    taken_back = await _taken_back(e2e, alert)
     assert taken_back.components == []
     (case,) = await cases(e2e)
     assert case.state is EscalationState.DECLINED and case.excerpt is None and case.text_expires_at is None

@@ -133,13 +133,7 @@ async def test_two_processes_share_the_fleet_work(discord_server: DiscordServer,
 
     # Check-ins: each guild's command reaches the process that owns it, which schedules it.
     for guild in guilds.values():
-        command = await discord_server.slash(
-            "peercare checkin on",
-            {"cadence": "daily", "time": "09:30", "timezone": "UTC"},
-            user=alice,
-            channel=guild.channel_named("general"),
-        )
-        await command.reply(timeout=15)
+        await _checkins_on(discord_server, guild, alice)
     async with runners[0].bot.database.session() as session:
         schedules = {s.guild_id: s.id for s in await checkins.active_schedules(session)}
     assert set(schedules) == {g.id for g in guilds.values()}
@@ -175,6 +169,17 @@ async def test_two_processes_share_the_fleet_work(discord_server: DiscordServer,
 
 SEEKER_TEXT = "My exams are next week and I can't sleep."
 REPLY_TEXT = "That sounds exhausting. What has the last week been like for you?"
+
+
+async def _checkins_on(server: DiscordServer, guild: Guild, member: User) -> None:
+    """``member`` turns daily check-ins on in ``guild`` (answered by the process that owns it)."""
+    command = await server.slash(
+        "peercare checkin on",
+        {"cadence": "daily", "time": "09:30", "timezone": "UTC"},
+        user=member,
+        channel=guild.channel_named("general"),
+    )
+    await command.reply(timeout=15)
 
 
 async def _go_live(server: DiscordServer, guild: Guild, *, bob_opts_in: bool = True) -> None:
@@ -467,13 +472,7 @@ async def test_checkin_answer_in_dms_is_alerted_by_its_guilds_process(discord_se
     runners, guilds = fleet
     alice, guild = discord_server.cast.alice, guilds[1]
     await _alerts_live(discord_server, guild)
-    command = await discord_server.slash(
-        "peercare checkin on",
-        {"cadence": "daily", "time": "09:30", "timezone": "UTC"},
-        user=alice,
-        channel=guild.channel_named("general"),
-    )
-    await command.reply(timeout=15)
+    await _checkins_on(discord_server, guild, alice)
     async with runners[1].bot.database.session() as session:
         schedule = await checkins.find_schedule(session, guild.id, alice.id)
     assert schedule is not None

@@ -65,6 +65,21 @@ async def _member_chooses(database: Database, choice: EscalationConsent) -> None
         await consent.set_escalation(session, GUILD, MEMBER, choice)
 
 
+async def _member_changes_to(database: Database, choice: EscalationConsent) -> list[int]:
+    """The member's /peercare safety choice, applied to their open cases at once as the command does."""
+    async with database.session() as session:
+        await consent.set_escalation(session, GUILD, MEMBER, choice)
+        return await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW)
+
+
+async def _assert_declined_and_owed_redraw(database: Database, case_id: int) -> None:
+    case = await _case(database, case_id)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None
+    async with database.session() as session:
+        plan = await escalation.plan_redraw(session, case_id, NOW)
+    assert plan is not None and plan.consent_withdrawn
+
+
 async def _shadow_mode(database: Database, on: bool) -> None:
     async with database.session() as session:
         await guild_settings.update(session, GUILD, MODERATOR, shadow_mode=on)
@@ -184,14 +199,8 @@ async def test_member_saying_yes_after_withdrawing_consent_is_told_how_to_allow_
 
 async def test_choosing_no_closes_a_posted_alert_at_once(database: Database) -> None:
     case_id = await _alerted_case(database)
-    async with database.session() as session:
-        await consent.set_escalation(session, GUILD, MEMBER, EscalationConsent.NO)
-        assert await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW) == [case_id]
-    case = await _case(database, case_id)
-    assert case.state is EscalationState.DECLINED and case.excerpt is None
-    async with database.session() as session:
-        plan = await escalation.plan_redraw(session, case_id, NOW)
-    assert plan is not None and plan.consent_withdrawn
+    assert await _member_changes_to(database, EscalationConsent.NO) == [case_id]
+    await _assert_declined_and_owed_redraw(database, case_id)
 
 
 async def test_no_chosen_while_the_alert_is_on_its_way_takes_it_back(database: Database) -> None:
@@ -199,22 +208,14 @@ async def test_no_chosen_while_the_alert_is_on_its_way_takes_it_back(database: D
     async with database.session() as session:
         drawn = await escalation.plan_delivery(session, case_id, NOW)  # planned under "yes", then sent
     assert drawn is not None and drawn.action is Outcome.ALERT_MODERATORS
-    async with database.session() as session:
-        await consent.set_escalation(session, GUILD, MEMBER, EscalationConsent.NO)
-        assert await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW) == [case_id]
+    assert await _member_changes_to(database, EscalationConsent.NO) == [case_id]
     async with database.session() as session:  # the send lands after the member's choice
         await escalation.mark_alerted(session, case_id, 555, 9001, NOW, drawn=drawn)
-    case = await _case(database, case_id)
-    assert case.state is EscalationState.DECLINED and case.excerpt is None
-    async with database.session() as session:
-        plan = await escalation.plan_redraw(session, case_id, NOW)
-    assert plan is not None and plan.consent_withdrawn
+    await _assert_declined_and_owed_redraw(database, case_id)
 
 
 async def test_a_wider_choice_changes_no_open_case(database: Database) -> None:
     case_id = await _pending_case(database, EscalationConsent.ASK_FIRST)
-    async with database.session() as session:
-        await consent.set_escalation(session, GUILD, MEMBER, EscalationConsent.YES)
-        assert await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW) == []
+    assert await _member_changes_to(database, EscalationConsent.YES) == []
     case = await _case(database, case_id)
     assert case.consent_used == EscalationConsent.ASK_FIRST.value and case.excerpt is not None
