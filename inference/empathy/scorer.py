@@ -15,6 +15,7 @@ from torch import nn
 
 from inference.empathy.checkpoints import LoadedBiEncoder, load_bi_encoder
 from inference.empathy.model import EmpathyBiEncoder, encoder_states
+from inference.empathy.phatic import is_phatic, without_mechanisms
 from inference.empathy.text import Tokenized, merge_token_spans, tokenize
 from inference.errors import InputRejected, ModelLoadError
 from inference.types import EmpathyLevel, EmpathyResult, Mechanism, MechanismScore
@@ -52,7 +53,8 @@ class EmpathyScorer:
 
     Modules live in two dicts (``seeker_encoders`` by group, ``responders`` by mechanism) and are looked
     up on every call, so a caller may swap them (e.g. for dynamic int8 versions). An optional chat
-    recogniser (``inference/empathy/recogniser.py``) raises a mechanism to level 1 where it fires.
+    recogniser (``inference/empathy/recogniser.py``) raises a mechanism to level 1 where it fires. A reply
+    that is only a greeting, thanks or acknowledgement shows no mechanism (``inference/empathy/phatic.py``).
     """
 
     def __init__(
@@ -195,14 +197,17 @@ class EmpathyScorer:
             )
             for i in range(len(replies))
         ]
-        if self.recogniser is None:
-            return results
-        seeker_sentences = None
-        if self.recogniser.uses_seeker:
-            if any(seeker.sentence is None for seeker in seekers):
-                raise ValueError("seeker encoding has no sentence embedding; re-encode with this scorer")
-            seeker_sentences = np.stack([seeker.sentence for seeker in seekers])
-        return self.recogniser.apply(results, replies, seeker_sentences)
+        if self.recogniser is not None:
+            seeker_sentences = None
+            if self.recogniser.uses_seeker:
+                if any(seeker.sentence is None for seeker in seekers):
+                    raise ValueError("seeker encoding has no sentence embedding; re-encode with this scorer")
+                seeker_sentences = np.stack([seeker.sentence for seeker in seekers])
+            results = self.recogniser.apply(results, replies, seeker_sentences)
+        return [
+            without_mechanisms(result) if is_phatic(reply) else result
+            for result, reply in zip(results, replies, strict=True)
+        ]
 
     def score_pairs(self, seeker_texts: Sequence[str], replies: Sequence[str]) -> list[EmpathyResult]:
         """Convenience: encode the seeker posts, then score the replies against them."""

@@ -26,18 +26,27 @@ def _rows() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def scored() -> list[tuple[dict[str, str], EmpathyResult, CoachingNote]]:
+def shipped_scorer():
     from inference.config import shipped_empathy_sources
     from inference.empathy.scorer import EmpathyScorer
 
-    scorer = EmpathyScorer.load(shipped_empathy_sources(), recogniser="shipped:empathy-chat")
-    rows = _rows()
-    results = scorer.score_pairs([r["seeker"] for r in rows], [r["reply"] for r in rows])
+    return EmpathyScorer.load(shipped_empathy_sources(), recogniser="shipped:empathy-chat")
+
+
+def _coached(scorer, seekers: list[str], replies: list[str]) -> list[tuple[EmpathyResult, CoachingNote]]:
+    """Each reply's scores and the coaching DM its responder would get."""
     out = []
-    for index, (row, result) in enumerate(zip(rows, results, strict=True)):
+    for index, (result, reply) in enumerate(zip(scorer.score_pairs(seekers, replies), replies, strict=True)):
         score = ReplyScore(index, index, result, RiskResult({}, RiskTier.NONE))
-        out.append((row, result, compose_note(ReplyForCoaching.from_score(score, row["reply"]))))
+        out.append((result, compose_note(ReplyForCoaching.from_score(score, reply))))
     return out
+
+
+@pytest.fixture(scope="module")
+def scored(shipped_scorer) -> list[tuple[dict[str, str], EmpathyResult, CoachingNote]]:
+    rows = _rows()
+    coached = _coached(shipped_scorer, [r["seeker"] for r in rows], [r["reply"] for r in rows])
+    return [(row, result, note) for row, (result, note) in zip(rows, coached, strict=True)]
 
 
 def _hit(row: dict[str, str], result: EmpathyResult) -> bool:
@@ -82,14 +91,9 @@ HOLIDAY_REPLY = (
 
 
 @pytest.fixture(scope="module")
-def holiday() -> tuple[EmpathyResult, CoachingNote]:
-    from inference.config import shipped_empathy_sources
-    from inference.empathy.scorer import EmpathyScorer
-
-    scorer = EmpathyScorer.load(shipped_empathy_sources(), recogniser="shipped:empathy-chat")
-    (result,) = scorer.score_pairs([HOLIDAY_SEEKER], [HOLIDAY_REPLY])
-    score = ReplyScore(1, 1, result, RiskResult({}, RiskTier.NONE))
-    return result, compose_note(ReplyForCoaching.from_score(score, HOLIDAY_REPLY))
+def holiday(shipped_scorer) -> tuple[EmpathyResult, CoachingNote]:
+    (coached,) = _coached(shipped_scorer, [HOLIDAY_SEEKER], [HOLIDAY_REPLY])
+    return coached
 
 
 def test_the_holiday_reflection_from_issue_14_is_not_coached_back(holiday) -> None:
@@ -102,3 +106,25 @@ def test_the_holiday_reflection_from_issue_14_shows_an_interpretation(holiday) -
     # Attempt 3's IP head (tuned encoder): recogniser probability 0.90 >= its cut-off 0.48.
     result, _ = holiday
     assert result.interpretations.level > 0
+
+
+# Replies a responder types in passing. Before inference/empathy/phatic.py the bi-encoders gave "hello", "hey",
+# "good morning!" and "ok thx" a weak Emotional Reaction and the chat recogniser gave "hello" a weak Exploration,
+# so the DM praised "hello" for "inviting them to share more".
+GREETINGS_AND_THANKS = [
+    "hello",
+    "hey",
+    "hey there!!",
+    "good morning!",
+    "ok thx",
+    "thank you so much",
+    "yeah ok",
+]
+
+
+def test_a_greeting_or_thanks_earns_no_praise_in_the_coaching_dm(shipped_scorer) -> None:
+    seeker = "i feel like nobody at school even notices me anymore"
+    coached = _coached(shipped_scorer, [seeker] * len(GREETINGS_AND_THANKS), GREETINGS_AND_THANKS)
+    praised = {reply: note.praised for reply, (_, note) in zip(GREETINGS_AND_THANKS, coached, strict=True)}
+    assert not any(praised.values()), praised
+    assert all(not any(s.level for s in result.by_mechanism().values()) for result, _ in coached)
