@@ -48,7 +48,7 @@ from bot.db.migrate import upgrade_database_async
 from bot.db.models import Escalation, InboxMessage, InboxOutcome, RiskAssessment, ScoredReply
 from bot.db.session import Database
 from bot.inference_config import inference_config_from_settings
-from bot.services.escalation import ALERT_FOOTER_PREFIX
+from bot.services.escalation_delivery import ALERT_FOOTER_PREFIX
 from bot.settings import Settings
 from inference.factory import create_inference_client
 from tests.discord_server import Channel, DiscordServer, Message, Role, User

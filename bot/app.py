@@ -20,7 +20,7 @@ from discord.ext import commands
 import cogs
 from bot.db.session import Database
 from bot.interaction_replies import AutoDefer, answer
-from bot.services.escalation import ModeratorAction
+from bot.services.escalation_policy import ModeratorAction
 from bot.services.risk_tier import DefaultThresholds
 from bot.settings import Settings
 from inference.client import InferenceClient

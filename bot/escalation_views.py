@@ -15,7 +15,8 @@ from bot import interaction_replies
 from bot.app import RESTARTING
 from bot.buttons import RestartProofButton, TwoChoiceButton
 from bot.db.models import EscalationState
-from bot.services.escalation import ALERT_FOOTER_PREFIX, DeliveryPlan, EscalationKind, ModeratorAction
+from bot.services.escalation_delivery import ALERT_FOOTER_PREFIX, DeliveryPlan
+from bot.services.escalation_policy import EscalationKind, ModeratorAction
 
 if TYPE_CHECKING:
     from bot.app import CaseDesk

@@ -29,7 +29,7 @@ from bot.escalation_views import ask_first_view
 from bot.services import checkins, guild_settings, safety_messages
 from bot.services.checkins import AnswerOutcome, Mood
 from bot.services.errors import UserFacingError
-from bot.services.escalation import Outcome
+from bot.services.escalation_policy import Outcome
 from bot.services.reply_scoring import has_scorable_text
 from inference.errors import InferenceError
 from inference.types import RiskScoreRequest

@@ -1,8 +1,8 @@
 """Escalation, Discord side: moderator alerts with restart-proof buttons, the "ask me first" DM, private resources.
 
-Decisions and states live in ``bot.services.escalation``; this cog only sends, edits and reads buttons.
-Every case is delivered from the database (``deliver``), so the first send, the start-up catch-up and the
-periodic sweep all take the same path and the same per-case lock.
+Decisions and states live in the ``bot.services.escalation_*`` modules (policy, cases, delivery, actions); this
+cog only sends, edits and reads buttons. Every case is delivered from the database (``deliver``), so the first
+send, the start-up catch-up and the periodic sweep all take the same path and the same per-case lock.
 """
 
 from __future__ import annotations
@@ -31,9 +31,17 @@ from bot.escalation_views import (
     role_mentions,
 )
 from bot.scheduling import every, finish_or_cancel, run_logged, run_scheduled, stop
-from bot.services import consent, escalation, guild_settings, safety_messages
+from bot.services import (
+    consent,
+    escalation_actions,
+    escalation_cases,
+    escalation_delivery,
+    guild_settings,
+    safety_messages,
+)
 from bot.services.errors import UserFacingError
-from bot.services.escalation import DeliveryPlan, DeliveryProblem, ModeratorAction, Outcome
+from bot.services.escalation_delivery import DeliveryPlan, DeliveryProblem
+from bot.services.escalation_policy import ModeratorAction, Outcome
 from bot.services.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -125,7 +133,8 @@ class Escalations(commands.Cog):
         # Only the guilds this process's shards own (bot.sharding): each case is swept by one process.
         owned = self.bot.guild_ownership
         pending = await self.database.run(
-            "escalation sweep: list pending cases", lambda session: escalation.pending_ids(session, owned)
+            "escalation sweep: list pending cases",
+            lambda session: escalation_delivery.pending_ids(session, owned),
         )
         for escalation_id in pending:
             try:
@@ -143,7 +152,7 @@ class Escalations(commands.Cog):
         async with self._lock(escalation_id):
             plan = await self.database.run(
                 f"plan delivery of escalation {escalation_id}",
-                lambda session: escalation.plan_delivery(
+                lambda session: escalation_delivery.plan_delivery(
                     session, escalation_id, owned=self.bot.guild_ownership
                 ),
             )
@@ -160,7 +169,9 @@ class Escalations(commands.Cog):
         """Edit a posted alert to show the messages that joined its case: no new message, no ping."""
         plan = await self.database.run(
             f"plan redraw of escalation {escalation_id}",
-            lambda session: escalation.plan_redraw(session, escalation_id, owned=self.bot.guild_ownership),
+            lambda session: escalation_delivery.plan_redraw(
+                session, escalation_id, owned=self.bot.guild_ownership
+            ),
         )
         if plan is None or plan.alert_channel_id is None or plan.alert_message_id is None:
             return
@@ -195,7 +206,7 @@ class Escalations(commands.Cog):
             )
         await self.database.run(
             f"mark escalation {escalation_id} redrawn",
-            lambda session: escalation.mark_redrawn(session, escalation_id, plan),
+            lambda session: escalation_delivery.mark_redrawn(session, escalation_id, plan),
         )
 
     async def _post_alert(self, plan: DeliveryPlan) -> None:
@@ -235,7 +246,7 @@ class Escalations(commands.Cog):
     async def _mark_attempt(self, escalation_id: int) -> None:
         await self.database.run(
             f"mark delivery attempt of escalation {escalation_id}",
-            lambda session: escalation.mark_attempt(session, escalation_id),
+            lambda session: escalation_delivery.mark_attempt(session, escalation_id),
         )
 
     async def _alerted(self, plan: DeliveryPlan, message_id: int) -> None:
@@ -244,7 +255,7 @@ class Escalations(commands.Cog):
         try:
             await self.database.run(
                 f"mark escalation {plan.escalation_id} alerted",
-                lambda session: escalation.mark_alerted(
+                lambda session: escalation_delivery.mark_alerted(
                     session,
                     plan.escalation_id,
                     plan.alert_channel_id or 0,
@@ -284,7 +295,7 @@ class Escalations(commands.Cog):
         """Keep the case pending for the sweep; for a setup problem, tell the moderators (rate-limited)."""
         await self.database.run(
             f"record failed delivery of escalation {escalation_id}",
-            lambda session: escalation.mark_failed(session, escalation_id, error, utcnow()),
+            lambda session: escalation_delivery.mark_failed(session, escalation_id, error, utcnow()),
         )
         if problem is not None:
             await self._tell_moderators(*problem)
@@ -296,7 +307,9 @@ class Escalations(commands.Cog):
         async with self._notice_locks.of(guild_id):
             claimed = await self.database.run(
                 f"claim moderator notice for guild {guild_id}",
-                lambda session: escalation.claim_moderator_notice(session, guild_id, problem, utcnow()),
+                lambda session: escalation_delivery.claim_moderator_notice(
+                    session, guild_id, problem, utcnow()
+                ),
             )
             if not claimed:
                 return
@@ -381,7 +394,7 @@ class Escalations(commands.Cog):
         if plan.may_have_been_sent and await self._already_asked(plan):
             await self.database.run(
                 f"mark member asked for escalation {plan.escalation_id}",
-                lambda session: escalation.mark_member_asked(session, plan.escalation_id),
+                lambda session: escalation_delivery.mark_member_asked(session, plan.escalation_id),
             )
             return
         text = safety_messages.ask_first_message(plan.crisis_resources, self._guild_name(plan.guild_id))
@@ -394,10 +407,10 @@ class Escalations(commands.Cog):
 
         async def record(session: AsyncSession) -> None:
             if sent:
-                await escalation.mark_member_asked(session, plan.escalation_id)
+                await escalation_delivery.mark_member_asked(session, plan.escalation_id)
             else:
                 await consent.mark_dms_closed(session, plan.guild_id, plan.member_id)
-                await escalation.mark_member_unreachable(session, plan.escalation_id)
+                await escalation_delivery.mark_member_unreachable(session, plan.escalation_id)
 
         await self.database.run(f"record the question for escalation {plan.escalation_id}", record)
 
@@ -415,7 +428,7 @@ class Escalations(commands.Cog):
         async def record(session: AsyncSession) -> None:
             if not sent:
                 await consent.mark_dms_closed(session, plan.guild_id, plan.member_id)
-            await escalation.mark_member_supported(session, plan.escalation_id, dms_closed=not sent)
+            await escalation_delivery.mark_member_supported(session, plan.escalation_id, dms_closed=not sent)
 
         await self.database.run(f"record private resources for escalation {plan.escalation_id}", record)
 
@@ -430,14 +443,16 @@ class Escalations(commands.Cog):
         moment = now or utcnow()
         plans = await self.database.run(
             "list alerts due a re-ping",
-            lambda session: escalation.due_repings(session, moment, self.bot.guild_ownership),
+            lambda session: escalation_delivery.due_repings(session, moment, self.bot.guild_ownership),
         )
         sent = 0
         for plan in plans:
             async with self._lock(plan.escalation_id):
                 if not await self.database.run(
                     f"count a re-ping of escalation {plan.escalation_id}",
-                    lambda session, plan=plan: escalation.mark_repinged(session, plan.escalation_id, moment),
+                    lambda session, plan=plan: escalation_delivery.mark_repinged(
+                        session, plan.escalation_id, moment
+                    ),
                 ):
                     await self._redraw(plan.escalation_id)  # owed only if consent was withdrawn just now
                     continue
@@ -445,7 +460,7 @@ class Escalations(commands.Cog):
                 channel = self.bot.get_partial_messageable(plan.alert_channel_id, guild_id=plan.guild_id)
                 try:
                     await channel.send(
-                        f"{role}Reminder {plan.ping_number} of {escalation.MAX_REPINGS}: this alert is still "
+                        f"{role}Reminder {plan.ping_number} of {escalation_delivery.MAX_REPINGS}: this alert is still "
                         "unacknowledged — a member may need support.",
                         reference=discord.MessageReference(
                             message_id=plan.alert_message_id,
@@ -474,7 +489,7 @@ class Escalations(commands.Cog):
         guild_id = interaction.guild_id or 0
 
         async def look_up(session: AsyncSession) -> tuple[int | None, int | None]:
-            row = await escalation.get(session, escalation_id)
+            row = await escalation_cases.get(session, escalation_id)
             settings = await guild_settings.get_or_create(session, guild_id)
             return (row.guild_id if row is not None else None), settings.moderator_role_id
 
@@ -492,10 +507,12 @@ class Escalations(commands.Cog):
         moderator_id = interaction.user.id
 
         async def act(session: AsyncSession) -> DeliveryPlan:
-            row = await escalation.apply_moderator_action(
+            row = await escalation_actions.apply_moderator_action(
                 session, escalation_id, action, moderator_id, utcnow()
             )
-            return escalation.plan_for(row, await guild_settings.get_or_create(session, row.guild_id))
+            return escalation_delivery.plan_for(
+                row, await guild_settings.get_or_create(session, row.guild_id)
+            )
 
         try:
             async with self._lock(escalation_id):
@@ -513,7 +530,9 @@ class Escalations(commands.Cog):
         member_id = interaction.user.id
 
         async def answer(session: AsyncSession) -> str:
-            row = await escalation.record_member_answer(session, escalation_id, member_id, wants, utcnow())
+            row = await escalation_actions.record_member_answer(
+                session, escalation_id, member_id, wants, utcnow()
+            )
             return guild_settings.crisis_resources_text(
                 await guild_settings.get_or_create(session, row.guild_id)
             )

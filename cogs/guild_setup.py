@@ -17,7 +17,7 @@ from bot import interaction_replies as replies
 from bot.app import PeerCareBot
 from bot.checks import moderator_only
 from bot.db.models import CoachingDefault, EscalationConsent, GuildSettings, utcnow
-from bot.services import escalation, guild_settings, risk_thresholds, verdict_stats
+from bot.services import escalation_delivery, guild_settings, risk_thresholds, verdict_stats
 from bot.services.charts import render_level_trend_async
 from bot.services.errors import UserFacingError
 from bot.services.stats import guild_counts, level_trend
@@ -182,7 +182,7 @@ class GuildSetup(commands.Cog):
             )
             embed = _summary(settings, thresholds)
             warnings = self._warnings(interaction.guild, settings)
-            warnings += await escalation.delivery_problems(session, interaction.guild.id)
+            warnings += await escalation_delivery.delivery_problems(session, interaction.guild.id)
             what_if: list[str] = []
             if high_threshold is not None and previous is not None and thresholds is not None:
                 # Advice beside the change: what it would have meant for the alerts moderators judged.

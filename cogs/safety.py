@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import interaction_replies as replies
 from bot.app import PeerCareBot
 from bot.db.models import EscalationConsent, utcnow
-from bot.services import consent, escalation
+from bot.services import consent, escalation_cases
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Safety(commands.Cog):
         async def record(session: AsyncSession) -> list[int]:
             await consent.set_escalation(session, guild_id, member_id, chosen)
             # A narrower choice reaches the member's open cases now: a posted alert is taken back at once.
-            return await escalation.apply_changed_consent(session, guild_id, member_id, utcnow())
+            return await escalation_cases.apply_changed_consent(session, guild_id, member_id, utcnow())
 
         owed = await self.bot.database.run("record a safety choice", record)
         await replies.answer(interaction, confirmation(chosen), ephemeral=True)

@@ -26,9 +26,16 @@ from bot.db.models import (
     EscalationState,
     RiskAssessment,
 )
-from bot.services import audit, consent, escalation, guild_settings
+from bot.services import (
+    audit,
+    consent,
+    escalation_cases,
+    escalation_delivery,
+    escalation_policy,
+    guild_settings,
+)
 from bot.services.errors import UserFacingError
-from bot.services.escalation import EscalationKind, Outcome
+from bot.services.escalation_policy import EscalationKind, Outcome
 from bot.services.reply_scoring import excerpt
 from bot.services.risk_tier import decide_tier
 from bot.sharding import GuildOwnership
@@ -416,7 +423,7 @@ async def record_text(
             guild_settings.crisis_resources_text(settings),
             decision.tier,
         )
-    labels = escalation.main_labels(decision.labels, risk.phrase_matches)
+    labels = escalation_policy.main_labels(decision.labels, risk.phrase_matches)
     result = await _escalate(
         session, checkin, EscalationKind.CHECKIN, labels, text, now, retention_days, tier=RiskTier.HIGH
     )
@@ -440,10 +447,10 @@ async def _escalate(
     resources = guild_settings.crisis_resources_text(settings)
     member = await consent.find(session, checkin.guild_id, checkin.user_id)
     choice = consent.escalation_consent(settings, member)
-    outcome = escalation.decide_outcome(RiskTier.HIGH, choice, shadow_mode=settings.shadow_mode)
+    outcome = escalation_policy.decide_outcome(RiskTier.HIGH, choice, shadow_mode=settings.shadow_mode)
     if outcome is Outcome.SHADOW:
         return AnswerOutcome(checkin.guild_id, outcome, None, resources)
-    row, _created = await escalation.open_escalation(
+    row, _created = await escalation_cases.open_escalation(
         session,
         guild_id=checkin.guild_id,
         channel_id=None,
@@ -461,10 +468,10 @@ async def _escalate(
         row.tier = SELF_REPORTED
     if choice is EscalationConsent.NO and row.state is EscalationState.PENDING:
         # The answer to the member is the interaction reply itself: resources, nobody else told.
-        await escalation.mark_member_supported(session, row.id)
+        await escalation_delivery.mark_member_supported(session, row.id)
     elif choice is EscalationConsent.ASK_FIRST and row.state is EscalationState.PENDING:
         # The member is asked right there, in the reply to their button press.
-        await escalation.mark_member_asked(session, row.id)
+        await escalation_delivery.mark_member_asked(session, row.id)
     return AnswerOutcome(checkin.guild_id, outcome, row.id, resources)
 
 

@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import RiskAssessment, ScoredReply, utcnow
 from bot.db.session import Database
-from bot.services import escalation, guild_settings
-from bot.services.escalation import DEFAULT_QUIET, ScoredMessage
+from bot.services import escalation_cases, guild_settings
+from bot.services.escalation_cases import DEFAULT_QUIET, ScoredMessage
 from bot.services.locks import KeyedLocks
 from bot.services.risk_tier import DefaultThresholds, decide_tier
 from inference.client import InferenceClient
@@ -446,7 +446,7 @@ class ReplyScoringPipeline:
         self, session: AsyncSession, post: SeekerPost, risk: RiskResult, now: datetime
     ) -> JudgedRisk:
         """The guild's tier for the stored risk, and the case it opens or joins (escalation decides)."""
-        decision = await escalation.handle_seeker_risk(
+        decision = await escalation_cases.handle_seeker_risk(
             session,
             ScoredMessage(
                 guild_id=post.guild_id,
@@ -632,7 +632,7 @@ async def record_seeker_risk(
 
     The unique (source, message_id) row is the "exactly once" guard: it holds across restarts and
     between two replies to the same post scored at the same time. Its tier is the guild's, set in the same
-    unit of work by ``escalation.handle_seeker_risk``.
+    unit of work by ``escalation_cases.handle_seeker_risk``.
     """
     if await _seeker_risk_recorded(session, post.message_id):
         return False

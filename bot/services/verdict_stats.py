@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Escalation, EscalationState, RiskAssessment
-from bot.services.escalation import EscalationKind
+from bot.services.escalation_policy import EscalationKind
 from bot.services.risk_thresholds import from_mapping, updated
 from inference.risk.tiers import assign_tier, phrase_tier
 from inference.types import RiskThresholds, RiskTier

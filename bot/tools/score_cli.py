@@ -64,7 +64,9 @@ def _default_guild() -> GuildSettings:
 def describe_escalation(tier: RiskTier) -> str:
     """What the bot would do with a seeker post of this tier under a new guild's default consent settings."""
     try:
-        from bot.services.escalation import describe_default_outcome  # the safety agent's pure description
+        from bot.services.escalation_policy import (
+            describe_default_outcome,  # the safety agent's pure description
+        )
     except ImportError:
         describe_default_outcome = None
     guild = _default_guild()

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, EscalationState
 from bot.services import guild_settings, support_channels
-from bot.services.escalation import ALERT_FOOTER_PREFIX
+from bot.services.escalation_delivery import ALERT_FOOTER_PREFIX
 
 log = logging.getLogger(__name__)
 

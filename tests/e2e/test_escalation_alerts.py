@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bot.db.models import EscalationConsent, EscalationState, utcnow
-from bot.services.escalation import MAX_REPINGS
+from bot.services.escalation_delivery import MAX_REPINGS
 from tests.e2e.safety_support import (
     audit_actions,
     go_live,

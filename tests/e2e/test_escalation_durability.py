@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.db.models import EscalationConsent, EscalationState
-from bot.services import escalation, guild_settings
+from bot.services import escalation_cases, escalation_delivery, guild_settings
 from tests.discord_server.faults import missing_permissions
 from tests.e2e.safety_support import (
     CRISIS_POST,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.reliability
 async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze(escalation, "mark_alerted")  # the alert is sent, the database never hears of it
+    frozen = freeze(escalation_delivery, "mark_alerted")  # the alert is sent, the database never hears of it
     await post_crisis(e2e)
     await frozen.wait_reached()
     assert len(alerts(e2e)) == 1
@@ -50,7 +50,7 @@ async def test_escalation_survives_crash_and_is_not_posted_twice(e2e, freeze):
 @pytest.mark.reliability
 async def test_escalation_written_before_sending_is_delivered_after_a_crash(e2e, freeze):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze(escalation, "mark_attempt")  # dies after writing the case, before sending
+    frozen = freeze(escalation_delivery, "mark_attempt")  # dies after writing the case, before sending
     await post_crisis(e2e)
     await frozen.wait_reached()
     assert (await wait_for_case(e2e)).state is EscalationState.PENDING
@@ -80,7 +80,7 @@ async def test_high_risk_post_is_escalated_even_if_the_bot_died_before_deciding(
     await go_live(e2e, EscalationConsent.YES)
     # Dies inside the unit of work that stores the post's risk and opens its case: nothing of it commits,
     # the message stays pending in the inbox and the next start processes it again, text and all.
-    frozen = freeze(escalation, "handle_seeker_risk")
+    frozen = freeze(escalation_cases, "handle_seeker_risk")
     post = await post_crisis(e2e)
     await frozen.wait_reached()
     frozen.thaw()
@@ -96,7 +96,9 @@ async def test_alert_recovered_after_a_crash_carries_the_same_excerpt_and_button
     await post_crisis(e2e)
     live = await wait_for_alert(e2e)
     await wait_for_case(e2e, EscalationState.ALERTED)
-    frozen = freeze(escalation, "mark_attempt")  # Bob's case is written, then the bot dies before sending
+    frozen = freeze(
+        escalation_delivery, "mark_attempt"
+    )  # Bob's case is written, then the bot dies before sending
     await post_crisis(e2e, author=e2e.cast.bob)
     await frozen.wait_reached()
     frozen.thaw()

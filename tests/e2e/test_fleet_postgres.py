@@ -31,7 +31,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.services import checkins, retention
-from bot.services.escalation import ALERT_FOOTER_PREFIX
+from bot.services.escalation_delivery import ALERT_FOOTER_PREFIX
 from bot.services.reply_scoring import CoachingStatus
 from tests.discord_server import DiscordServer, Guild, Message, User
 from tests.discord_server.faults import missing_permissions

@@ -17,7 +17,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter
 from sqlalchemy import select
 
 from bot.db.models import CheckinSchedule, EscalationConsent, EscalationState, MemberConsent, utcnow
-from bot.services import checkins, consent, escalation
+from bot.services import checkins, consent, escalation_actions
 from tests.discord_server.interactions import CallbackType
 from tests.discord_server.world import MessageFlag
 from tests.e2e.safety_support import go_live, post_crisis, wait_for_alert, wait_for_case
@@ -154,7 +154,7 @@ async def test_slow_alert_button_is_deferred_and_the_alert_still_updated(e2e, ho
     alert = await wait_for_alert(e2e)
     case = await wait_for_case(e2e, EscalationState.ALERTED)
     _shorten_deadlines(e2e)
-    held = hold(escalation, "apply_moderator_action")
+    held = hold(escalation_actions, "apply_moderator_action")
     click = await e2e.click(alert, f"peercare:alert:acknowledge:{case.id}", user=e2e.cast.moderator)
     await held.wait_reached()
     # Acknowledged without a new message: the alert is not replaced by "thinking…".

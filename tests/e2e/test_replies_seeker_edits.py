@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bot.db.models import EscalationConsent, EscalationState, utcnow
-from bot.services import escalation
+from bot.services import escalation_cases
 from tests.e2e._features import SeekerEvents, eventually, risk_row
 from tests.e2e.safety_support import (
     CALM_POST,
@@ -111,12 +111,12 @@ async def test_repeated_high_event_for_a_post_does_not_duplicate_its_case(e2e):
     await wait_for_alert(e2e)
     await wait_for_case(e2e, EscalationState.ALERTED)
     judged = events.for_message(post.id)[0]
-    again = escalation.ScoredMessage(
+    again = escalation_cases.ScoredMessage(
         e2e.cast.guild.id, judged.channel_id, post.id, judged.author_id, judged.risk, "made-up excerpt"
     )
     decision = await e2e.bot.database.run(
         "judge the post again",
-        lambda session: escalation.handle_seeker_risk(
+        lambda session: escalation_cases.handle_seeker_risk(
             session, again, defaults=None, now=utcnow(), retention_days=7
         ),
     )

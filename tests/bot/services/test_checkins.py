@@ -19,7 +19,7 @@ from bot.db.session import Database
 from bot.services import checkins, consent, guild_settings
 from bot.services.checkins import Mood
 from bot.services.errors import UserFacingError
-from bot.services.escalation import Outcome
+from bot.services.escalation_policy import Outcome
 from inference.types import RiskResult, RiskTier
 
 # A faster `database` fixture (a copy of one migrated file) for these modules.

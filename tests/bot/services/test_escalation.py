@@ -9,9 +9,17 @@ from sqlalchemy import func, select
 
 from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, EscalationState, RiskAssessment
 from bot.db.session import Database
-from bot.services import consent, escalation, guild_settings
+from bot.services import (
+    consent,
+    escalation_actions,
+    escalation_cases,
+    escalation_delivery,
+    escalation_policy,
+    guild_settings,
+)
 from bot.services.errors import UserFacingError
-from bot.services.escalation import EscalationKind, ModeratorAction, Outcome, ScoredMessage
+from bot.services.escalation_cases import ScoredMessage
+from bot.services.escalation_policy import EscalationKind, ModeratorAction, Outcome
 from bot.services.risk_tier import TierDecision, decide_tier
 from bot.sharding import GuildOwnership
 from inference.types import RiskResult, RiskThresholds, RiskTier
@@ -57,7 +65,7 @@ async def _configure(
 
 async def _handle(database: Database, event: ScoredMessage, defaults: RiskThresholds | None = None):
     async with database.session() as session:
-        return await escalation.handle_seeker_risk(
+        return await escalation_cases.handle_seeker_risk(
             session, event, defaults=defaults, now=NOW, retention_days=7
         )
 
@@ -66,9 +74,9 @@ async def _alerted_case(database: Database) -> int:
     await _configure(database)
     decision = await _handle(database, _event())
     async with database.session() as session:
-        await escalation.mark_attempt(session, decision.escalation_id)
+        await escalation_delivery.mark_attempt(session, decision.escalation_id)
     async with database.session() as session:
-        await escalation.mark_alerted(session, decision.escalation_id, 555, 9001, NOW)
+        await escalation_delivery.mark_alerted(session, decision.escalation_id, 555, 9001, NOW)
     return decision.escalation_id
 
 
@@ -81,24 +89,27 @@ async def _alerted_case(database: Database) -> int:
     ],
 )
 def test_high_tier_outcome_follows_consent(choice: EscalationConsent, expected: Outcome) -> None:
-    assert escalation.decide_outcome(RiskTier.HIGH, choice, shadow_mode=False) is expected
+    assert escalation_policy.decide_outcome(RiskTier.HIGH, choice, shadow_mode=False) is expected
 
 
 def test_elevated_tier_never_escalates() -> None:
     assert (
-        escalation.decide_outcome(RiskTier.ELEVATED, EscalationConsent.YES, shadow_mode=False)
+        escalation_policy.decide_outcome(RiskTier.ELEVATED, EscalationConsent.YES, shadow_mode=False)
         is Outcome.NOTHING
     )
 
 
 def test_shadow_mode_sends_nothing() -> None:
-    assert escalation.decide_outcome(RiskTier.HIGH, EscalationConsent.YES, shadow_mode=True) is Outcome.SHADOW
+    assert (
+        escalation_policy.decide_outcome(RiskTier.HIGH, EscalationConsent.YES, shadow_mode=True)
+        is Outcome.SHADOW
+    )
 
 
 def test_describe_default_outcome_says_member_is_asked_first() -> None:
-    text = escalation.describe_default_outcome(RiskTier.HIGH)
+    text = escalation_policy.describe_default_outcome(RiskTier.HIGH)
     assert "asks whether" in text and "moderators see nothing" in text
-    assert "No escalation" in escalation.describe_default_outcome(RiskTier.ELEVATED)
+    assert "No escalation" in escalation_policy.describe_default_outcome(RiskTier.ELEVATED)
 
 
 def test_guild_thresholds_can_lower_the_bar_to_high() -> None:
@@ -174,10 +185,10 @@ async def test_plan_after_an_attempt_without_a_recorded_alert_checks_for_a_previ
     await _configure(database)
     decision = await _handle(database, _event())
     async with database.session() as session:
-        before = await escalation.plan_delivery(session, decision.escalation_id)
-        await escalation.mark_attempt(session, decision.escalation_id)
+        before = await escalation_delivery.plan_delivery(session, decision.escalation_id)
+        await escalation_delivery.mark_attempt(session, decision.escalation_id)
     async with database.session() as session:
-        after = await escalation.plan_delivery(session, decision.escalation_id)
+        after = await escalation_delivery.plan_delivery(session, decision.escalation_id)
     assert before.may_have_been_sent is False
     assert after.may_have_been_sent is True
     assert after.alert_channel_id == 555 and after.moderator_role_id == 666
@@ -186,8 +197,8 @@ async def test_plan_after_an_attempt_without_a_recorded_alert_checks_for_a_previ
 async def test_alerted_case_is_no_longer_pending(database: Database) -> None:
     case_id = await _alerted_case(database)
     async with database.session() as session:
-        assert await escalation.plan_delivery(session, case_id) is None
-        assert await escalation.pending_ids(session) == []
+        assert await escalation_delivery.plan_delivery(session, case_id) is None
+        assert await escalation_delivery.pending_ids(session) == []
 
 
 async def test_failed_delivery_stays_pending_and_is_audited_once_per_error(database: Database) -> None:
@@ -195,9 +206,9 @@ async def test_failed_delivery_stays_pending_and_is_audited_once_per_error(datab
     decision = await _handle(database, _event())
     for _ in range(2):
         async with database.session() as session:
-            await escalation.mark_failed(session, decision.escalation_id, "no alert channel", NOW)
+            await escalation_delivery.mark_failed(session, decision.escalation_id, "no alert channel", NOW)
     async with database.session() as session:
-        assert await escalation.pending_ids(session) == [decision.escalation_id]
+        assert await escalation_delivery.pending_ids(session) == [decision.escalation_id]
         failures = await session.scalar(
             select(func.count()).where(AuditLogEntry.action == "escalation.delivery_failed")
         )
@@ -208,9 +219,11 @@ async def test_moderator_steps_record_who_and_when(database: Database) -> None:
     case_id = await _alerted_case(database)
     later = NOW + timedelta(minutes=5)
     async with database.session() as session:
-        await escalation.apply_moderator_action(session, case_id, ModeratorAction.CLAIM, MODERATOR, later)
+        await escalation_actions.apply_moderator_action(
+            session, case_id, ModeratorAction.CLAIM, MODERATOR, later
+        )
     async with database.session() as session:
-        row = await escalation.apply_moderator_action(
+        row = await escalation_actions.apply_moderator_action(
             session, case_id, ModeratorAction.RESOLVE, MODERATOR, later + timedelta(minutes=1)
         )
     assert row.state is EscalationState.RESOLVED
@@ -225,21 +238,23 @@ async def test_moderator_steps_record_who_and_when(database: Database) -> None:
 async def test_resolved_alert_refuses_further_steps(database: Database) -> None:
     case_id = await _alerted_case(database)
     async with database.session() as session:
-        await escalation.apply_moderator_action(session, case_id, ModeratorAction.FALSE_ALARM, MODERATOR, NOW)
+        await escalation_actions.apply_moderator_action(
+            session, case_id, ModeratorAction.FALSE_ALARM, MODERATOR, NOW
+        )
     with pytest.raises(UserFacingError, match="false alarm"):
         async with database.session() as session:
-            await escalation.apply_moderator_action(session, case_id, ModeratorAction.CLAIM, 41, NOW)
+            await escalation_actions.apply_moderator_action(session, case_id, ModeratorAction.CLAIM, 41, NOW)
 
 
 async def test_member_saying_yes_turns_the_question_into_an_alert(database: Database) -> None:
     await _configure(database, default=EscalationConsent.ASK_FIRST)
     decision = await _handle(database, _event())
     async with database.session() as session:
-        await escalation.mark_member_asked(session, decision.escalation_id)
+        await escalation_delivery.mark_member_asked(session, decision.escalation_id)
     async with database.session() as session:
-        await escalation.record_member_answer(session, decision.escalation_id, MEMBER, True, NOW)
+        await escalation_actions.record_member_answer(session, decision.escalation_id, MEMBER, True, NOW)
     async with database.session() as session:
-        plan = await escalation.plan_delivery(session, decision.escalation_id)
+        plan = await escalation_delivery.plan_delivery(session, decision.escalation_id)
     assert plan.action is Outcome.ALERT_MODERATORS
 
 
@@ -247,9 +262,11 @@ async def test_member_saying_no_closes_the_case_and_drops_the_excerpt(database: 
     await _configure(database, default=EscalationConsent.ASK_FIRST)
     decision = await _handle(database, _event())
     async with database.session() as session:
-        await escalation.mark_member_asked(session, decision.escalation_id)
+        await escalation_delivery.mark_member_asked(session, decision.escalation_id)
     async with database.session() as session:
-        row = await escalation.record_member_answer(session, decision.escalation_id, MEMBER, False, NOW)
+        row = await escalation_actions.record_member_answer(
+            session, decision.escalation_id, MEMBER, False, NOW
+        )
     assert row.state is EscalationState.DECLINED and row.excerpt is None
 
 
@@ -257,43 +274,45 @@ async def test_only_the_member_can_answer_their_question(database: Database) -> 
     await _configure(database, default=EscalationConsent.ASK_FIRST)
     decision = await _handle(database, _event())
     async with database.session() as session:
-        await escalation.mark_member_asked(session, decision.escalation_id)
+        await escalation_delivery.mark_member_asked(session, decision.escalation_id)
     with pytest.raises(UserFacingError):
         async with database.session() as session:
-            await escalation.record_member_answer(session, decision.escalation_id, 999, True, NOW)
+            await escalation_actions.record_member_answer(session, decision.escalation_id, 999, True, NOW)
 
 
 async def test_unacknowledged_alert_is_due_for_reping_after_the_guild_delay(database: Database) -> None:
     case_id = await _alerted_case(database)
     async with database.session() as session:
-        assert await escalation.due_repings(session, NOW + timedelta(minutes=29)) == []
-        due = await escalation.due_repings(session, NOW + timedelta(minutes=30))
+        assert await escalation_delivery.due_repings(session, NOW + timedelta(minutes=29)) == []
+        due = await escalation_delivery.due_repings(session, NOW + timedelta(minutes=30))
     assert [plan.escalation_id for plan in due] == [case_id]
 
 
 async def test_repings_stop_after_the_maximum(database: Database) -> None:
     case_id = await _alerted_case(database)
     now = NOW
-    for _ in range(escalation.MAX_REPINGS):
+    for _ in range(escalation_delivery.MAX_REPINGS):
         now += timedelta(minutes=30)
         async with database.session() as session:
-            assert await escalation.mark_repinged(session, case_id, now)
+            assert await escalation_delivery.mark_repinged(session, case_id, now)
     async with database.session() as session:
-        assert await escalation.due_repings(session, now + timedelta(days=1)) == []
+        assert await escalation_delivery.due_repings(session, now + timedelta(days=1)) == []
 
 
 async def test_acknowledged_alert_is_not_repinged(database: Database) -> None:
     case_id = await _alerted_case(database)
     async with database.session() as session:
-        await escalation.apply_moderator_action(session, case_id, ModeratorAction.ACKNOWLEDGE, MODERATOR, NOW)
+        await escalation_actions.apply_moderator_action(
+            session, case_id, ModeratorAction.ACKNOWLEDGE, MODERATOR, NOW
+        )
     async with database.session() as session:
-        assert await escalation.due_repings(session, NOW + timedelta(hours=3)) == []
+        assert await escalation_delivery.due_repings(session, NOW + timedelta(hours=3)) == []
 
 
 async def test_open_escalation_for_a_checkin_uses_its_own_kind(database: Database) -> None:
     await _configure(database)
     async with database.session() as session:
-        row, created = await escalation.open_escalation(
+        row, created = await escalation_cases.open_escalation(
             session,
             guild_id=GUILD,
             channel_id=None,
@@ -317,13 +336,13 @@ async def test_a_members_next_high_post_joins_their_open_case_without_a_new_ping
     assert later.escalation_id == case_id and later.joined
     async with database.session() as session:
         row = await session.get(Escalation, case_id)
-        assert escalation.case_messages(row) == [(CHANNEL, 100), (CHANNEL, 101)]
+        assert escalation_cases.case_messages(row) == [(CHANNEL, 100), (CHANNEL, 101)]
         assert row.alert_outdated_at == NOW and row.ping_count == 0
-        assert await escalation.pending_ids(session) == [case_id]  # owed: a redraw, not a new alert
-        plan = await escalation.plan_redraw(session, case_id)
-        await escalation.mark_redrawn(session, case_id, plan)
+        assert await escalation_delivery.pending_ids(session) == [case_id]  # owed: a redraw, not a new alert
+        plan = await escalation_delivery.plan_redraw(session, case_id)
+        await escalation_delivery.mark_redrawn(session, case_id, plan)
     async with database.session() as session:
-        assert await escalation.pending_ids(session) == []
+        assert await escalation_delivery.pending_ids(session) == []
         assert await session.scalar(select(func.count(Escalation.id))) == 1
 
 
@@ -333,13 +352,15 @@ async def test_same_message_joins_a_case_once(database: Database) -> None:
     await _handle(database, _event(message_id=101))
     async with database.session() as session:
         row = await session.get(Escalation, case_id)
-    assert len(escalation.case_messages(row)) == 2
+    assert len(escalation_cases.case_messages(row)) == 2
 
 
 async def test_after_a_moderator_resolves_a_new_high_post_opens_a_new_case(database: Database) -> None:
     case_id = await _alerted_case(database)
     async with database.session() as session:
-        await escalation.apply_moderator_action(session, case_id, ModeratorAction.RESOLVE, MODERATOR, NOW)
+        await escalation_actions.apply_moderator_action(
+            session, case_id, ModeratorAction.RESOLVE, MODERATOR, NOW
+        )
     later = await _handle(database, _event(message_id=101))
     assert later.escalation_id != case_id and not later.joined
 
@@ -347,11 +368,11 @@ async def test_after_a_moderator_resolves_a_new_high_post_opens_a_new_case(datab
 async def test_after_the_quiet_period_a_new_high_post_opens_a_new_case(database: Database) -> None:
     case_id = await _alerted_case(database)
     async with database.session() as session:
-        later = await escalation.handle_seeker_risk(
+        later = await escalation_cases.handle_seeker_risk(
             session,
             _event(message_id=101),
             defaults=None,
-            now=NOW + escalation.DEFAULT_QUIET + timedelta(minutes=1),
+            now=NOW + escalation_cases.DEFAULT_QUIET + timedelta(minutes=1),
             retention_days=7,
         )
     assert later.escalation_id != case_id and not later.joined
@@ -365,16 +386,16 @@ async def test_sweep_lists_and_plans_only_the_guilds_this_process_owns(database:
     await _configure(database)
     case_id = (await _handle(database, _event())).escalation_id
     async with database.session() as session:
-        assert await escalation.pending_ids(session, OTHER_PROCESS) == []
-        assert await escalation.plan_delivery(session, case_id, owned=OTHER_PROCESS) is None
-        assert await escalation.pending_ids(session, THIS_PROCESS) == [case_id]
-        assert await escalation.plan_delivery(session, case_id, owned=THIS_PROCESS) is not None
+        assert await escalation_delivery.pending_ids(session, OTHER_PROCESS) == []
+        assert await escalation_delivery.plan_delivery(session, case_id, owned=OTHER_PROCESS) is None
+        assert await escalation_delivery.pending_ids(session, THIS_PROCESS) == [case_id]
+        assert await escalation_delivery.plan_delivery(session, case_id, owned=THIS_PROCESS) is not None
 
 
 async def test_repings_are_due_only_in_the_guilds_this_process_owns(database: Database) -> None:
     case_id = await _alerted_case(database)
     later = NOW + timedelta(minutes=30)
     async with database.session() as session:
-        assert await escalation.due_repings(session, later, OTHER_PROCESS) == []
-        due = await escalation.due_repings(session, later, THIS_PROCESS)
+        assert await escalation_delivery.due_repings(session, later, OTHER_PROCESS) == []
+        due = await escalation_delivery.due_repings(session, later, THIS_PROCESS)
     assert [plan.escalation_id for plan in due] == [case_id]

@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, EscalationState
 from bot.db.session import Database
-from bot.services import consent, escalation, guild_settings
+from bot.services import consent, escalation_actions, escalation_cases, escalation_delivery, guild_settings
 from bot.services.errors import UserFacingError
-from bot.services.escalation import Outcome, ScoredMessage
+from bot.services.escalation_cases import ScoredMessage
+from bot.services.escalation_policy import Outcome
 from inference.types import RiskResult, RiskTier
 
 # A faster `database` fixture (a copy of one migrated file) for these modules.
@@ -44,19 +45,21 @@ async def _pending_case(database: Database, default: EscalationConsent = Escalat
     """A case whose alert could not be posted yet (a 403): it waits for the sweep."""
     await _live(database, default)
     async with database.session() as session:
-        decision = await escalation.handle_seeker_risk(
+        decision = await escalation_cases.handle_seeker_risk(
             session, _event(), defaults=None, now=NOW, retention_days=7
         )
     async with database.session() as session:
-        await escalation.mark_attempt(session, decision.escalation_id)
-        await escalation.mark_failed(session, decision.escalation_id, "missing permission (403)", NOW)
+        await escalation_delivery.mark_attempt(session, decision.escalation_id)
+        await escalation_delivery.mark_failed(
+            session, decision.escalation_id, "missing permission (403)", NOW
+        )
     return decision.escalation_id
 
 
 async def _alerted_case(database: Database) -> int:
     case_id = await _pending_case(database)
     async with database.session() as session:
-        await escalation.mark_alerted(session, case_id, 555, 9001, NOW)
+        await escalation_delivery.mark_alerted(session, case_id, 555, 9001, NOW)
     return case_id
 
 
@@ -69,14 +72,14 @@ async def _member_changes_to(database: Database, choice: EscalationConsent) -> l
     """The member's /peercare safety choice, applied to their open cases at once as the command does."""
     async with database.session() as session:
         await consent.set_escalation(session, GUILD, MEMBER, choice)
-        return await escalation.apply_changed_consent(session, GUILD, MEMBER, NOW)
+        return await escalation_cases.apply_changed_consent(session, GUILD, MEMBER, NOW)
 
 
 async def _assert_declined_and_owed_redraw(database: Database, case_id: int) -> None:
     case = await _case(database, case_id)
     assert case.state is EscalationState.DECLINED and case.excerpt is None
     async with database.session() as session:
-        plan = await escalation.plan_redraw(session, case_id, NOW)
+        plan = await escalation_delivery.plan_redraw(session, case_id, NOW)
     assert plan is not None and plan.consent_withdrawn
 
 
@@ -101,7 +104,7 @@ async def test_withdrawn_consent_stops_pending_alert(database: Database) -> None
     case_id = await _pending_case(database)
     await _member_chooses(database, EscalationConsent.NO)
     async with database.session() as session:
-        plan = await escalation.plan_delivery(session, case_id)
+        plan = await escalation_delivery.plan_delivery(session, case_id)
     assert plan is not None and plan.action is Outcome.PRIVATE_RESOURCES  # resources to them, nobody else
     assert plan.excerpt is None
     row = await _case(database, case_id)
@@ -109,7 +112,7 @@ async def test_withdrawn_consent_stops_pending_alert(database: Database) -> None
     assert row.consent_used == EscalationConsent.NO.value
     assert "escalation.consent_withdrawn" in await _audit(database)
     async with database.session() as session:
-        await escalation.mark_member_supported(session, case_id)
+        await escalation_delivery.mark_member_supported(session, case_id)
     assert (await _case(database, case_id)).state is EscalationState.MEMBER_SUPPORTED
 
 
@@ -117,7 +120,7 @@ async def test_consent_changed_to_ask_first_asks_before_a_pending_alert(database
     case_id = await _pending_case(database)
     await _member_chooses(database, EscalationConsent.ASK_FIRST)
     async with database.session() as session:
-        plan = await escalation.plan_delivery(session, case_id)
+        plan = await escalation_delivery.plan_delivery(session, case_id)
     assert plan is not None and plan.action is Outcome.ASK_MEMBER
 
 
@@ -126,7 +129,7 @@ async def test_consent_given_later_never_widens_an_open_case(database: Database)
     case_id = await _pending_case(database, EscalationConsent.NO)
     await _member_chooses(database, EscalationConsent.YES)
     async with database.session() as session:
-        plan = await escalation.plan_delivery(session, case_id)
+        plan = await escalation_delivery.plan_delivery(session, case_id)
     assert plan is not None and plan.action is Outcome.PRIVATE_RESOURCES and plan.excerpt is None
 
 
@@ -134,10 +137,10 @@ async def test_shadow_mode_holds_a_pending_alert(database: Database) -> None:
     case_id = await _pending_case(database)
     await _shadow_mode(database, True)
     async with database.session() as session:
-        assert await escalation.plan_delivery(session, case_id) is None
+        assert await escalation_delivery.plan_delivery(session, case_id) is None
     await _shadow_mode(database, False)  # live again: what was owed before goes out, nothing was lost
     async with database.session() as session:
-        plan = await escalation.plan_delivery(session, case_id)
+        plan = await escalation_delivery.plan_delivery(session, case_id)
     assert plan is not None and plan.action is Outcome.ALERT_MODERATORS
 
 
@@ -145,8 +148,8 @@ async def test_shadow_mode_stops_repings(database: Database) -> None:
     case_id = await _alerted_case(database)
     await _shadow_mode(database, True)
     async with database.session() as session:
-        assert await escalation.due_repings(session, LATER) == []
-        assert not await escalation.mark_repinged(session, case_id, LATER)
+        assert await escalation_delivery.due_repings(session, LATER) == []
+        assert not await escalation_delivery.mark_repinged(session, case_id, LATER)
     assert (await _case(database, case_id)).ping_count == 0
 
 
@@ -154,13 +157,13 @@ async def test_withdrawn_consent_stops_repings_and_closes_the_alert(database: Da
     case_id = await _alerted_case(database)
     await _member_chooses(database, EscalationConsent.NO)
     async with database.session() as session:
-        assert not await escalation.mark_repinged(session, case_id, LATER)
+        assert not await escalation_delivery.mark_repinged(session, case_id, LATER)
     row = await _case(database, case_id)
     assert row.state is EscalationState.DECLINED and row.excerpt is None and row.ping_count == 0
     assert "escalation.consent_withdrawn" in await _audit(database)
     async with database.session() as session:
-        assert await escalation.due_repings(session, LATER) == []
-        plan = await escalation.plan_redraw(session, case_id)  # the posted alert is taken back
+        assert await escalation_delivery.due_repings(session, LATER) == []
+        plan = await escalation_delivery.plan_redraw(session, case_id)  # the posted alert is taken back
     assert plan is not None and plan.consent_withdrawn and plan.excerpt is None
 
 
@@ -170,7 +173,7 @@ async def test_message_joining_after_consent_was_withdrawn_is_not_shown_to_moder
     case_id = await _alerted_case(database)
     await _member_chooses(database, EscalationConsent.NO)
     async with database.session() as session:
-        later = await escalation.handle_seeker_risk(
+        later = await escalation_cases.handle_seeker_risk(
             session, _event(message_id=101), defaults=None, now=NOW, retention_days=7
         )
     assert later.escalation_id == case_id
@@ -183,14 +186,14 @@ async def test_member_saying_yes_after_withdrawing_consent_is_told_how_to_allow_
 ) -> None:
     await _live(database, EscalationConsent.ASK_FIRST)
     async with database.session() as session:
-        decision = await escalation.handle_seeker_risk(
+        decision = await escalation_cases.handle_seeker_risk(
             session, _event(), defaults=None, now=NOW, retention_days=7
         )
-        await escalation.mark_member_asked(session, decision.escalation_id)
+        await escalation_delivery.mark_member_asked(session, decision.escalation_id)
     await _member_chooses(database, EscalationConsent.NO)
     with pytest.raises(UserFacingError, match="/peercare safety"):
         async with database.session() as session:
-            await escalation.record_member_answer(session, decision.escalation_id, MEMBER, True, NOW)
+            await escalation_actions.record_member_answer(session, decision.escalation_id, MEMBER, True, NOW)
     assert (await _case(database, decision.escalation_id)).state is EscalationState.AWAITING_MEMBER
 
 
@@ -206,11 +209,13 @@ async def test_choosing_no_closes_a_posted_alert_at_once(database: Database) -> 
 async def test_no_chosen_while_the_alert_is_on_its_way_takes_it_back(database: Database) -> None:
     case_id = await _pending_case(database)
     async with database.session() as session:
-        drawn = await escalation.plan_delivery(session, case_id, NOW)  # planned under "yes", then sent
+        drawn = await escalation_delivery.plan_delivery(
+            session, case_id, NOW
+        )  # planned under "yes", then sent
     assert drawn is not None and drawn.action is Outcome.ALERT_MODERATORS
     assert await _member_changes_to(database, EscalationConsent.NO) == [case_id]
     async with database.session() as session:  # the send lands after the member's choice
-        await escalation.mark_alerted(session, case_id, 555, 9001, NOW, drawn=drawn)
+        await escalation_delivery.mark_alerted(session, case_id, 555, 9001, NOW, drawn=drawn)
     await _assert_declined_and_owed_redraw(database, case_id)
 
 

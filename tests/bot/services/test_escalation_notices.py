@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.db.models import EscalationConsent
-from bot.services import escalation
-from bot.services.escalation import MODERATOR_NOTICE_EVERY, DeliveryProblem, EscalationKind
+from bot.services import escalation_cases, escalation_delivery
+from bot.services.escalation_delivery import MODERATOR_NOTICE_EVERY, DeliveryProblem
+from bot.services.escalation_policy import EscalationKind
 from inference.types import RiskTier
 
 # A faster `database` fixture (a copy of one migrated file) for these modules.
@@ -18,7 +19,7 @@ GUILD, OTHER_GUILD = 10, 11
 
 async def _claim(database, problem=DeliveryProblem.MISSING_PERMISSIONS, *, guild=GUILD, at=NOW) -> bool:
     async with database.session() as session:
-        return await escalation.claim_moderator_notice(session, guild, problem, at)
+        return await escalation_delivery.claim_moderator_notice(session, guild, problem, at)
 
 
 async def test_a_problem_is_announced_once_per_window(database):
@@ -37,7 +38,7 @@ async def test_each_problem_and_each_guild_has_its_own_notice(database):
 
 async def _open_case(database, message_id: int) -> int:
     async with database.session() as session:
-        row, _ = await escalation.open_escalation(
+        row, _ = await escalation_cases.open_escalation(
             session,
             guild_id=GUILD,
             channel_id=20,
@@ -57,14 +58,18 @@ async def _open_case(database, message_id: int) -> int:
 async def test_setup_summary_counts_waiting_alerts_and_names_the_last_error_only(database):
     first, second = await _open_case(database, 100), await _open_case(database, 101)
     async with database.session() as session:
-        assert await escalation.delivery_problems(session, GUILD) == []  # pending, but nothing failed yet
-        await escalation.mark_failed(
+        assert (
+            await escalation_delivery.delivery_problems(session, GUILD) == []
+        )  # pending, but nothing failed yet
+        await escalation_delivery.mark_failed(
             session, first, "missing permission to post in the alert channel (403)", NOW
         )
-        await escalation.mark_failed(session, second, "the alert channel no longer exists (404)", NOW)
+        await escalation_delivery.mark_failed(
+            session, second, "the alert channel no longer exists (404)", NOW
+        )
     async with database.session() as session:
-        (line,) = await escalation.delivery_problems(session, GUILD)
-        assert await escalation.delivery_problems(session, OTHER_GUILD) == []
+        (line,) = await escalation_delivery.delivery_problems(session, GUILD)
+        assert await escalation_delivery.delivery_problems(session, OTHER_GUILD) == []
     assert line.startswith(
         "2 moderator alerts are waiting to be delivered: the alert channel no longer exists"
     )

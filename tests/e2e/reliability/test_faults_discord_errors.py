@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from bot.db.models import AuditLogEntry, EscalationConsent, EscalationState
 from bot.services import guild_settings
-from bot.services.escalation import MODERATOR_NOTICE_ACTION
+from bot.services.escalation_delivery import MODERATOR_NOTICE_ACTION
 from tests.discord_server.faults import missing_permissions, unknown_channel
 from tests.e2e.safety_support import CRISIS_POST, alerts, cases, go_live, post_crisis
 

@@ -13,7 +13,7 @@ import logging
 import pytest
 
 from bot.db.models import EscalationConsent, EscalationState
-from bot.services import escalation
+from bot.services import escalation_delivery
 from tests.e2e.safety_support import alerts, go_live, post_crisis, wait_for_alert, wait_for_case
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 )
 async def test_alert_delivered_across_a_crash_has_working_buttons(e2e, freeze, dies_in):
     await go_live(e2e, EscalationConsent.YES)
-    frozen = freeze(escalation, dies_in)
+    frozen = freeze(escalation_delivery, dies_in)
     await post_crisis(e2e)
     await frozen.wait_reached()
     frozen.thaw()
