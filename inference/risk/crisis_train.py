@@ -30,6 +30,8 @@ DATA_FOLDER = Path(__file__).resolve().parent / "data"
 WRITTEN_FILE = DATA_FOLDER / "crisis_train.csv"
 # Attempt 5: more rows in chat style, written from the definitions by another session (same columns).
 MORE_WRITTEN_FILE = DATA_FOLDER / "crisis_train_more.csv"
+# Attempt 6: 760 more rows from the definitions by a third session, with heavy venting as a new negative.
+THIRD_WRITTEN_FILE = DATA_FOLDER / "crisis_train_third.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 SEEDS = (13, 29, 47)
@@ -75,7 +77,7 @@ def esconv_turns(data_dir: Path, *, half: str) -> list[Row]:
 
 def training_pool(data_dir: Path) -> list[Row]:
     rows = []
-    for prefix, path in (("w", WRITTEN_FILE), ("m", MORE_WRITTEN_FILE)):
+    for prefix, path in (("w", WRITTEN_FILE), ("m", MORE_WRITTEN_FILE), ("t", THIRD_WRITTEN_FILE)):
         if path.exists():
             with path.open(newline="", encoding="utf-8") as handle:
                 for index, row in enumerate(csv.DictReader(handle)):
