@@ -10,13 +10,20 @@ without, each process deploys its own one-replica app as a single bot does. Ever
 commands, then seeker posts and replies are offered open loop across all guilds (``bench.discord_load``'s traffic,
 warm-up, drain and report).
 
+With ``--kill-after S`` the process owning shards 2-3 is SIGKILLed S seconds into the offer (no shutdown, as a
+crash or an OOM kill ends it) and started again, same shards and environment, ``--restart-after`` seconds later,
+before the drain: what it had received but not finished is recovered at its start, what was posted while it was
+down is read from history. The report then says whether every offered message was still handled exactly once.
+Use it with ``--serve-replicas``: a killed process that deployed its own Serve app leaves it on the cluster.
+
 What is counted comes from outside the bot processes: each message's outcome and finish time in PostgreSQL,
 what the loopback server received (alerts per crisis post, coaching DMs and their latency), RSS of each bot
 process and of each Ray Serve replica, ERROR lines in each process's log.
 
     ray start --head --num-cpus=4 ...        # docs/reliability-load.md, "Fleet"
     python -m bench.fleet_load --database-url postgresql+asyncpg://postgres@127.0.0.1:55432/peercare_fleet \\
-        --ray-address 127.0.0.1:6379 --guilds 200 --seconds 60 --rate 8 [--serve-replicas 2] [--json]
+        --ray-address 127.0.0.1:6379 --guilds 200 --seconds 60 --rate 8 [--serve-replicas 2] [--json] \\
+        [--kill-after 20 --restart-after 10]
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from bench.discord_load import (
     LoadReport,
     Sent,
     _Cast,
+    _chunks,
     _collect_alerts,
     _collect_dms,
     _collect_outcomes,
@@ -65,7 +73,14 @@ from bench.discord_load import (
 )
 from bench.discord_traffic import plan_traffic
 from bot.db.migrate import downgrade_database, upgrade_database
-from bot.db.models import Checkin, CheckinSchedule, InboxMessage, InboxOutcome, RiskAssessment
+from bot.db.models import (
+    Checkin,
+    CheckinSchedule,
+    InboxMessage,
+    InboxOutcome,
+    RiskAssessment,
+    ScoredReply,
+)
 from bot.db.session import Database
 from bot.sharding import parse_shard_ids, shard_of
 from tests.discord_server import DiscordServer, Guild, User
@@ -76,11 +91,15 @@ log = logging.getLogger(__name__)
 
 SHARD_COUNT = 4
 PROCESS_SHARDS = ("0-1", "2-3")
+KILLED_SHARDS = PROCESS_SHARDS[1]  # the process --kill-after kills and starts again
+BOT_COMMAND = (sys.executable, "-m", "bot.cli", "run")  # what `peercare run` runs
 FLEET_READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 SAMPLE_EVERY_S = 1.0
 # A process's log line at ERROR (bot.logging_setup's format: "<date> <time> ERROR   <logger>: <message>").
 _ERROR_LINE = re.compile(r"^\S+ \S+ ERROR\s+(\S+: .*)$")
+# A bot process's log line once its inference client can score (inference/backends/ray_serve.py).
+_INFERENCE_READY = b"inference ready on Ray Serve"
 # A Serve replica's process title: "ray::ServeReplica:<app>:scorer[.<method it runs now>]" (another while starting).
 _REPLICA_TITLE = re.compile(r"ServeReplica:([^:\s]+):")
 # Settings the bot processes get from this driver only, never from the caller's environment.
@@ -119,6 +138,48 @@ class FleetOptions:
     # 0: each bot process deploys its own one-replica Serve app. N: the driver deploys deploy/ray-serve.yaml's app with
     # N replicas of 1 CPU each (no GPU; the file's batching) and both processes attach to it with RAY_SERVE_APP.
     serve_replicas: int = 0
+    # Seconds into the offer at which the KILLED_SHARDS process is SIGKILLed (None: no kill), and how long it stays
+    # down before it is started again.
+    kill_after_s: float | None = None
+    restart_after_s: float = 10.0
+
+
+def kill_schedule(options: FleetOptions) -> tuple[float, float] | None:
+    """(kill, restart) in seconds from the start of the offer, or None without ``kill_after_s``.
+
+    The kill falls inside the offer, so the killed process has messages in flight and more are posted to its
+    guilds while it is down; the restart may fall after the offer, but the drain waits for it.
+    """
+    if options.kill_after_s is None:
+        return None
+    if not 0 <= options.kill_after_s < options.seconds:
+        raise ValueError(f"--kill-after must fall inside the {options.seconds:g} s offer")
+    if options.restart_after_s <= 0:
+        raise ValueError("--restart-after must be more than 0 s")
+    return options.kill_after_s, options.kill_after_s + options.restart_after_s
+
+
+@dataclass
+class KillReport:
+    """The process killed under load, when (seconds from the start of the offer), and whether every message was
+    still handled exactly once: what a crash can break and a clean stop cannot."""
+
+    shard_ids: str
+    killed_pid: int
+    killed_at_s: float = float("nan")
+    killed_exit_code: int | None = None
+    restarted_pid: int = 0
+    restarted_at_s: float = float("nan")
+    identified_at_s: float = float("nan")  # its shards connected again
+    inference_ready_at_s: float = float("nan")  # its log says it can score again
+    offered_while_down: int = 0  # messages posted in its guilds from the kill until its shards were back
+    messages_retried: int = 0  # offered messages the inbox started more than once (attempts > 1)
+    # Offered messages with a scored outcome whose stored result (a post's risk assessment, a reply's scored row)
+    # is not there exactly once: their ids.
+    scored_not_stored_once: list[int] = field(default_factory=list)
+    scored_replies_without_dm: int = 0
+    # The slash probe's guild (the cast's test server) is on its shards: the probe goes unanswered while it is down.
+    slash_probe_on_it: bool = False
 
 
 @dataclass
@@ -166,6 +227,7 @@ class FleetReport(LoadReport):
     schedules_fired_not_once: int = 0  # schedules with no check-in, or more than one
     fleet_connected_s: float = float("nan")  # from starting the processes to every shard identified
     setup_seconds: float = float("nan")  # the moderators' and responders' slash commands in every guild
+    kill: KillReport | None = None
 
     def describe(self) -> str:
         # The base report's in-flight and RSS lines measure an in-process client and worker: not here.
@@ -201,6 +263,19 @@ class FleetReport(LoadReport):
             f"  Ray MiB   : replicas peak {replicas or 'none found'}; the rest of Ray {self.ray_other_rss_peak_mb:.0f}"
             f"; driver (loopback server + generator) peak {self.driver_rss_peak_mb:.0f}"
         )
+        if (k := self.kill) is not None:
+            lines.append(
+                f"  kill      : process {k.shard_ids} (pid {k.killed_pid}) SIGKILLed {k.killed_at_s:.1f}s into the "
+                f"offer (exit {k.killed_exit_code}); started again at {k.restarted_at_s:.1f}s (pid "
+                f"{k.restarted_pid}), shards connected at {k.identified_at_s:.1f}s, inference ready at "
+                f"{k.inference_ready_at_s:.1f}s; {k.offered_while_down} messages posted in its guilds meanwhile; "
+                f"the slash probe's guild {'is' if k.slash_probe_on_it else 'is not'} on its shards"
+            )
+            lines.append(
+                f"  once      : {k.messages_retried} offered messages started again by the inbox; scored but not "
+                f"stored exactly once {len(k.scored_not_stored_once)}; scored replies without a coaching DM "
+                f"{k.scored_replies_without_dm}; in more than one DM {len(self.replies_in_several_dms)}"
+            )
         return "\n".join(lines)
 
     def problems(self) -> list[str]:
@@ -210,7 +285,19 @@ class FleetReport(LoadReport):
                 f"{self.schedules_fired_not_once} check-in schedules did not fire exactly once "
                 f"({self.checkins_sent} check-ins, {self.checkin_dms} DMs)"
             )
+        if self.kill is not None and self.kill.scored_not_stored_once:
+            found.append(f"{len(self.kill.scored_not_stored_once)} scored messages not stored exactly once")
+        if self.kill is not None and self.kill.scored_replies_without_dm:
+            found.append(f"{self.kill.scored_replies_without_dm} scored replies got no coaching DM")
         return found
+
+
+def _launch(command: tuple[str, ...], log_path: Path, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    """One bot process in its log's folder (no .env of the checkout is read), appending to its log."""
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            command, cwd=log_path.parent, env=environment, stdout=log_file, stderr=subprocess.STDOUT
+        )
 
 
 @dataclass
@@ -218,10 +305,18 @@ class _BotProcess:
     shard_ids: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    environment: dict[str, str]
+    command: tuple[str, ...] = BOT_COMMAND
     rss: list[float] = field(default_factory=list)
+    log_offset: int = 0  # where the running process's part of the log begins (after a restart)
 
     def owns(self, guild_id: int) -> bool:
         return shard_of(guild_id, SHARD_COUNT) in parse_shard_ids(self.shard_ids)
+
+    def restart(self) -> None:
+        """The same command and environment again, as an operator's supervisor would; the log is kept."""
+        self.log_offset = self.log_path.stat().st_size
+        self.process = _launch(self.command, self.log_path, self.environment)
 
 
 class _FleetSamples:
@@ -305,15 +400,7 @@ def _start_bot(
         "LOG_LEVEL": "INFO",
     }
     log_path = workdir / "peercare.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run"],
-            cwd=workdir,  # no .env of the checkout is read
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    return _BotProcess(shard_ids, process, log_path)
+    return _BotProcess(shard_ids, _launch(BOT_COMMAND, log_path, environment), log_path, environment)
 
 
 def _errors_in(path: Path) -> list[str]:
@@ -354,6 +441,54 @@ async def _fleet_connected(server: DiscordServer, bots: list[_BotProcess]) -> No
             raise TimeoutError(f"the fleet was not connected after {FLEET_READY_TIMEOUT_S:g}s")
         await asyncio.sleep(0.5)
     await asyncio.sleep(3.0)  # discord.py's guild-ready wait after the last GUILD_CREATE
+
+
+async def _kill_and_restart(
+    bot: _BotProcess, schedule: tuple[float, float], offer_started: float, kill: KillReport
+) -> None:
+    """SIGKILL ``bot`` and start it again on ``schedule`` (seconds from ``offer_started``, monotonic).
+
+    SIGKILL, not SIGTERM: nothing is flushed or handed back, its gateway sessions drop without a goodbye, work it
+    had received stays half done in the database, as after a crash or an OOM kill.
+    """
+    kill_at, restart_at = schedule
+    await asyncio.sleep(max(0.0, offer_started + kill_at - time.monotonic()))
+    bot.process.send_signal(signal.SIGKILL)
+    kill.killed_at_s = time.monotonic() - offer_started
+    kill.killed_exit_code = await asyncio.to_thread(bot.process.wait)
+    await asyncio.sleep(max(0.0, offer_started + restart_at - time.monotonic()))
+    bot.restart()
+    kill.restarted_at_s = time.monotonic() - offer_started
+    kill.restarted_pid = bot.process.pid
+
+
+async def _back_online(
+    server: DiscordServer, bot: _BotProcess, offer_started: float, kill: KillReport
+) -> None:
+    """Until the restarted ``bot``'s shards are connected again and its log says it can score: the drain gives
+    up when nothing moves for a few seconds, which a process still attaching to Ray Serve would look like."""
+    shards = set(parse_shard_ids(bot.shard_ids))
+    identified: float | None = None
+    ready: float | None = None
+    deadline = time.monotonic() + FLEET_READY_TIMEOUT_S
+    while identified is None or ready is None:
+        now = time.monotonic() - offer_started
+        # Its killed sessions stay resumable on the server but are no longer connected: connected ones are new.
+        connected = {s.shard[0] for s in server.gateway.live_sessions() if s.connected}
+        if identified is None and shards <= connected:
+            identified = now
+        if ready is None and _INFERENCE_READY in bot.log_path.read_bytes()[bot.log_offset :]:
+            ready = now
+        if bot.process.poll() is not None:
+            raise RuntimeError(
+                f"bot process {bot.shard_ids} exited after its restart ({bot.process.returncode})"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"bot process {bot.shard_ids} not back {FLEET_READY_TIMEOUT_S:g}s after its restart"
+            )
+        await asyncio.sleep(0.5)
+    kill.identified_at_s, kill.inference_ready_at_s = identified, ready
 
 
 def _add_guilds(server: DiscordServer, options: FleetOptions) -> tuple[list[Guild], _Cast]:
@@ -522,7 +657,7 @@ async def run_fleet_load(options: FleetOptions, *, work_dir: Path | None = None)
                     due = await _turn_on_checkins(server, guilds, cast.seekers[0], options.setup_concurrency)
                     report.checkins_due_utc = f"{due:%H:%M}"
                 report.setup_seconds = time.monotonic() - started
-                sent, window = await _warm_up_and_offer(server, database, guilds, cast, options, report)
+                sent, window = await _warm_up_and_offer(server, database, bots, guilds, cast, options, report)
                 await _collect_per_process(server, database, bots, guilds, report, sent, window)
                 await _collect_checkins(server, database, cast.seekers[0], bots, report)
             finally:
@@ -542,13 +677,14 @@ async def run_fleet_load(options: FleetOptions, *, work_dir: Path | None = None)
 async def _warm_up_and_offer(
     server: DiscordServer,
     database: Database,
+    bots: list[_BotProcess],
     guilds: list[Guild],
     cast: _Cast,
     options: FleetOptions,
     report: FleetReport,
 ) -> tuple[list[Sent], tuple[datetime, datetime]]:
-    """Warm up, offer, drain and collect the fleet-wide report; returns the offered messages and the offer's
-    window (UTC)."""
+    """Warm up, offer (killing and restarting a process meanwhile with ``kill_after_s``), drain and collect the
+    fleet-wide report; returns the offered messages and the offer's window (UTC)."""
     in_these_guilds = functools.partial(
         plan_traffic, channels=len(guilds), seekers=options.seekers, responders=options.responders
     )
@@ -564,11 +700,30 @@ async def _warm_up_and_offer(
     probe = _SlashProbe(server, [server.cast.carol, server.cast.owner], options.slash_every_s)
     prober = asyncio.create_task(probe.run(), name="fleet-slash-probe")
     offered_from, since = time.monotonic(), datetime.now(UTC)
+    schedule = kill_schedule(options)
+    victim = next(b for b in bots if b.shard_ids == KILLED_SHARDS)
+    killer = None
+    if schedule is not None:
+        report.kill = KillReport(
+            victim.shard_ids, victim.process.pid, slash_probe_on_it=victim.owns(server.cast.guild.id)
+        )
+        killer = asyncio.create_task(
+            _kill_and_restart(victim, schedule, offered_from, report.kill), name="fleet-kill"
+        )
     try:
         sent, report.max_send_lag_s = await _offer(server, cast, plan, options.seconds)
         offered_until, until = time.monotonic(), datetime.now(UTC)
+        prober.cancel()
+        if killer is not None and report.kill is not None:
+            await killer
+            await _back_online(server, victim, offered_from, report.kill)
+            report.kill.offered_while_down = _offered_while_down(
+                server, victim, sent, offered_from, report.kill
+            )
     finally:
         prober.cancel()
+        if killer is not None:
+            killer.cancel()  # a failed offer: no restart behind the driver's back
     everything = warm + sent
     report.drained, report.drain_seconds = await _drain(
         server, _inbox_progress(database, everything), len(everything), options.drain_s
@@ -587,7 +742,61 @@ async def _warm_up_and_offer(
     escalations = await _collect_stored(database, report, everything)
     _collect_alerts(server, report, escalations, [g.channel_named("mod-alerts") for g in guilds])
     _collect_dms(server, report, everything)
+    if report.kill is not None:
+        await _collect_exactly_once(database, report, report.kill, everything)
     return sent, (since, until)
+
+
+def _offered_while_down(
+    server: DiscordServer, bot: _BotProcess, sent: list[Sent], offer_started: float, kill: KillReport
+) -> int:
+    """Messages posted in ``bot``'s guilds from its kill until its shards were connected again: no process
+    received them live, only its start-up catch-up from history can find them."""
+    return sum(
+        1
+        for s in sent
+        if kill.killed_at_s <= s.at - offer_started <= kill.identified_at_s
+        and bot.owns(server.world.channels[s.message.channel_id].guild_id)
+    )
+
+
+async def _collect_exactly_once(
+    database: Database, report: FleetReport, kill: KillReport, everything: list[Sent]
+) -> None:
+    """After a kill: each scored message's stored result there once, each scored reply coached, and how many
+    messages the inbox started again (received by the killed process, finished by its successor).
+
+    A message lost, or handled twice, by the kill shows here or in the base report (no outcome, pending, a reply
+    in several DMs, a high-risk post without exactly one alert); a retried message is not a fault by itself.
+    """
+    finished = await _finished(database, everything)
+    scored = {i for i, (outcome, _, _) in finished.items() if outcome is InboxOutcome.SCORED}
+    posts = [s.message.id for s in everything if s.planned.kind == "post"]
+    replies = [s.message.id for s in everything if s.planned.kind == "reply"]
+    stored: Counter[int] = Counter()
+    async with database.session() as session:
+        for chunk in _chunks(posts, 500):
+            stored.update(
+                await session.scalars(
+                    select(RiskAssessment.message_id).where(
+                        RiskAssessment.source == "post", RiskAssessment.message_id.in_(chunk)
+                    )
+                )
+            )
+        for chunk in _chunks(replies, 500):
+            stored.update(
+                await session.scalars(
+                    select(ScoredReply.reply_message_id).where(ScoredReply.reply_message_id.in_(chunk))
+                )
+            )
+        for chunk in _chunks(posts + replies, 500):
+            retried = await session.scalar(
+                select(func.count()).where(InboxMessage.message_id.in_(chunk), InboxMessage.attempts > 1)
+            )
+            kill.messages_retried += int(retried or 0)
+    kill.scored_not_stored_once = sorted(i for i in scored if stored[i] != 1)
+    # Only offered replies are counted in DMs (bench.discord_load._collect_dms), and only scored ones are coached.
+    kill.scored_replies_without_dm = max(0, len(scored.intersection(replies)) - report.replies_with_dm)
 
 
 async def _collect_per_process(
@@ -669,6 +878,18 @@ def main(argv: list[str] | None = None) -> int:
         "(0: each process deploys its own)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the bot processes' logs in this folder")
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=None,
+        help=f"SIGKILL the process of shards {KILLED_SHARDS} this many seconds into the offer",
+    )
+    parser.add_argument(
+        "--restart-after",
+        type=float,
+        default=FleetOptions.restart_after_s,
+        help="start the killed process again this many seconds after the kill (before the drain)",
+    )
 
     def run(args: argparse.Namespace) -> Awaitable[LoadReport]:
         options = FleetOptions(
@@ -678,7 +899,13 @@ def main(argv: list[str] | None = None) -> int:
             guilds=args.guilds,
             replica_threads=args.replica_threads,
             serve_replicas=args.serve_replicas,
+            kill_after_s=args.kill_after,
+            restart_after_s=args.restart_after,
         )
+        try:
+            kill_schedule(options)
+        except ValueError as exc:
+            parser.error(str(exc))
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
         return run_fleet_load(options, work_dir=args.keep)
