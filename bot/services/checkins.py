@@ -36,8 +36,8 @@ from bot.services import (
 )
 from bot.services.errors import UserFacingError
 from bot.services.escalation_policy import EscalationKind, Outcome
-from bot.services.reply_scoring import excerpt
 from bot.services.risk_tier import decide_tier
+from bot.services.seeker_risk import excerpt
 from bot.sharding import GuildOwnership
 from inference.types import RiskResult, RiskThresholds, RiskTier
 

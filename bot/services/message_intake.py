@@ -22,19 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import InboxOutcome, utcnow
 from bot.db.session import Database, transient_reason
-from bot.services import message_inbox, reply_scoring
+from bot.services import message_inbox, reply_scoring, seeker_risk
 from bot.services.bursts import Bursts
 from bot.services.message_inbox import MAX_ATTEMPTS, MessageKind, PendingMessage, SkipReason
 from bot.services.reply_scoring import (
     CoachingStatus,
-    JudgedRisk,
     ReplyInput,
     ReplyOutcome,
     ReplyScored,
     ReplyScoringPipeline,
     ReplyScoringResult,
-    SeekerPost,
 )
+from bot.services.seeker_risk import JudgedRisk, SeekerPost
 from bot.sharding import GuildOwnership
 from inference.text_normalise import has_visible_text
 
@@ -239,14 +238,14 @@ class MessageIntake:
         The burst's texts are joined in memory only; what is stored is the probabilities and the tier.
         """
         burst_text = self.bursts.add(message.ref, message.created_at, message.text)
-        judged = await self.pipeline.score_seeker_post(message.as_post(burst_text))
+        judged = await self.pipeline.seeker_risk.score_seeker_post(message.as_post(burst_text))
         await self.deliver(judged)
         if judged is not None:
             return True
         # None means "already judged" or "inference failed": the row tells.
         return await self.database.run(
             f"look up the risk of message {message.ref.message_id}",
-            lambda session: reply_scoring.seeker_risk_recorded(session, message.ref.message_id),
+            lambda session: seeker_risk.seeker_risk_recorded(session, message.ref.message_id),
         )
 
     async def deliver(self, judged: JudgedRisk | None) -> None:
@@ -401,7 +400,7 @@ class MessageIntake:
         async def look_up(session: AsyncSession) -> bool:
             if await reply_scoring.find_reply(session, message_id) is not None:
                 return True
-            return await reply_scoring.seeker_risk_recorded(session, message_id)
+            return await seeker_risk.seeker_risk_recorded(session, message_id)
 
         if self.pipeline.is_scoring(message_id):
             return True
@@ -414,7 +413,7 @@ class MessageIntake:
         # Any edited message may be a seeker post (a reply others answered is one too): an edit that adds
         # crisis language must reach escalation.
         await self.deliver(
-            await self.pipeline.rescore_seeker_post(
+            await self.pipeline.seeker_risk.rescore_seeker_post(
                 message.as_post(), first_time=not message.answers_someone_else
             )
         )

@@ -1,53 +1,44 @@
-"""The reply pipeline: score a reply with its parent, store the result, and risk-score each seeker post once.
+"""The reply pipeline: score a reply with its parent, store the result, and carry the parent's first risk.
 
-Ids and text in, database rows and a ``JudgedRisk`` payload out; no Discord objects. Message text is
-stored only on the reply row and only until ``text_expires_at`` (the retention job nulls it).
+Ids and text in, database rows out; no Discord objects. Message text is stored only on the reply row and only
+until ``text_expires_at`` (the retention job nulls it). A seeker post's own risk is judged and stored by
+``bot.services.seeker_risk``; a reply whose parent was never risk-scored carries the parent's risk on its own
+request, and that risk is stored (once, with its case) through the same ``SeekerRisk`` in the reply's unit of work.
 
 Every unit of database work goes through ``Database.run``: a briefly locked or unreachable database re-runs
 the unit (never the inference before it), so each unit is safe to run again: it checks before it inserts, asks
 ``may_store_first_score`` again, and recognises its own write from an attempt whose commit did land (see
-``_Attempts``). When the retries run out the error propagates and the message inbox keeps the message pending.
+``seeker_risk.StoreAttempts``). When the retries run out the error propagates and the message inbox keeps the
+message pending.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import RiskAssessment, ScoredReply, utcnow
 from bot.db.session import Database
-from bot.services import escalation_cases, guild_settings
-from bot.services.escalation_cases import DEFAULT_QUIET, ScoredMessage
+from bot.services.escalation_cases import DEFAULT_QUIET
 from bot.services.locks import KeyedLocks
-from bot.services.risk_tier import DefaultThresholds, decide_tier
+from bot.services.risk_tier import DefaultThresholds
+from bot.services.seeker_risk import JudgedRisk, SeekerPost, SeekerRisk, StoreAttempts, seeker_risk_recorded
 from inference.client import InferenceClient
-from inference.errors import InferenceError, InferenceShutDown, InputRejected, RequestShed
-from inference.text_normalise import comparable_text, has_visible_text, readable_text
-from inference.types import (
-    Mechanism,
-    Priority,
-    ReplyScore,
-    ReplyScoreRequest,
-    RiskResult,
-    RiskScoreRequest,
-    RiskTier,
-)
+from inference.errors import InferenceError, InputRejected, RequestShed
+from inference.text_normalise import comparable_text, has_visible_text
+from inference.types import Mechanism, Priority, ReplyScore, ReplyScoreRequest, RiskResult
 
 log = logging.getLogger(__name__)
-
-EXCERPT_CHARS = 300
 
 # bot.dispatch(REPLY_SCORED, ReplyScored(...)) -> on_peercare_reply_scored: a reply was scored for the first time.
 REPLY_SCORED = "peercare_reply_scored"
@@ -78,17 +69,6 @@ class ReplyOutcome(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class SeekerPost:
-    """A seeker's message in a support channel (a top-level post, a thread starter, or a reply's parent)."""
-
-    guild_id: int
-    channel_id: int
-    message_id: int
-    author_id: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class ReplyInput:
     """A responder's reply and the seeker post it answers."""
 
@@ -107,17 +87,6 @@ class ReplyScored:
     guild_id: int
     responder_id: int
     reply_message_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class JudgedRisk:
-    """A message's risk, stored with its guild tier in the unit of work that opened or joined its case."""
-
-    message_id: int
-    risk: RiskResult
-    tier: RiskTier
-    # The case to deliver (opened, or joined by this message), if the tier and consent call for one.
-    escalation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +114,6 @@ def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
-def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """A short slice for a moderator alert, cut at a word boundary."""
-    text = readable_text(text)
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]
-    return cut + "…"
-
-
 def spans_as_offsets(score: ReplyScore) -> list[dict[str, Any]]:
     """Rationale spans as character offsets into the reply (the text itself is not duplicated)."""
     spans = []
@@ -176,26 +136,16 @@ def _risk_json(risk: RiskResult) -> dict[str, Any]:
     }
 
 
-class _Attempts:
-    """What earlier attempts of one retried unit of work wrote, so a re-run does not lose its result.
-
-    A failed attempt is rolled back, so usually a re-run starts from nothing. But a connection lost during
-    COMMIT (PostgreSQL) leaves the write in place: the re-run then finds "already stored" and would report
-    nothing new, and the first score's coaching or the post's escalation would be lost. A row whose
-    ``scored_at`` is this unit's own timestamp was written by this unit, so the earlier result stands.
-    """
+class _ReplyAttempts(StoreAttempts):
+    """``StoreAttempts`` for a reply's unit of work, which also inserts the reply row."""
 
     def __init__(self, now: datetime) -> None:
-        self.now = now
+        super().__init__(now)
         self.reply_inserted = False
-        self.judged: JudgedRisk | None = None
-
-    def judged_if_ours(self, row_scored_at: datetime | None) -> JudgedRisk | None:
-        return self.judged if row_scored_at is not None and row_scored_at == self.now else None
 
 
 class ReplyScoringPipeline:
-    """Scores replies and seeker posts through the inference client and stores the results."""
+    """Scores replies through the inference client and stores the results; seeker posts go to ``seeker_risk``."""
 
     def __init__(
         self,
@@ -212,48 +162,33 @@ class ReplyScoringPipeline:
         self.inference = inference
         self.retention_days = retention_days
         self.clock = clock
-        # The risk model card's thresholds: every tier is decided against them (bot.services.risk_tier).
-        self.default_thresholds = default_thresholds or DefaultThresholds(None)
-        self.case_quiet = case_quiet
         # Asked first thing in the transaction that stores a message's first score, a reply's or a post's own
         # (it may lock what it reads): False when the author was forgotten while it was scored, so nothing
         # about them is stored afterwards.
         self.may_store_first_score = may_store_first_score
         # One lock per message id: an edit arriving while the original is being scored waits for it.
         self._locks: KeyedLocks[int] = KeyedLocks()
-        # One lock per member (guild, author) around each unit of work that may open a case: two of their
-        # messages judged at once join one case instead of opening two. Taken outside the transaction.
-        self._member_locks: KeyedLocks[tuple[int, int]] = KeyedLocks()
         self._deleted: OrderedDict[int, None] = OrderedDict()
-        # Seeker posts whose risk scoring (risk priority, never shed) is under way, by message id: a reply
-        # to one of them need not carry its parent's risk, so it goes at coaching priority and may be shed
-        # under overload. Counts, because several scorings of one post may overlap.
-        self._risk_in_flight: dict[int, int] = {}
+        # Judges seeker posts' risk, sharing this pipeline's per-message locks and deleted messages.
+        self.seeker_risk = SeekerRisk(
+            database=database,
+            inference=inference,
+            retention_days=retention_days,
+            clock=clock,
+            default_thresholds=default_thresholds or DefaultThresholds(None),
+            may_store_first_score=may_store_first_score,
+            case_quiet=case_quiet,
+            message_locks=self._locks,
+            is_deleted=self.is_deleted,
+        )
 
     def _lock(self, message_id: int) -> asyncio.Lock:
         return self._locks.of(message_id)
-
-    def _case_lock(self, post: SeekerPost) -> asyncio.Lock:
-        return self._member_locks.of((post.guild_id, post.author_id))
 
     def is_scoring(self, message_id: int) -> bool:
         """A first score (or re-score) of this message is under way: an edit now must not be dropped."""
         lock = self._locks.get(message_id)
         return lock is not None and lock.locked()
-
-    def is_risk_scoring(self, message_id: int) -> bool:
-        """This post's risk is being scored (its own request, or a reply carrying it), not yet stored."""
-        return message_id in self._risk_in_flight
-
-    @contextlib.contextmanager
-    def _scoring_risk_of(self, message_id: int) -> Iterator[None]:
-        self._risk_in_flight[message_id] = self._risk_in_flight.get(message_id, 0) + 1
-        try:
-            yield
-        finally:
-            left = self._risk_in_flight.pop(message_id) - 1
-            if left:
-                self._risk_in_flight[message_id] = left
 
     def is_deleted(self, message_id: int) -> bool:
         """The message was deleted on Discord while this process ran: nothing more is stored for it."""
@@ -296,12 +231,12 @@ class ReplyScoringPipeline:
 
             # Asked before the look-up as well as after it: a post whose risk is stored while the look-up runs
             # is in neither answer alone (not yet stored when read, no longer in flight after).
-            parent_in_flight = self.is_risk_scoring(reply.parent.message_id)
+            parent_in_flight = self.seeker_risk.is_risk_scoring(reply.parent.message_id)
 
             async def look_up(session: AsyncSession) -> tuple[ScoredReply | None, bool]:
                 return (
                     await _find_reply(session, reply.reply_message_id),
-                    await _seeker_risk_recorded(session, reply.parent.message_id),
+                    await seeker_risk_recorded(session, reply.parent.message_id),
                 )
 
             stored, parent_known = await self.database.run(
@@ -314,21 +249,23 @@ class ReplyScoringPipeline:
 
             # Stored, or being scored on its own path (whose inbox row retries it if that fails): the reply
             # need not carry the parent's first risk score, so it is ordinary, sheddable coaching work.
-            parent_covered = parent_in_flight or parent_known or self.is_risk_scoring(reply.parent.message_id)
+            parent_covered = (
+                parent_in_flight or parent_known or self.seeker_risk.is_risk_scoring(reply.parent.message_id)
+            )
             if parent_covered:
                 score, why_not = await self._score(reply, carries_parent_risk=False)
             else:
                 # This reply now carries the parent's risk: its siblings meanwhile need not (if it fails, its
                 # own retry carries it again).
-                with self._scoring_risk_of(reply.parent.message_id):
+                with self.seeker_risk.scoring_risk_of(reply.parent.message_id):
                     score, why_not = await self._score(reply, carries_parent_risk=True)
             if score is None:
                 # Only a reply that carried its parent's risk owes it: a shed coaching reply must not turn
                 # into a never-shed risk request (that would unbound the queue again under overload).
-                seeker_risk = None if parent_covered else await self._score_seeker_post(reply.parent)
+                seeker_risk = None if parent_covered else await self.seeker_risk.score_post(reply.parent)
                 return ReplyScoringResult(ReplyOutcome.SKIPPED, seeker_risk=seeker_risk, skip_reason=why_not)
 
-            attempts = _Attempts(self.clock())
+            attempts = _ReplyAttempts(self.clock())
 
             async def store(session: AsyncSession) -> tuple[ReplyOutcome, str, JudgedRisk | None]:
                 # Everything is decided again in each attempt: a delete or a forget-me may land between them.
@@ -346,12 +283,13 @@ class ReplyScoringPipeline:
                     )
                     why_not = "deleted"  # only if the row went meanwhile
                 # The seeker post was not deleted with the reply: its risk is still recorded.
-                seeker_risk = await self._record_seeker_risk(
+                seeker_risk = await self.seeker_risk.record(
                     session, reply.parent, score.parent_risk, attempts
                 )
                 return outcome, why_not, seeker_risk
 
-            async with self._case_lock(reply.parent):  # the parent's first risk may open its author's case
+            # The parent's first risk may open its author's case.
+            async with self.seeker_risk.case_lock(reply.parent):
                 outcome, why_not, seeker_risk = await self.database.run(
                     f"store the score of reply {reply.reply_message_id}", store
                 )
@@ -368,174 +306,6 @@ class ReplyScoringPipeline:
                 score.empathy.explorations.level,
             )
             return ReplyScoringResult(outcome, score=score, seeker_risk=seeker_risk)
-
-    async def score_seeker_post(self, post: SeekerPost) -> JudgedRisk | None:
-        """Risk-score a post that is not a reply. Returns the event to dispatch, or None if already done."""
-        if not has_scorable_text(post.text):
-            return None
-        # Marked before any wait (lock, database), so replies arriving meanwhile already know it is covered.
-        with self._scoring_risk_of(post.message_id):
-            async with self._lock(post.message_id):
-                if await self.database.run(
-                    f"look up the risk of post {post.message_id}",
-                    lambda session: _seeker_risk_recorded(session, post.message_id),
-                ):
-                    return None
-                return await self._score_seeker_post(post, own_message=True)
-
-    async def rescore_seeker_post(self, post: SeekerPost, *, first_time: bool) -> JudgedRisk | None:
-        """An edited seeker post: score its risk again. Returns the event only when its tier rose.
-
-        Nothing is ever lowered by an edit (a post that said it once may still mean it). ``first_time``: an
-        edited post that was never scored (posted before PeerCare read the channel) is scored now.
-        """
-        if not has_scorable_text(post.text):
-            return None
-        async with self._lock(post.message_id):
-            if self.is_deleted(post.message_id):
-                return None
-            known = await self.database.run(
-                f"look up the risk of edited post {post.message_id}",
-                lambda session: _seeker_risk_recorded(session, post.message_id),
-            )
-            if not known and not first_time:
-                return None
-            risk = await self._risk_of(post, "edited post")
-            if risk is None:
-                return None  # the edit is not re-scored
-            attempts = _Attempts(self.clock())
-
-            async def store(session: AsyncSession) -> JudgedRisk | None:
-                row = await session.scalar(
-                    select(RiskAssessment).where(
-                        RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
-                    )
-                )
-                if row is None:
-                    return await self._record_seeker_risk(session, post, risk, attempts)
-                ours = attempts.judged_if_ours(row.scored_at)
-                if ours is not None:
-                    return ours  # an earlier attempt's commit landed: its rise stands
-                attempts.judged = await self._raise_seeker_risk(session, post, row, risk, attempts.now)
-                return attempts.judged
-
-            async with self._case_lock(post):
-                return await self.database.run(f"store the risk of edited post {post.message_id}", store)
-
-    async def _record_seeker_risk(
-        self, session: AsyncSession, post: SeekerPost, risk: RiskResult, attempts: _Attempts
-    ) -> JudgedRisk | None:
-        """Store a message's risk once and, in the same unit of work, open or join its author's case.
-
-        Inside a retried unit: when an earlier attempt's write landed (its commit did, its answer did not),
-        that attempt's result stands.
-        """
-        if await record_seeker_risk(session, post, risk, attempts.now):
-            attempts.judged = await self._open_or_join_case(session, post, risk, attempts.now)
-            return attempts.judged
-        if attempts.judged is None:
-            return None
-        stored_at = await session.scalar(
-            select(RiskAssessment.scored_at).where(
-                RiskAssessment.source == "post", RiskAssessment.message_id == post.message_id
-            )
-        )
-        return attempts.judged_if_ours(stored_at)
-
-    async def _open_or_join_case(
-        self, session: AsyncSession, post: SeekerPost, risk: RiskResult, now: datetime
-    ) -> JudgedRisk:
-        """The guild's tier for the stored risk, and the case it opens or joins (escalation decides)."""
-        decision = await escalation_cases.handle_seeker_risk(
-            session,
-            ScoredMessage(
-                guild_id=post.guild_id,
-                channel_id=post.channel_id,
-                message_id=post.message_id,
-                author_id=post.author_id,
-                risk=risk,
-                excerpt=excerpt(post.text),
-            ),
-            defaults=self.default_thresholds.value,
-            now=now,
-            retention_days=self.retention_days,
-            quiet=self.case_quiet,
-        )
-        return JudgedRisk(post.message_id, risk, decision.tier, decision.escalation_id)
-
-    async def _raise_seeker_risk(
-        self, session: AsyncSession, post: SeekerPost, row: RiskAssessment, risk: RiskResult, now: datetime
-    ) -> JudgedRisk | None:
-        """Merge an edit's risk into the stored one (each label's highest probability, every phrase)."""
-        stored_tier = RiskTier(row.tier)
-        probabilities = dict(row.probabilities or {})
-        for label, probability in risk.probabilities.items():
-            probabilities[label] = max(probability, probabilities.get(label, 0.0))
-        phrases = tuple(dict.fromkeys([*risk.phrase_matches, *(row.phrase_matches or ())]))
-        merged = RiskResult(
-            probabilities=probabilities,
-            tier=RiskTier.max(risk.tier, stored_tier),
-            triggered_labels=tuple(risk.triggered_labels),
-            phrase_matches=phrases,
-        )
-        settings = await guild_settings.get_or_create(session, post.guild_id)
-        # The stored tier is the guild's: compare like with like.
-        decision = decide_tier(merged, settings.risk_thresholds, self.default_thresholds.value)
-        if decision.tier.rank <= stored_tier.rank:
-            log.info("edited post %s: risk tier not above %s", post.message_id, stored_tier.value)
-            return None
-        updated = await session.execute(
-            update(RiskAssessment)
-            .where(RiskAssessment.id == row.id)
-            .values(probabilities=probabilities, phrase_matches=list(phrases), scored_at=now)
-        )
-        if not updated.rowcount:
-            return None  # deleted meanwhile
-        log.info(
-            "edited post %s: risk tier rose from %s to %s (guild %s)",
-            post.message_id,
-            stored_tier.value,
-            decision.tier.value,
-            post.guild_id,
-        )
-        return await self._open_or_join_case(session, post, merged, now)
-
-    async def _score_seeker_post(self, post: SeekerPost, *, own_message: bool = False) -> JudgedRisk | None:
-        """``own_message``: the post is the message being processed (not the parent of a reply)."""
-        risk = await self._risk_of(post, "post")
-        if risk is None:
-            return None  # the message inbox keeps the message for another attempt
-        attempts = _Attempts(self.clock())
-
-        async def store(session: AsyncSession) -> JudgedRisk | None:
-            # Asked again in every attempt: the author may be forgotten between two of them.
-            if (
-                own_message
-                and self.may_store_first_score is not None
-                and not await self.may_store_first_score(session, post.message_id)
-            ):
-                log.info("post %s: nothing stored (erased or deleted while being scored)", post.message_id)
-                return None
-            return await self._record_seeker_risk(session, post, risk, attempts)
-
-        async with self._case_lock(post):
-            return await self.database.run(f"store the risk of post {post.message_id}", store)
-
-    async def _risk_of(self, post: SeekerPost, what: str) -> RiskResult | None:
-        """The risk of ``post.text`` (risk priority, never shed); None when the models could not answer."""
-        try:
-            with self._scoring_risk_of(post.message_id):
-                scored = await self.inference.score_risk(
-                    RiskScoreRequest(message_id=post.message_id, text=post.text)
-                )
-        except InferenceShutDown:
-            # Shutdown, not a failure: nothing was scored; a new message stays pending for the next start.
-            log.warning("%s %s not risk-scored: PeerCare is shutting down", what, post.message_id)
-            return None
-        except InferenceError as exc:
-            log.error("could not risk-score %s %s: %s", what, post.message_id, type(exc).__name__)
-            return None
-        return scored.risk
 
     async def _score(
         self, reply: ReplyInput, *, carries_parent_risk: bool
@@ -570,7 +340,7 @@ class ReplyScoringPipeline:
         new_hash: str,
         *,
         is_edit: bool,
-        attempts: _Attempts,
+        attempts: _ReplyAttempts,
     ) -> ReplyOutcome:
         empathy = score.empathy
         values = {
@@ -616,55 +386,8 @@ async def _find_reply(session: AsyncSession, reply_message_id: int) -> ScoredRep
     return await session.scalar(select(ScoredReply).where(ScoredReply.reply_message_id == reply_message_id))
 
 
-async def _seeker_risk_recorded(session: AsyncSession, message_id: int) -> bool:
-    found = await session.scalar(
-        select(RiskAssessment.id).where(
-            RiskAssessment.source == "post", RiskAssessment.message_id == message_id
-        )
-    )
-    return found is not None
-
-
-async def record_seeker_risk(
-    session: AsyncSession, post: SeekerPost, risk: RiskResult, now: datetime
-) -> bool:
-    """Store a message's risk (probabilities, no text) once; True only for the first writer.
-
-    The unique (source, message_id) row is the "exactly once" guard: it holds across restarts and
-    between two replies to the same post scored at the same time. Its tier is the guild's, set in the same
-    unit of work by ``escalation_cases.handle_seeker_risk``.
-    """
-    if await _seeker_risk_recorded(session, post.message_id):
-        return False
-    try:
-        async with session.begin_nested():
-            session.add(
-                RiskAssessment(
-                    guild_id=post.guild_id,
-                    channel_id=post.channel_id,
-                    message_id=post.message_id,
-                    author_id=post.author_id,
-                    source="post",
-                    tier=risk.tier.value,
-                    probabilities=dict(risk.probabilities),
-                    triggered_labels=list(risk.triggered_labels),
-                    phrase_matches=list(risk.phrase_matches),
-                    scored_at=now,
-                )
-            )
-    except IntegrityError:
-        return False
-    log.info("seeker post %s risk scored (guild %s)", post.message_id, post.guild_id)
-    return True
-
-
 async def find_reply(session: AsyncSession, reply_message_id: int) -> ScoredReply | None:
     return await _find_reply(session, reply_message_id)
-
-
-async def seeker_risk_recorded(session: AsyncSession, message_id: int) -> bool:
-    """The message was risk-scored as a seeker post (its edits are then re-scored)."""
-    return await _seeker_risk_recorded(session, message_id)
 
 
 async def forget_message(session: AsyncSession, message_id: int) -> int:

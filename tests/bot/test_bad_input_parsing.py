@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from bot.services.checkins import parse_time, parse_timezone
 from bot.services.errors import UserFacingError
-from bot.services.reply_scoring import EXCERPT_CHARS, excerpt, has_scorable_text
+from bot.services.reply_scoring import has_scorable_text
 from bot.services.risk_thresholds import updated
+from bot.services.seeker_risk import EXCERPT_CHARS, excerpt
 from inference.engine import visible_text
 from inference.types import RiskThresholds
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 
 from bot.db.models import CoachingDelivery, RiskAssessment, ScoredReply
-from bot.services.reply_scoring import JudgedRisk, SeekerPost
+from bot.services.seeker_risk import JudgedRisk, SeekerPost
 from tests.discord_server import WaitTimeout
 
 T = TypeVar("T")
@@ -103,8 +103,8 @@ class SeekerEvents:
 
     def __init__(self, bot) -> None:
         self.events: list[Judgement] = []
-        pipeline = bot.get_cog("Replies").pipeline
-        original = pipeline._open_or_join_case
+        seeker_risk = bot.get_cog("Replies").pipeline.seeker_risk
+        original = seeker_risk._open_or_join_case
 
         async def recording(session: Any, post: SeekerPost, risk: Any, now: Any) -> JudgedRisk:
             judged = await original(session, post, risk, now)
@@ -115,7 +115,7 @@ class SeekerEvents:
             )
             return judged
 
-        pipeline._open_or_join_case = recording
+        seeker_risk._open_or_join_case = recording
 
     def for_message(self, message_id: int) -> list[Judgement]:
         return [e for e in self.events if e.message_id == message_id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.db.models import ScoredReply
-from bot.services import reply_scoring
+from bot.services import seeker_risk
 from tests.e2e._features import (
     coaching_on,
     count_rows,
@@ -70,7 +70,7 @@ async def _nothing_stored_for(e2e, reply) -> None:  # type: ignore[no-untyped-de
 async def test_reply_deleted_while_its_edit_is_stored_leaves_nothing_and_no_error(e2e, hold):
     reply = await _coached_reply(e2e)
     # The reported race: the delete lands between reading the stored reply and writing the edit's result.
-    held = hold(reply_scoring, "record_seeker_risk")
+    held = hold(seeker_risk, "record_seeker_risk")
     await e2e.edit(reply, EDITED_TEXT)
     await held.wait_reached()
     await _delete_while_held(e2e, reply)

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from bot.services.reply_scoring import content_hash, excerpt, has_scorable_text
+from bot.services.reply_scoring import content_hash, has_scorable_text
+from bot.services.seeker_risk import excerpt
 from inference.engine import prepare_text
 from inference.errors import InputRejected
 from inference.risk.phrases import DEFAULT_PHRASES_FILE, match_crisis_phrases

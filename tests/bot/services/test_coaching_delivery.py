@@ -10,13 +10,8 @@ from bot.db.models import CoachingDefault, MemberConsent
 from bot.db.session import Database
 from bot.services import coaching_delivery, guild_settings
 from bot.services.coaching_delivery import PlanKind
-from bot.services.reply_scoring import (
-    CoachingStatus,
-    ReplyInput,
-    ReplyScoringPipeline,
-    SeekerPost,
-    find_reply,
-)
+from bot.services.reply_scoring import CoachingStatus, ReplyInput, ReplyScoringPipeline, find_reply
+from bot.services.seeker_risk import SeekerPost
 from tests.bot.services.responder_fixtures import ScriptedInference
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -13,11 +13,11 @@ from bot.services.reply_scoring import (
     ReplyInput,
     ReplyOutcome,
     ReplyScoringPipeline,
-    SeekerPost,
     content_hash,
     find_reply,
     forget_message,
 )
+from bot.services.seeker_risk import SeekerPost
 from inference.errors import RequestShed
 from inference.types import Mechanism, Priority, RiskTier
 from tests.bot.services.responder_fixtures import ScriptedInference
@@ -146,8 +146,8 @@ async def test_first_reply_to_an_unscored_post_carries_risk_priority(
 
 async def test_top_level_post_is_risk_scored_once(database: Database, inference: ScriptedInference) -> None:
     pipeline = _pipeline(database, inference)
-    event = await pipeline.score_seeker_post(POST)
-    again = await pipeline.score_seeker_post(POST)
+    event = await pipeline.seeker_risk.score_seeker_post(POST)
+    again = await pipeline.seeker_risk.score_seeker_post(POST)
     assert event is not None and event.message_id == POST.message_id
     assert again is None
     assert len(inference.risk_calls) == 1

@@ -11,10 +11,10 @@ from bot.services.reply_scoring import (
     ReplyInput,
     ReplyOutcome,
     ReplyScoringPipeline,
-    SeekerPost,
     find_reply,
     forget_message,
 )
+from bot.services.seeker_risk import SeekerPost
 from inference.types import ReplyScore, ReplyScoreRequest
 from tests.bot.services.responder_fixtures import ScriptedInference
 

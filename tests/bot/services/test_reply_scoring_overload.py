@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.db.session import Database
-from bot.services.reply_scoring import ReplyInput, ReplyOutcome, ReplyScoringPipeline, SeekerPost
+from bot.services.reply_scoring import ReplyInput, ReplyOutcome, ReplyScoringPipeline
+from bot.services.seeker_risk import SeekerPost
 from inference.backends.inprocess import InProcessClient
 from inference.config import InferenceConfig
 from inference.errors import RequestShed
@@ -46,9 +47,9 @@ class HeldRiskInference(ScriptedInference):
 
 
 async def _post_in_flight(pipeline: ReplyScoringPipeline) -> asyncio.Task:
-    task = asyncio.create_task(pipeline.score_seeker_post(POST))
+    task = asyncio.create_task(pipeline.seeker_risk.score_seeker_post(POST))
     await asyncio.sleep(0)  # the task starts: the post is marked before its first wait
-    assert pipeline.is_risk_scoring(POST.message_id)
+    assert pipeline.seeker_risk.is_risk_scoring(POST.message_id)
     return task
 
 
@@ -103,7 +104,7 @@ async def test_reply_whose_post_is_stored_during_its_look_up_goes_at_coaching_pr
     await asyncio.wait_for(looked_up.wait(), 30)
     inference.release_risk.set()
     await post_task
-    assert not pipeline.is_risk_scoring(POST.message_id)
+    assert not pipeline.seeker_risk.is_risk_scoring(POST.message_id)
     resume.set()
     result = await asyncio.wait_for(reply_task, 30)
     assert result.outcome is ReplyOutcome.NEW
@@ -146,7 +147,7 @@ async def test_post_is_no_longer_marked_in_flight_once_scored(database: Database
     post_task = await _post_in_flight(pipeline)
     inference.release_risk.set()
     await post_task
-    assert not pipeline.is_risk_scoring(POST.message_id)
+    assert not pipeline.seeker_risk.is_risk_scoring(POST.message_id)
 
 
 # -- real tiny models behind a saturated tiny queue --------------------------------------------------------

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import InboxMessage, InboxOutcome, RiskAssessment, ScoredReply
 from bot.db.session import Database
 from bot.services import message_inbox
-from bot.services.reply_scoring import ReplyInput, ReplyOutcome, ReplyScoringPipeline, SeekerPost
+from bot.services.reply_scoring import ReplyInput, ReplyOutcome, ReplyScoringPipeline
+from bot.services.seeker_risk import SeekerPost
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest, RiskTier
 from tests.bot.services.responder_fixtures import ScriptedInference
 from tests.support.sqlite_write_lock import WriteLock
@@ -109,7 +110,7 @@ async def test_a_posts_risk_is_stored_once_after_a_lock_outlasting_sqlites_wait(
     inference.tier = RiskTier.HIGH
     calls: list[int] = []
     with caplog.at_level(logging.INFO):
-        event = await _pipeline(database, inference, calls).score_seeker_post(POST)
+        event = await _pipeline(database, inference, calls).seeker_risk.score_seeker_post(POST)
     assert event is not None and event.message_id == POST.message_id and event.risk.tier is RiskTier.HIGH
     assert await _count(database, RiskAssessment, RiskAssessment.message_id == POST.message_id) == 1
     assert len(inference.risk_calls) == 1  # the models ran once; only the store was re-run

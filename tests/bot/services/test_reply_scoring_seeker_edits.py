@@ -9,7 +9,8 @@ from sqlalchemy import select
 from bot.db.models import RiskAssessment
 from bot.db.session import Database
 from bot.services import guild_settings
-from bot.services.reply_scoring import ReplyScoringPipeline, SeekerPost
+from bot.services.reply_scoring import ReplyScoringPipeline
+from bot.services.seeker_risk import SeekerPost
 from inference.types import RiskTier
 from tests.bot.services.responder_fixtures import ScriptedInference
 
@@ -33,9 +34,9 @@ async def test_edit_that_raises_the_tier_is_reported_and_stored(
     database: Database, inference: ScriptedInference
 ) -> None:
     pipeline = _pipeline(database, inference)
-    await pipeline.score_seeker_post(POST)
+    await pipeline.seeker_risk.score_seeker_post(POST)
     inference.tier = RiskTier.HIGH
-    event = await pipeline.rescore_seeker_post(EDITED, first_time=False)
+    event = await pipeline.seeker_risk.rescore_seeker_post(EDITED, first_time=False)
     assert event is not None and event.risk.tier is RiskTier.HIGH
     row = await _risk_row(database)
     assert (row.tier, row.probabilities["suicidal"]) == ("high", 0.9)
@@ -46,9 +47,9 @@ async def test_edit_that_would_lower_the_tier_changes_nothing(
 ) -> None:
     pipeline = _pipeline(database, inference)
     inference.tier = RiskTier.HIGH
-    await pipeline.score_seeker_post(EDITED)
+    await pipeline.seeker_risk.score_seeker_post(EDITED)
     inference.tier = RiskTier.NONE
-    assert await pipeline.rescore_seeker_post(POST, first_time=False) is None
+    assert await pipeline.seeker_risk.rescore_seeker_post(POST, first_time=False) is None
     row = await _risk_row(database)
     assert (row.tier, row.probabilities["suicidal"]) == ("high", 0.9)
 
@@ -57,8 +58,8 @@ async def test_edit_with_the_same_tier_is_not_reported(
     database: Database, inference: ScriptedInference
 ) -> None:
     pipeline = _pipeline(database, inference)
-    await pipeline.score_seeker_post(POST)
-    assert await pipeline.rescore_seeker_post(EDITED, first_time=False) is None
+    await pipeline.seeker_risk.score_seeker_post(POST)
+    assert await pipeline.seeker_risk.rescore_seeker_post(EDITED, first_time=False) is None
     assert len(inference.risk_calls) == 2
 
 
@@ -71,17 +72,17 @@ async def test_rise_is_judged_with_the_guild_thresholds(
         settings.risk_thresholds = {"high": {"suicidal": 0.95}, "elevated": {"suicidal": 0.5}}
     pipeline = _pipeline(database, inference)
     inference.tier = RiskTier.HIGH  # the model card's tier; 0.9 is only elevated for this guild
-    await pipeline.score_seeker_post(POST)
+    await pipeline.seeker_risk.score_seeker_post(POST)
     async with database.session() as session:
         (await session.scalar(select(RiskAssessment))).tier = "elevated"
-    assert await pipeline.rescore_seeker_post(EDITED, first_time=False) is None
+    assert await pipeline.seeker_risk.rescore_seeker_post(EDITED, first_time=False) is None
 
 
 async def test_edit_of_an_unscored_message_is_scored_only_when_it_is_a_post(
     database: Database, inference: ScriptedInference
 ) -> None:
     pipeline = _pipeline(database, inference)
-    assert await pipeline.rescore_seeker_post(EDITED, first_time=False) is None
+    assert await pipeline.seeker_risk.rescore_seeker_post(EDITED, first_time=False) is None
     assert inference.risk_calls == []
-    event = await pipeline.rescore_seeker_post(EDITED, first_time=True)
+    event = await pipeline.seeker_risk.rescore_seeker_post(EDITED, first_time=True)
     assert event is not None and (await _risk_row(database)).tier == "none"

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from bot.db.session import Database
 from bot.services import support_channels
 from bot.services.charts import render_level_trend, render_level_trend_async
-from bot.services.reply_scoring import ReplyInput, ReplyScoringPipeline, SeekerPost
+from bot.services.reply_scoring import ReplyInput, ReplyScoringPipeline
+from bot.services.seeker_risk import SeekerPost
 from bot.services.stats import LevelPoint, guild_counts, level_trend
 from inference.types import Mechanism, RiskTier
 from tests.bot.services.responder_fixtures import ScriptedInference
