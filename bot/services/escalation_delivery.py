@@ -282,8 +282,22 @@ async def mark_alerted(
         row.alert_outdated_at = now
 
 
-async def mark_member_asked(session: AsyncSession, escalation_id: int) -> None:
+async def mark_member_asked(session: AsyncSession, escalation_id: int, now: datetime | None = None) -> None:
+    """The "ask me first" question reached the member: the case waits for their answer.
+
+    Unless they chose "no" while it was on its way (``apply_changed_consent`` narrowed the still-pending case):
+    that choice is their answer, so the case closes as declined. Waiting would keep it open for ever, since a
+    "yes" button is refused under a standing "no" and no sweep closes unanswered questions.
+    """
     row = await _get(session, escalation_id)
+    if row.consent_used == EscalationConsent.NO.value:
+        row.state = EscalationState.DECLINED
+        row.resolved_at = now or utcnow()
+        row.excerpt = None
+        row.text_expires_at = None
+        row.last_error = None
+        audit_case(session, "escalation.member_asked", row, declined_meanwhile=True)
+        return
     row.state = EscalationState.AWAITING_MEMBER
     row.last_error = None
     audit_case(session, "escalation.member_asked", row)

@@ -224,3 +224,21 @@ async def test_a_wider_choice_changes_no_open_case(database: Database) -> None:
     assert await _member_changes_to(database, EscalationConsent.YES) == []
     case = await _case(database, case_id)
     assert case.consent_used == EscalationConsent.ASK_FIRST.value and case.excerpt is not None
+
+
+async def test_no_chosen_while_the_question_is_on_its_way_closes_the_case(database: Database) -> None:
+    """The ask-first DM is being sent when the member chooses "no": the send's record must not reopen the case.
+
+    Before, the case stayed "awaiting member" for ever (its excerpt gone, no delivery owed, no sweep to close it).
+    """
+    case_id = await _pending_case(database, EscalationConsent.ASK_FIRST)
+    async with database.session() as session:
+        drawn = await escalation_delivery.plan_delivery(session, case_id, NOW)
+    assert drawn is not None and drawn.action is Outcome.ASK_MEMBER
+    await _member_changes_to(database, EscalationConsent.NO)  # while the question is being sent
+    async with database.session() as session:
+        await escalation_delivery.mark_member_asked(session, case_id)  # the send's record
+    case = await _case(database, case_id)
+    assert case.state is EscalationState.DECLINED and case.excerpt is None and case.resolved_at is not None
+    async with database.session() as session:
+        assert await escalation_delivery.plan_delivery(session, case_id, NOW) is None
