@@ -24,6 +24,7 @@ from bot.db.models import EscalationConsent, GuildSettings
 from bot.services.coaching import ReplyForCoaching, compose_note
 from bot.services.reply_scoring import has_scorable_text
 from inference.client import InferenceClient
+from inference.empathy.phatic import is_phatic
 from inference.types import EmpathyLevel, Mechanism, ReplyScore, ReplyScoreRequest, RiskResult, RiskTier
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
     note = compose_note(ReplyForCoaching.from_score(score, reply_text, PREVIEW_URL))
     return {
         "empathy": empathy,
+        # True: every level above is none by the phatic rule, whatever the probabilities say.
+        "reply_is_phatic": is_phatic(reply_text),
         "coaching_dm": note.text,
         "seeker_risk": _risk_json(score.parent_risk),
         "escalation": describe_escalation(score.parent_risk.tier),
@@ -152,6 +155,12 @@ def highlight(text: str, spans: Sequence[tuple[int, int]], *, ansi: bool, colour
     return "".join(out)
 
 
+PHATIC_NOTE = (
+    "  (only greetings, thanks or acknowledgements: no mechanism, whatever the models' p say; "
+    "inference/empathy/phatic.py)"
+)
+
+
 def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
     data = result_json(score, reply_text)
     lines = ["Empathy of the reply (0 none, 1 weak, 2 strong):"]
@@ -166,6 +175,8 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
         spans = [(s.start, s.end) for s in mechanism_score.rationales]
         if spans and level > EmpathyLevel.NONE:
             lines.append("      " + highlight(reply_text, spans, ansi=ansi, colour=_ANSI[mechanism]))
+    if is_phatic(reply_text):
+        lines.append(PHATIC_NOTE)
     lines += ["", "Coaching DM the responder would receive:"]
     lines += ["  " + line if line else "" for line in data["coaching_dm"].splitlines()]
     risk = data["seeker_risk"]

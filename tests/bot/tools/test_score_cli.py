@@ -205,3 +205,12 @@ def test_replay_writes_results_and_prints_the_summary(tiny_models: dict[str, str
     data = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert [r["id"] for r in data["results"]] == ["1", "2"]
     assert "pair" in result.stderr  # the progress bar
+
+
+async def test_text_output_says_why_a_greeting_shows_no_mechanism(scripted: ScriptedInference) -> None:
+    score = await _score(scripted)
+    assert score_cli.PHATIC_NOTE in render_text(score, "hey there!!", ansi=False)
+    assert score_cli.PHATIC_NOTE not in render_text(score, REPLY, ansi=False)
+    assert (
+        result_json(score, "ok thx")["reply_is_phatic"] and not result_json(score, REPLY)["reply_is_phatic"]
+    )
