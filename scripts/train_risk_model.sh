@@ -25,6 +25,8 @@ peercare train risk --mode lora --epochs 3 --lora-rank 8 --lora-blocks 0,1,2,3,4
 #     written chat examples + the even ESConv-dev conversations, chooses by the declared rules, refits the winner
 #     and writes its cut-offs into the calibration. About 25 minutes on 2 cores; set
 #     CRISIS_SELECTION=inference/shipped/risk/crisis_selection.json to reuse the recorded selection and only refit.
+#     --attempt 6 or 7 reproduces the attempts that missed their ship gate (the pool with
+#     inference/risk/data/crisis_train_third.csv; 7 adds the short-turn condition to the cut-off rule).
 peercare train crisis --output "$OUT" ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
 
 # 3. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.

@@ -99,13 +99,20 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("runs/risk/crisis-cache/minilm.npz"))
+    parser.add_argument(
+        "--attempt",
+        type=int,
+        choices=(5, 6, 7),
+        default=5,
+        help="the protocol's attempt whose pool and cut-off rule to use (default 5: the shipped head)",
+    )
     parser.set_defaults(func=_train_crisis)
 
 
 def _train_crisis(args: argparse.Namespace) -> int:
     import torch
 
-    from inference.risk.crisis_train import train_crisis
+    from inference.risk.crisis_train import ATTEMPTS, train_crisis
 
     _quiet_libraries()
     torch.set_num_threads(args.threads)
@@ -116,6 +123,7 @@ def _train_crisis(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         selection_path=args.selection,
         cache_path=args.cache,
+        attempt=ATTEMPTS[args.attempt],
     )
     print(json.dumps({key: value for key, value in report.items() if key != "variants"}))
     return 0

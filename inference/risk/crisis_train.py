@@ -21,6 +21,7 @@ import numpy as np
 
 from inference import contrastive
 from inference.contrastive import LoraShape, lora_copy
+from inference.risk.chat_eval import SHORT_WORDS
 from inference.risk.chat_text import chunks, head_text, normalise_chat, reading
 from inference.risk.crisis import CrisisHead, CrisisHeadConfig, SentenceEncoder
 
@@ -75,9 +76,31 @@ def esconv_turns(data_dir: Path, *, half: str) -> list[Row]:
     return rows
 
 
-def training_pool(data_dir: Path) -> list[Row]:
+@dataclass(frozen=True)
+class Attempt:
+    """What the code must know to reproduce a declared attempt (docs/models/risk-crisis-protocol.md): the written
+    files in its pool and whether its cut-off rule also keeps short ordinary turns below high."""
+
+    number: int
+    written_files: tuple[Path, ...]
+    short_ordinary_limit: float | None = None
+
+
+_WRITTEN_PREFIX = {WRITTEN_FILE: "w", MORE_WRITTEN_FILE: "m", THIRD_WRITTEN_FILE: "t"}
+ATTEMPTS = {
+    5: Attempt(5, (WRITTEN_FILE, MORE_WRITTEN_FILE)),
+    6: Attempt(6, (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE)),
+    7: Attempt(7, (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE), short_ordinary_limit=0.0),
+}
+# Attempts 6 and 7 missed their declared ship gate, so the shipped head is still attempt 5's (5b changed only
+# what the head reads, not how it is trained).
+SHIPPED_ATTEMPT = ATTEMPTS[5]
+
+
+def training_pool(data_dir: Path, attempt: Attempt = SHIPPED_ATTEMPT) -> list[Row]:
     rows = []
-    for prefix, path in (("w", WRITTEN_FILE), ("m", MORE_WRITTEN_FILE), ("t", THIRD_WRITTEN_FILE)):
+    for path in attempt.written_files:
+        prefix = _WRITTEN_PREFIX[path]
         if path.exists():
             with path.open(newline="", encoding="utf-8") as handle:
                 for index, row in enumerate(csv.DictReader(handle)):
@@ -254,14 +277,32 @@ def _negatives(logits: np.ndarray, rows: Sequence[Row], *, ordinary: bool) -> np
     )
 
 
-def cut_off_for(logits: np.ndarray, rows: Sequence[Row]) -> float:
-    return max(
-        lowest_cut_off(_negatives(logits, rows, ordinary=True), ORDINARY_LIMIT),
-        lowest_cut_off(_negatives(logits, rows, ordinary=False), HARD_NEGATIVE_LIMIT),
+def _short_ordinary(logits: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
+    """Logits of the ESConv negatives of at most ``SHORT_WORDS`` words ("ok", "thank you", "goodbye")."""
+    return np.array(
+        [
+            lg
+            for lg, row in zip(logits, rows, strict=True)
+            if row.source == "esconv" and not row.label and len(row.text.split()) <= SHORT_WORDS
+        ]
     )
 
 
-def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache, seed: int) -> dict:
+def cut_off_for(logits: np.ndarray, rows: Sequence[Row], short_limit: float | None = None) -> float:
+    """The declared rule: ordinary turns <= 0.5 %, hard negatives <= 3 %; with ``short_limit`` (attempt 7: 0),
+    ordinary turns of <= 3 words at most that share too (issue 13's target for them is 0)."""
+    cut = max(
+        lowest_cut_off(_negatives(logits, rows, ordinary=True), ORDINARY_LIMIT),
+        lowest_cut_off(_negatives(logits, rows, ordinary=False), HARD_NEGATIVE_LIMIT),
+    )
+    if short_limit is None:
+        return cut
+    return max(cut, lowest_cut_off(_short_ordinary(logits, rows), short_limit))
+
+
+def cross_validate(
+    variant: Variant, rows: Sequence[Row], cache: EmbeddingCache, seed: int, short_limit: float | None = None
+) -> dict:
     """Out-of-fold logits of ``variant`` over the pool (``cache`` holds the embeddings the variant reads)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -284,7 +325,7 @@ def cross_validate(variant: Variant, rows: Sequence[Row], cache: EmbeddingCache,
         if variant.lexical:
             words = fit_crisis_lexical([texts[i] for i in train], labels[train])
             logits[test] += words.logits([texts[i] for i in test])[:, 0]
-    return out_of_fold_result(seed, logits, rows)
+    return out_of_fold_result(seed, logits, rows, short_limit)
 
 
 def fit_crisis_lexical(texts: Sequence[str], labels: np.ndarray):
@@ -296,10 +337,12 @@ def fit_crisis_lexical(texts: Sequence[str], labels: np.ndarray):
     )
 
 
-def out_of_fold_result(seed: int, logits: np.ndarray, rows: Sequence[Row]) -> dict:
+def out_of_fold_result(
+    seed: int, logits: np.ndarray, rows: Sequence[Row], short_limit: float | None = None
+) -> dict:
     """One seed's out-of-fold logits judged by the declared rule: the cut-off, recall at it, the rates."""
     labels = np.array([row.label for row in rows])
-    cut = cut_off_for(logits, rows)
+    cut = cut_off_for(logits, rows, short_limit)
     positives = logits[labels == 1]
     return {
         "seed": seed,
@@ -344,7 +387,9 @@ def choose(report: dict[str, dict]) -> str:
 CacheFor = Callable[[Variant], EmbeddingCache]
 
 
-def run_selection(rows: Sequence[Row], cache_for: CacheFor, seeds: Sequence[int] = SEEDS) -> dict:
+def run_selection(
+    rows: Sequence[Row], cache_for: CacheFor, seeds: Sequence[int] = SEEDS, short_limit: float | None = None
+) -> dict:
     """Attempts 1 and 3 of the protocol (attempt 2's tuned D was stopped, see the protocol), judged together
     by the declared rule."""
     variants: dict[str, Variant] = {}
@@ -353,7 +398,9 @@ def run_selection(rows: Sequence[Row], cache_for: CacheFor, seeds: Sequence[int]
     def evaluate(variant: Variant) -> None:
         variants[variant.name] = variant
         cache = cache_for(variant)
-        report[variant.name] = summarise([cross_validate(variant, rows, cache, seed) for seed in seeds])
+        report[variant.name] = summarise(
+            [cross_validate(variant, rows, cache, seed, short_limit) for seed in seeds]
+        )
         log.info("crisis variant %s: recall %.3f", variant.name, report[variant.name]["recall_mean"])
 
     for variant in declared_variants() + attempt3_variants():
@@ -532,6 +579,9 @@ def cut_offs_from(runs: Sequence[dict]) -> dict[str, float]:
 REPLACED_LABELS = ("suicidal",)
 
 
+CRISIS_METHOD_PREFIX = "; crisis (decides high): "
+
+
 def write_crisis_calibration(folder: Path, cut_offs: dict[str, float], method: str) -> None:
     """The crisis label takes over the high tier (the only label with a high cut-off after this) and the
     elevated cut-offs of ``REPLACED_LABELS``."""
@@ -546,7 +596,9 @@ def write_crisis_calibration(folder: Path, cut_offs: dict[str, float], method: s
     for label in REPLACED_LABELS:
         elevated.pop(label, None)
     elevated[CRISIS_LABEL] = cut_offs["elevated"]
-    data["method"] = f"{data.get('method', '')}; crisis (decides high): {method}".lstrip("; ")
+    # Replaces an earlier crisis head's sentence (a refit into a folder that had one), keeps the other labels'.
+    others = data.get("method", "").split(CRISIS_METHOD_PREFIX)[0].rstrip("; ")
+    data["method"] = f"{others}{CRISIS_METHOD_PREFIX}{method}".lstrip("; ")
     data.setdefault("decision", {})[CRISIS_LABEL] = cut_offs["high"]
     write_json(path, data)
 
@@ -589,23 +641,28 @@ def train_crisis(
     seeds: Sequence[int],
     selection_path: Path | None,
     cache_path: Path,
+    attempt: Attempt = SHIPPED_ATTEMPT,
 ) -> dict:
     """Select (or reuse a selection), refit the winner on the whole pool and write it into ``output``.
+
+    ``attempt``: whose pool and cut-off rule (``ATTEMPTS``); the default reproduces the shipped head.
 
     Runs attempts 1 and 3 (3 seeds, minutes) and attempt 4's contrastive G (seed 13 only: ~20 minutes on two
     cores). Attempt 2's tuned D is not re-run: it was stopped as underfit (see the protocol); its code stays for
     ``train_tuned_head`` should a later attempt declare it again."""
     from inference.risk.features import load_encoder
 
-    rows = training_pool(data_dir)
+    rows = training_pool(data_dir, attempt)
+    short_limit = attempt.short_ordinary_limit
     encoder, tokenizer = load_encoder(base_model)
     cache_for = caches_for(encoder, tokenizer, cache_path)
     if selection_path is not None:
         report = json.loads(selection_path.read_text())
     else:
-        report = run_selection(rows, cache_for, seeds)
+        report = run_selection(rows, cache_for, seeds, short_limit)
         report = with_contrastive(
-            report, cross_validate_contrastive(encoder, tokenizer, rows, CONTRASTIVE_SEED)
+            report,
+            cross_validate_contrastive(encoder, tokenizer, rows, CONTRASTIVE_SEED, short_limit=short_limit),
         )
     winner = report["winner"]
     cut_offs = cut_offs_from(report["variants"][winner]["per_seed"])
@@ -625,7 +682,9 @@ def train_crisis(
     method = (
         f"variant {winner} by docs/models/risk-crisis-protocol.md; high = median over seeds of the lowest "
         f"cut-off with out-of-fold ordinary-chat high <= {ORDINARY_LIMIT:.1%} and hard negatives <= "
-        f"{HARD_NEGATIVE_LIMIT:.0%}; elevated = out-of-fold crisis recall {ELEVATED_RECALL}"
+        f"{HARD_NEGATIVE_LIMIT:.0%}"
+        + ("" if short_limit is None else f" and no ordinary turn of <= {SHORT_WORDS} words")
+        + f"; elevated = out-of-fold crisis recall {ELEVATED_RECALL} (attempt {attempt.number})"
     )
     write_crisis_calibration(output, cut_offs, method)
     report["cut_offs"] = cut_offs
@@ -669,7 +728,12 @@ def fit_contrastive(base_encoder, tokenizer, rows: Sequence[Row], seed: int, rec
 
 
 def cross_validate_contrastive(
-    base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: ContrastiveRecipe = ContrastiveRecipe()
+    base_encoder,
+    tokenizer,
+    rows: Sequence[Row],
+    seed: int,
+    recipe: ContrastiveRecipe = ContrastiveRecipe(),
+    short_limit: float | None = None,
 ) -> dict:
     """G's out-of-fold logits: per fold, tune on the training rows, fit the head on their tuned embeddings."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -686,7 +750,7 @@ def cross_validate_contrastive(
         head = fit_head(CONTRASTIVE, embedded[train], labels[train], seed)
         logits[test] = head.logits(embedded[test])
         log.info("contrastive seed %d fold %d done", seed, fold)
-    return out_of_fold_result(seed, logits, rows)
+    return out_of_fold_result(seed, logits, rows, short_limit)
 
 
 def train_contrastive_head(

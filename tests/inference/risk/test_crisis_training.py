@@ -259,3 +259,33 @@ def test_contrastive_head_saves_an_adapter_the_scorer_reads(tiny, tmp_path, monk
     assert head.config.adapter == "crisis_adapter" and reader.layers is None
     [result] = scorer.predict(["i want to die"])
     assert 0.0 <= result.probabilities[CRISIS_LABEL] <= 1.0
+
+
+def test_the_short_turn_condition_raises_the_cut_off_only_for_the_attempt_that_declared_it() -> None:
+    """Attempt 7: no ordinary turn of <= 3 words at high out-of-fold; earlier attempts did not ask it."""
+    ordinary = [
+        ct.Row(f"an ordinary turn of several words {i}", 0, f"e{i}", "esconv", "esconv") for i in range(240)
+    ]
+    rows = _rows() + ordinary + [ct.Row("goodbye", 0, "e999", "esconv", "esconv")]
+    logits = np.array([3.0 if row.label else -3.0 for row in rows])
+    logits[-1] = 2.0  # the short ordinary turn scores like a crisis; 1 ordinary turn in 301 is within 0.5 %
+    assert ct.cut_off_for(logits, rows) <= 2.0
+    assert ct.cut_off_for(logits, rows, short_limit=0.0) > 2.0
+    assert ct.cut_off_for(logits, rows, short_limit=0.0) < 3.0  # the crises stay above it
+
+
+def test_each_attempt_reads_its_own_pool() -> None:
+    written = {attempt: set(attempt.written_files) for attempt in ct.ATTEMPTS.values()}
+    assert ct.THIRD_WRITTEN_FILE not in written[ct.SHIPPED_ATTEMPT]
+    assert (
+        ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
+    )
+    assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
+
+
+def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_it(tmp_path) -> None:
+    write_calibration(tmp_path, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    ct.write_crisis_calibration(tmp_path, {"high": 0.8, "elevated": 0.2}, "variant G")
+    ct.write_crisis_calibration(tmp_path, {"high": 0.7, "elevated": 0.1}, "variant B")
+    method = json.loads((tmp_path / "risk_calibration.json").read_text())["method"]
+    assert method.count("crisis (decides high)") == 1 and method.endswith("variant B")
