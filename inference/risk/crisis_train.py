@@ -33,6 +33,8 @@ WRITTEN_FILE = DATA_FOLDER / "crisis_train.csv"
 MORE_WRITTEN_FILE = DATA_FOLDER / "crisis_train_more.csv"
 # Attempt 6: 760 more rows from the definitions by a third session, with heavy venting as a new negative.
 THIRD_WRITTEN_FILE = DATA_FOLDER / "crisis_train_third.csv"
+# Attempt 8: ordinary farewells and other 1-3-word messages, all negatives, by a fourth session.
+FAREWELLS_FILE = DATA_FOLDER / "crisis_train_farewells.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 SEEDS = (13, 29, 47)
@@ -86,11 +88,14 @@ class Attempt:
     short_ordinary_limit: float | None = None
 
 
-_WRITTEN_PREFIX = {WRITTEN_FILE: "w", MORE_WRITTEN_FILE: "m", THIRD_WRITTEN_FILE: "t"}
+_WRITTEN_PREFIX = {WRITTEN_FILE: "w", MORE_WRITTEN_FILE: "m", THIRD_WRITTEN_FILE: "t", FAREWELLS_FILE: "f"}
 ATTEMPTS = {
     5: Attempt(5, (WRITTEN_FILE, MORE_WRITTEN_FILE)),
     6: Attempt(6, (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE)),
     7: Attempt(7, (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE), short_ordinary_limit=0.0),
+    8: Attempt(
+        8, (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE), short_ordinary_limit=0.0
+    ),
 }
 # Attempts 6 and 7 missed their declared ship gate, so the shipped head is still attempt 5's (5b changed only
 # what the head reads, not how it is trained).
