@@ -23,10 +23,10 @@ peercare train risk --mode lora --epochs 3 --lora-rank 8 --lora-blocks 0,1,2,3,4
 # 2b. The crisis head that decides the high tier (issue 13; docs/models/risk-crisis-protocol.md): cross-validates
 #     the declared variants (attempts 1 and 3 over seeds 13/29/47, attempt 4's contrastive G on seed 13) on the
 #     written chat examples + the even ESConv-dev conversations, chooses by the declared rules, refits the winner
-#     and writes its cut-offs into the calibration. About 25 minutes on 2 cores; set
-#     CRISIS_SELECTION=inference/shipped/risk/crisis_selection.json to reuse the recorded selection and only refit.
-#     --attempt 6 or 7 reproduces the attempts that missed their ship gate (the pool with
-#     inference/risk/data/crisis_train_third.csv; 7 adds the short-turn condition to the cut-off rule).
+#     and writes its cut-offs into the calibration. The default is attempt 8 (the shipped head: frozen variants
+#     only, about 5 minutes on 2 cores); set CRISIS_SELECTION=inference/shipped/risk/crisis_selection.json to
+#     reuse the recorded selection and only refit (seconds). --attempt 5, 6 or 7 reproduces the earlier attempts
+#     (5 and 6 also cross-validate the contrastive G: about 45 minutes more).
 peercare train crisis --output "$OUT" ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
 
 # 3. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.
@@ -38,6 +38,7 @@ peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k pos
 #    the old Discord-style regression set (needs-a-moderator column).
 peercare eval risk --model "$OUT" --ordinary-chat heldout --json
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent.csv --json
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_2.csv --json  # attempt 8's fresh suite
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 

@@ -103,8 +103,8 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
         "--attempt",
         type=int,
         choices=(5, 6, 7, 8),
-        default=5,
-        help="the protocol's attempt whose pool and cut-off rule to use (default 5: the shipped head)",
+        default=8,
+        help="the protocol's attempt whose pool and cut-off rule to use (default 8: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)
 

@@ -97,8 +97,35 @@ def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, suite_tex
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13 target missed: crisis recall 0.745 overall, worst category 0.64 (attempt 5's G, chosen by "
-    "the declared rule; docs/models/risk-crisis-protocol.md)",
+    reason="issue 13 target missed: crisis recall 0.785 overall, worst category 0.64 (attempt 8's F(E8), chosen "
+    "by the declared rule and gate; docs/models/risk-crisis-protocol.md)",
 )
 def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
     assert suite["crisis_recall"] >= 0.95 and suite["crisis_recall_worst_category"] >= 0.9
+
+
+# A second suite, written by a fresh session from the definitions alone before attempt 8 was trained (the first had
+# been looked at three times by then). Never train or tune on it.
+SUITE_2 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_2.csv"
+
+
+@pytest.fixture(scope="module")
+def suite_2(shipped) -> dict:
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, SUITE_2)
+
+
+def test_second_suite_short_ordinary_messages_and_hard_negatives_stay_below_high(suite_2) -> None:
+    # Attempt 5b put 0 of its 50 one-to-three-word ordinary messages at high and 2.0 % of hard negatives; so does 8.
+    assert suite_2["categories"]["short_ordinary"]["high_rate"] == 0.0
+    assert suite_2["hard_negative_high_rate"] <= 0.05
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.72, worst category 0.52 (preparatory acts) on the second "
+    "suite (attempt 5b: 0.705 / 0.48)",
+)
+def test_second_suite_crisis_recall_meets_the_target(suite_2) -> None:
+    assert suite_2["crisis_recall"] >= 0.95 and suite_2["crisis_recall_worst_category"] >= 0.9
