@@ -35,6 +35,8 @@ MORE_WRITTEN_FILE = DATA_FOLDER / "crisis_train_more.csv"
 THIRD_WRITTEN_FILE = DATA_FOLDER / "crisis_train_third.csv"
 # Attempt 8: ordinary farewells and other 1-3-word messages, all negatives, by a fourth session.
 FAREWELLS_FILE = DATA_FOLDER / "crisis_train_farewells.csv"
+# Attempt 9: figurative death and violence words ("dying to know", "bored to death"), all negatives.
+HYPERBOLE_FILE = DATA_FOLDER / "crisis_train_hyperbole.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 SEEDS = (13, 29, 47)
@@ -91,7 +93,13 @@ class Attempt:
     contrastive: bool = True
 
 
-_WRITTEN_PREFIX = {WRITTEN_FILE: "w", MORE_WRITTEN_FILE: "m", THIRD_WRITTEN_FILE: "t", FAREWELLS_FILE: "f"}
+_WRITTEN_PREFIX = {
+    WRITTEN_FILE: "w",
+    MORE_WRITTEN_FILE: "m",
+    THIRD_WRITTEN_FILE: "t",
+    FAREWELLS_FILE: "f",
+    HYPERBOLE_FILE: "h",
+}
 ATTEMPTS = {
     5: Attempt(5, (WRITTEN_FILE, MORE_WRITTEN_FILE)),
     6: Attempt(6, (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE)),
@@ -101,6 +109,12 @@ ATTEMPTS = {
     8: Attempt(
         8,
         (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE),
+        short_ordinary_limit=0.0,
+        contrastive=False,
+    ),
+    9: Attempt(
+        9,
+        (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE, HYPERBOLE_FILE),
         short_ordinary_limit=0.0,
         contrastive=False,
     ),
