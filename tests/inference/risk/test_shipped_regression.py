@@ -129,3 +129,23 @@ def test_second_suite_short_ordinary_messages_and_hard_negatives_stay_below_high
 )
 def test_second_suite_crisis_recall_meets_the_target(suite_2) -> None:
     assert suite_2["crisis_recall"] >= 0.95 and suite_2["crisis_recall_worst_category"] >= 0.9
+
+
+# Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'd die for a pizza rn",
+        pytest.param(
+            "dying to know how it ends",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="attempt 8 puts it at high (P(crisis) 0.966; 5b 0.970); attempt 9 fixed it but missed its "
+                "gate on short ordinary chat (docs/models/risk-crisis-protocol.md)",
+            ),
+        ),
+        "going to throw my controller",
+    ],
+)
+def test_the_issues_hyperbole_examples_do_not_reach_high(shipped, text: str) -> None:
+    assert shipped.predict([text])[0].tier is not RiskTier.HIGH
