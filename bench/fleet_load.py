@@ -462,6 +462,19 @@ async def _kill_and_restart(
     kill.restarted_pid = bot.process.pid
 
 
+async def _kill_and_come_back(
+    server: DiscordServer,
+    bot: _BotProcess,
+    schedule: tuple[float, float],
+    offer_started: float,
+    kill: KillReport,
+) -> None:
+    """``_kill_and_restart``, then ``_back_online`` at once, while the offer goes on: its times are when it
+    happened (watched only after the offer, a process back during it was timed at the offer's end)."""
+    await _kill_and_restart(bot, schedule, offer_started, kill)
+    await _back_online(server, bot, offer_started, kill)
+
+
 async def _back_online(
     server: DiscordServer, bot: _BotProcess, offer_started: float, kill: KillReport
 ) -> None:
@@ -708,15 +721,14 @@ async def _warm_up_and_offer(
             victim.shard_ids, victim.process.pid, slash_probe_on_it=victim.owns(server.cast.guild.id)
         )
         killer = asyncio.create_task(
-            _kill_and_restart(victim, schedule, offered_from, report.kill), name="fleet-kill"
+            _kill_and_come_back(server, victim, schedule, offered_from, report.kill), name="fleet-kill"
         )
     try:
         sent, report.max_send_lag_s = await _offer(server, cast, plan, options.seconds)
         offered_until, until = time.monotonic(), datetime.now(UTC)
         prober.cancel()
         if killer is not None and report.kill is not None:
-            await killer
-            await _back_online(server, victim, offered_from, report.kill)
+            await killer  # back before the drain, which would give up on a process still starting
             report.kill.offered_while_down = _offered_while_down(
                 server, victim, sent, offered_from, report.kill
             )
