@@ -21,9 +21,15 @@ from dataclasses import replace
 from inference.risk.chat_text import normalise_chat
 from inference.types import EmpathyLevel, EmpathyResult, Mechanism
 
-_GREETING = r"(?:hi|hii|hello|hello there|hey|heyy|heya|hiya|howdy|yo|sup|greetings|gm|gn|good (?:morning|afternoon|evening|night)|morning|evening|night|bye|goodbye|cya|see (?:you|ya)(?: later)?|later)"
+_GREETING = (
+    r"(?:hi|hii|hello|hello there|hey|heyy|heya|hiya|howdy|yo|sup|greetings|gm|gn|"
+    r"good (?:morning|afternoon|evening|night)|morning|evening|night|bye|goodbye|cya|see (?:you|ya)(?: later)?|later)"
+)
 _AUDIENCE = r"(?: (?:there|everyone|everybody|all|guys|y'all|yall|folks|friend|friends|mate))?"
-_THANKS = r"(?:thanks|thank you|thank u|thanku|thx|thnx|tnx|ty|tysm|tyvm|thanks a lot|thanks so much|thank you so much|many thanks|cheers|appreciate it)"
+_THANKS = (
+    r"(?:thanks|thank you|thank u|thanku|thx|thnx|tnx|ty|tysm|tyvm|thanks a lot|thanks so much|"
+    r"thank you so much|many thanks|cheers|appreciate it)"
+)
 _ACKNOWLEDGEMENT = (
     r"(?:ok|okay|okey|okie|oki|k|kk|alright|aight|sure|yes|yeah|yea|ya|yep|yup|no|nope|nah|right|cool|nice|"
     r"great|got it|gotcha|np|no problem|no worries|you're welcome|youre welcome|yw|welcome|will do|noted|"
@@ -45,7 +51,7 @@ def is_phatic(reply: str) -> bool:
 
 
 def _unstretched(word: str) -> str:
-    """ "heyy" -> "hey" when only the shorter form is a phatic word ("all" and "cool" stay as they are)."""
+    """A stretched word's short form ("heyy" -> "hey") when only that is phatic; "all" and "cool" stay as they are."""
     shorter = _TRAILING_RUN.sub(r"\1", word)
     if shorter != word and _ONE_UNIT.fullmatch(shorter) and not _ONE_UNIT.fullmatch(word):
         return shorter
