@@ -26,6 +26,9 @@ def tiers(text: str) -> set[str]:
         "nobody would miss me if I was gone",
         "I took all my pills",
         "I DON'T WANT TO BE ALIVE ANYMORE",
+        # Issue 13's example of burdensomeness the model misses (attempt 8: P(crisis) 0.78, elevated).
+        "they'd be better off with the insurance money",
+        "my kids would honestly be better off with my life insurance",
     ],
 )
 def test_first_person_crisis_wording_is_high(text: str) -> None:
