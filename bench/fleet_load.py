@@ -10,7 +10,8 @@ without, each process deploys its own one-replica app as a single bot does. Ever
 commands, then seeker posts and replies are offered open loop across all guilds (``bench.discord_load``'s traffic,
 warm-up, drain and report).
 
-With ``--kill-after S`` the process owning shards 2-3 is SIGKILLed S seconds into the offer (no shutdown, as a
+With ``--kill-after S`` the process owning shards 2-3 (``--kill-shards 0-1``: the one owning shard 0, which also
+receives every DM interaction) is SIGKILLed S seconds into the offer (no shutdown, as a
 crash or an OOM kill ends it) and started again, same shards and environment, ``--restart-after`` seconds later,
 before the drain: what it had received but not finished is recovered at its start, what was posted while it was
 down is read from history. The report then says whether every offered message was still handled exactly once.
@@ -23,7 +24,7 @@ process and of each Ray Serve replica, ERROR lines in each process's log.
     ray start --head --num-cpus=4 ...        # docs/reliability-load.md, "Fleet"
     python -m bench.fleet_load --database-url postgresql+asyncpg://postgres@127.0.0.1:55432/peercare_fleet \\
         --ray-address 127.0.0.1:6379 --guilds 200 --seconds 60 --rate 8 [--serve-replicas 2] [--json] \\
-        [--kill-after 20 --restart-after 10]
+        [--kill-after 20 --restart-after 10 [--kill-shards 0-1]]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import psutil
 from sqlalchemy import func, select
@@ -90,8 +91,11 @@ from tests.discord_server.world import Member
 log = logging.getLogger(__name__)
 
 SHARD_COUNT = 4
-PROCESS_SHARDS = ("0-1", "2-3")
-KILLED_SHARDS = PROCESS_SHARDS[1]  # the process --kill-after kills and starts again
+ProcessShards = Literal["0-1", "2-3"]  # SHARD_IDS of each bot process
+PROCESS_SHARDS: tuple[ProcessShards, ...] = get_args(ProcessShards)
+KILLED_SHARDS: ProcessShards = (
+    "2-3"  # the process --kill-after kills and starts again unless --kill-shards says
+)
 BOT_COMMAND = (sys.executable, "-m", "bot.cli", "run")  # what `peercare run` runs
 FLEET_READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
@@ -138,10 +142,11 @@ class FleetOptions:
     # 0: each bot process deploys its own one-replica Serve app. N: the driver deploys deploy/ray-serve.yaml's app with
     # N replicas of 1 CPU each (no GPU; the file's batching) and both processes attach to it with RAY_SERVE_APP.
     serve_replicas: int = 0
-    # Seconds into the offer at which the KILLED_SHARDS process is SIGKILLed (None: no kill), and how long it stays
+    # Seconds into the offer at which the ``kill_shards`` process is SIGKILLed (None: no kill), and how long it stays
     # down before it is started again.
     kill_after_s: float | None = None
     restart_after_s: float = 10.0
+    kill_shards: ProcessShards = KILLED_SHARDS
 
 
 def kill_schedule(options: FleetOptions) -> tuple[float, float] | None:
@@ -156,6 +161,8 @@ def kill_schedule(options: FleetOptions) -> tuple[float, float] | None:
         raise ValueError(f"--kill-after must fall inside the {options.seconds:g} s offer")
     if options.restart_after_s <= 0:
         raise ValueError("--restart-after must be more than 0 s")
+    if options.kill_shards not in PROCESS_SHARDS:
+        raise ValueError(f"--kill-shards must be one of {', '.join(PROCESS_SHARDS)}")
     return options.kill_after_s, options.kill_after_s + options.restart_after_s
 
 
@@ -714,7 +721,7 @@ async def _warm_up_and_offer(
     prober = asyncio.create_task(probe.run(), name="fleet-slash-probe")
     offered_from, since = time.monotonic(), datetime.now(UTC)
     schedule = kill_schedule(options)
-    victim = next(b for b in bots if b.shard_ids == KILLED_SHARDS)
+    victim = next(b for b in bots if b.shard_ids == options.kill_shards)
     killer = None
     if schedule is not None:
         report.kill = KillReport(
@@ -894,7 +901,13 @@ def main(argv: list[str] | None = None) -> int:
         "--kill-after",
         type=float,
         default=None,
-        help=f"SIGKILL the process of shards {KILLED_SHARDS} this many seconds into the offer",
+        help="SIGKILL the process of --kill-shards this many seconds into the offer",
+    )
+    parser.add_argument(
+        "--kill-shards",
+        choices=PROCESS_SHARDS,
+        default=KILLED_SHARDS,
+        help="the process --kill-after kills: 0-1 (shard 0 also receives the DM interactions) or 2-3",
     )
     parser.add_argument(
         "--restart-after",
@@ -913,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
             serve_replicas=args.serve_replicas,
             kill_after_s=args.kill_after,
             restart_after_s=args.restart_after,
+            kill_shards=args.kill_shards,
         )
         try:
             kill_schedule(options)

@@ -1,6 +1,6 @@
 """bench/fleet_load.py's layout: guilds spread evenly over the shards, and every process gets crisis posts.
 
-Also ``--kill-after``: its options, its schedule, the kill and restart themselves (on a stand-in process) and what
+Also ``--kill-after`` and ``--kill-shards``: their options, its schedule, the kill and restart themselves (on a stand-in process) and what
 the report makes of them. Cheap and CI-safe: no bot process, Ray or PostgreSQL (the run itself needs all three,
 docs/reliability-load.md).
 """
@@ -81,6 +81,24 @@ def test_no_kill_unless_asked() -> None:
     assert kill_schedule(OPTIONS) is None
 
 
+def test_the_process_of_shards_2_3_is_killed_unless_told_otherwise() -> None:
+    assert OPTIONS.kill_shards == KILLED_SHARDS == "2-3" and set(PROCESS_SHARDS) == {"0-1", "2-3"}
+
+
+@pytest.mark.parametrize("kill_shards", PROCESS_SHARDS)
+def test_either_process_can_be_killed(kill_shards: str) -> None:
+    options = dataclasses.replace(
+        OPTIONS, seconds=60, kill_after_s=20, restart_after_s=10, kill_shards=kill_shards
+    )
+    assert kill_schedule(options) == (20, 30)
+
+
+def test_a_kill_of_shards_no_process_runs_is_refused() -> None:
+    options = dataclasses.replace(OPTIONS, kill_after_s=20, kill_shards="1-2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="--kill-shards must be one of 0-1, 2-3"):
+        kill_schedule(options)
+
+
 def test_the_kill_falls_in_the_offer_and_the_restart_follows_it() -> None:
     options = dataclasses.replace(OPTIONS, seconds=60, kill_after_s=20, restart_after_s=10)
     assert kill_schedule(options) == (20, 30)
@@ -114,7 +132,21 @@ def test_the_kill_options_reach_the_run(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(bench.fleet_load, "run_fleet_load", run)
     main([*REQUIRED, "--seconds", "60", "--kill-after", "20", "--restart-after", "5"])
     main(REQUIRED)
-    assert [(o.kill_after_s, o.restart_after_s) for o in seen] == [(20, 5), (None, 10)]
+    main([*REQUIRED, "--kill-after", "20", "--kill-shards", "0-1"])
+    assert [(o.kill_after_s, o.restart_after_s, o.kill_shards) for o in seen] == [
+        (20, 5, "2-3"),
+        (None, 10, "2-3"),
+        (20, 10, "0-1"),
+    ]
+
+
+def test_kill_shards_names_a_process_or_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench.fleet_load, "run_fleet_load", None)  # never reached
+    with pytest.raises(SystemExit) as exited:
+        main([*REQUIRED, "--kill-after", "20", "--kill-shards", "0-3"])
+    assert exited.value.code == 2 and "--kill-shards: invalid choice: '0-3'" in capsys.readouterr().err
 
 
 def test_a_kill_after_the_offer_is_a_usage_error(
