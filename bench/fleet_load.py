@@ -11,10 +11,10 @@ commands, then seeker posts and replies are offered open loop across all guilds 
 warm-up, drain and report).
 
 With ``--kill-after S`` the process owning shards 2-3 (``--kill-shards 0-1``: the one owning shard 0, which also
-receives every DM interaction) is SIGKILLed S seconds into the offer (no shutdown, as a
-crash or an OOM kill ends it) and started again, same shards and environment, ``--restart-after`` seconds later,
-before the drain: what it had received but not finished is recovered at its start, what was posted while it was
-down is read from history. The report then says whether every offered message was still handled exactly once.
+receives every DM interaction) is SIGKILLed S seconds into the offer (no shutdown, as a crash or an OOM kill ends
+it) and started again, same shards and environment, ``--restart-after`` seconds later, before the drain: what it
+had received but not finished is recovered at its start, what was posted while it was down is read from history.
+The report then says whether every offered message was still handled exactly once.
 Use it with ``--serve-replicas``: a killed process that deployed its own Serve app leaves it on the cluster.
 
 What is counted comes from outside the bot processes: each message's outcome and finish time in PostgreSQL,
@@ -93,9 +93,8 @@ log = logging.getLogger(__name__)
 SHARD_COUNT = 4
 ProcessShards = Literal["0-1", "2-3"]  # SHARD_IDS of each bot process
 PROCESS_SHARDS: tuple[ProcessShards, ...] = get_args(ProcessShards)
-KILLED_SHARDS: ProcessShards = (
-    "2-3"  # the process --kill-after kills and starts again unless --kill-shards says
-)
+# The process --kill-after kills and starts again unless --kill-shards names the other.
+KILLED_SHARDS: ProcessShards = "2-3"
 BOT_COMMAND = (sys.executable, "-m", "bot.cli", "run")  # what `peercare run` runs
 FLEET_READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
