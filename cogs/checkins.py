@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import discord
@@ -40,6 +40,8 @@ DISCORD_DMS_CLOSED = 50007
 # Each note is risk-scored at a priority that is never shed: a member adding a few words, then a few more, is
 # welcome; a stream of notes is not (at most 30 model calls an hour from one member, not one per submit).
 NOTE_COOLDOWN = Cooldown(rate=5, per_s=600.0)
+# How long after start a check-in missed while the process was down is sent (the gateway connects meanwhile).
+CATCH_UP_DELAY = timedelta(seconds=30)
 
 _MOOD_BUTTONS = {
     Mood.OKAY: ("Doing okay", discord.ButtonStyle.success),
@@ -190,7 +192,10 @@ class Checkins(
         )
         for schedule in schedules:
             self.schedule_job(schedule)
-        log.info("restored %d check-in schedules", len(schedules))
+        missed = self._catch_up(schedules)
+        log.info(
+            "restored %d check-in schedules (%d missed while down, sent shortly)", len(schedules), missed
+        )
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CheckinMoodButton, CheckinNoteButton)
@@ -216,10 +221,27 @@ class Checkins(
             misfire_grace_time=3600,
         )
 
+    def _catch_up(self, schedules: list[CheckinSchedule]) -> int:
+        """Send, shortly after start, each check-in that fell due while this process was down (within the grace
+        of ``checkins.missed_slot``); returns how many. Delayed so the gateway is connected when it goes out."""
+        now = utcnow()
+        missed = [schedule for schedule in schedules if checkins.missed_slot(schedule, now) is not None]
+        for schedule in missed:
+            self.scheduler.add_job(
+                self.send_checkin,
+                "date",
+                run_date=now + CATCH_UP_DELAY,
+                args=[schedule.id],
+                id=checkins.catch_up_job_id(schedule.id),
+                replace_existing=True,
+            )
+        return len(missed)
+
     def unschedule(self, schedule_id: int) -> None:
-        job = self.scheduler.get_job(checkins.job_id(schedule_id))
-        if job is not None:
-            job.remove()
+        for job_id in (checkins.job_id(schedule_id), checkins.catch_up_job_id(schedule_id)):
+            job = self.scheduler.get_job(job_id)
+            if job is not None:
+                job.remove()
 
     async def send_checkin(self, schedule_id: int, now: datetime | None = None) -> bool:
         """The job: send the check-in that is due (if any). Returns True when a DM went out.

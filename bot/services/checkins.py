@@ -49,6 +49,9 @@ PAUSE_AFTER_MISSED = 2
 ANSWER_CHARS = 1000
 # A check-in job may wake this much before its scheduled minute and still count for that slot.
 SLOT_EARLY_GRACE = timedelta(minutes=5)
+# A check-in missed while the process was down is still sent within this long of its time (the jobs'
+# misfire_grace_time too); later, the next slot is the next check-in.
+MISSED_SLOT_GRACE = timedelta(hours=1)
 SELF_REPORTED = "self_reported"  # the tier of an escalation the member asked for themselves
 # A note is accepted for this long after its check-in was sent (see ``note_target``).
 NOTE_WINDOW = timedelta(hours=48)
@@ -65,6 +68,11 @@ class Mood(str, enum.Enum):
 
 def job_id(schedule_id: int) -> str:
     return f"{JOB_PREFIX}{schedule_id}"
+
+
+def catch_up_job_id(schedule_id: int) -> str:
+    """The one-off job that sends a check-in missed while the process was down (``missed_slot``)."""
+    return f"{JOB_PREFIX}catch-up:{schedule_id}"
 
 
 def parse_time(text: str) -> tuple[int, int]:
@@ -218,6 +226,22 @@ def current_slot(schedule: CheckinSchedule, now: datetime) -> datetime:
     """
     period = timedelta(days=7) if cron_spec(schedule).day_of_week is not None else timedelta(days=1)
     return next_time(schedule, now + SLOT_EARLY_GRACE - period)
+
+
+def missed_slot(
+    schedule: CheckinSchedule, now: datetime, grace: timedelta = MISSED_SLOT_GRACE
+) -> datetime | None:
+    """The slot a restart may have skipped: the latest scheduled time at most ``grace`` before ``now`` and not
+    before the schedule was made, or None.
+
+    Why: the scheduler keeps its jobs in memory, so a run that fell due while this process was down (a crash, a
+    deploy, a killed shard process) is not run late when the jobs are rebuilt; ``misfire_grace_time`` only covers
+    a process that was up but woke late. ``start_checkin`` still sends at most one check-in per slot.
+    """
+    slot = current_slot(schedule, now)
+    if slot > now or now - slot > grace or slot < schedule.created_at:
+        return None
+    return slot
 
 
 async def start_checkin(session: AsyncSession, schedule_id: int, now: datetime) -> CheckinDue | None:

@@ -66,6 +66,24 @@ async def test_checkin_schedule_survives_restart(e2e):
     assert [cid.split(":")[2] for cid in dm.custom_ids()] == [*MOODS, "note"]
 
 
+async def test_checkin_due_while_the_bot_was_down_is_sent_once_after_the_restart(e2e):
+    """The scheduler's jobs live in memory: a slot that fell due during a restart was forgotten, not sent late."""
+    await go_live(e2e)
+    due = utcnow() - timedelta(minutes=10)
+    await _turn_on(e2e, time=f"{due:%H:%M}", timezone="UTC")
+    async with e2e.database.session() as session:
+        schedule = await session.scalar(select(CheckinSchedule))
+        schedule.created_at = utcnow() - timedelta(days=1)  # made before the slot it missed
+        await session.commit()
+    await e2e.restart_bot()
+    job = e2e.bot.scheduler.get_job(checkins.catch_up_job_id(schedule.id))
+    assert job is not None, "no catch-up for the check-in that fell due while the bot was down"
+    assert await job.func(*job.args) is True
+    dm = await e2e.wait_for_dm(e2e.cast.alice)
+    assert "How are you doing today?" in dm.content
+    assert await job.func(*job.args) is False  # one check-in per slot
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [({"time": "25:00"}, "HH:MM"), ({"timezone": "Mars/Olympus_Mons"}, "Area/City")],

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from bot.db.models import (
     CheckinCadence,
+    CheckinSchedule,
     Escalation,
     EscalationConsent,
     EscalationState,
@@ -286,3 +287,30 @@ async def test_note_target_refuses_another_members_checkin(database: Database) -
     with pytest.raises(UserFacingError, match="no longer available"):
         async with database.session() as session:
             await checkins.note_target(session, due.checkin_id, 999, NOW)
+
+
+def _daily_at(time_of_day: str, created_at: datetime) -> CheckinSchedule:
+    return CheckinSchedule(
+        guild_id=1,
+        user_id=2,
+        cadence=CheckinCadence.DAILY,
+        time_of_day=time_of_day,
+        timezone="UTC",
+        created_at=created_at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("time_of_day", "created_hours_ago", "missed"),
+    [
+        ("11:50", 48, True),  # due 10 minutes ago: sent late, once
+        ("10:30", 48, False),  # due 90 minutes ago: past the hour's grace, the next slot is tomorrow
+        ("11:50", 0.1, False),  # the schedule was made after that time: nothing was missed
+        ("12:02", 48, False),  # due in two minutes: its own job sends it
+    ],
+)
+def test_missed_slot_is_the_last_hours_slot_of_an_older_schedule(
+    time_of_day: str, created_hours_ago: float, missed: bool
+) -> None:
+    schedule = _daily_at(time_of_day, NOW - timedelta(hours=created_hours_ago))
+    assert (checkins.missed_slot(schedule, NOW) is not None) is missed
