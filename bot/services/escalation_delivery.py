@@ -282,7 +282,7 @@ async def mark_alerted(
         row.alert_outdated_at = now
 
 
-async def mark_member_asked(session: AsyncSession, escalation_id: int, now: datetime | None = None) -> None:
+async def mark_member_asked(session: AsyncSession, escalation_id: int) -> None:
     """The "ask me first" question reached the member: the case waits for their answer.
 
     Unless they chose "no" while it was on its way (``apply_changed_consent`` narrowed the still-pending case):
@@ -291,12 +291,15 @@ async def mark_member_asked(session: AsyncSession, escalation_id: int, now: date
     """
     row = await _get(session, escalation_id)
     if row.consent_used == EscalationConsent.NO.value:
-        row.state = EscalationState.DECLINED
-        row.resolved_at = now or utcnow()
-        row.excerpt = None
-        row.text_expires_at = None
-        row.last_error = None
-        audit_case(session, "escalation.member_asked", row, declined_meanwhile=True)
+        row.resolved_at = utcnow()
+        await _close_without_moderator(
+            session,
+            escalation_id,
+            EscalationState.DECLINED,
+            None,
+            "escalation.member_asked",
+            declined_meanwhile=True,
+        )
         return
     row.state = EscalationState.AWAITING_MEMBER
     row.last_error = None
