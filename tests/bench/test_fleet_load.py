@@ -140,24 +140,20 @@ def test_the_kill_options_reach_the_run(monkeypatch: pytest.MonkeyPatch) -> None
     ]
 
 
-def test_kill_shards_names_a_process_or_is_a_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--kill-after", "20", "--kill-shards", "0-3"], "--kill-shards: invalid choice: '0-3'"),
+        (["--seconds", "30", "--kill-after", "30"], "--kill-after must fall inside the 30 s offer"),
+    ],
+)
+def test_bad_kill_options_are_usage_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
 ) -> None:
     monkeypatch.setattr(bench.fleet_load, "run_fleet_load", None)  # never reached
     with pytest.raises(SystemExit) as exited:
-        main([*REQUIRED, "--kill-after", "20", "--kill-shards", "0-3"])
-    assert exited.value.code == 2 and "--kill-shards: invalid choice: '0-3'" in capsys.readouterr().err
-
-
-def test_a_kill_after_the_offer_is_a_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(bench.fleet_load, "run_fleet_load", None)  # never reached
-    with pytest.raises(SystemExit) as exited:
-        main([*REQUIRED, "--seconds", "30", "--kill-after", "30"])
-    assert (
-        exited.value.code == 2 and "--kill-after must fall inside the 30 s offer" in capsys.readouterr().err
-    )
+        main([*REQUIRED, *arguments])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
 async def test_the_process_is_killed_and_started_again_on_schedule(tmp_path: Path) -> None:
