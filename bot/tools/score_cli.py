@@ -175,7 +175,7 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
         spans = [(s.start, s.end) for s in mechanism_score.rationales]
         if spans and level > EmpathyLevel.NONE:
             lines.append("      " + highlight(reply_text, spans, ansi=ansi, colour=_ANSI[mechanism]))
-    if is_phatic(reply_text):
+    if data["reply_is_phatic"]:
         lines.append(PHATIC_NOTE)
     lines += ["", "Coaching DM the responder would receive:"]
     lines += ["  " + line if line else "" for line in data["coaching_dm"].splitlines()]
