@@ -218,7 +218,7 @@ class Checkins(
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=3600,
+            misfire_grace_time=int(checkins.MISSED_SLOT_GRACE.total_seconds()),
         )
 
     def _catch_up(self, schedules: list[CheckinSchedule]) -> int:

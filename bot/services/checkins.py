@@ -49,8 +49,8 @@ PAUSE_AFTER_MISSED = 2
 ANSWER_CHARS = 1000
 # A check-in job may wake this much before its scheduled minute and still count for that slot.
 SLOT_EARLY_GRACE = timedelta(minutes=5)
-# A check-in missed while the process was down is still sent within this long of its time (the jobs'
-# misfire_grace_time too); later, the next slot is the next check-in.
+# A check-in is still sent this long after its time: by a job that wakes late (its misfire_grace_time) or,
+# after the process was down, by a catch-up at start (missed_slot). Later, the next slot is the next one.
 MISSED_SLOT_GRACE = timedelta(hours=1)
 SELF_REPORTED = "self_reported"  # the tier of an escalation the member asked for themselves
 # A note is accepted for this long after its check-in was sent (see ``note_target``).
