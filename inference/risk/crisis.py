@@ -26,7 +26,9 @@ CRISIS_LABEL = "crisis"
 CONFIG_FILE = "crisis_head.json"
 WEIGHTS_FILE = "crisis_head.safetensors"
 FORMAT = "peercare-crisis-head/1"
-KINDS = ("logreg", "prototypes")
+KINDS = ("logreg", "prototypes", "ensemble")
+# An ensemble's logit is the mean of its logistic-regression logit (word logit included) and its prototype logit.
+ENSEMBLE_WEIGHT = 0.5
 
 
 class CrisisHeadError(ValueError):
@@ -42,7 +44,7 @@ class CrisisHeadConfig:
     chunk_window: int = 0  # 0: the whole message only; n: also every run of n consecutive sentences
     max_tokens: int = 256
     temperature: float = 1.0
-    neighbours: int = 5  # prototypes only
+    neighbours: int = 5  # prototypes and ensemble
     # A PEFT LoRA folder (inside the model folder) tuning the base encoder for this head; None = frozen.
     adapter: str | None = None
     # Hidden states to read (0 = embeddings, n = block n), each mean-pooled and L2-normalised, concatenated;
@@ -63,6 +65,8 @@ class CrisisHeadConfig:
             raise CrisisHeadError(f"crisis head format {self.format!r} is not {FORMAT!r}")
         if self.kind not in KINDS:
             raise CrisisHeadError(f"crisis head kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind == "ensemble" and self.layers is None:
+            raise CrisisHeadError("an ensemble crisis head needs layers (its prototypes read the last one)")
         if self.chunk_window < 0 or self.max_tokens < 8 or self.temperature <= 0 or self.neighbours < 1:
             raise CrisisHeadError(
                 "crisis head config has an out-of-range chunk_window/max_tokens/temperature"
@@ -171,12 +175,30 @@ class CrisisHead:
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         if self.config.kind == "logreg":
-            return embeddings @ self.tensors["weight"] + float(self.tensors["bias"][0])
+            return self._regression_logits(embeddings)
+        if self.config.kind == "prototypes":
+            return self._prototype_logits(embeddings)
+        # Attempt 10's H: the prototypes read the last layer's block, which is the sentence embedding B was
+        # chosen on, so both halves come from one encoder pass.
+        last_block = embeddings[:, -_block_width(embeddings, self.config) :]
+        return ENSEMBLE_WEIGHT * self._regression_logits(embeddings) + (
+            1 - ENSEMBLE_WEIGHT
+        ) * self._prototype_logits(last_block)
+
+    def _regression_logits(self, embeddings: np.ndarray) -> np.ndarray:
+        return embeddings @ self.tensors["weight"] + float(self.tensors["bias"][0])
+
+    def _prototype_logits(self, embeddings: np.ndarray) -> np.ndarray:
         k = self.config.neighbours
         positive = _top_k_mean(embeddings @ self.tensors["positive"].T, k)
         negative = _top_k_mean(embeddings @ self.tensors["negative"].T, k)
         scale, shift = self.tensors["platt"]
         return scale * (positive - negative) + shift
+
+    @property
+    def word_weight(self) -> float:
+        """How much of the word-level logit counts: all of it, or an ensemble's share of its regression half."""
+        return ENSEMBLE_WEIGHT if self.config.kind == "ensemble" else 1.0
 
     def message_texts(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
         """Every chunk the head reads, and the message each belongs to."""
@@ -196,7 +218,7 @@ class CrisisHead:
         logits = self.logits(encoder.embed(pieces))
         best = np.full(len(texts), -np.inf)
         np.maximum.at(best, np.asarray(owners), logits)
-        best = best + self.word_logits(texts)
+        best = best + self.word_weight * self.word_logits(texts)
         return [float(p) for p in 1.0 / (1.0 + np.exp(-best / self.config.temperature))]
 
     def word_logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -244,13 +266,22 @@ class CrisisHead:
             raise CrisisHeadError(
                 f"cannot read the crisis head in {folder}: {type(exc).__name__}: {exc}"
             ) from exc
-        needed = {"logreg": ("weight", "bias"), "prototypes": ("positive", "negative", "platt")}[config.kind]
+        needed = {
+            "logreg": ("weight", "bias"),
+            "prototypes": ("positive", "negative", "platt"),
+            "ensemble": ("weight", "bias", "positive", "negative", "platt"),
+        }[config.kind]
         missing = [name for name in needed if name not in tensors]
         if missing:
             raise CrisisHeadError(
                 f"{folder / WEIGHTS_FILE} lacks {', '.join(missing)} for a {config.kind} head"
             )
         return cls(config, tensors, lexical)
+
+
+def _block_width(embeddings: np.ndarray, config: CrisisHeadConfig) -> int:
+    """The width of one layer's block in a layered embedding (all blocks are one hidden size wide)."""
+    return embeddings.shape[1] // len(config.layers or (None,))
 
 
 def _top_k_mean(similarities: np.ndarray, k: int) -> np.ndarray:

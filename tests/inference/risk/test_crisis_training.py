@@ -290,3 +290,79 @@ def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_i
     ct.write_crisis_calibration(tmp_path, {"high": 0.7, "elevated": 0.1}, "variant B")
     method = json.loads((tmp_path / "risk_calibration.json").read_text())["method"]
     assert method.count("crisis (decides high)") == 1 and method.endswith("variant B")
+
+
+def test_ensemble_h_is_the_mean_of_b_and_f_out_of_fold_logits(tiny, tmp_path, monkeypatch):
+    _folder, encoder, tokenizer = tiny
+    monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))
+    monkeypatch.setattr(
+        ct,
+        "declared_variants",
+        lambda best_c=None: [] if best_c else [ct.Variant("A8", c=1e-4), ct.Variant("B", kind="prototypes")],
+    )
+    monkeypatch.setattr(ct, "attempt3_variants", lambda: [ct.Variant("E2", c=2.0, layers=ct.LAYERS)])
+    cache_for = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")
+    rows = _rows()
+    report = ct.run_selection(rows, cache_for, seeds=(13,), ensemble=True)
+    variants = report["variants"]
+    # A8 is all but unfitted (C = 1e-4), so the word logit goes to the layered E2 and H is built from F(E2).
+    assert variants["E2"]["recall_mean"] > variants["A8"]["recall_mean"]
+    assert set(variants) == {"A8", "B", "E2", "F(E2)", "H(B+F(E2))"}
+
+    # Recomputed by hand from the two members' out-of-fold logits for the same seed (hence the same folds).
+    b_variant = ct.Variant("B", kind="prototypes")
+    f_variant = ct.Variant("F(E2)", c=2.0, layers=ct.LAYERS, lexical=True)
+    b = ct.cross_validate(b_variant, rows, cache_for(b_variant), 13)
+    f = ct.cross_validate(f_variant, rows, cache_for(f_variant), 13)
+    expected = ct.out_of_fold_result(13, (b["oof_logits"] + f["oof_logits"]) / 2, rows)
+    (got,) = variants["H(B+F(E2))"]["per_seed"]
+    assert got["recall"] == pytest.approx(expected["recall"])
+    assert got["cut_off_logit"] == pytest.approx(expected["cut_off_logit"])
+    # Without the flag (attempts 1-9) there is no H.
+    assert "H(B+F(E2))" not in ct.run_selection(rows, cache_for, seeds=(13,))["variants"]
+
+
+def test_an_ensemble_head_ships_and_the_scorer_averages_its_two_halves(tiny, tmp_path, monkeypatch):
+    import shutil
+    from dataclasses import replace
+
+    folder, encoder, tokenizer = tiny
+    monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))
+    rows = _rows()
+    cache_for = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")
+    layers = [0, 1, 2]
+    spec = {"name": "H(B+F(E2))", "kind": "ensemble", "c": 2.0, "layers": layers, "lexical": True}
+    head = ct.fit_final(spec, rows, cache_for(ct.Variant("E2", layers=(0, 1, 2))))
+    assert head.config.kind == "ensemble" and head.lexical is not None
+    hidden = encoder.config.hidden_size
+    assert head.tensors["positive"].shape[1] == hidden  # the prototypes read the last layer's block only
+    out = tmp_path / "model"
+    shutil.copytree(folder, out)
+    CrisisHead(
+        replace(head.config, base_model=str((out / "base").resolve())), head.tensors, head.lexical
+    ).save(out)
+    write_calibration(out, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    ct.write_crisis_calibration(out, {"high": 0.8, "elevated": 0.2}, "a test")
+    scorer = RiskScorer.load(out)
+    texts = ["i want to die", "hello there"]
+    got = np.array([result.probabilities[CRISIS_LABEL] for result in scorer.predict(texts)])
+
+    # By hand: F's logit (regression over the three blocks plus words) and B's (prototypes over the last block).
+    layered = SentenceEncoder(encoder, tokenizer, layers=(0, 1, 2)).embed(texts)
+    regression = layered @ head.tensors["weight"] + head.tensors["bias"][0]
+    words = head.lexical.logits([ct.reading(ct.normalise_chat(t)) for t in texts])[:, 0]
+    last = layered[:, -hidden:]
+    k = head.config.neighbours
+    margin = np.sort(last @ head.tensors["positive"].T, axis=1)[:, -k:].mean(1) - np.sort(
+        last @ head.tensors["negative"].T, axis=1
+    )[:, -k:].mean(1)
+    scale, shift = head.tensors["platt"]
+    expected = 1 / (1 + np.exp(-((regression + words) / 2 + (scale * margin + shift) / 2)))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_an_ensemble_head_without_layers_is_refused():
+    from inference.risk.crisis import CrisisHeadConfig, CrisisHeadError
+
+    with pytest.raises(CrisisHeadError, match="ensemble crisis head needs layers"):
+        CrisisHeadConfig(kind="ensemble")
