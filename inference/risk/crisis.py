@@ -31,6 +31,11 @@ KINDS = ("logreg", "prototypes", "ensemble")
 ENSEMBLE_WEIGHT = 0.5
 
 
+# The prototypes are every training row's unit vector (thousands of rows): half precision keeps the file a few
+# MB, and a cosine of unit vectors moves by about 1e-3 at most. Everything else stays float32.
+_STORED_DTYPE = {"positive": np.float16, "negative": np.float16}
+
+
 class CrisisHeadError(ValueError):
     """A crisis-head folder that cannot be read; the message names the file and what is wrong."""
 
@@ -235,7 +240,10 @@ class CrisisHead:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CONFIG_FILE).write_text(json.dumps({"config": asdict(self.config)}, indent=2) + "\n")
         save_file(
-            {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.tensors.items()},
+            {
+                name: np.ascontiguousarray(value, dtype=_STORED_DTYPE.get(name, np.float32))
+                for name, value in self.tensors.items()
+            },
             str(folder / WEIGHTS_FILE),
         )
         if self.lexical is not None and self.config.lexical:

@@ -150,3 +150,30 @@ def test_crisis_head_save_and_load_are_mirrors(tmp_path):
     again = CrisisHead.load(tmp_path / "copy")
     assert again is not None and again.config == head.config
     np.testing.assert_array_equal(again.tensors["weight"], head.tensors["weight"])
+
+
+def test_prototypes_are_stored_in_half_precision_and_score_as_before(tmp_path):
+    from safetensors.numpy import load_file
+
+    from inference.risk.crisis import WEIGHTS_FILE, CrisisHeadConfig
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(400, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    tensors = {
+        "positive": rows[:150],
+        "negative": rows[150:],
+        "platt": np.array([6.0, -0.5], np.float32),
+        "weight": rng.normal(size=96).astype(np.float32),
+        "bias": np.array([0.1], np.float32),
+    }
+    head = CrisisHead(CrisisHeadConfig(kind="ensemble", layers=(1, 2, 3)), tensors)
+    head.save(tmp_path)
+    stored = load_file(tmp_path / WEIGHTS_FILE)
+    assert stored["positive"].dtype == np.float16 and stored["negative"].dtype == np.float16
+    assert stored["weight"].dtype == np.float32
+    loaded = CrisisHead.load(tmp_path)
+    assert loaded is not None and loaded.tensors["positive"].dtype == np.float32
+    probe = rng.normal(size=(50, 96)).astype(np.float32)
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    np.testing.assert_allclose(loaded.logits(probe), head.logits(probe), atol=1e-2)
