@@ -71,18 +71,24 @@ def evaluate_suite(scorer: RiskScorer, path: Path) -> dict:
     }
 
 
-def esconv_turns(data_dir: Path, half: str) -> list[tuple[str, int]]:
-    """(text, crisis 0/1) for ESConv-dev seeker turns: ``heldout`` (odd conversations), ``train`` or ``all``."""
-    from inference.risk.crisis_train import esconv_turns as turns
+def esconv_turns(data_dir: Path, half: str, *, replies: bool = False) -> list[tuple[str, int]]:
+    """(text, crisis 0/1) for ESConv-dev seeker turns, or with ``replies`` its supporter replies (all 0):
+    ``heldout`` (odd conversations), ``train`` or ``all``."""
+    from inference.risk.crisis_train import esconv_replies
+    from inference.risk.crisis_train import esconv_turns as seeker_turns
 
-    if not (data_dir / "esconv-dev" / "seeker_turns.csv").is_file():
-        raise EvaluationError(f"no esconv-dev/seeker_turns.csv under {data_dir}")
+    name = "pairs.csv" if replies else "seeker_turns.csv"
+    if not (data_dir / "esconv-dev" / name).is_file():
+        raise EvaluationError(f"no esconv-dev/{name} under {data_dir}")
+    turns = esconv_replies if replies else seeker_turns
     halves = ("train", "heldout") if half == "all" else (half,)
-    return [(row.text, row.label) for name in halves for row in turns(data_dir, half=name)]
+    return [(row.text, row.label) for part in halves for row in turns(data_dir, half=part)]
 
 
-def evaluate_ordinary_chat(scorer: RiskScorer, data_dir: Path, half: str = "heldout") -> dict:
-    turns = esconv_turns(data_dir, half)
+def evaluate_ordinary_chat(
+    scorer: RiskScorer, data_dir: Path, half: str = "heldout", *, replies: bool = False
+) -> dict:
+    turns = esconv_turns(data_dir, half, replies=replies)
     results = score_in_chunks(scorer, [text for text, _ in turns])
     ordinary = [(text, result) for (text, crisis), result in zip(turns, results, strict=True) if not crisis]
     crises = [result for (_, crisis), result in zip(turns, results, strict=True) if crisis]
@@ -90,6 +96,7 @@ def evaluate_ordinary_chat(scorer: RiskScorer, data_dir: Path, half: str = "held
     return {
         "mode": "ordinary_chat",
         "half": half,
+        "speaker": "supporter" if replies else "seeker",
         "n": len(turns),
         "ordinary_high_rate": _rate([r.tier == RiskTier.HIGH for _, r in ordinary]),
         "ordinary_elevated_or_high_rate": _rate([r.tier != RiskTier.NONE for _, r in ordinary]),

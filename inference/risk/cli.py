@@ -102,7 +102,7 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
     parser.add_argument(
         "--attempt",
         type=int,
-        choices=(5, 6, 7, 8, 9, 10),
+        choices=(5, 6, 7, 8, 9, 10, 11),
         default=8,
         help="the protocol's attempt whose pool and cut-off rule to use (default 8: the shipped head)",
     )
@@ -154,6 +154,11 @@ def register_eval(subparsers) -> None:
         "--ordinary-chat",
         choices=("heldout", "train", "all"),
         help="ESConv-dev seeker turns: the conversations the crisis head never trained on (heldout), or others",
+    )
+    parser.add_argument(
+        "--replies",
+        action="store_true",
+        help="with --ordinary-chat: the supporters' replies (pairs.csv) instead of the seekers' turns",
     )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
@@ -220,7 +225,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.suite is not None:
             report = evaluate_suite(scorer, args.suite)
         elif args.ordinary_chat is not None:
-            report = evaluate_ordinary_chat(scorer, args.data_dir, args.ordinary_chat)
+            report = evaluate_ordinary_chat(scorer, args.data_dir, args.ordinary_chat, replies=args.replies)
         elif args.data is not None:
             report = evaluate_csv(
                 scorer,

@@ -41,6 +41,9 @@ HYPERBOLE_FILE = DATA_FOLDER / "crisis_train_hyperbole.csv"
 SHORT_FILE = DATA_FOLDER / "crisis_train_short.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
+# Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
+# conversation's turn or reply: mostly "Hello"): ids only, left out of attempt 11's pool.
+ESCONV_REPLY_EXCLUDED_FILE = DATA_FOLDER / "esconv_reply_excluded.csv"
 SEEDS = (13, 29, 47)
 LEXICAL_FILE = "crisis_lexical.json"
 FOLDS = 5
@@ -82,6 +85,26 @@ def esconv_turns(data_dir: Path, *, half: str) -> list[Row]:
     return rows
 
 
+def esconv_replies(data_dir: Path, *, half: str) -> list[Row]:
+    """ESConv-dev supporter replies of the even ("train") or odd ("heldout") conversations, all ordinary chat.
+
+    The bot risk-judges a responder's messages too, and these are real typed replies: greetings, thanks, short
+    answers, questions about feelings, crisis-line suggestions. Each belongs to its conversation's group. The
+    excluded ids are all even, so a held-out (odd) reply is never left out."""
+    if half not in ("train", "heldout"):
+        raise ValueError("half must be 'train' or 'heldout'")
+    with ESCONV_REPLY_EXCLUDED_FILE.open(newline="") as handle:
+        excluded = {(row["conversation"], row["turn"]) for row in csv.DictReader(handle)}
+    with (data_dir / "esconv-dev" / "pairs.csv").open(newline="", encoding="utf-8") as handle:
+        return [
+            Row(row["reply"], 0, f"e{row['conversation']}", "esconv", "esconv_reply")
+            for row in csv.DictReader(handle)
+            if (int(row["conversation"]) % 2 == 0) == (half == "train")
+            and row["reply"].strip()
+            and (row["conversation"], row["turn"]) not in excluded
+        ]
+
+
 @dataclass(frozen=True)
 class Attempt:
     """What the code must know to reproduce a declared attempt (docs/models/risk-crisis-protocol.md): the written
@@ -95,6 +118,8 @@ class Attempt:
     contrastive: bool = True
     # Attempt 10 declared H, the mean of B's and F(E8)'s logits.
     ensemble: bool = False
+    # Attempt 11 adds the even conversations' supporter replies to the pool as ordinary chat.
+    supporter_replies: bool = False
 
 
 _WRITTEN_PREFIX = {
@@ -135,6 +160,14 @@ ATTEMPTS = {
             contrastive=False,
             ensemble=True,
         ),
+        Attempt(
+            11,
+            (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE, HYPERBOLE_FILE, SHORT_FILE),
+            short_ordinary_limit=0.0,
+            contrastive=False,
+            ensemble=True,
+            supporter_replies=True,
+        ),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.
@@ -155,7 +188,8 @@ def training_pool(data_dir: Path, attempt: Attempt = SHIPPED_ATTEMPT) -> list[Ro
         for index, row in enumerate(csv.DictReader(handle)):
             label = int(row["suicidal"])
             rows.append(Row(row["text"], label, f"c{index}", "chat_style", row.get("kind") or "chat_style"))
-    return rows + esconv_turns(data_dir, half="train")
+    replies = esconv_replies(data_dir, half="train") if attempt.supporter_replies else []
+    return rows + esconv_turns(data_dir, half="train") + replies
 
 
 # -- augmentation ------------------------------------------------------------------------------------

@@ -103,6 +103,26 @@ def test_esconv_halves_split_by_conversation(tmp_path):
     assert [row.label for row in heldout if row.group == "e181"] == [1]
 
 
+def test_supporter_replies_split_by_conversation_and_leave_out_the_excluded_ids(tmp_path, monkeypatch):
+    data = tmp_path / "data" / "esconv-dev"
+    data.mkdir(parents=True)
+    (data / "pairs.csv").write_text(
+        "conversation,turn,seeker,reply,strategy\n"
+        "0,1,hi,Hello,Other\n0,3,sad,I am sorry to hear that,Other\n1,1,hey,Hi there,Other\n"
+        "2,5,ok,,Other\n2,7,bye,Take care,Other\n",
+        encoding="utf-8",
+    )
+    excluded = tmp_path / "excluded.csv"
+    excluded.write_text("conversation,turn\n0,1\n", encoding="utf-8")
+    monkeypatch.setattr(ct, "ESCONV_REPLY_EXCLUDED_FILE", excluded)
+    train = ct.esconv_replies(tmp_path / "data", half="train")
+    assert [(row.text, row.group, row.label) for row in train] == [
+        ("I am sorry to hear that", "e0", 0),
+        ("Take care", "e2", 0),
+    ]
+    assert [row.text for row in ct.esconv_replies(tmp_path / "data", half="heldout")] == ["Hi there"]
+
+
 def test_selection_runs_every_declared_variant_and_ships_a_layered_winner(tiny, tmp_path, monkeypatch):
     folder, encoder, tokenizer = tiny
     monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))  # the tiny encoder has two blocks, not six
@@ -282,6 +302,7 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11]
 
 
 def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_it(tmp_path) -> None:
@@ -366,3 +387,29 @@ def test_an_ensemble_head_without_layers_is_refused():
 
     with pytest.raises(CrisisHeadError, match="ensemble crisis head needs layers"):
         CrisisHeadConfig(kind="ensemble")
+
+
+def test_ordinary_chat_evaluation_reads_the_supporters_replies_when_asked(tiny, tmp_path):
+    from inference.risk.chat_eval import evaluate_ordinary_chat
+
+    folder, _encoder, _tokenizer = tiny
+    data = tmp_path / "data" / "esconv-dev"
+    data.mkdir(parents=True)
+    (data / "seeker_turns.csv").write_text(
+        "conversation,turn,text\n1,0,hi\n1,2,i feel low\n", encoding="utf-8"
+    )
+    (data / "pairs.csv").write_text(
+        "conversation,turn,seeker,reply,strategy\n1,1,hi,Hello,Other\n1,3,i feel low,That sounds hard,Other\n"
+        "1,5,x,Have you talked to someone about it?,Question\n",
+        encoding="utf-8",
+    )
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(folder, model)
+    write_calibration(model, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    scorer = RiskScorer.load(model)
+    seekers = evaluate_ordinary_chat(scorer, tmp_path / "data", "heldout")
+    replies = evaluate_ordinary_chat(scorer, tmp_path / "data", "heldout", replies=True)
+    assert (seekers["speaker"], seekers["n"], seekers["n_short"]) == ("seeker", 2, 2)
+    assert (replies["speaker"], replies["n"], replies["n_short"]) == ("supporter", 3, 2)
