@@ -22,6 +22,7 @@ from torch import nn
 
 from inference.empathy.lora import apply_saved_lora, lora_state
 from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
+from inference.empathy.multitask import is_multitask_folder
 from inference.empathy.tokenizer_files import check_tokenizer, tokenizer_from_files
 from inference.errors import ModelLoadError
 from inference.sources import resolve_source
@@ -52,7 +53,7 @@ class LoadedBiEncoder:
     model: EmpathyBiEncoder
     tokenizer: Any
     pad_id: int
-    source_format: str  # "peercare", "upstream" or "hf-port"
+    source_format: str  # "peercare", "peercare-multitask", "upstream" or "hf-port"
     source: Path
 
 
@@ -68,7 +69,9 @@ def load_bi_encoder(
     """Load one mechanism's bi-encoder from any of the three formats; errors name ``setting``."""
     path = resolve_source(source, setting=setting)
     try:
-        if path.is_dir() and _is_peercare_folder(path):
+        if is_multitask_folder(path):
+            loaded = _load_multitask_view(path, mechanism=mechanism, setting=setting, base_cache=base_cache)
+        elif path.is_dir() and _is_peercare_folder(path):
             loaded = _load_peercare(path, mechanism=mechanism, setting=setting, base_cache=base_cache)
         else:
             loaded = _load_mapped(path, mechanism=mechanism, setting=setting)
@@ -194,14 +197,7 @@ def _load_peercare(
     base = config.get("base_encoder")
     if base:
         base_path = resolve_source(base, setting=setting)
-        seeker = (base_cache or {}).get(base_path)
-        if seeker is None:
-            with quiet_transformers():
-                # The base's unused pooler weights are skipped (add_pooling_layer=False) without a report.
-                seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
-            seeker.eval()
-            if base_cache is not None:
-                base_cache[base_path] = seeker
+        seeker = _base_encoder(base_path, base_cache)
         responder = copy.deepcopy(seeker)
         tokenizer = _load_tokenizer(base_path, setting=setting)
     else:
@@ -223,6 +219,46 @@ def _load_peercare(
     model = EmpathyBiEncoder(bi_config, seeker, responder)
     _load_heads(model, tensors, path)
     return LoadedBiEncoder(model, tokenizer, _pad_id(tokenizer, responder), "peercare", path)
+
+
+def _base_encoder(base_path: Path, base_cache: dict[Path, nn.Module] | None) -> nn.Module:
+    """The base encoder (frozen, eval mode), loaded once per ``base_cache``."""
+    from transformers import AutoModel
+
+    seeker = (base_cache or {}).get(base_path)
+    if seeker is None:
+        with quiet_transformers():
+            # The base's unused pooler weights are skipped (add_pooling_layer=False) without a report.
+            seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
+        seeker.eval()
+        if base_cache is not None:
+            base_cache[base_path] = seeker
+    return seeker
+
+
+def _load_multitask_view(
+    path: Path, *, mechanism: str, setting: str | None, base_cache: dict[Path, nn.Module] | None
+) -> LoadedBiEncoder:
+    """One mechanism's view of a multi-task folder. The three views of one folder loaded with the same
+    ``base_cache`` share one model, so the scorer runs its responder once per reply."""
+    from inference.empathy.multitask import MultiTaskBiEncoder, load_multitask
+
+    config = _read_json(path / CONFIG_FILE)
+    base_path = resolve_source(config["base_encoder"], setting=setting)
+    model = (base_cache or {}).get(path)
+    if not isinstance(model, MultiTaskBiEncoder):
+        model = load_multitask(path, seeker=_base_encoder(base_path, base_cache), setting=setting)
+        if base_cache is not None:
+            base_cache[path] = model
+    if mechanism not in model.heads:
+        raise ModelLoadError(
+            f"{path} has no {mechanism} head (it has {', '.join(model.heads)})", setting=setting
+        )
+    view = model.view(mechanism)
+    tokenizer = _load_tokenizer(base_path, setting=setting)
+    return LoadedBiEncoder(
+        view, tokenizer, _pad_id(tokenizer, view.responder_encoder), "peercare-multitask", path
+    )
 
 
 # -- upstream checkpoints and Hugging Face ports, by key mapping ------------------------------------

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +46,15 @@ class SeekerEncoding:
     states: Mapping[str, torch.Tensor]
     length: int
     sentence: Any = None
+
+
+class _ResponderPass(NamedTuple):
+    """One responder encoder's pass over a batch of replies: the tokens, padded ids and mask, and its states."""
+
+    tokens: list[Tokenized]
+    ids: torch.Tensor
+    mask: torch.Tensor
+    states: torch.Tensor
 
 
 class EmpathyScorer:
@@ -188,7 +197,9 @@ class EmpathyScorer:
         _check_texts(replies, "reply")
         if not replies:
             return []
-        per_mechanism = {m: self._score_mechanism(m, seekers, replies) for m in Mechanism}
+        # Mechanisms whose responder encoder is one module (a multi-task model) share one pass over the replies.
+        passes: dict[tuple[int, int, int, bool], _ResponderPass] = {}
+        per_mechanism = {m: self._score_mechanism(m, seekers, replies, passes) for m in Mechanism}
         results = [
             EmpathyResult(
                 emotional_reactions=per_mechanism[Mechanism.EMOTIONAL_REACTIONS][i],
@@ -216,15 +227,32 @@ class EmpathyScorer:
     # -- internals -------------------------------------------------------------------------------
 
     def _score_mechanism(
-        self, mechanism: Mechanism, seekers: Sequence[SeekerEncoding], replies: Sequence[str]
+        self,
+        mechanism: Mechanism,
+        seekers: Sequence[SeekerEncoding],
+        replies: Sequence[str],
+        passes: dict[tuple[int, int, int, bool], _ResponderPass] | None = None,
     ) -> list[MechanismScore]:
         config = self.configs[mechanism]
         group = self.seeker_group[mechanism]
         model = self.responders[mechanism]
         seeker_states, seeker_mask = self._stack_seekers(seekers, group, full=not config.seeker_mask)
-        tokens = self._tokenize(mechanism, replies)
-        ids, mask = self._pad(tokens, self.pad_ids[mechanism], max(len(t.input_ids) for t in tokens))
-        level_logits, rationale_logits = model.score(seeker_states, seeker_mask, ids, mask)
+        # The same encoder reading the same tokens gives the same states: what a pass is keyed by.
+        key = (
+            id(model.responder_encoder),
+            id(self.tokenizers[mechanism]),
+            config.max_length,
+            config.lowercase,
+        )
+        passes = {} if passes is None else passes
+        if key not in passes:
+            tokens = self._tokenize(mechanism, replies)
+            ids, mask = self._pad(tokens, self.pad_ids[mechanism], max(len(t.input_ids) for t in tokens))
+            passes[key] = _ResponderPass(
+                tokens, ids, mask, encoder_states(model.responder_encoder, ids, mask)
+            )
+        tokens, ids, mask, states = passes[key]
+        level_logits, rationale_logits = model.score(seeker_states, seeker_mask, ids, mask, states)
         probabilities = torch.softmax(level_logits.float(), dim=-1).cpu()
         marked = (rationale_logits.argmax(dim=-1) == 1).cpu()
         scores = []
