@@ -69,6 +69,38 @@ def register_train(subparsers) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N rows (smoke tests)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(func=_train)
+    _register_train_multitask(subparsers)
+
+
+def _register_train_multitask(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "empathy-multitask",
+        help="train one bi-encoder for ER, IP and EX (one responder pass per reply)",
+        description="Join the three empathy CSVs by pair and train a shared responder (a peft LoRA adapter on "
+        "its top layers) with a cross-attention, level and rationale head per mechanism; dev split by sp_id as "
+        "`train empathy`. Protocol: docs/models/empathy-multitask-protocol.md.",
+    )
+    parser.add_argument(
+        "--data-dir", default="../shared/data/empathy-reddit", help="folder with the three CSVs"
+    )
+    parser.add_argument("--base", default="all-MiniLM-L6-v2", help="base encoder: local folder or alias")
+    parser.add_argument("--out", required=True, help="folder to write the model to")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=42, help="training seed")
+    parser.add_argument("--split-seed", type=int, default=42, help="seed of the dev split by sp_id")
+    parser.add_argument("--dev-fraction", type=float, default=0.15)
+    parser.add_argument("--lora-rank", type=int, default=32)
+    parser.add_argument("--lora-alpha", type=int, default=64)
+    parser.add_argument("--train-top-layers", type=int, default=2)
+    parser.add_argument(
+        "--cache-dir", default="runs/empathy-cache", help="frozen-state cache ('' to disable)"
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs (smoke tests)")
+    parser.set_defaults(func=_train_multitask)
 
 
 def register_eval(subparsers) -> None:
@@ -94,6 +126,24 @@ def _train(args: argparse.Namespace) -> int:
     from inference.empathy.training import run_train
 
     return run_train(args)
+
+
+def _train_multitask(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+    import sys
+
+    from inference.empathy.multitask_training import MultiTaskOptions, train_multitask
+
+    known = MultiTaskOptions.__dataclass_fields__
+    options = MultiTaskOptions(**{k: v for k, v in vars(args).items() if k in known and v is not None})
+    try:
+        report = train_multitask(options, command=" ".join(shlex.quote(a) for a in sys.argv))
+    except (ValueError, OSError) as exc:
+        print(f"peercare train empathy-multitask: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({m: scores["macro_f1"] for m, scores in report["dev"].items()}, sort_keys=True))
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:

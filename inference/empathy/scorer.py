@@ -237,13 +237,9 @@ class EmpathyScorer:
         group = self.seeker_group[mechanism]
         model = self.responders[mechanism]
         seeker_states, seeker_mask = self._stack_seekers(seekers, group, full=not config.seeker_mask)
-        # The same encoder reading the same tokens gives the same states: what a pass is keyed by.
-        key = (
-            id(model.responder_encoder),
-            id(self.tokenizers[mechanism]),
-            config.max_length,
-            config.lowercase,
-        )
+        # The same encoder reading the same tokens gives the same states: what a pass is keyed by. Views that
+        # share a responder module come from one multi-task folder and read its tokenizer.
+        key = (id(model.responder_encoder), self.pad_ids[mechanism], config.max_length, config.lowercase)
         passes = {} if passes is None else passes
         if key not in passes:
             tokens = self._tokenize(mechanism, replies)

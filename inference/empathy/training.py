@@ -139,7 +139,14 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
         raise ValueError(f"--train-top-layers must be between 1 and {len(layers)}")
     print("encoding posts once with the frozen encoder", flush=True)
     cache = _frozen_states(
-        seeker, train_enc + dev_enc, pad_id, device, split_at=split_at, options=options, base_path=base_path
+        seeker,
+        train_enc + dev_enc,
+        pad_id,
+        device,
+        split_at=split_at,
+        cache_dir=options.cache_dir,
+        max_length=options.max_length,
+        base_path=base_path,
     )
     n_train = len(train_enc)
     train_seekers, dev_seekers = cache["seeker"][:n_train], cache["seeker"][n_train:]
@@ -371,7 +378,8 @@ def _frozen_states(
     device: torch.device,
     *,
     split_at: int,
-    options: TrainOptions,
+    cache_dir: str | None,
+    max_length: int,
     base_path: Path,
 ) -> dict[str, list[torch.Tensor]]:
     """Per row: the seeker's last hidden states, and the response's states after ``split_at`` layers and last.
@@ -380,11 +388,11 @@ def _frozen_states(
     CSVs hold the same pairs, so the ER, IP and EX runs share one cache.
     """
     key = hashlib.sha256()
-    key.update(f"{base_path}|{options.max_length}|v2".encode())
+    key.update(f"{base_path}|{max_length}|v2".encode())
     for e in encoded:
         key.update(b"|".join(str(i).encode() for i in e.seeker_ids) + b"#")
         key.update(b"|".join(str(i).encode() for i in e.response.input_ids) + b"$")
-    file = Path(options.cache_dir) / f"states-{key.hexdigest()[:16]}.pt" if options.cache_dir else None
+    file = Path(cache_dir) / f"states-{key.hexdigest()[:16]}.pt" if cache_dir else None
     if file is not None and file.is_file():
         print(f"using cached encoder states {file}", flush=True)
         stored = torch.load(file, map_location="cpu", weights_only=True)
@@ -454,14 +462,25 @@ def _forward_from_layer(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run only the responder's layers from ``split_at`` up, on cached inputs, then the heads."""
     seekers, seeker_mask = stack_states([seeker_states[i] for i in chunk])
-    hidden, mask = stack_states([responder_inputs[i] for i in chunk])
-    hidden, mask = hidden.to(device), mask.to(device)
-    additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-    for layer in _encoder_layers(model.responder_encoder)[split_at:]:
-        out = layer(hidden, additive)
-        hidden = out[0] if isinstance(out, tuple) else out
+    hidden, mask = top_layer_states(
+        model.responder_encoder, [responder_inputs[i] for i in chunk], split_at, device
+    )
     ids = torch.zeros_like(mask)
     return model.score(seekers.to(device), seeker_mask.to(device), ids, mask, responder_states=hidden)
+
+
+def top_layer_states(
+    encoder: torch.nn.Module, inputs: Sequence[torch.Tensor], split_at: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(last hidden states, mask) of a batch whose states after ``split_at`` layers are cached: only the
+    layers above run (the ones with adapters)."""
+    hidden, mask = stack_states(list(inputs))
+    hidden, mask = hidden.to(device), mask.to(device)
+    additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+    for layer in _encoder_layers(encoder)[split_at:]:
+        out = layer(hidden, additive)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden, mask
 
 
 def _encoder_layers(encoder: torch.nn.Module):

@@ -1,0 +1,331 @@
+"""Train the multi-task bi-encoder (``multitask.py``): the three Reddit CSVs joined by pair, one responder pass.
+
+The recipe is the single-mechanism one (``training.py``): frozen seeker encoder; responder adapters (``peft``
+LoRA) on the top N layers only, whose inputs are computed once and cached; level + rationale loss per mechanism,
+summed. A pair missing one mechanism's label adds no loss for it. The protocol is
+docs/models/empathy-multitask-protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.empathy.checkpoints import quiet_transformers
+from inference.empathy.data import EmpathyRow, read_rows, split_by_seeker
+from inference.empathy.evaluation import evaluate_predictions
+from inference.empathy.features import EncodedRow, encode_rows, predict, rationale_targets, stack_states
+from inference.empathy.model import BiEncoderConfig, level_and_rationale_loss
+from inference.empathy.multitask import MultiTaskBiEncoder, save_multitask
+from inference.empathy.training import (
+    _class_weights,
+    _device,
+    _encoder_layers,
+    _frozen_states,
+    _length_buckets,
+    _seed_everything,
+    top_layer_states,
+)
+from inference.sources import resolve_source
+
+FILES = {
+    "ER": "emotional-reactions-reddit.csv",
+    "IP": "interpretations-reddit.csv",
+    "EX": "explorations-reddit.csv",
+}
+MISSING = -100  # a level the pair does not carry: cross-entropy ignores it
+
+
+@dataclass(frozen=True)
+class JointRow:
+    """One (seeker post, reply) pair with every mechanism's level and rationales it carries."""
+
+    sp_id: str
+    rp_id: str
+    seeker_post: str
+    response_post: str
+    levels: Mapping[str, int]
+    rationales: Mapping[str, str]
+
+
+@dataclass
+class MultiTaskOptions:
+    data_dir: str = "../shared/data/empathy-reddit"
+    base: str = "all-MiniLM-L6-v2"
+    out: str = "runs/empathy-multitask"
+    epochs: int = 4
+    lr: float = 5e-4
+    batch_size: int = 32
+    seed: int = 42
+    split_seed: int = 42
+    dev_fraction: float = 0.15
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    lambda_ei: float = 1.0
+    lambda_re: float = 0.5
+    # Each mechanism's shipped choice (inference/shipped/empathy-*/training_report.json).
+    class_weights: dict[str, str] = field(
+        default_factory=lambda: {"ER": "sqrt", "IP": "balanced", "EX": "sqrt"}
+    )
+    lora_rank: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    train_top_layers: int = 2
+    cache_dir: str | None = "runs/empathy-cache"
+    max_length: int = 64
+    device: str = "auto"
+    threads: int | None = None
+    limit: int | None = None
+
+
+def _folded(text: str) -> str:
+    """Whitespace runs folded to one space: the three CSVs differ only in them."""
+    return " ".join(text.split())
+
+
+def joint_rows(data_dir: Path, mechanisms: Sequence[str] = tuple(FILES)) -> list[JointRow]:
+    """The mechanisms' CSVs joined on (sp_id, rp_id), in the order pairs first appear."""
+    by_pair: dict[tuple[str, str], dict[str, EmpathyRow]] = {}
+    for mechanism in mechanisms:
+        for row in read_rows(data_dir / FILES[mechanism]):
+            by_pair.setdefault((row.sp_id, row.rp_id), {})[mechanism] = row
+    joined = []
+    for (sp_id, rp_id), rows in by_pair.items():
+        first = next(iter(rows.values()))
+        joined.append(
+            JointRow(
+                sp_id,
+                rp_id,
+                _folded(first.seeker_post),
+                _folded(first.response_post),
+                {m: row.level for m, row in rows.items()},
+                {m: _folded(row.rationales) for m, row in rows.items()},
+            )
+        )
+    return joined
+
+
+def encode_joint(
+    rows: Sequence[JointRow], tokenizer: Any, config: BiEncoderConfig, mechanisms: Sequence[str]
+) -> dict[str, list[EncodedRow]]:
+    """Per mechanism, every pair encoded; a pair without that mechanism's label has level and rationale
+    labels MISSING, so it adds no loss."""
+    encoded = {}
+    for mechanism in mechanisms:
+        as_rows = [
+            EmpathyRow(
+                r.sp_id,
+                r.rp_id,
+                r.seeker_post,
+                r.response_post,
+                r.levels.get(mechanism, 0),
+                r.rationales.get(mechanism, ""),
+            )
+            for r in rows
+        ]
+        items = encode_rows(as_rows, tokenizer, config)
+        encoded[mechanism] = [
+            item
+            if mechanism in row.levels
+            else replace(item, level=MISSING, rationale_labels=[MISSING] * len(item.rationale_labels))
+            for row, item in zip(rows, items, strict=True)
+        ]
+    return encoded
+
+
+def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str, Any]:
+    """Train, score the dev split (as trained and as saved), and write the folder with its report and card."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from inference.contrastive import LoraShape, lora_copy
+
+    started = time.time()
+    mechanisms = tuple(FILES)
+    device = _device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    rows = joint_rows(Path(options.data_dir), mechanisms)
+    if options.limit:
+        rows = rows[: options.limit]
+    train_rows, dev_rows = _split(rows, options)
+    print(f"multi-task: {len(train_rows)} training pairs, {len(dev_rows)} dev pairs", flush=True)
+    base_path = resolve_source(options.base, setting="--base")
+    tokenizer = AutoTokenizer.from_pretrained(base_path, use_fast=True, trust_remote_code=False)
+    with quiet_transformers():
+        seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
+    seeker = seeker.to(device).eval()
+    for parameter in seeker.parameters():
+        parameter.requires_grad_(False)
+    pad_id = int(tokenizer.pad_token_id or 0)
+    configs = {
+        m: BiEncoderConfig(mechanism=m, hidden_size=seeker.config.hidden_size, max_length=options.max_length)
+        for m in mechanisms
+    }
+    train_enc = encode_joint(train_rows, tokenizer, configs["ER"], mechanisms)
+    dev_enc = encode_joint(dev_rows, tokenizer, configs["ER"], mechanisms)
+    depth = len(_encoder_layers(seeker) or [])
+    if not 0 < options.train_top_layers <= depth:
+        raise ValueError(f"--train-top-layers must be between 1 and {depth}")
+    split_at = depth - options.train_top_layers
+    cache = _frozen_states(
+        seeker,
+        train_enc["ER"] + dev_enc["ER"],
+        pad_id,
+        device,
+        split_at=split_at,
+        cache_dir=options.cache_dir,
+        max_length=options.max_length,
+        base_path=base_path,
+    )
+    n_train = len(train_rows)
+    train_seekers, dev_seekers = cache["seeker"][:n_train], cache["seeker"][n_train:]
+
+    _seed_everything(options.seed)
+    shape = LoraShape(
+        rank=options.lora_rank,
+        alpha=options.lora_alpha,
+        dropout=options.lora_dropout,
+        blocks=tuple(range(split_at, depth)),
+    )
+    peft_responder = lora_copy(seeker, shape)
+    model = MultiTaskBiEncoder(configs, None, peft_responder.get_base_model()).to(device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"training {trainable / 1e6:.2f}M parameters for {options.epochs} epochs on {device}", flush=True)
+    history = _fit(
+        model, train_enc, train_seekers, cache["response_split"][:n_train], split_at, device, options
+    )
+
+    report: dict[str, Any] = {"dev": {}, "dev_as_saved": {}}
+    for mechanism in mechanisms:
+        report["dev"][mechanism] = _scores(
+            model.view(mechanism), dev_enc[mechanism], dev_seekers, pad_id, device
+        )
+        print(f"dev {mechanism}: macro-F1 {report['dev'][mechanism]['macro_f1']:.3f}", flush=True)
+    out = Path(options.out)
+    save_multitask(
+        model,
+        peft_responder,
+        out,
+        base_encoder=options.base,
+        training_sp_ids={r.sp_id for r in train_rows},
+    )
+    from inference.empathy.checkpoints import load_bi_encoder
+
+    shared: dict = {}
+    for mechanism in mechanisms:
+        reloaded = load_bi_encoder(out, mechanism=mechanism, device=device, base_cache=shared)
+        report["dev_as_saved"][mechanism] = _scores(
+            reloaded.model, dev_enc[mechanism], dev_seekers, pad_id, device
+        )
+    report.update(
+        options=asdict(options),
+        command=command,
+        history=history,
+        minutes=round((time.time() - started) / 60, 1),
+        trainable_parameters=trainable,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        cpu_threads=torch.get_num_threads(),
+        n_train=len(train_rows),
+        n_dev=len(dev_rows),
+    )
+    (out / "training_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(f"saved the multi-task model to {out} in {report['minutes']} min", flush=True)
+    return report
+
+
+def _split(rows: Sequence[JointRow], options: MultiTaskOptions) -> tuple[list[JointRow], list[JointRow]]:
+    """The single-mechanism models' split: by sp_id, the same seed and fraction (``split_by_seeker``)."""
+    stand_ins = [EmpathyRow(r.sp_id, r.rp_id, "", "", 0, "") for r in rows]
+    _, dev = split_by_seeker(stand_ins, dev_fraction=options.dev_fraction, seed=options.split_seed)
+    dev_ids = {r.sp_id for r in dev}
+    return [r for r in rows if r.sp_id not in dev_ids], [r for r in rows if r.sp_id in dev_ids]
+
+
+def _fit(
+    model: MultiTaskBiEncoder,
+    encoded: Mapping[str, Sequence[EncodedRow]],
+    seeker_states: Sequence[torch.Tensor],
+    responder_inputs: Sequence[torch.Tensor],
+    split_at: int,
+    device: torch.device,
+    options: MultiTaskOptions,
+) -> list[dict[str, float]]:
+    from transformers import get_linear_schedule_with_warmup
+
+    first = next(iter(encoded.values()))
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=options.lr, weight_decay=options.weight_decay)
+    total = max(1, math.ceil(len(first) / options.batch_size) * options.epochs)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(options.warmup * total), total)
+    weights = {}
+    for mechanism, items in encoded.items():
+        labelled = [e.level for e in items if e.level != MISSING]
+        found = _class_weights(labelled, options.class_weights[mechanism])
+        weights[mechanism] = found.to(device) if found is not None else None
+    generator = random.Random(options.seed)
+    history = []
+    for epoch in range(options.epochs):
+        model.train()
+        totals = {mechanism: 0.0 for mechanism in encoded}
+        for chunk in _length_buckets(
+            [len(e.response.input_ids) for e in first], options.batch_size, generator
+        ):
+            seekers, seeker_mask = stack_states([seeker_states[i] for i in chunk])
+            hidden, mask = top_layer_states(
+                model.responder_encoder, [responder_inputs[i] for i in chunk], split_at, device
+            )
+            outputs = model.score_all(
+                seekers.to(device), seeker_mask.to(device), torch.zeros_like(mask), mask, hidden
+            )
+            loss = hidden.new_zeros(())
+            for mechanism, (level_logits, rationale_logits) in outputs.items():
+                levels = torch.tensor([encoded[mechanism][i].level for i in chunk], device=device)
+                if not bool((levels != MISSING).any()):
+                    continue
+                part, _, _ = level_and_rationale_loss(
+                    level_logits,
+                    rationale_logits,
+                    levels,
+                    rationale_targets(encoded[mechanism], chunk).to(device),
+                    lambda_ei=options.lambda_ei,
+                    lambda_re=options.lambda_re,
+                    class_weights=weights[mechanism],
+                )
+                loss = loss + part
+                totals[mechanism] += part.item() * len(chunk)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+        epoch_stats = {mechanism: round(value / len(first), 4) for mechanism, value in totals.items()}
+        history.append(epoch_stats)
+        print(f"epoch {epoch + 1}/{options.epochs}: {epoch_stats}", file=sys.stderr, flush=True)
+    model.eval()
+    return history
+
+
+def _scores(
+    view: Any,
+    encoded: Sequence[EncodedRow],
+    seekers: Sequence[torch.Tensor],
+    pad_id: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Dev scores of one mechanism over the pairs that carry its label."""
+    keep = [i for i, item in enumerate(encoded) if item.level != MISSING]
+    rows = [encoded[i] for i in keep]
+    return evaluate_predictions(
+        rows, predict(view, rows, pad_id, device=device, seeker_states=[seekers[i] for i in keep])
+    )
