@@ -14,6 +14,7 @@ import platform
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -95,12 +96,17 @@ def _folded(text: str) -> str:
 
 def joint_rows(data_dir: Path, mechanisms: Sequence[str] = tuple(FILES)) -> list[JointRow]:
     """The mechanisms' CSVs joined on (sp_id, rp_id), in the order pairs first appear."""
-    by_pair: dict[tuple[str, str], dict[str, EmpathyRow]] = {}
+    # A file may hold one (sp_id, rp_id) twice (the public CSVs do, 52 times, sometimes with other labels):
+    # the n-th copy in one file is joined with the n-th in the others, so no row is dropped.
+    by_pair: dict[tuple[str, str, int], dict[str, EmpathyRow]] = {}
     for mechanism in mechanisms:
+        seen: Counter[tuple[str, str]] = Counter()
         for row in read_rows(data_dir / FILES[mechanism]):
-            by_pair.setdefault((row.sp_id, row.rp_id), {})[mechanism] = row
+            copy = seen[(row.sp_id, row.rp_id)]
+            seen[(row.sp_id, row.rp_id)] += 1
+            by_pair.setdefault((row.sp_id, row.rp_id, copy), {})[mechanism] = row
     joined = []
-    for (sp_id, rp_id), rows in by_pair.items():
+    for (sp_id, rp_id, _), rows in by_pair.items():
         first = next(iter(rows.values()))
         joined.append(
             JointRow(

@@ -187,3 +187,14 @@ def test_a_folder_without_the_asked_mechanism_is_a_clear_load_error(trained, tmp
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="no EX head"):
         load_bi_encoder(copy, mechanism="EX")
+
+
+def test_a_pair_listed_twice_keeps_both_copies(tmp_path) -> None:
+    for name in FILES.values():
+        with (tmp_path / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sp_id", "rp_id", "seeker_post", "response_post", "level", "rationales"])
+            writer.writerow(["s1", "r1", "I feel lonely.", "I'm sad to hear that.", 1, ""])
+            writer.writerow(["s1", "r1", "I feel lonely.", "I'm sad to hear that.", 2, ""])
+    rows = joint_rows(tmp_path)
+    assert [row.levels["IP"] for row in rows] == [1, 2]
