@@ -29,6 +29,7 @@ import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -38,6 +39,7 @@ from bench.load import cpu_seconds, peak_rss_mb, saturate, steady_load  # noqa: 
 from bench.messages import make_conversations, reply_requests  # noqa: E402
 from bench.models import BenchModels, prepare_models  # noqa: E402
 from inference.config import InferenceConfig  # noqa: E402
+from inference.types import Mechanism  # noqa: E402
 
 log = logging.getLogger("bench.inference")
 
@@ -418,6 +420,56 @@ def recogniser_cost(threads: int, baseline: str | None, repeats: int = 5) -> dic
     return out
 
 
+def empathy_compare(
+    candidate: str, *, device: str, parents: int, seed: int, threads: int, max_batch: int, repeats: int
+) -> dict[str, Any]:
+    """The worker's replies/s, CPU ms per reply and peak RSS with the shipped ER/IP/EX models and with
+    ``candidate`` (one folder for all three mechanisms, e.g. a multi-task model), alternated ``repeats`` times
+    in this run; ratios are candidate / shipped (issue 14's bar: replies/s >= 1.5x, peak RSS not higher)."""
+    from inference.config import shipped_empathy_sources
+
+    sides = {
+        "shipped": BenchModels(dict(shipped_empathy_sources()), "shipped:risk", "shipped ER/IP/EX"),
+        "candidate": BenchModels({m: candidate for m in Mechanism}, "shipped:risk", candidate),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for _ in range(repeats):
+        for side, models in sides.items():
+            result = asyncio.run(
+                run_peercare(
+                    models,
+                    backend="worker",
+                    device=device,
+                    parents=parents,
+                    seed=seed,
+                    threads=threads,
+                    max_batch=max_batch,
+                )
+            )
+            runs[side].append(result)
+
+    def median(side: str, key: str) -> float:
+        return float(statistics.median(run[key] for run in runs[side]))
+
+    def rss(side: str) -> float:
+        return float(max(run["peak_rss_mb"]["worker"] for run in runs[side]))
+
+    out: dict[str, Any] = {"candidate": candidate, "threads": threads, "repeats": repeats, "parents": parents}
+    for side in sides:
+        out[side] = {
+            "replies_per_s": median(side, "replies_per_s"),
+            "cpu_ms_per_reply": median(side, "cpu_ms_per_reply"),
+            "peak_rss_mb": rss(side),
+            "replies_per_s_runs": [round(run["replies_per_s"], 2) for run in runs[side]],
+        }
+    out["replies_per_s_ratio"] = round(out["candidate"]["replies_per_s"] / out["shipped"]["replies_per_s"], 3)
+    out["cpu_time_ratio"] = round(
+        out["shipped"]["cpu_ms_per_reply"] / out["candidate"]["cpu_ms_per_reply"], 3
+    )
+    out["peak_rss_ratio"] = round(out["candidate"]["peak_rss_mb"] / out["shipped"]["peak_rss_mb"], 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -470,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="--recogniser-cost: an earlier chat recogniser folder to compare the shipped one with",
     )
+    parser.add_argument(
+        "--empathy-compare",
+        default=None,
+        metavar="FOLDER",
+        help="only compare the worker with the shipped ER/IP/EX models and with FOLDER for all three "
+        "(e.g. a multi-task model), alternated --repeats times",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -494,6 +553,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
         return 0
     naive_parents, peercare_parents = (8, 40) if args.quick else (40, 200)
+    if args.empathy_compare:
+        compared = empathy_compare(
+            args.empathy_compare,
+            device=device,
+            parents=peercare_parents,
+            seed=args.seed,
+            threads=threads,
+            max_batch=args.max_batch,
+            repeats=args.repeats,
+        )
+        print(json.dumps(compared) if args.json else json.dumps(compared, indent=2))
+        return 0
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="peercare-bench-") as scratch:
         models = prepare_models(args.models, Path(scratch))
