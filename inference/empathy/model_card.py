@@ -140,6 +140,14 @@ def render(report: dict[str, Any], *, size_bytes: int) -> str:
         "Reproduce the figures: `peercare eval empathy --mechanism "
         f"{code} --data ../shared/data/empathy-reddit/{DATA_FILES[code]}` (add `--json` for one JSON line).",
         "",
+        *use_and_licence_lines(),
+    ]
+    return "\n".join(lines)
+
+
+def use_and_licence_lines() -> list[str]:
+    """The card's intended use, limits and licence: the same for every model trained on the Reddit data."""
+    return [
         "## Intended use and limits",
         "- Intended use: private, optional coaching hints for peer supporters in PeerCare (which words of a reply "
         "already show empathy, which mechanism could be added). Not a judgement of a person, not a clinical tool, "
@@ -161,7 +169,6 @@ def render(report: dict[str, Any], *, size_bytes: int) -> str:
         "Understanding Empathy Expressed in Text-Based Mental Health Support.* EMNLP 2020.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _size(folder: Path) -> int:

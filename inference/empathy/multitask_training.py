@@ -28,6 +28,7 @@ from inference.empathy.evaluation import evaluate_predictions
 from inference.empathy.features import EncodedRow, encode_rows, predict, rationale_targets, stack_states
 from inference.empathy.model import BiEncoderConfig, level_and_rationale_loss
 from inference.empathy.multitask import MultiTaskBiEncoder, save_multitask
+from inference.empathy.multitask_card import write_multitask_card
 from inference.empathy.training import (
     _class_weights,
     _device,
@@ -246,6 +247,7 @@ def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str
         n_dev=len(dev_rows),
     )
     (out / "training_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_multitask_card(out)
     print(f"saved the multi-task model to {out} in {report['minutes']} min", flush=True)
     return report
 

@@ -105,6 +105,8 @@ def test_training_writes_a_small_folder_with_one_adapter_and_three_head_sets(tra
     assert all(value.dtype == torch.float16 for value in heads.values())
     assert not any("responder_encoder" in name or "seeker_encoder" in name for name in heads)
     assert read_training_sp_ids(trained)  # eval leaves the training posts out
+    card = (trained / "README.md").read_text()
+    assert "one responder pass" in card and "| IP |" in card and "Licence" in card
     report = json.loads((trained / "training_report.json").read_text())
     for mechanism in ("ER", "IP", "EX"):
         assert report["dev"][mechanism]["macro_f1"] == pytest.approx(
