@@ -22,7 +22,7 @@ from torch import nn
 
 from inference.empathy.lora import apply_saved_lora, lora_state
 from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
-from inference.empathy.multitask import is_multitask_folder
+from inference.empathy.multitask import FORMAT_NAME as MULTITASK_FORMAT
 from inference.empathy.tokenizer_files import check_tokenizer, tokenizer_from_files
 from inference.errors import ModelLoadError
 from inference.sources import resolve_source
@@ -69,9 +69,9 @@ def load_bi_encoder(
     """Load one mechanism's bi-encoder from any of the three formats; errors name ``setting``."""
     path = resolve_source(source, setting=setting)
     try:
-        if is_multitask_folder(path):
+        if folder_format(path) == MULTITASK_FORMAT:
             loaded = _load_multitask_view(path, mechanism=mechanism, setting=setting, base_cache=base_cache)
-        elif path.is_dir() and _is_peercare_folder(path):
+        elif folder_format(path) == FORMAT_NAME:
             loaded = _load_peercare(path, mechanism=mechanism, setting=setting, base_cache=base_cache)
         else:
             loaded = _load_mapped(path, mechanism=mechanism, setting=setting)
@@ -171,14 +171,16 @@ def read_training_sp_ids(source: str | os.PathLike[str], *, setting: str | None 
     return frozenset(json.loads(file.read_text())["sp_ids"])
 
 
-def _is_peercare_folder(path: Path) -> bool:
+def folder_format(path: Path) -> str | None:
+    """The ``format`` a PeerCare model folder's config.json declares; None for anything else."""
     config = path / CONFIG_FILE
-    if not config.is_file():
-        return False
+    if not (path.is_dir() and config.is_file()):
+        return None
     try:
-        return json.loads(config.read_text()).get("format") == FORMAT_NAME
+        found = json.loads(config.read_text()).get("format")
     except (json.JSONDecodeError, AttributeError):
-        return False
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _load_peercare(

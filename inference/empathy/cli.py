@@ -129,21 +129,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_multitask(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-    import sys
+    from inference.empathy.multitask_training import run_train_multitask
 
-    from inference.empathy.multitask_training import MultiTaskOptions, train_multitask
-
-    known = MultiTaskOptions.__dataclass_fields__
-    options = MultiTaskOptions(**{k: v for k, v in vars(args).items() if k in known and v is not None})
-    try:
-        report = train_multitask(options, command=" ".join(shlex.quote(a) for a in sys.argv))
-    except (ValueError, OSError) as exc:
-        print(f"peercare train empathy-multitask: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({m: scores["macro_f1"] for m, scores in report["dev"].items()}, sort_keys=True))
-    return 0
+    return run_train_multitask(args)
 
 
 def _eval(args: argparse.Namespace) -> int:

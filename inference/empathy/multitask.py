@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder, encoder_states
+from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
 
 FORMAT_NAME = "peercare-empathy-multitask"
 FORMAT_VERSION = 1
@@ -56,18 +56,14 @@ class MultiTaskBiEncoder(nn.Module):
         return view
 
     def score_all(
-        self,
-        seeker_states: torch.Tensor,
-        seeker_mask: torch.Tensor | None,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        responder_states: torch.Tensor | None = None,
+        self, seeker: tuple[torch.Tensor, torch.Tensor | None], replies: tuple[torch.Tensor, torch.Tensor]
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Each mechanism's (level logits, rationale logits) from one responder pass."""
-        if responder_states is None:
-            responder_states = encoder_states(self.responder_encoder, input_ids, attention_mask)
+        """Each mechanism's (level logits, rationale logits) from one responder pass: ``seeker`` is (states,
+        mask) and ``replies`` (the responder encoder's states, mask), computed once by the caller."""
+        states, mask = replies
+        unused_ids = torch.zeros_like(mask)  # the responder's states are given, so its input ids are not read
         return {
-            mechanism: view.score(seeker_states, seeker_mask, input_ids, attention_mask, responder_states)
+            mechanism: view.score(seeker[0], seeker[1], unused_ids, mask, states)
             for mechanism, view in self.heads.items()
         }
 
@@ -79,16 +75,6 @@ class MultiTaskBiEncoder(nn.Module):
             for name, value in view.state_dict().items()
             if name.startswith(HEAD_PREFIXES)
         }
-
-
-def is_multitask_folder(path: Path) -> bool:
-    config = path / CONFIG_FILE
-    if not (path.is_dir() and config.is_file()):
-        return False
-    try:
-        return json.loads(config.read_text()).get("format") == FORMAT_NAME
-    except (json.JSONDecodeError, AttributeError):
-        return False
 
 
 def save_multitask(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,8 @@ from inference.empathy.training import (
     _frozen_states,
     _length_buckets,
     _seed_everything,
+    run_facts,
+    run_from_args,
     top_layer_states,
 )
 from inference.sources import resolve_source
@@ -234,18 +235,7 @@ def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str
         report["dev_as_saved"][mechanism] = _scores(
             reloaded.model, dev_enc[mechanism], dev_seekers, pad_id, device
         )
-    report.update(
-        options=asdict(options),
-        command=command,
-        history=history,
-        minutes=round((time.time() - started) / 60, 1),
-        trainable_parameters=trainable,
-        torch=torch.__version__,
-        python=platform.python_version(),
-        cpu_threads=torch.get_num_threads(),
-        n_train=len(train_rows),
-        n_dev=len(dev_rows),
-    )
+    report.update(run_facts(options, command, history, started, trainable, len(train_rows), len(dev_rows)))
     (out / "training_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     write_multitask_card(out)
     print(f"saved the multi-task model to {out} in {report['minutes']} min", flush=True)
@@ -293,9 +283,7 @@ def _fit(
             hidden, mask = top_layer_states(
                 model.responder_encoder, [responder_inputs[i] for i in chunk], split_at, device
             )
-            outputs = model.score_all(
-                seekers.to(device), seeker_mask.to(device), torch.zeros_like(mask), mask, hidden
-            )
+            outputs = model.score_all((seekers.to(device), seeker_mask.to(device)), (hidden, mask))
             loss = hidden.new_zeros(())
             for mechanism, (level_logits, rationale_logits) in outputs.items():
                 levels = torch.tensor([encoded[mechanism][i].level for i in chunk], device=device)
@@ -336,4 +324,15 @@ def _scores(
     rows = [encoded[i] for i in keep]
     return evaluate_predictions(
         rows, predict(view, rows, pad_id, device=device, seeker_states=[seekers[i] for i in keep])
+    )
+
+
+def run_train_multitask(args: Any) -> int:
+    """Entry point of ``peercare train empathy-multitask``; returns the exit code."""
+    return run_from_args(
+        args,
+        MultiTaskOptions,
+        train_multitask,
+        "empathy-multitask",
+        lambda report: {m: scores["macro_f1"] for m, scores in report["dev"].items()},
     )

@@ -86,15 +86,7 @@ class TrainOptions:
 
 def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``peercare train empathy``; returns the exit code."""
-    known = TrainOptions.__dataclass_fields__
-    options = TrainOptions(**{k: v for k, v in vars(args).items() if k in known and v is not None})
-    try:
-        report = train(options, command=" ".join(shlex.quote(a) for a in sys.argv))
-    except (ValueError, OSError) as exc:
-        print(f"peercare train empathy: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report["dev"]["model"], sort_keys=True))
-    return 0
+    return run_from_args(args, TrainOptions, train, "empathy", lambda report: report["dev"]["model"])
 
 
 def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
@@ -234,21 +226,53 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
     print(f"dev {mechanism} (reloaded from {out}): {_brief(report['dev']['model_as_saved'])}", flush=True)
     report.update(
         mechanism=mechanism,
-        options=asdict(options),
-        command=command,
-        history=history,
-        minutes=round((time.time() - started) / 60, 1),
-        trainable_parameters=trainable,
-        torch=torch.__version__,
-        python=platform.python_version(),
-        cpu_threads=torch.get_num_threads(),
-        n_train=len(train_rows),
-        n_dev=len(dev_rows),
+        **run_facts(options, command, history, started, trainable, len(train_rows), len(dev_rows)),
     )
     (out / "training_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     write_model_card(out)
     print(f"saved {mechanism} model to {out} in {report['minutes']} min", flush=True)
     return report
+
+
+def run_facts(
+    options: Any,
+    command: str,
+    history: list[dict[str, float]],
+    started: float,
+    trainable: int,
+    n_train: int,
+    n_dev: int,
+) -> dict[str, Any]:
+    """What a training report records about the run itself (for its model card): options, command, losses,
+    minutes, software and threads, sizes."""
+    return {
+        "options": asdict(options),
+        "command": command,
+        "history": history,
+        "minutes": round((time.time() - started) / 60, 1),
+        "trainable_parameters": trainable,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+        "n_train": n_train,
+        "n_dev": n_dev,
+    }
+
+
+def run_from_args(
+    args: argparse.Namespace, options_type: Any, train_function: Any, name: str, summary: Any
+) -> int:
+    """A ``peercare train`` entry point: options from the parsed arguments, the run, one JSON line of
+    ``summary(report)``; a bad value or unreadable file is exit code 2 with the error on stderr."""
+    known = options_type.__dataclass_fields__
+    options = options_type(**{k: v for k, v in vars(args).items() if k in known and v is not None})
+    try:
+        report = train_function(options, command=" ".join(shlex.quote(a) for a in sys.argv))
+    except (ValueError, OSError) as exc:
+        print(f"peercare train {name}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary(report), sort_keys=True))
+    return 0
 
 
 # -- internals ------------------------------------------------------------------------------------------

@@ -69,20 +69,11 @@ class Row:
 
 def esconv_turns(data_dir: Path, *, half: str) -> list[Row]:
     """ESConv-dev seeker turns of the even ("train") or odd ("heldout") conversations, crisis turns labelled."""
-    if half not in ("train", "heldout"):
-        raise ValueError("half must be 'train' or 'heldout'")
-    with ESCONV_LABELS_FILE.open(newline="") as handle:
-        crisis = {
-            (row["conversation"], row["turn"]) for row in csv.DictReader(handle) if row["crisis"] == "1"
-        }
-    rows = []
-    with (data_dir / "esconv-dev" / "seeker_turns.csv").open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if (int(row["conversation"]) % 2 == 0) != (half == "train") or not row["text"].strip():
-                continue
-            label = int((row["conversation"], row["turn"]) in crisis)
-            rows.append(Row(row["text"], label, f"e{row['conversation']}", "esconv", "esconv"))
-    return rows
+    crisis = _ids(ESCONV_LABELS_FILE, lambda row: row["crisis"] == "1")
+    return [
+        Row(row["text"], int(_id(row) in crisis), f"e{row['conversation']}", "esconv", "esconv")
+        for row in _esconv_rows(data_dir / "esconv-dev" / "seeker_turns.csv", "text", half)
+    ]
 
 
 def esconv_replies(data_dir: Path, *, half: str) -> list[Row]:
@@ -91,18 +82,34 @@ def esconv_replies(data_dir: Path, *, half: str) -> list[Row]:
     The bot risk-judges a responder's messages too, and these are real typed replies: greetings, thanks, short
     answers, questions about feelings, crisis-line suggestions. Each belongs to its conversation's group. The
     excluded ids are all even, so a held-out (odd) reply is never left out."""
+    excluded = _ids(ESCONV_REPLY_EXCLUDED_FILE, lambda row: True)
+    return [
+        Row(row["reply"], 0, f"e{row['conversation']}", "esconv", "esconv_reply")
+        for row in _esconv_rows(data_dir / "esconv-dev" / "pairs.csv", "reply", half)
+        if _id(row) not in excluded
+    ]
+
+
+def _esconv_rows(path: Path, text_column: str, half: str) -> list[dict[str, str]]:
+    """A file's rows of one half (conversations split by parity) whose text is not blank."""
     if half not in ("train", "heldout"):
         raise ValueError("half must be 'train' or 'heldout'")
-    with ESCONV_REPLY_EXCLUDED_FILE.open(newline="") as handle:
-        excluded = {(row["conversation"], row["turn"]) for row in csv.DictReader(handle)}
-    with (data_dir / "esconv-dev" / "pairs.csv").open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         return [
-            Row(row["reply"], 0, f"e{row['conversation']}", "esconv", "esconv_reply")
+            row
             for row in csv.DictReader(handle)
-            if (int(row["conversation"]) % 2 == 0) == (half == "train")
-            and row["reply"].strip()
-            and (row["conversation"], row["turn"]) not in excluded
+            if (int(row["conversation"]) % 2 == 0) == (half == "train") and row[text_column].strip()
         ]
+
+
+def _id(row: dict[str, str]) -> tuple[str, str]:
+    return row["conversation"], row["turn"]
+
+
+def _ids(path: Path, keep: Callable[[dict[str, str]], bool]) -> set[tuple[str, str]]:
+    """(conversation, turn) ids listed in an ids-only file, where ``keep`` says so."""
+    with path.open(newline="") as handle:
+        return {_id(row) for row in csv.DictReader(handle) if keep(row)}
 
 
 @dataclass(frozen=True)
