@@ -554,14 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     naive_parents, peercare_parents = (8, 40) if args.quick else (40, 200)
     if args.empathy_compare:
+        same = {"device": device, "seed": args.seed, "threads": threads, "max_batch": args.max_batch}
         compared = empathy_compare(
-            args.empathy_compare,
-            device=device,
-            parents=peercare_parents,
-            seed=args.seed,
-            threads=threads,
-            max_batch=args.max_batch,
-            repeats=args.repeats,
+            args.empathy_compare, parents=peercare_parents, repeats=args.repeats, **same
         )
         print(json.dumps(compared) if args.json else json.dumps(compared, indent=2))
         return 0

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from inference.empathy.lora import apply_saved_lora, lora_state
-from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
+from inference.empathy.model import HEAD_PREFIXES, BiEncoderConfig, EmpathyBiEncoder
 from inference.empathy.multitask import FORMAT_NAME as MULTITASK_FORMAT
 from inference.empathy.tokenizer_files import check_tokenizer, tokenizer_from_files
 from inference.errors import ModelLoadError
@@ -35,7 +35,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINING_IDS_FILE = "training_sp_ids.json"
 
-HEAD_PREFIXES = ("attn.", "norm.", "empathy_classifier.", "rationale_classifier.")
 ENCODER_PREFIXES = ("seeker_encoder.", "responder_encoder.")
 # Top-level names inside a Hugging Face encoder; anything else in front of them is a wrapper (``roberta.``).
 _ENCODER_ROOTS = frozenset({"embeddings", "encoder", "pooler"})

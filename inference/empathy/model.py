@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 LEVELS = 3
 RATIONALE_LABELS = 2
+# The parameters a bi-encoder adds on top of its encoders (what PeerCare's files store besides adapters).
+HEAD_PREFIXES = ("attn.", "norm.", "empathy_classifier.", "rationale_classifier.")
 
 
 @dataclass

@@ -22,14 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from inference.empathy.model import BiEncoderConfig, EmpathyBiEncoder
+from inference.empathy.model import HEAD_PREFIXES, BiEncoderConfig, EmpathyBiEncoder
 
 FORMAT_NAME = "peercare-empathy-multitask"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FOLDER = "responder_adapter"
-HEAD_PREFIXES = ("attn.", "norm.", "empathy_classifier.", "rationale_classifier.")
 
 
 class MultiTaskBiEncoder(nn.Module):

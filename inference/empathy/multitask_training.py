@@ -29,6 +29,7 @@ from inference.empathy.model import BiEncoderConfig, level_and_rationale_loss
 from inference.empathy.multitask import MultiTaskBiEncoder, save_multitask
 from inference.empathy.multitask_card import write_multitask_card
 from inference.empathy.training import (
+    Recipe,
     _class_weights,
     _device,
     _encoder_layers,
@@ -61,21 +62,10 @@ class JointRow:
     rationales: Mapping[str, str]
 
 
-@dataclass
-class MultiTaskOptions:
+@dataclass(kw_only=True)
+class MultiTaskOptions(Recipe):
     data_dir: str = "../shared/data/empathy-reddit"
-    base: str = "all-MiniLM-L6-v2"
     out: str = "runs/empathy-multitask"
-    epochs: int = 4
-    lr: float = 5e-4
-    batch_size: int = 32
-    seed: int = 42
-    split_seed: int = 42
-    dev_fraction: float = 0.15
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    lambda_ei: float = 1.0
-    lambda_re: float = 0.5
     # Each mechanism's shipped choice (inference/shipped/empathy-*/training_report.json).
     class_weights: dict[str, str] = field(
         default_factory=lambda: {"ER": "sqrt", "IP": "balanced", "EX": "sqrt"}

@@ -48,12 +48,11 @@ from inference.types import Mechanism
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainOptions:
-    mechanism: str
-    data: str
+@dataclass(kw_only=True)
+class Recipe:
+    """What the single-mechanism and the multi-task trainers share: the encoder, the split and the optimiser."""
+
     base: str = "all-MiniLM-L6-v2"
-    out: str = "runs/empathy"
     epochs: int = 4
     lr: float = 5e-4
     batch_size: int = 32
@@ -64,6 +63,13 @@ class TrainOptions:
     weight_decay: float = 0.01
     lambda_ei: float = 1.0
     lambda_re: float = 0.5
+
+
+@dataclass(kw_only=True)
+class TrainOptions(Recipe):
+    mechanism: str
+    data: str
+    out: str = "runs/empathy"
     class_weight: str = "sqrt"  # none | sqrt | balanced
     lora_rank: int = 32  # 0: fine-tune the responder fully
     lora_alpha: float = 64.0

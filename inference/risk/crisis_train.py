@@ -137,6 +137,13 @@ _WRITTEN_PREFIX = {
     HYPERBOLE_FILE: "h",
     SHORT_FILE: "s",
 }
+_ATTEMPT_10 = Attempt(
+    10,
+    (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE, HYPERBOLE_FILE, SHORT_FILE),
+    short_ordinary_limit=0.0,
+    contrastive=False,
+    ensemble=True,
+)
 ATTEMPTS = {
     attempt.number: attempt
     for attempt in (
@@ -160,21 +167,9 @@ ATTEMPTS = {
             short_ordinary_limit=0.0,
             contrastive=False,
         ),
-        Attempt(
-            10,
-            (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE, HYPERBOLE_FILE, SHORT_FILE),
-            short_ordinary_limit=0.0,
-            contrastive=False,
-            ensemble=True,
-        ),
-        Attempt(
-            11,
-            (WRITTEN_FILE, MORE_WRITTEN_FILE, THIRD_WRITTEN_FILE, FAREWELLS_FILE, HYPERBOLE_FILE, SHORT_FILE),
-            short_ordinary_limit=0.0,
-            contrastive=False,
-            ensemble=True,
-            supporter_replies=True,
-        ),
+        _ATTEMPT_10,
+        # Attempt 11 is attempt 10 with the even conversations' supporter replies in the pool.
+        replace(_ATTEMPT_10, number=11, supporter_replies=True),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.
