@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from inference.empathy.checkpoints import quiet_transformers
 from inference.empathy.data import EmpathyRow, read_rows, split_by_seeker
 from inference.empathy.evaluation import evaluate_predictions
 from inference.empathy.features import EncodedRow, encode_rows, predict, rationale_targets, stack_states
@@ -36,6 +35,7 @@ from inference.empathy.training import (
     _frozen_states,
     _length_buckets,
     _seed_everything,
+    frozen_base,
     run_facts,
     run_from_args,
     top_layer_states,
@@ -143,7 +143,6 @@ def encode_joint(
 
 def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str, Any]:
     """Train, score the dev split (as trained and as saved), and write the folder with its report and card."""
-    from transformers import AutoModel, AutoTokenizer
 
     from inference.contrastive import LoraShape, lora_copy
 
@@ -158,12 +157,7 @@ def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str
     train_rows, dev_rows = _split(rows, options)
     print(f"multi-task: {len(train_rows)} training pairs, {len(dev_rows)} dev pairs", flush=True)
     base_path = resolve_source(options.base, setting="--base")
-    tokenizer = AutoTokenizer.from_pretrained(base_path, use_fast=True, trust_remote_code=False)
-    with quiet_transformers():
-        seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
-    seeker = seeker.to(device).eval()
-    for parameter in seeker.parameters():
-        parameter.requires_grad_(False)
+    tokenizer, seeker = frozen_base(base_path, device)
     pad_id = int(tokenizer.pad_token_id or 0)
     configs = {
         m: BiEncoderConfig(mechanism=m, hidden_size=seeker.config.hidden_size, max_length=options.max_length)

@@ -96,7 +96,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
-    from transformers import AutoModel, AutoTokenizer
 
     mechanism = Mechanism(options.mechanism).value
     started = time.time()
@@ -114,12 +113,7 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
         flush=True,
     )
     base_path = resolve_source(options.base, setting="--base")
-    tokenizer = AutoTokenizer.from_pretrained(base_path, use_fast=True, trust_remote_code=False)
-    with quiet_transformers():
-        seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
-    seeker = seeker.to(device).eval()
-    for parameter in seeker.parameters():
-        parameter.requires_grad_(False)
+    tokenizer, seeker = frozen_base(base_path, device)
     pad_id = int(tokenizer.pad_token_id or 0)
     config = BiEncoderConfig(
         mechanism=mechanism,
@@ -238,6 +232,20 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
     write_model_card(out)
     print(f"saved {mechanism} model to {out} in {report['minutes']} min", flush=True)
     return report
+
+
+def frozen_base(base_path: Path, device: torch.device) -> tuple[Any, torch.nn.Module]:
+    """The base encoder's tokenizer and the encoder itself, frozen in eval mode on ``device`` (the seeker side,
+    and what the responder's adapters start from). Never runs remote code."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path, use_fast=True, trust_remote_code=False)
+    with quiet_transformers():
+        seeker = AutoModel.from_pretrained(base_path, add_pooling_layer=False, dtype=torch.float32)
+    seeker = seeker.to(device).eval()
+    for parameter in seeker.parameters():
+        parameter.requires_grad_(False)
+    return tokenizer, seeker
 
 
 def run_facts(
