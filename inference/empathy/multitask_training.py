@@ -32,10 +32,10 @@ from inference.empathy.training import (
     _class_weights,
     _device,
     _encoder_layers,
-    _frozen_states,
     _length_buckets,
     _seed_everything,
     frozen_base,
+    frozen_inputs,
     run_facts,
     run_from_args,
     top_layer_states,
@@ -74,8 +74,6 @@ class MultiTaskOptions(Recipe):
     lora_alpha: int = 64
     lora_dropout: float = 0.05
     train_top_layers: int = 2
-    cache_dir: str | None = "runs/empathy-cache"
-    max_length: int = 64
     device: str = "auto"
     threads: int | None = None
     limit: int | None = None
@@ -169,18 +167,18 @@ def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str
     if not 0 < options.train_top_layers <= depth:
         raise ValueError(f"--train-top-layers must be between 1 and {depth}")
     split_at = depth - options.train_top_layers
-    cache = _frozen_states(
+    # Every mechanism's rows hold the same posts; any one of them gives the encoder's states.
+    cache, train_seekers, dev_seekers = frozen_inputs(
         seeker,
-        train_enc["ER"] + dev_enc["ER"],
+        train_enc["ER"],
+        dev_enc["ER"],
         pad_id,
         device,
         split_at=split_at,
-        cache_dir=options.cache_dir,
-        max_length=options.max_length,
+        options=options,
         base_path=base_path,
     )
     n_train = len(train_rows)
-    train_seekers, dev_seekers = cache["seeker"][:n_train], cache["seeker"][n_train:]
 
     _seed_everything(options.seed)
     shape = LoraShape(

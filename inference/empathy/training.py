@@ -63,6 +63,9 @@ class Recipe:
     weight_decay: float = 0.01
     lambda_ei: float = 1.0
     lambda_re: float = 0.5
+    # Frozen encoder states are cached here between runs (None or "": no cache); tokens read per post.
+    cache_dir: str | None = "runs/empathy-cache"
+    max_length: int = 64
 
 
 @dataclass(kw_only=True)
@@ -78,8 +81,6 @@ class TrainOptions(Recipe):
     # outputs are computed once per run (cached on disk, shared by the ER/IP/EX runs) instead of every step.
     # 0 adapts every layer (no cache below the responder).
     train_top_layers: int = 2
-    cache_dir: str | None = "runs/empathy-cache"
-    max_length: int = 64
     rationale_heuristic: bool = True
     baselines: bool = True
     heads_only_epochs: int = 10
@@ -130,18 +131,10 @@ def train(options: TrainOptions, *, command: str = "") -> dict[str, Any]:
     if top and not 0 < top <= len(layers):
         raise ValueError(f"--train-top-layers must be between 1 and {len(layers)}")
     print("encoding posts once with the frozen encoder", flush=True)
-    cache = _frozen_states(
-        seeker,
-        train_enc + dev_enc,
-        pad_id,
-        device,
-        split_at=split_at,
-        cache_dir=options.cache_dir,
-        max_length=options.max_length,
-        base_path=base_path,
+    cache, train_seekers, dev_seekers = frozen_inputs(
+        seeker, train_enc, dev_enc, pad_id, device, split_at=split_at, options=options, base_path=base_path
     )
     n_train = len(train_enc)
-    train_seekers, dev_seekers = cache["seeker"][:n_train], cache["seeker"][n_train:]
 
     report: dict[str, Any] = {
         "dev": {},
@@ -246,6 +239,33 @@ def frozen_base(base_path: Path, device: torch.device) -> tuple[Any, torch.nn.Mo
     for parameter in seeker.parameters():
         parameter.requires_grad_(False)
     return tokenizer, seeker
+
+
+def frozen_inputs(
+    seeker: torch.nn.Module,
+    train_enc: Sequence[EncodedRow],
+    dev_enc: Sequence[EncodedRow],
+    pad_id: int,
+    device: torch.device,
+    *,
+    split_at: int,
+    options: Recipe,
+    base_path: Path,
+) -> tuple[dict[str, list[torch.Tensor]], list[torch.Tensor], list[torch.Tensor]]:
+    """The frozen encoder's states for the training and dev rows (``_frozen_states``), and the seeker states
+    split into the training rows' and the dev rows'."""
+    cache = _frozen_states(
+        seeker,
+        [*train_enc, *dev_enc],
+        pad_id,
+        device,
+        split_at=split_at,
+        cache_dir=options.cache_dir,
+        max_length=options.max_length,
+        base_path=base_path,
+    )
+    n_train = len(train_enc)
+    return cache, cache["seeker"][:n_train], cache["seeker"][n_train:]
 
 
 def run_facts(
