@@ -15,7 +15,7 @@ from inference.empathy.checkpoints import load_bi_encoder, read_training_sp_ids
 from inference.empathy.multitask_training import FILES, MISSING, encode_joint, joint_rows
 from inference.empathy.scorer import EmpathyScorer
 from inference.types import Mechanism
-from tests.inference.empathy.test_training import PAIRS
+from tests.inference.empathy.test_training import PAIRS, TINY_RECIPE
 from tests.support.tiny_empathy import save_tiny_base, tiny_tokenizer
 
 
@@ -51,22 +51,7 @@ def trained(tmp_path_factory, data_dir) -> Path:
             str(base),
             "--out",
             str(out),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--lora-rank",
-            "2",
-            "--lora-alpha",
-            "4",
-            "--train-top-layers",
-            "1",
-            "--dev-fraction",
-            "0.34",
-            "--cache-dir",
-            "",
-            "--device",
-            "cpu",
+            *TINY_RECIPE,
         ]
     )
     assert code == 0

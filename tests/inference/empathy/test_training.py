@@ -29,6 +29,27 @@ PAIRS = [
 ]
 
 
+# A run small enough for a unit test: one epoch, rank-2 adapters on the tiny encoder's top layer, no cache.
+TINY_RECIPE = (
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--lora-rank",
+    "2",
+    "--lora-alpha",
+    "4",
+    "--train-top-layers",
+    "1",
+    "--dev-fraction",
+    "0.34",
+    "--cache-dir",
+    "",
+    "--device",
+    "cpu",
+)
+
+
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
     path = tmp_path / "pairs.csv"
@@ -57,24 +78,9 @@ def test_training_saves_a_model_that_loads_and_evaluates_on_unseen_seekers(
             str(base),
             "--out",
             str(out),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--lora-rank",
-            "2",
-            "--lora-alpha",
-            "4",
-            "--train-top-layers",
-            "1",
+            *TINY_RECIPE,
             "--heads-only-epochs",
             "1",
-            "--dev-fraction",
-            "0.34",
-            "--cache-dir",
-            "",
-            "--device",
-            "cpu",
             "--no-progress",
         ]
     )
