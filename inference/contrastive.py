@@ -31,7 +31,7 @@ class LoraShape:
     """Where and how large the LoRA adapter on the encoder is."""
 
     rank: int = 8
-    alpha: int = 16
+    alpha: float = 16
     dropout: float = 0.1
     blocks: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 

@@ -27,35 +27,8 @@ def register_train(subparsers) -> None:
         "Train one mechanism's bi-encoder: frozen seeker encoder, LoRA (or full) responder, "
         "cross-attention, level and rationale heads; dev split by sp_id; baselines in the same run.",
     )
-    parser.add_argument(
-        "--base", default="all-MiniLM-L6-v2", help="base encoder: local folder, alias or hub id"
-    )
-    parser.add_argument("--out", required=True, help="folder to write the model to")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument(
-        "--lr", type=float, default=5e-4, help="learning rate (5e-4 for LoRA; ~3e-5 for full)"
-    )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=42, help="training seed")
-    parser.add_argument("--split-seed", type=int, default=42, help="seed of the dev split by sp_id")
-    parser.add_argument("--dev-fraction", type=float, default=0.15)
-    parser.add_argument("--lambda-ei", type=float, default=1.0, help="weight of the level loss")
-    parser.add_argument("--lambda-re", type=float, default=0.5, help="weight of the rationale loss")
+    _add_recipe_arguments(parser)
     parser.add_argument("--class-weight", choices=("none", "sqrt", "balanced"), default="sqrt")
-    parser.add_argument("--lora-rank", type=int, default=32, help="0 fine-tunes the responder fully")
-    parser.add_argument("--lora-alpha", type=float, default=64.0)
-    parser.add_argument(
-        "--train-top-layers",
-        type=int,
-        default=2,
-        help="adapt only the responder's top N layers (the rest run once, cached); 0 = all",
-    )
-    parser.add_argument(
-        "--cache-dir",
-        default="runs/empathy-cache",
-        help="where frozen encoder states are cached between runs ('' to disable)",
-    )
-    parser.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up")
     parser.add_argument(
         "--no-rationale-heuristic",
         dest="rationale_heuristic",
@@ -64,9 +37,6 @@ def register_train(subparsers) -> None:
     )
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
     parser.add_argument("--heads-only-epochs", type=int, default=10)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N rows (smoke tests)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(func=_train)
     _register_train_multitask(subparsers)
@@ -83,24 +53,43 @@ def _register_train_multitask(subparsers) -> None:
     parser.add_argument(
         "--data-dir", default="../shared/data/empathy-reddit", help="folder with the three CSVs"
     )
-    parser.add_argument("--base", default="all-MiniLM-L6-v2", help="base encoder: local folder or alias")
+    _add_recipe_arguments(parser)
+    parser.set_defaults(func=_train_multitask)
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both empathy trainers take (``training.Recipe`` and the adapters, device and size)."""
+    parser.add_argument(
+        "--base", default="all-MiniLM-L6-v2", help="base encoder: local folder, alias or hub id"
+    )
     parser.add_argument("--out", required=True, help="folder to write the model to")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument(
+        "--lr", type=float, default=5e-4, help="learning rate (5e-4 for LoRA; ~3e-5 for full)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=42, help="training seed")
     parser.add_argument("--split-seed", type=int, default=42, help="seed of the dev split by sp_id")
     parser.add_argument("--dev-fraction", type=float, default=0.15)
-    parser.add_argument("--lora-rank", type=int, default=32)
-    parser.add_argument("--lora-alpha", type=int, default=64)
-    parser.add_argument("--train-top-layers", type=int, default=2)
+    parser.add_argument("--lambda-ei", type=float, default=1.0, help="weight of the level loss")
+    parser.add_argument("--lambda-re", type=float, default=0.5, help="weight of the rationale loss")
+    parser.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up")
+    parser.add_argument("--lora-rank", type=int, default=32, help="0 fine-tunes the responder fully")
+    parser.add_argument("--lora-alpha", type=float, default=64.0)
     parser.add_argument(
-        "--cache-dir", default="runs/empathy-cache", help="frozen-state cache ('' to disable)"
+        "--train-top-layers",
+        type=int,
+        default=2,
+        help="adapt only the responder's top N layers (the rest run once, cached); 0 = all",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default="runs/empathy-cache",
+        help="where frozen encoder states are cached between runs ('' to disable)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs (smoke tests)")
-    parser.set_defaults(func=_train_multitask)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N rows (smoke tests)")
 
 
 def register_eval(subparsers) -> None:

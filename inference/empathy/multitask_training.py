@@ -71,7 +71,7 @@ class MultiTaskOptions(Recipe):
         default_factory=lambda: {"ER": "sqrt", "IP": "balanced", "EX": "sqrt"}
     )
     lora_rank: int = 32
-    lora_alpha: int = 64
+    lora_alpha: float = 64.0
     lora_dropout: float = 0.05
     train_top_layers: int = 2
     device: str = "auto"
@@ -165,7 +165,11 @@ def train_multitask(options: MultiTaskOptions, *, command: str = "") -> dict[str
     dev_enc = encode_joint(dev_rows, tokenizer, configs["ER"], mechanisms)
     depth = len(_encoder_layers(seeker) or [])
     if not 0 < options.train_top_layers <= depth:
-        raise ValueError(f"--train-top-layers must be between 1 and {depth}")
+        raise ValueError(
+            f"--train-top-layers must be between 1 and {depth} (the shared responder is an adapter)"
+        )
+    if options.lora_rank < 1:
+        raise ValueError("--lora-rank must be at least 1 (the shared responder is an adapter)")
     split_at = depth - options.train_top_layers
     # Every mechanism's rows hold the same posts; any one of them gives the encoder's states.
     cache, train_seekers, dev_seekers = frozen_inputs(

@@ -41,21 +41,23 @@ def trained(tmp_path_factory, data_dir) -> Path:
     root = tmp_path_factory.mktemp("multitask")
     _, base = save_tiny_base(root / "base")
     out = root / "model"
-    code = main(
-        [
-            "train",
-            "empathy-multitask",
-            "--data-dir",
-            str(data_dir),
-            "--base",
-            str(base),
-            "--out",
-            str(out),
-            *TINY_RECIPE,
-        ]
-    )
+    code = main(_training_command(data_dir, base, out))
     assert code == 0
     return out
+
+
+def _training_command(data_dir: Path, base: Path, out: Path) -> list[str]:
+    return [
+        "train",
+        "empathy-multitask",
+        "--data-dir",
+        str(data_dir),
+        "--base",
+        str(base),
+        "--out",
+        str(out),
+        *TINY_RECIPE,
+    ]
 
 
 def test_the_three_csvs_join_by_pair_whatever_their_whitespace(data_dir) -> None:
@@ -185,3 +187,10 @@ def test_a_pair_listed_twice_keeps_both_copies(tmp_path) -> None:
             writer.writerow(["s1", "r1", "I feel lonely.", "I'm sad to hear that.", 2, ""])
     rows = joint_rows(tmp_path)
     assert [row.levels["IP"] for row in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("option", [("--lora-rank", "0"), ("--train-top-layers", "0")])
+def test_a_multitask_run_without_an_adapter_is_a_clear_error(tmp_path, data_dir, capsys, option) -> None:
+    _, base = save_tiny_base(tmp_path / "base")
+    assert main([*_training_command(data_dir, base, tmp_path / "m"), *option]) == 2
+    assert "adapter" in capsys.readouterr().err
