@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import os
@@ -278,8 +279,13 @@ class ScoringEngine:
 
         before = self._probe_outcomes()
         originals = _module_slots(self.empathy) + _module_slots(self.risk)
-        for owner, key, module in originals:
-            quantised = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+        # One deep copy of every slot together keeps what the slots share shared (a multi-task model's three views
+        # hold one responder encoder), and the originals stay as they are for the way back.
+        copies = copy.deepcopy([module for _, _, module in originals])
+        for (owner, key, _), module in zip(originals, copies, strict=True):
+            quantised = torch.ao.quantization.quantize_dynamic(
+                module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
             _set_slot(owner, key, quantised)
         self.cache.clear()
         after = self._probe_outcomes()

@@ -18,7 +18,7 @@ from inference.engine import (
     visible_text,
 )
 from inference.errors import InferenceError, InputRejected
-from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
+from inference.types import Mechanism, ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 PARENT = "My exams start tomorrow and I can't stop panicking about them."
 REPLIES = ("You've got this.", "What part worries you most? Maybe we can break it down together.", "ok")
@@ -223,3 +223,16 @@ def test_auto_cpu_precision_stays_fp32_without_native_bf16(monkeypatch):
     monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: True)
     assert model_dtype("cpu", "auto") == torch.bfloat16
     assert model_dtype("cpu", "fp32") is None
+
+
+def test_int8_keeps_a_multitask_models_one_shared_responder(tiny_config, tmp_path):
+    from tests.support.tiny_empathy import build_tiny_multitask
+
+    folder = str(build_tiny_multitask(tmp_path))
+    engine = ScoringEngine.load(tiny_config("inprocess", empathy_sources={m: folder for m in Mechanism}))
+    assert len({id(engine.empathy.responders[m].responder_encoder) for m in Mechanism}) == 1
+    engine.quantize_int8(min_agreement=0.0)
+    assert _quantised_layers(engine) > 0
+    # Still one responder module (quantised once), so a reply still takes one responder pass.
+    assert len({id(engine.empathy.responders[m].responder_encoder) for m in Mechanism}) == 1
+    assert isinstance(engine.score_batch([ReplyScoreRequest(1, PARENT, 2, REPLIES[1])])[0], ReplyScore)

@@ -251,3 +251,18 @@ def build_tiny_empathy_models(
         )
         paths[mechanism] = save_peercare(model, Path(folder) / f"empathy-{mechanism.value}")
     return paths
+
+
+def build_tiny_multitask(folder: Path, *, seed: int = 0) -> Path:
+    """A tiny multi-task model (random heads, a rank-2 adapter on the top layer) over a tiny base saved beside it."""
+    from inference.contrastive import LoraShape, lora_copy
+    from inference.empathy.model import BiEncoderConfig
+    from inference.empathy.multitask import MultiTaskBiEncoder, save_multitask
+
+    base, base_path = save_tiny_base(Path(folder) / "base", seed=99 + seed)
+    torch.manual_seed(seed)
+    responder = lora_copy(base, LoraShape(rank=2, alpha=4, dropout=0.0, blocks=(1,)))
+    configs = {m.value: BiEncoderConfig(mechanism=m.value, hidden_size=HIDDEN) for m in Mechanism}
+    model = MultiTaskBiEncoder(configs, None, responder.get_base_model())
+    out = Path(folder) / "multitask"
+    return save_multitask(model, responder, out, base_encoder=str(base_path.resolve()), training_sp_ids=set())
