@@ -37,8 +37,10 @@ peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k pos
 #    independent crisis / hard-negative suite (written by a session that never saw the training rows), and
 #    the old Discord-style regression set (needs-a-moderator column).
 peercare eval risk --model "$OUT" --ordinary-chat heldout --json
+peercare eval risk --model "$OUT" --ordinary-chat heldout --replies --json   # the supporters' replies (attempt 11)
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent.csv --json
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_2.csv --json  # attempt 8's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_3.csv --json  # attempt 10's fresh suite
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 
