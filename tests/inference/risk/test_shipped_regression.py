@@ -131,6 +131,34 @@ def test_second_suite_crisis_recall_meets_the_target(suite_2) -> None:
     assert suite_2["crisis_recall"] >= 0.95 and suite_2["crisis_recall_worst_category"] >= 0.9
 
 
+# A third suite, written by a fresh session that opened no file, before attempts 10 and 11 were trained (the gate of
+# both). Never train or tune on it.
+SUITE_3 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_3.csv"
+
+
+@pytest.fixture(scope="module")
+def suite_3(shipped) -> dict:
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, SUITE_3)
+
+
+def test_third_suite_short_messages_and_hard_negatives_stay_below_high(suite_3) -> None:
+    # Attempt 8: 0 of 24 short ordinary turns, 0 of 37 short distress messages, 1.6 % of hard negatives.
+    assert suite_3["categories"]["short_ordinary"]["high_rate"] == 0.0
+    assert suite_3["categories"]["short_distress"]["high_rate"] == 0.0
+    assert suite_3["hard_negative_high_rate"] <= 0.05
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.824, worst category 0.63 (current self-harm) on the third suite "
+    "(attempts 10 and 11 reach 0.928 and 0.961 but failed their gates; docs/models/risk-crisis-protocol.md)",
+)
+def test_third_suite_crisis_recall_meets_the_target(suite_3) -> None:
+    assert suite_3["crisis_recall"] >= 0.95 and suite_3["crisis_recall_worst_category"] >= 0.9
+
+
 # Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
 @pytest.mark.parametrize(
     "text",
