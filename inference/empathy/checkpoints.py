@@ -68,9 +68,10 @@ def load_bi_encoder(
     """Load one mechanism's bi-encoder from any of the three formats; errors name ``setting``."""
     path = resolve_source(source, setting=setting)
     try:
-        if folder_format(path) == MULTITASK_FORMAT:
+        found = folder_format(path)
+        if found == MULTITASK_FORMAT:
             loaded = _load_multitask_view(path, mechanism=mechanism, setting=setting, base_cache=base_cache)
-        elif folder_format(path) == FORMAT_NAME:
+        elif found == FORMAT_NAME:
             loaded = _load_peercare(path, mechanism=mechanism, setting=setting, base_cache=base_cache)
         else:
             loaded = _load_mapped(path, mechanism=mechanism, setting=setting)

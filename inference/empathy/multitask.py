@@ -83,7 +83,6 @@ def save_multitask(
     *,
     base_encoder: str,
     training_sp_ids: set[str],
-    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the heads (fp16), the responder's peft adapter and the config; the base encoder is not copied."""
     from inference.contrastive import save_adapter
@@ -104,7 +103,6 @@ def save_multitask(
         "base_encoder": base_encoder,
         "responder_adapter": ADAPTER_FOLDER,
         "mechanisms": {mechanism: view.config.to_dict() for mechanism, view in model.heads.items()},
-        **(extra or {}),
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (folder / TRAINING_IDS_FILE).write_text(json.dumps({"sp_ids": sorted(training_sp_ids)}) + "\n")

@@ -185,7 +185,7 @@ class CrisisHead:
             return self._prototype_logits(embeddings)
         # Attempt 10's H: the prototypes read the last layer's block, which is the sentence embedding B was
         # chosen on, so both halves come from one encoder pass.
-        last_block = embeddings[:, -_block_width(embeddings, self.config) :]
+        last_block = last_layer_block(embeddings, self.config.layers)
         return ENSEMBLE_WEIGHT * self._regression_logits(embeddings) + (
             1 - ENSEMBLE_WEIGHT
         ) * self._prototype_logits(last_block)
@@ -287,9 +287,11 @@ class CrisisHead:
         return cls(config, tensors, lexical)
 
 
-def _block_width(embeddings: np.ndarray, config: CrisisHeadConfig) -> int:
-    """The width of one layer's block in a layered embedding (all blocks are one hidden size wide)."""
-    return embeddings.shape[1] // len(config.layers or (None,))
+def last_layer_block(embeddings: np.ndarray, layers: Sequence[int] | None) -> np.ndarray:
+    """The last layer's block of embeddings that concatenate ``layers`` (each one hidden size wide); the whole
+    embedding when it reads one layer."""
+    width = embeddings.shape[1] // len(layers or (None,))
+    return embeddings[:, embeddings.shape[1] - width :]
 
 
 def _top_k_mean(similarities: np.ndarray, k: int) -> np.ndarray:

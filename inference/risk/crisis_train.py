@@ -23,7 +23,13 @@ from inference import contrastive
 from inference.contrastive import LoraShape, lora_copy
 from inference.risk.chat_eval import SHORT_WORDS
 from inference.risk.chat_text import chunks, head_text, normalise_chat, reading
-from inference.risk.crisis import ENSEMBLE_WEIGHT, CrisisHead, CrisisHeadConfig, SentenceEncoder
+from inference.risk.crisis import (
+    ENSEMBLE_WEIGHT,
+    CrisisHead,
+    CrisisHeadConfig,
+    SentenceEncoder,
+    last_layer_block,
+)
 
 log = logging.getLogger(__name__)
 
@@ -307,10 +313,9 @@ def fit_head(variant: Variant, embeddings: np.ndarray, labels: np.ndarray, seed:
     if variant.kind == "prototypes":
         return CrisisHead(config, _prototype_tensors(config, embeddings, labels))
     # H: the regression reads every layer's block, the prototypes the last one (see CrisisHead.logits).
-    last_block = embeddings[:, -embeddings.shape[1] // len(variant.layers or (None,)) :]
     tensors = {
         **_regression_tensors(variant, embeddings, labels, seed),
-        **_prototype_tensors(config, last_block, labels),
+        **_prototype_tensors(config, last_layer_block(embeddings, variant.layers), labels),
     }
     return CrisisHead(config, tensors)
 
