@@ -102,7 +102,7 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
     parser.add_argument(
         "--attempt",
         type=int,
-        choices=(5, 6, 7, 8, 9, 10, 11),
+        choices=tuple(range(5, 13)),
         default=8,
         help="the protocol's attempt whose pool and cut-off rule to use (default 8: the shipped head)",
     )

@@ -45,6 +45,8 @@ FAREWELLS_FILE = DATA_FOLDER / "crisis_train_farewells.csv"
 HYPERBOLE_FILE = DATA_FOLDER / "crisis_train_hyperbole.csv"
 # Attempt 10: short chat turns, short distress and short crises, written by a session that opened no file.
 SHORT_FILE = DATA_FOLDER / "crisis_train_short.csv"
+# Attempt 12: crises and death-word hyperbole in Discord chat style, by a session that opened no file.
+CHAT_WRITTEN_FILE = DATA_FOLDER / "crisis_train_chat.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 # Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
@@ -142,6 +144,7 @@ _WRITTEN_PREFIX = {
     FAREWELLS_FILE: "f",
     HYPERBOLE_FILE: "h",
     SHORT_FILE: "s",
+    CHAT_WRITTEN_FILE: "d",
 }
 _ATTEMPT_10 = Attempt(
     10,
@@ -176,6 +179,13 @@ ATTEMPTS = {
         _ATTEMPT_10,
         # Attempt 11 is attempt 10 with the even conversations' supporter replies in the pool.
         replace(_ATTEMPT_10, number=11, supporter_replies=True),
+        # Attempt 12 is attempt 11 with the chat-style rows in the pool.
+        replace(
+            _ATTEMPT_10,
+            number=12,
+            written_files=(*_ATTEMPT_10.written_files, CHAT_WRITTEN_FILE),
+            supporter_replies=True,
+        ),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.

@@ -302,7 +302,8 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files] == [12]
 
 
 def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_it(tmp_path) -> None:
