@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -414,3 +415,29 @@ def test_ordinary_chat_evaluation_reads_the_supporters_replies_when_asked(tiny, 
     replies = evaluate_ordinary_chat(scorer, tmp_path / "data", "heldout", replies=True)
     assert (seekers["speaker"], seekers["n"], seekers["n_short"]) == ("seeker", 2, 2)
     assert (replies["speaker"], replies["n"], replies["n_short"]) == ("supporter", 3, 2)
+
+
+# Suites 1 and 2 were written before the rule that drops new rows reading the same as a held-out text, and share
+# these many rows with the pool (mostly greetings such as "ok" or "brb"; 5 crises each, recorded in the protocol).
+# Suites 3 and 4 were deduplicated against the pool when they came back. No new training row may add to either.
+SUITE_ROWS_IN_POOL = {
+    "risk_suite_independent.csv": 18,
+    "risk_suite_independent_2.csv": 28,
+    "risk_suite_independent_3.csv": 0,
+    "risk_suite_independent_4.csv": 0,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUITE_ROWS_IN_POOL))
+def test_no_training_row_reads_like_a_held_out_suite_row(name: str) -> None:
+    """The independent suites are never trained on: every attempt's written rows are checked against them."""
+    written = {path for attempt in ct.ATTEMPTS.values() for path in attempt.written_files} | {
+        ct.CHAT_STYLE_FILE
+    }
+    pool = {
+        ct.head_text(row["text"]) for path in written for row in csv.DictReader(path.open(encoding="utf-8"))
+    }
+    suite = Path(__file__).resolve().parents[2] / "data" / name
+    rows = list(csv.DictReader(suite.open(encoding="utf-8")))
+    assert len(rows) > 300
+    assert sum(ct.head_text(row["text"]) in pool for row in rows) == SUITE_ROWS_IN_POOL[name]
