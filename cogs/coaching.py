@@ -25,6 +25,7 @@ from bot.services.coaching import compose_first_contact, compose_invitation
 from bot.services.coaching_delivery import DeliveryPlan, PlanKind, UnfinishedDelivery
 from bot.services.reply_scoring import ReplyScored
 from bot.services.stats import level_trend
+from inference.types import Mechanism
 
 log = logging.getLogger(__name__)
 
@@ -383,13 +384,13 @@ class MyProgress(commands.Cog):
         png = await render_level_trend_async(points, f"Your empathy levels, last {TREND_DAYS} days")
         total = sum(p.replies for p in points)
 
-        def mean(attribute: str) -> float:
-            return sum(getattr(p, attribute) * p.replies for p in points) / total
+        def mean(mechanism: Mechanism) -> float:
+            return sum(p.level(mechanism) * p.replies for p in points) / total
 
+        averages = " · ".join(f"{mechanism.display_name} {mean(mechanism):.1f}" for mechanism in Mechanism)
         summary = (
             f"**{total} replies** in the last {TREND_DAYS} days. Average level (0 none, 1 weak, 2 strong): "
-            f"Emotional Reactions {mean('er'):.1f} · Interpretations {mean('ip'):.1f} · "
-            f"Explorations {mean('ex'):.1f}."
+            f"{averages}."
         )
         if member is None or member.coaching.value != "on":
             summary += "\nWant a private note after each reply? `/peercare coaching on`."

@@ -17,6 +17,12 @@ class Mechanism(str, Enum):
     INTERPRETATIONS = "IP"
     EXPLORATIONS = "EX"
 
+    @property
+    def display_name(self) -> str:
+        """The paper's name for it, as people read it ("Emotional Reactions"): every note, chart, card and CLI
+        line takes it from here, so the names cannot drift apart."""
+        return self.name.replace("_", " ").title()
+
 
 class EmpathyLevel(int, Enum):
     NONE = 0

@@ -18,13 +18,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bot.services.stats import LevelPoint
+from inference.types import Mechanism
 
 log = logging.getLogger(__name__)
 
 SERIES = (
-    ("er", "Emotional Reactions", "#d9534f"),
-    ("ip", "Interpretations", "#0275d8"),
-    ("ex", "Explorations", "#5cb85c"),
+    (Mechanism.EMOTIONAL_REACTIONS, "#d9534f"),
+    (Mechanism.INTERPRETATIONS, "#0275d8"),
+    (Mechanism.EXPLORATIONS, "#5cb85c"),
 )
 # A chart asked for again (the same trend, the same title) within this long is not drawn again.
 CACHE_TTL_S = 300.0
@@ -44,8 +45,9 @@ def render_level_trend(points: Sequence[LevelPoint], title: str) -> bytes:
         counts.set_ylabel("replies per day")
         axes.set_zorder(counts.get_zorder() + 1)
         axes.patch.set_visible(False)
-        for attribute, label, colour in SERIES:
-            axes.plot(days, [getattr(p, attribute) for p in points], marker="o", label=label, color=colour)
+        for mechanism, colour in SERIES:
+            levels = [p.level(mechanism) for p in points]
+            axes.plot(days, levels, marker="o", label=mechanism.display_name, color=colour)
         axes.legend(loc="upper left")
         figure.autofmt_xdate()
     else:

@@ -21,12 +21,6 @@ DISCORD_MESSAGE_LIMIT = 2000
 QUOTE_CHARS = 90
 DIGEST_MAX_ITEMS = 5
 
-MECHANISM_NAMES = {
-    Mechanism.EMOTIONAL_REACTIONS: "Emotional Reaction",
-    Mechanism.INTERPRETATIONS: "Interpretation",
-    Mechanism.EXPLORATIONS: "Exploration",
-}
-
 # What a quoted span shows, in the responder's words (the article makes the sentence read naturally).
 _WHAT_IT_SHOWS = {
     Mechanism.EMOTIONAL_REACTIONS: ("shows warmth and care for what they are going through", "an"),
@@ -192,7 +186,7 @@ def _praise_lines(reply: ReplyForCoaching) -> tuple[list[str], list[Mechanism]]:
             continue
         shows, article = _WHAT_IT_SHOWS[mechanism]
         strength = "a strong " if level >= 2 else f"{article} "
-        name = MECHANISM_NAMES[mechanism]
+        name = mechanism.display_name.removesuffix("s")  # one of them: "a strong Emotional Reaction"
         quote = best_quote(
             reply.spans.get(mechanism, ()), reply.reply_text, mechanism=mechanism, avoid=quoted
         )

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import CoachingDelivery, Escalation, RiskAssessment, ScoredReply, SupportChannel
+from inference.types import Mechanism
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,10 @@ class LevelPoint:
     ip: float
     ex: float
     replies: int
+
+    def level(self, mechanism: Mechanism) -> float:
+        """The day's mean level of ``mechanism``: its field is named by its code, like the scored-reply columns."""
+        return float(getattr(self, mechanism.value.lower()))
 
 
 @dataclass(frozen=True, slots=True)

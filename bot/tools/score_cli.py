@@ -30,11 +30,6 @@ from inference.types import EmpathyLevel, Mechanism, ReplyScore, ReplyScoreReque
 log = logging.getLogger(__name__)
 
 LEVEL_NAMES = {0: "none", 1: "weak", 2: "strong"}
-MECHANISM_TITLES = {
-    Mechanism.EMOTIONAL_REACTIONS: "Emotional Reactions",
-    Mechanism.INTERPRETATIONS: "Interpretations",
-    Mechanism.EXPLORATIONS: "Explorations",
-}
 _ANSI = {
     Mechanism.EMOTIONAL_REACTIONS: "\033[1;31m",
     Mechanism.INTERPRETATIONS: "\033[1;34m",
@@ -169,7 +164,7 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
         probabilities = " ".join(f"{p:.2f}" for p in mechanism_score.probabilities)
         chat = mechanism_score.recogniser_probability
         lines.append(
-            f"  {mechanism.value}  {MECHANISM_TITLES[mechanism]:<20} {LEVEL_NAMES[level]} ({level})  p=[{probabilities}]"
+            f"  {mechanism.value}  {mechanism.display_name:<20} {LEVEL_NAMES[level]} ({level})  p=[{probabilities}]"
             + (f"  chat recogniser {chat:.2f}" if chat is not None else "")
         )
         spans = [(s.start, s.end) for s in mechanism_score.rationales]

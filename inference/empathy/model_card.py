@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inference.types import Mechanism
+
 log = logging.getLogger(__name__)
 
-NAMES = {"ER": "Emotional Reactions", "IP": "Interpretations", "EX": "Explorations"}
+# By the mechanism's code ("ER"), as the training reports and data files are keyed.
+NAMES = {mechanism.value: mechanism.display_name for mechanism in Mechanism}
 DATA_FILES = {
     "ER": "emotional-reactions-reddit.csv",
     "IP": "interpretations-reddit.csv",
