@@ -67,6 +67,11 @@ class RationaleSpan:
     end: int
     text: str
 
+    @classmethod
+    def of(cls, reply: str, start: int, end: int) -> RationaleSpan:
+        """The span of ``reply`` from ``start`` to ``end``: its text is always the reply's own characters there."""
+        return cls(start, end, reply[start:end])
+
 
 @dataclass(frozen=True, slots=True)
 class MechanismScore:

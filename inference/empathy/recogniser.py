@@ -325,4 +325,4 @@ class ChatRecogniser:
             start, end = spans[int(np.argmax(scores))]
         else:
             start, end = spans[0]
-        return RationaleSpan(start, end, reply[start:end])
+        return RationaleSpan.of(reply, start, end)

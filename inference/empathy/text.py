@@ -153,7 +153,7 @@ def merge_token_spans(text: str, tokens: Tokenized, marked: Sequence[bool]) -> t
         if spans and start <= spans[-1].end:
             start = spans[-1].start
             spans.pop()
-        spans.append(RationaleSpan(start, end, text[start:end]))
+        spans.append(RationaleSpan.of(text, start, end))
     return tuple(spans)
 
 
