@@ -59,6 +59,11 @@ class Received:
     outcome: InboxOutcome
     attempts: int
 
+    @classmethod
+    def redelivered(cls, row: InboxMessage) -> Received:
+        """The message's row was already there: the event came again, and the row says how far it got."""
+        return cls(False, row.outcome, row.attempts)
+
 
 @dataclass(frozen=True, slots=True)
 class PendingMessage:
@@ -84,7 +89,7 @@ async def record_received(
     """Record a message as received (its first attempt starts now). A second call for the same id adds nothing."""
     existing = await session.get(InboxMessage, message_id)
     if existing is not None:
-        return Received(False, existing.outcome, existing.attempts)
+        return Received.redelivered(existing)
     try:
         async with session.begin_nested():
             session.add(
@@ -103,7 +108,7 @@ async def record_received(
         # The same event delivered twice at once: the other writer owns the row.
         existing = await session.get(InboxMessage, message_id, populate_existing=True)
         assert existing is not None
-        return Received(False, existing.outcome, existing.attempts)
+        return Received.redelivered(existing)
     return Received(True, InboxOutcome.PENDING, 1)
 
 
