@@ -736,12 +736,7 @@ async def _warm_up_and_offer(
     samples.recording_depth = False
     await probe.finish()
 
-    report.offered_seconds = offered_until - offered_from
-    report.posts_offered = sum(1 for s in sent if s.planned.kind == "post")
-    report.replies_offered = len(sent) - report.posts_offered
-    report.crisis_posts_offered = sum(1 for s in sent if s.planned.crisis)
-    report.offered_replies_per_s = report.replies_offered / report.offered_seconds
-    report.offered_messages_per_s = len(sent) / report.offered_seconds
+    _count_offered(report, sent, offered_until - offered_from)
     report.scored_replies_per_s = report.replies_scored_in_offered_phase / report.offered_seconds
     report.replies_scored = len(meter.replies_scored) - scored_before
     report.replies_shed = len(meter.replies_shed)
@@ -760,6 +755,16 @@ async def _warm_up_and_offer(
     escalations = await _collect_stored(bot.database, report, warm + sent)
     _collect_alerts(server, report, escalations)
     _collect_dms(server, report, warm + sent)
+
+
+def _count_offered(report: LoadReport, sent: list[Sent], seconds: float) -> None:
+    """What the offered phase sent and how fast: the same counts for one bot and for a fleet."""
+    report.offered_seconds = seconds
+    report.posts_offered = sum(1 for s in sent if s.planned.kind == "post")
+    report.replies_offered = len(sent) - report.posts_offered
+    report.crisis_posts_offered = sum(1 for s in sent if s.planned.crisis)
+    report.offered_replies_per_s = report.replies_offered / seconds
+    report.offered_messages_per_s = len(sent) / seconds
 
 
 def load_arguments(description: str, defaults: Any) -> argparse.ArgumentParser:

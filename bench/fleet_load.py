@@ -64,6 +64,7 @@ from bench.discord_load import (
     _collect_dms,
     _collect_outcomes,
     _collect_stored,
+    _count_offered,
     _drain,
     _offer,
     _set_up_as_moderators_would,
@@ -749,12 +750,7 @@ async def _warm_up_and_offer(
     await probe.finish()
     probe.record(report)
 
-    report.offered_seconds = offered_until - offered_from
-    report.posts_offered = sum(1 for s in sent if s.planned.kind == "post")
-    report.replies_offered = len(sent) - report.posts_offered
-    report.crisis_posts_offered = sum(1 for s in sent if s.planned.crisis)
-    report.offered_replies_per_s = report.replies_offered / report.offered_seconds
-    report.offered_messages_per_s = len(sent) / report.offered_seconds
+    _count_offered(report, sent, offered_until - offered_from)
     report.guilds_with_traffic = len({s.planned.channel for s in sent})
     await _collect_outcomes(database, report, everything)
     escalations = await _collect_stored(database, report, everything)
