@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from inference.errors import InferenceError, InferenceShutDown, RequestShed
+from inference.futures import settle
 from inference.types import Priority
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,7 @@ class MicroBatcher(Generic[Item, Result]):
         """The models will never be ready (e.g. they failed to load): fail everything waiting and future calls."""
         self._failure = error
         for entry in [*self._risk, *self._coaching, *self._running]:
-            if not entry.future.done():
-                entry.future.set_exception(error)
+            settle(entry.future, error)
         self._risk.clear()
         self._coaching.clear()
         self._running = []
@@ -218,12 +218,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._running = []
         for entry, result in zip(batch, results, strict=True):
             self._by_item.pop(entry.item, None)
-            if entry.future.done():
-                continue
-            if isinstance(result, BaseException):
-                entry.future.set_exception(result)
-            else:
-                entry.future.set_result(result)
+            settle(entry.future, result)
 
 
 class AdmissionGate:

@@ -25,6 +25,7 @@ from inference.backends.inprocess import _expect
 from inference.config import InferenceConfig
 from inference.engine import WorkItem, WorkResult
 from inference.errors import InferenceShutDown, InferenceUnavailable, RequestShed
+from inference.futures import settle
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 log = logging.getLogger(__name__)
@@ -173,12 +174,7 @@ class WorkerClient:
         if pending is None:
             return  # answered already (a resubmitted request whose first answer got through)
         self._by_item.pop(pending.item, None)
-        if pending.future.done():
-            return
-        if isinstance(outcome, BaseException):
-            pending.future.set_exception(outcome)
-        else:
-            pending.future.set_result(outcome)
+        settle(pending.future, outcome)
 
     def _fail_all(self, error: InferenceUnavailable) -> None:
         for request_id in list(self._pending):
