@@ -41,6 +41,7 @@ peercare eval risk --model "$OUT" --ordinary-chat heldout --replies --json   # t
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent.csv --json
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_2.csv --json  # attempt 8's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_3.csv --json  # attempt 10's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_4.csv --json  # attempt 12's fresh suite
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 

@@ -159,6 +159,34 @@ def test_third_suite_crisis_recall_meets_the_target(suite_3) -> None:
     assert suite_3["crisis_recall"] >= 0.95 and suite_3["crisis_recall_worst_category"] >= 0.9
 
 
+# A fourth suite, written by a fresh session that opened no file, before attempt 12 was trained (its gate). Never train
+# or tune on it.
+SUITE_4 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_4.csv"
+
+
+@pytest.fixture(scope="module")
+def suite_4(shipped) -> dict:
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, SUITE_4)
+
+
+def test_fourth_suite_short_messages_and_hard_negatives_stay_below_high(suite_4) -> None:
+    # Attempt 8: 0 of 10 short ordinary turns, 0 of 18 short distress messages, 3.7 % of hard negatives.
+    assert suite_4["categories"]["short_ordinary"]["high_rate"] == 0.0
+    assert suite_4["categories"]["short_distress"]["high_rate"] == 0.0
+    assert suite_4["hard_negative_high_rate"] <= 0.05
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.759, worst category 0.67 on the fourth suite (attempt 12 reaches "
+    "0.898 / 0.80 and failed its gate; docs/models/risk-crisis-protocol.md)",
+)
+def test_fourth_suite_crisis_recall_meets_the_target(suite_4) -> None:
+    assert suite_4["crisis_recall"] >= 0.95 and suite_4["crisis_recall_worst_category"] >= 0.9
+
+
 # Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
 @pytest.mark.parametrize(
     "text",
