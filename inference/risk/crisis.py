@@ -195,8 +195,8 @@ class CrisisHead:
 
     def _prototype_logits(self, embeddings: np.ndarray) -> np.ndarray:
         k = self.config.neighbours
-        positive = _top_k_mean(embeddings @ self.tensors["positive"].T, k)
-        negative = _top_k_mean(embeddings @ self.tensors["negative"].T, k)
+        positive = _top_k_mean(_similarities(embeddings, self.tensors["positive"]), k)
+        negative = _top_k_mean(_similarities(embeddings, self.tensors["negative"]), k)
         scale, shift = self.tensors["platt"]
         return scale * (positive - negative) + shift
 
@@ -292,6 +292,17 @@ def last_layer_block(embeddings: np.ndarray, layers: Sequence[int] | None) -> np
     embedding when it reads one layer."""
     width = embeddings.shape[1] // len(layers or (None,))
     return embeddings[:, embeddings.shape[1] - width :]
+
+
+def _similarities(embeddings: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each (unit) embedding to each (unit) prototype, computed by torch.
+
+    Not numpy: numpy's OpenBLAS runs a one-message product against thousands of prototypes on its own threads,
+    and on two busy cores that took 8 ms where torch, on the threads the process gave it, takes 0.3 ms
+    (measured 2026-12-07; bench/RESULTS.md, the ensemble head's cost)."""
+    vectors = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+    table = torch.from_numpy(np.ascontiguousarray(prototypes, dtype=np.float32))
+    return (vectors @ table.T).numpy()
 
 
 def _top_k_mean(similarities: np.ndarray, k: int) -> np.ndarray:
