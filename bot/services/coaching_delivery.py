@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import CoachingChoice, CoachingDelivery, GuildSettings, ScoredReply
 from bot.services import consent, guild_settings
 from bot.services.coaching import CoachingNote, ReplyForCoaching, compose_digest, compose_note
-from bot.services.reply_scoring import CoachingStatus, jump_url, mechanism_levels
+from bot.services.message_links import jump_url
+from bot.services.reply_scoring import CoachingStatus, mechanism_levels
 from bot.sharding import GuildOwnership
 
 log = logging.getLogger(__name__)

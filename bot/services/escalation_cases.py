@@ -161,9 +161,13 @@ async def find_for_message(
 
 def case_messages(row: Escalation) -> list[tuple[int | None, int]]:
     """(channel_id, message_id) of every message in a case, the one that opened it first."""
-    return [(row.channel_id, row.message_id)] + [
-        (int(channel_id), int(message_id)) for channel_id, message_id in (row.more_messages or ())
-    ]
+    return [(row.channel_id, row.message_id), *added_messages(row)]
+
+
+def added_messages(row: Escalation) -> list[tuple[int, int]]:
+    """(channel_id, message_id) of the messages that joined a case after the one that opened it (always in a
+    channel: only posts join a case)."""
+    return [(int(channel_id), int(message_id)) for channel_id, message_id in (row.more_messages or ())]
 
 
 async def current_case(

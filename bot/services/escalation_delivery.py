@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import AuditLogEntry, Escalation, EscalationConsent, EscalationState, GuildSettings, utcnow
 from bot.services import audit, guild_settings
-from bot.services.escalation_cases import apply_current_consent, audit_case, case_messages
+from bot.services.escalation_cases import added_messages, apply_current_consent, audit_case
 from bot.services.escalation_policy import ASKED_YES, EscalationKind, Outcome
+from bot.services.message_links import jump_url
 from bot.sharding import GuildOwnership
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class DeliveryPlan:
     # The member said yes when asked: a moderator reaching out is expected, not a surprise.
     member_said_yes: bool = False
     # Later messages of the member that joined this case (channel_id, message_id), oldest first.
-    more_messages: tuple[tuple[int | None, int], ...] = ()
+    more_messages: tuple[tuple[int, int], ...] = ()
     # Where the case stands, and who moved it there: what the alert's status line shows.
     state: EscalationState = EscalationState.PENDING
     acknowledged_by: int | None = None
@@ -94,8 +95,8 @@ class DeliveryPlan:
             return None
         return self.link(self.channel_id, self.message_id)
 
-    def link(self, channel_id: int | None, message_id: int) -> str:
-        return f"https://discord.com/channels/{self.guild_id}/{channel_id}/{message_id}"
+    def link(self, channel_id: int, message_id: int) -> str:
+        return jump_url(self.guild_id, channel_id, message_id)
 
 
 def _action_for(row: Escalation) -> Outcome:
@@ -126,7 +127,7 @@ def plan_for(row: Escalation, settings: GuildSettings) -> DeliveryPlan:
         may_have_been_sent=row.delivery_attempts > 0 and row.alert_message_id is None,
         created_at=row.created_at,
         member_said_yes=row.consent_used == ASKED_YES,
-        more_messages=tuple(case_messages(row)[1:]),
+        more_messages=tuple(added_messages(row)),
         state=row.state,
         acknowledged_by=row.acknowledged_by,
         claimed_by=row.claimed_by,

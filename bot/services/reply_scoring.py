@@ -110,10 +110,6 @@ def has_scorable_text(text: str | None) -> bool:
     return has_visible_text(text)
 
 
-def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
-    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
-
-
 def spans_as_offsets(score: ReplyScore) -> list[dict[str, Any]]:
     """Rationale spans as character offsets into the reply (the text itself is not duplicated)."""
     spans = []
