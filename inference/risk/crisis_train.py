@@ -8,6 +8,7 @@ under ``runs/risk/crisis-cache`` so variants and seeds share one encoding pass.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -16,6 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,6 +137,8 @@ class Attempt:
     ensemble: bool = False
     # Attempt 11 adds the even conversations' supporter replies to the pool as ordinary chat.
     supporter_replies: bool = False
+    # Attempt 13 adds TH, H's head over a LoRA-tuned encoder (3 seeds x 5 folds of tuning: about an hour).
+    tuned_ensemble: bool = False
 
 
 _WRITTEN_PREFIX = {
@@ -152,6 +156,12 @@ _ATTEMPT_10 = Attempt(
     short_ordinary_limit=0.0,
     contrastive=False,
     ensemble=True,
+)
+_ATTEMPT_12 = replace(
+    _ATTEMPT_10,
+    number=12,
+    written_files=(*_ATTEMPT_10.written_files, CHAT_WRITTEN_FILE),
+    supporter_replies=True,
 )
 ATTEMPTS = {
     attempt.number: attempt
@@ -180,12 +190,9 @@ ATTEMPTS = {
         # Attempt 11 is attempt 10 with the even conversations' supporter replies in the pool.
         replace(_ATTEMPT_10, number=11, supporter_replies=True),
         # Attempt 12 is attempt 11 with the chat-style rows in the pool.
-        replace(
-            _ATTEMPT_10,
-            number=12,
-            written_files=(*_ATTEMPT_10.written_files, CHAT_WRITTEN_FILE),
-            supporter_replies=True,
-        ),
+        _ATTEMPT_12,
+        # Attempt 13 is attempt 12 with TH declared.
+        replace(_ATTEMPT_12, number=13, tuned_ensemble=True),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.
@@ -364,7 +371,9 @@ def _leave_one_out_margins(k: int, embeddings: np.ndarray, labels: np.ndarray) -
     return positive - negative
 
 
-def message_logits(head: CrisisHead, cache: EmbeddingCache, texts: Sequence[str]) -> np.ndarray:
+def message_logits(
+    head: CrisisHead, cache: EmbeddingCache | SentenceEncoder, texts: Sequence[str]
+) -> np.ndarray:
     pieces, owners = head.message_texts(texts)
     logits = head.logits(cache.embed(pieces))
     best = np.full(len(texts), -np.inf)
@@ -485,7 +494,7 @@ def summarise(runs: Sequence[dict]) -> dict:
     }
 
 
-_COST = {"A": 0, "B": 1, "C": 2, "E": 3, "F": 4, "H": 5}
+_COST = {"A": 0, "B": 1, "C": 2, "E": 3, "F": 4, "H": 5, "T": 6}
 
 
 def choose(report: dict[str, dict]) -> str:
@@ -613,6 +622,9 @@ class TunedRecipe(LoraShape):
     blocks: tuple[int, ...] = (2, 3, 4, 5)
     ordinary_per_epoch: int = 600
     max_tokens: int = 96
+    # The head reads a unit vector, so its logit is at most |w|: a scale lets it reach confident logits without
+    # waiting for |w| to grow (a cosine classifier's temperature). D trained with 1.
+    logit_scale: float = 1.0
 
 
 def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: TunedRecipe = TunedRecipe()):
@@ -652,7 +664,7 @@ def fit_tuned(base_encoder, tokenizer, rows: Sequence[Row], seed: int, recipe: T
             pooled = torch.nn.functional.normalize(
                 (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1
             )
-            logits = head(pooled).squeeze(-1)
+            logits = head(pooled).squeeze(-1) * recipe.logit_scale
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, labels[batch], pos_weight=weight
             )
@@ -751,6 +763,73 @@ def train_tuned_head(base_model: str, rows: Sequence[Row], output: Path, seed: i
     CrisisHead(config, head.tensors).save(output)
 
 
+# -- attempt 13: H's head over a LoRA-tuned encoder ---------------------------------------------------------
+
+TUNED_ENSEMBLE = Variant("TH", kind="ensemble", c=8.0, layers=LAYERS, lexical=True)
+# The declaration's recipe: every block adapted, 2 epochs, every ESConv row each epoch, a cosine-classifier scale.
+TUNED_ENSEMBLE_RECIPE = TunedRecipe(
+    blocks=(0, 1, 2, 3, 4, 5), epochs=2, ordinary_per_epoch=10**9, max_tokens=64, logit_scale=16.0
+)
+
+
+def tuned_ensemble_head(
+    base_encoder, tokenizer, rows: Sequence[Row], seed: int
+) -> tuple[Any, SentenceEncoder, CrisisHead]:
+    """TH fitted on ``rows``: the tuned peft model, the merged encoder reading TH's layers, and the head (H's, with
+    its word logit) fitted on that encoder's embeddings of the same rows."""
+    tuned, _ = fit_tuned(base_encoder, tokenizer, rows, seed, TUNED_ENSEMBLE_RECIPE)
+    # Merged into a copy: ``tuned`` keeps its adapter for saving (merging unloads it).
+    reader = SentenceEncoder(copy.deepcopy(tuned).merge_and_unload(), tokenizer, layers=TUNED_ENSEMBLE.layers)
+    texts = [head_text(row.text) for row in rows]
+    labels = np.array([row.label for row in rows])
+    head = fit_head(TUNED_ENSEMBLE, reader.embed(texts), labels, seed)
+    words = fit_crisis_lexical(texts, labels)
+    return tuned, reader, CrisisHead(replace(head.config, lexical=LEXICAL_FILE), head.tensors, words)
+
+
+def cross_validate_tuned_ensemble(
+    base_encoder, tokenizer, rows: Sequence[Row], seed: int, short_limit: float | None = None
+) -> dict:
+    """TH's out-of-fold logits: per fold, tune on the training rows and fit the head on their tuned embeddings,
+    then read the held-out fold's messages as the scorer would (``CrisisHead.probabilities``' logit)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.array([row.label for row in rows])
+    groups = [row.group for row in rows]
+    logits = np.zeros(len(rows))
+    splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    for fold, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), labels, groups)):
+        _, reader, head = tuned_ensemble_head(
+            base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold
+        )
+        logits[test] = message_logits(head, reader, [rows[i].text for i in test]) + head.word_weight * (
+            head.word_logits([rows[i].text for i in test])
+        )
+        log.info("tuned ensemble seed %d fold %d done", seed, fold)
+    return out_of_fold_result(seed, logits, rows, short_limit)
+
+
+def with_tuned_ensemble(report: dict, runs: Sequence[dict]) -> dict:
+    """TH joins the frozen variants under the declared rule (the dearest variant: it must beat the best by more than
+    0.01 to win)."""
+    report["variants"][TUNED_ENSEMBLE.name] = summarise(runs)
+    report["winner"] = choose(report["variants"])
+    if report["winner"] == TUNED_ENSEMBLE.name:
+        report["winner_spec"] = asdict(TUNED_ENSEMBLE)
+    return report
+
+
+def train_tuned_ensemble_head(base_model: str, rows: Sequence[Row], output: Path, seed: int) -> None:
+    """Fit TH on the whole pool; save its LoRA adapter (crisis_adapter/) and head into ``output``."""
+    from inference.risk.features import load_encoder
+
+    encoder, tokenizer = load_encoder(base_model)
+    tuned, _, head = tuned_ensemble_head(encoder, tokenizer, rows, seed)
+    contrastive.save_adapter(tuned, output / "crisis_adapter", base_model)
+    config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
+    CrisisHead(config, head.tensors, head.lexical).save(output)
+
+
 def caches_for(encoder, tokenizer, cache_path: Path) -> CacheFor:
     """One embedding cache per reading of the encoder (sentence embedding, or a set of hidden layers)."""
     caches: dict[tuple[int, ...] | None, EmbeddingCache] = {}
@@ -800,6 +879,14 @@ def train_crisis(
                 encoder, tokenizer, rows, CONTRASTIVE_SEED, short_limit=short_limit
             )
             report = with_contrastive(report, contrastive_run)
+        if attempt.tuned_ensemble:
+            report = with_tuned_ensemble(
+                report,
+                [
+                    cross_validate_tuned_ensemble(encoder, tokenizer, rows, seed, short_limit)
+                    for seed in seeds
+                ],
+            )
     winner = report["winner"]
     cut_offs = cut_offs_from(report["variants"][winner]["per_seed"])
     report["cut_offs"] = cut_offs
@@ -809,6 +896,8 @@ def train_crisis(
         train_contrastive_head(base_model, rows, output, seed=CONTRASTIVE_SEED)
     elif winner == TUNED.name:
         train_tuned_head(base_model, rows, output, seed=seeds[0])
+    elif winner == TUNED_ENSEMBLE.name:
+        train_tuned_ensemble_head(base_model, rows, output, seed=seeds[0])
     else:
         spec = dict(report["winner_spec"])
         variant_layers = tuple(spec["layers"]) if spec.get("layers") else None

@@ -419,12 +419,13 @@ def test_ordinary_chat_evaluation_reads_the_supporters_replies_when_asked(tiny, 
 
 # Suites 1 and 2 were written before the rule that drops new rows reading the same as a held-out text, and share
 # these many rows with the pool (mostly greetings such as "ok" or "brb"; 5 crises each, recorded in the protocol).
-# Suites 3 and 4 were deduplicated against the pool when they came back. No new training row may add to either.
+# Suites 3 to 5 were deduplicated against the pool when they came back. No new training row may add to either.
 SUITE_ROWS_IN_POOL = {
     "risk_suite_independent.csv": 18,
     "risk_suite_independent_2.csv": 28,
     "risk_suite_independent_3.csv": 0,
     "risk_suite_independent_4.csv": 0,
+    "risk_suite_independent_5.csv": 0,
 }
 
 
@@ -441,3 +442,59 @@ def test_no_training_row_reads_like_a_held_out_suite_row(name: str) -> None:
     rows = list(csv.DictReader(suite.open(encoding="utf-8")))
     assert len(rows) > 300
     assert sum(ct.head_text(row["text"]) in pool for row in rows) == SUITE_ROWS_IN_POOL[name]
+
+
+@pytest.fixture
+def tiny_tuned_ensemble(monkeypatch):
+    """Attempt 13's TH, sized for the tiny model: its three blocks, one short epoch."""
+    from dataclasses import replace
+
+    monkeypatch.setattr(ct, "TUNED_ENSEMBLE", replace(ct.TUNED_ENSEMBLE, layers=(0, 1, 2)))
+    monkeypatch.setattr(
+        ct, "TUNED_ENSEMBLE_RECIPE", replace(ct.TUNED_ENSEMBLE_RECIPE, blocks=(0, 1), epochs=1, batch_size=8)
+    )
+
+
+def test_tuned_ensemble_is_judged_out_of_fold_and_must_beat_the_frozen_winner_by_a_point(
+    tiny, tiny_tuned_ensemble
+) -> None:
+    _folder, encoder, tokenizer = tiny
+    rows = _rows()
+    run = ct.cross_validate_tuned_ensemble(encoder, tokenizer, rows, seed=13)
+    assert np.isfinite(run["oof_logits"]).all() and len(run["oof_logits"]) == len(rows)
+    assert run["hard_negative_high_rate"] <= ct.HARD_NEGATIVE_LIMIT
+    frozen = {"variants": {"H(B+F(E8))": {"recall_mean": 0.874}}, "winner": "H(B+F(E8))"}
+    close = ct.with_tuned_ensemble(frozen, [{**run, "recall": 0.88}])
+    assert close["winner"] == "H(B+F(E8))" and close["variants"]["TH"]["recall_mean"] == 0.88
+    better = ct.with_tuned_ensemble(frozen, [{**run, "recall": 0.89}])
+    assert better["winner"] == "TH" and better["winner_spec"]["kind"] == "ensemble"
+
+
+def test_tuned_ensemble_ships_its_adapter_and_the_scorer_reads_through_it(
+    tiny, tiny_tuned_ensemble, tmp_path, monkeypatch
+) -> None:
+    import shutil
+
+    from transformers import AutoModel, AutoTokenizer
+
+    folder, encoder, tokenizer = tiny
+    out = tmp_path / "model"
+    shutil.copytree(folder, out)
+    base = str((out / "base").resolve())
+    monkeypatch.setattr(
+        "inference.risk.features.load_encoder",
+        lambda name: (AutoModel.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name)),
+    )
+    ct.train_tuned_ensemble_head(base, _rows(), out, seed=1)
+    write_calibration(out, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
+    ct.write_crisis_calibration(out, {"high": 0.8, "elevated": 0.2}, "a test")
+    scorer = RiskScorer.load(out)
+    head, reader = scorer.crisis
+    assert head.config.kind == "ensemble" and head.config.adapter == "crisis_adapter"
+    assert reader.layers == (0, 1, 2) and head.lexical is not None
+    texts = ["i want to die", "hello there"]
+    got = [result.probabilities[CRISIS_LABEL] for result in scorer.predict(texts)]
+    # The same head over the frozen encoder reads other embeddings: the adapter is what the scorer reads through.
+    frozen = head.probabilities(SentenceEncoder(encoder, tokenizer, layers=(0, 1, 2)), texts)
+    assert not np.allclose(got, frozen, atol=1e-4)
+    assert np.allclose(got, head.probabilities(reader, texts), atol=1e-6)
