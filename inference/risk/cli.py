@@ -102,9 +102,8 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
     parser.add_argument(
         "--attempt",
         type=int,
-        choices=tuple(range(5, 13)),
         default=8,
-        help="the protocol's attempt whose pool and cut-off rule to use (default 8: the shipped head)",
+        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 13 (default 8: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)
 
@@ -114,6 +113,11 @@ def _train_crisis(args: argparse.Namespace) -> int:
 
     from inference.risk.crisis_train import ATTEMPTS, train_crisis
 
+    if args.attempt not in ATTEMPTS:
+        known = ", ".join(str(number) for number in sorted(ATTEMPTS))
+        raise SystemExit(
+            f"peercare train crisis: --attempt {args.attempt} is not a declared attempt ({known})"
+        )
     _quiet_libraries()
     torch.set_num_threads(args.threads)
     report = train_crisis(

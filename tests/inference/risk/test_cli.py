@@ -73,3 +73,13 @@ def test_train_and_eval_register_a_risk_command() -> None:
     register_train(sub.add_parser("train").add_subparsers(dest="model"))
     args = parser.parse_args(["train", "risk", "--mode", "head", "--epochs", "1"])
     assert callable(args.func) and args.mode == "head"
+
+
+def test_train_crisis_refuses_an_attempt_the_protocol_never_declared(tmp_path) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    register_train(sub.add_parser("train").add_subparsers(dest="model"))
+    args = parser.parse_args(["train", "crisis", "--attempt", "4", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"--attempt 4 is not a declared attempt \(5, .*, 13\)"):
+        args.func(args)
+    assert not any(tmp_path.iterdir())  # refused before anything was loaded or written
