@@ -71,6 +71,25 @@ def test_greetings_and_short_answers_never_reach_high(shipped) -> None:
     assert [r.tier.value for r in shipped.predict(ORDINARY_CHAT)] == ["none"] * len(ORDINARY_CHAT)
 
 
+# Waking-up greetings: "woke up" is learned from passive ideation ("wish i never woke up") and attempts ("woke up in
+# hospital"); nothing in the training pool says a morning greeting is ordinary. Found by the fifth suite.
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(
+            "morning, just woke up",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 13 defect: attempt 8 puts it at high (P(crisis) 0.985; attempt 13 elevated)",
+            ),
+        ),
+        "i woke up late lol",
+    ],
+)
+def test_a_morning_greeting_does_not_reach_high(shipped, text: str) -> None:
+    assert shipped.predict([text])[0].tier is not RiskTier.HIGH
+
+
 def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -> None:
     assert suite["categories"]["greeting_thanks_short"]["high_rate"] == 0.0
     assert suite["hard_negative_high_rate"] <= 0.05
@@ -185,6 +204,42 @@ def test_fourth_suite_short_messages_and_hard_negatives_stay_below_high(suite_4)
 )
 def test_fourth_suite_crisis_recall_meets_the_target(suite_4) -> None:
     assert suite_4["crisis_recall"] >= 0.95 and suite_4["crisis_recall_worst_category"] >= 0.9
+
+
+# A fifth suite, written by a fresh session that opened no file, before attempt 13 was trained (its gate). Never train
+# or tune on it.
+SUITE_5 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_5.csv"
+
+
+@pytest.fixture(scope="module")
+def suite_5(shipped) -> dict:
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, SUITE_5)
+
+
+def test_fifth_suite_short_distress_and_hard_negatives_stay_below_high(suite_5) -> None:
+    # Attempt 8: 0 of 25 short distress messages, 4.4 % of hard negatives.
+    assert suite_5["categories"]["short_distress"]["high_rate"] == 0.0
+    assert suite_5["hard_negative_high_rate"] <= 0.05
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 defect: attempt 8 puts 1 of the fifth suite's 17 short ordinary turns at high, 'jus woke up' "
+    "(P(crisis) 0.994; attempts 12 and 13 too: docs/models/risk-crisis-protocol.md)",
+)
+def test_fifth_suite_short_ordinary_turns_stay_below_high(suite_5) -> None:
+    assert suite_5["categories"]["short_ordinary"]["high_rate"] == 0.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.779, worst category 0.64 on the fifth suite (attempt 13 reaches "
+    "0.926 / 0.86 and failed its gate; docs/models/risk-crisis-protocol.md)",
+)
+def test_fifth_suite_crisis_recall_meets_the_target(suite_5) -> None:
+    assert suite_5["crisis_recall"] >= 0.95 and suite_5["crisis_recall_worst_category"] >= 0.9
 
 
 # Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
