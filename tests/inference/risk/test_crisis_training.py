@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -251,19 +252,26 @@ def test_contrastive_variant_replaces_the_frozen_winner_only_by_more_than_a_poin
     assert chosen["variants"]["G"]["recall_mean"] == 0.59
 
 
-def test_contrastive_head_saves_an_adapter_the_scorer_reads(tiny, tmp_path, monkeypatch):
+@pytest.fixture
+def model_copy(tiny, tmp_path, monkeypatch) -> tuple[Path, str]:
+    """A copy of the tiny risk model to refit a crisis head into, and its base encoder's path, which the trainers'
+    ``load_encoder`` (patched: no hub names here) loads by path."""
     import shutil
 
     from transformers import AutoModel, AutoTokenizer
 
-    folder, encoder, _ = tiny
     out = tmp_path / "model"
-    shutil.copytree(folder, out)
-    base = str((out / "base").resolve())
+    shutil.copytree(tiny[0], out)
     monkeypatch.setattr(
         "inference.risk.features.load_encoder",
         lambda name: (AutoModel.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name)),
     )
+    return out, str((out / "base").resolve())
+
+
+def test_contrastive_head_saves_an_adapter_the_scorer_reads(tiny, model_copy):
+    _, encoder, _ = tiny
+    out, base = model_copy
     recipe = ct.ContrastiveRecipe(ordinary_per_fit=10, blocks=(0, 1), batch_pairs=8)
     before = {name: value.clone() for name, value in encoder.state_dict().items()}
     ct.train_contrastive_head(base, _rows(), out, seed=1, recipe=recipe)
@@ -303,8 +311,14 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12]
-    assert [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files] == [12]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12, 13]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files] == [
+        12,
+        13,
+    ]
+    # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
+    assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13]
 
 
 def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_it(tmp_path) -> None:
@@ -471,20 +485,10 @@ def test_tuned_ensemble_is_judged_out_of_fold_and_must_beat_the_frozen_winner_by
 
 
 def test_tuned_ensemble_ships_its_adapter_and_the_scorer_reads_through_it(
-    tiny, tiny_tuned_ensemble, tmp_path, monkeypatch
+    tiny, tiny_tuned_ensemble, model_copy
 ) -> None:
-    import shutil
-
-    from transformers import AutoModel, AutoTokenizer
-
-    folder, encoder, tokenizer = tiny
-    out = tmp_path / "model"
-    shutil.copytree(folder, out)
-    base = str((out / "base").resolve())
-    monkeypatch.setattr(
-        "inference.risk.features.load_encoder",
-        lambda name: (AutoModel.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name)),
-    )
+    _, encoder, tokenizer = tiny
+    out, base = model_copy
     ct.train_tuned_ensemble_head(base, _rows(), out, seed=1)
     write_calibration(out, RiskThresholds(elevated={"suicidal": 0.4}, high={"suicidal": 0.5}))
     ct.write_crisis_calibration(out, {"high": 0.8, "elevated": 0.2}, "a test")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -123,105 +125,42 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
     assert suite["crisis_recall"] >= 0.95 and suite["crisis_recall_worst_category"] >= 0.9
 
 
-# A second suite, written by a fresh session from the definitions alone before attempt 8 was trained (the first had
-# been looked at three times by then). Never train or tune on it.
-SUITE_2 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_2.csv"
+# The later suites, each written by a fresh session from the category definitions alone before the attempt whose
+# gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
+# attempt 13; sessions 3 to 5 opened no file). Never train or tune on them.
+LATER_SUITES = {
+    number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
+    for number in (2, 3, 4, 5)
+}
 
 
 @pytest.fixture(scope="module")
-def suite_2(shipped) -> dict:
+def later_suite(shipped) -> Callable[[int], dict]:
+    """The shipped model's report on a later suite, computed once per suite."""
     from inference.risk.chat_eval import evaluate_suite
 
-    return evaluate_suite(shipped, SUITE_2)
+    return functools.cache(lambda number: evaluate_suite(shipped, LATER_SUITES[number]))
 
 
-def test_second_suite_short_ordinary_messages_and_hard_negatives_stay_below_high(suite_2) -> None:
-    # Attempt 5b put 0 of its 50 one-to-three-word ordinary messages at high and 2.0 % of hard negatives; so does 8.
-    assert suite_2["categories"]["short_ordinary"]["high_rate"] == 0.0
-    assert suite_2["hard_negative_high_rate"] <= 0.05
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target missed: crisis recall 0.72, worst category 0.52 (preparatory acts) on the second "
-    "suite (attempt 5b: 0.705 / 0.48)",
+# Attempt 8 (shipped): suite 2, 0 of 50 short ordinary messages at high and 2.0 % of hard negatives; suite 3, 0 of 24
+# short ordinary turns, 0 of 37 short distress messages, 1.6 %; suite 4, 0 of 10, 0 of 18, 3.7 %; suite 5, 0 of 25
+# short distress messages and 4.4 % (its short ordinary turns: the strict xfail below).
+@pytest.mark.parametrize(
+    ("number", "short_categories"),
+    [
+        (2, ("short_ordinary",)),
+        (3, ("short_ordinary", "short_distress")),
+        (4, ("short_ordinary", "short_distress")),
+        (5, ("short_distress",)),
+    ],
 )
-def test_second_suite_crisis_recall_meets_the_target(suite_2) -> None:
-    assert suite_2["crisis_recall"] >= 0.95 and suite_2["crisis_recall_worst_category"] >= 0.9
-
-
-# A third suite, written by a fresh session that opened no file, before attempts 10 and 11 were trained (the gate of
-# both). Never train or tune on it.
-SUITE_3 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_3.csv"
-
-
-@pytest.fixture(scope="module")
-def suite_3(shipped) -> dict:
-    from inference.risk.chat_eval import evaluate_suite
-
-    return evaluate_suite(shipped, SUITE_3)
-
-
-def test_third_suite_short_messages_and_hard_negatives_stay_below_high(suite_3) -> None:
-    # Attempt 8: 0 of 24 short ordinary turns, 0 of 37 short distress messages, 1.6 % of hard negatives.
-    assert suite_3["categories"]["short_ordinary"]["high_rate"] == 0.0
-    assert suite_3["categories"]["short_distress"]["high_rate"] == 0.0
-    assert suite_3["hard_negative_high_rate"] <= 0.05
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target missed: crisis recall 0.824, worst category 0.63 (current self-harm) on the third suite "
-    "(attempts 10 and 11 reach 0.928 and 0.961 but failed their gates; docs/models/risk-crisis-protocol.md)",
-)
-def test_third_suite_crisis_recall_meets_the_target(suite_3) -> None:
-    assert suite_3["crisis_recall"] >= 0.95 and suite_3["crisis_recall_worst_category"] >= 0.9
-
-
-# A fourth suite, written by a fresh session that opened no file, before attempt 12 was trained (its gate). Never train
-# or tune on it.
-SUITE_4 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_4.csv"
-
-
-@pytest.fixture(scope="module")
-def suite_4(shipped) -> dict:
-    from inference.risk.chat_eval import evaluate_suite
-
-    return evaluate_suite(shipped, SUITE_4)
-
-
-def test_fourth_suite_short_messages_and_hard_negatives_stay_below_high(suite_4) -> None:
-    # Attempt 8: 0 of 10 short ordinary turns, 0 of 18 short distress messages, 3.7 % of hard negatives.
-    assert suite_4["categories"]["short_ordinary"]["high_rate"] == 0.0
-    assert suite_4["categories"]["short_distress"]["high_rate"] == 0.0
-    assert suite_4["hard_negative_high_rate"] <= 0.05
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target missed: crisis recall 0.759, worst category 0.67 on the fourth suite (attempt 12 reaches "
-    "0.898 / 0.80 and failed its gate; docs/models/risk-crisis-protocol.md)",
-)
-def test_fourth_suite_crisis_recall_meets_the_target(suite_4) -> None:
-    assert suite_4["crisis_recall"] >= 0.95 and suite_4["crisis_recall_worst_category"] >= 0.9
-
-
-# A fifth suite, written by a fresh session that opened no file, before attempt 13 was trained (its gate). Never train
-# or tune on it.
-SUITE_5 = Path(__file__).resolve().parents[2] / "data" / "risk_suite_independent_5.csv"
-
-
-@pytest.fixture(scope="module")
-def suite_5(shipped) -> dict:
-    from inference.risk.chat_eval import evaluate_suite
-
-    return evaluate_suite(shipped, SUITE_5)
-
-
-def test_fifth_suite_short_distress_and_hard_negatives_stay_below_high(suite_5) -> None:
-    # Attempt 8: 0 of 25 short distress messages, 4.4 % of hard negatives.
-    assert suite_5["categories"]["short_distress"]["high_rate"] == 0.0
-    assert suite_5["hard_negative_high_rate"] <= 0.05
+def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
+    later_suite, number: int, short_categories: tuple[str, ...]
+) -> None:
+    report = later_suite(number)
+    at_high = {category: report["categories"][category]["high_rate"] for category in short_categories}
+    assert at_high == dict.fromkeys(short_categories, 0.0)
+    assert report["hard_negative_high_rate"] <= 0.05
 
 
 @pytest.mark.xfail(
@@ -229,17 +168,32 @@ def test_fifth_suite_short_distress_and_hard_negatives_stay_below_high(suite_5) 
     reason="issue 13 defect: attempt 8 puts 1 of the fifth suite's 17 short ordinary turns at high, 'jus woke up' "
     "(P(crisis) 0.994; attempts 12 and 13 too: docs/models/risk-crisis-protocol.md)",
 )
-def test_fifth_suite_short_ordinary_turns_stay_below_high(suite_5) -> None:
-    assert suite_5["categories"]["short_ordinary"]["high_rate"] == 0.0
+def test_fifth_suite_short_ordinary_turns_stay_below_high(later_suite) -> None:
+    assert later_suite(5)["categories"]["short_ordinary"]["high_rate"] == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target missed: crisis recall 0.779, worst category 0.64 on the fifth suite (attempt 13 reaches "
-    "0.926 / 0.86 and failed its gate; docs/models/risk-crisis-protocol.md)",
+# What the shipped head misses on each later suite, and the best head tried on it (docs/models/risk-crisis-protocol.md).
+LATER_SUITE_RECALL_MISSES = {
+    2: "crisis recall 0.72, worst category 0.52 (preparatory acts) on the second suite (attempt 5b: 0.705 / 0.48)",
+    3: "crisis recall 0.824, worst category 0.63 (current self-harm) on the third suite (attempts 10 and 11 reach "
+    "0.928 and 0.961 but failed their gates)",
+    4: "crisis recall 0.759, worst category 0.67 on the fourth suite (attempt 12 reaches 0.898 / 0.80 and failed its "
+    "gate)",
+    5: "crisis recall 0.779, worst category 0.64 on the fifth suite (attempt 13 reaches 0.926 / 0.86 and failed its "
+    "gate)",
+}
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        pytest.param(number, marks=pytest.mark.xfail(strict=True, reason=f"issue 13 target missed: {why}"))
+        for number, why in LATER_SUITE_RECALL_MISSES.items()
+    ],
 )
-def test_fifth_suite_crisis_recall_meets_the_target(suite_5) -> None:
-    assert suite_5["crisis_recall"] >= 0.95 and suite_5["crisis_recall_worst_category"] >= 0.9
+def test_a_later_suite_s_crisis_recall_meets_the_target(later_suite, number: int) -> None:
+    report = later_suite(number)
+    assert report["crisis_recall"] >= 0.95 and report["crisis_recall_worst_category"] >= 0.9
 
 
 # Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
