@@ -149,6 +149,8 @@ class LoadReport:
     crisis_posts_high: int = 0
     alerts_posted: int = 0
     high_risk_posts_alert_count: dict[int, int] = field(default_factory=dict)  # post id -> alerts
+    # A member's high-risk messages join their one open case (issue 15): one alert per member, not per post.
+    high_risk_members_alert_count: dict[tuple[int, int], int] = field(default_factory=dict)  # (guild, member)
     # slash commands
     slash_commands: int = 0
     slash_unanswered: int = 0
@@ -194,10 +196,10 @@ class LoadReport:
             found.append(
                 f"only {self.crisis_posts_high} of {self.crisis_posts_offered} crisis posts were tiered high"
             )
-        wrong = {post: n for post, n in self.high_risk_posts_alert_count.items() if n != 1}
+        wrong = {member: n for member, n in self.high_risk_members_alert_count.items() if n != 1}
         if wrong:
             found.append(
-                f"{len(wrong)} high-risk posts did not get exactly one alert: {sorted(wrong.values())}"
+                f"{len(wrong)} members with a high-risk post did not get exactly one alert: {sorted(wrong.values())}"
             )
         if self.slash_unanswered:
             found.append(f"{self.slash_unanswered} slash commands were not answered")
@@ -213,6 +215,9 @@ class LoadReport:
         data["worker_rss_growth_mb"] = self.worker_rss_growth_mb
         data["problems"] = self.problems()
         data["high_risk_posts_alert_count"] = {str(k): v for k, v in self.high_risk_posts_alert_count.items()}
+        data["high_risk_members_alert_count"] = {
+            str(k): v for k, v in self.high_risk_members_alert_count.items()
+        }
         return data
 
     def describe(self) -> str:
@@ -238,8 +243,9 @@ class LoadReport:
             f"reply -> DM p50 {self.dm_latency_p50_s:.2f}s, p99 {self.dm_latency_p99_s:.2f}s, "
             f"max {self.dm_latency_max_s:.2f}s; replies in >1 DM: {len(self.replies_in_several_dms)}",
             f"  escalation: {self.high_risk_posts} high-risk posts ({self.crisis_posts_high} of "
-            f"{self.crisis_posts_offered} crisis posts), {self.alerts_posted} alerts; alerts per high-risk "
-            f"post {sorted(Counter(self.high_risk_posts_alert_count.values()).items())}",
+            f"{self.crisis_posts_offered} crisis posts) by {len(self.high_risk_members_alert_count)} members, "
+            f"{self.alerts_posted} alerts; alerts per member "
+            f"{sorted(Counter(self.high_risk_members_alert_count.values()).items())}",
             f"  slash     : {self.slash_commands} `/peercare privacy`, unanswered {self.slash_unanswered}; "
             f"p50 {self.slash_p50_s:.2f}s, p99 {self.slash_p99_s:.2f}s, max {self.slash_max_s:.2f}s",
             f"  RSS MiB   : bot+server start {self.bot_rss_start_mb:.0f}, after warm-up "
@@ -548,8 +554,10 @@ def _chunks(values: list[int], size: int) -> Iterator[list[int]]:
         yield values[start : start + size]
 
 
-async def _collect_stored(database: Database, report: LoadReport, sent: list[Sent]) -> dict[int, int]:
-    """Stored replies and post tiers; returns escalation id -> post id."""
+async def _collect_stored(
+    database: Database, report: LoadReport, sent: list[Sent]
+) -> dict[int, tuple[int, tuple[int, int]]]:
+    """Stored replies and post tiers; returns escalation id -> (the post that opened it, (guild, member))."""
     crisis_ids = {s.message.id for s in sent if s.planned.crisis}
     async with database.session() as session:
         statuses = await session.scalars(select(ScoredReply.coaching_status))
@@ -562,20 +570,31 @@ async def _collect_stored(database: Database, report: LoadReport, sent: list[Sen
                 )
             )
         )
-        escalations = {row.id: row.message_id for row in await session.scalars(select(Escalation))}
+        escalations = {
+            row.id: (row.message_id, (row.guild_id, row.member_id))
+            for row in await session.scalars(select(Escalation))
+        }
     report.high_risk_posts = len(high)
     report.crisis_posts_high = len(crisis_ids & high)
     report.high_risk_posts_alert_count = {post: 0 for post in high | crisis_ids}
+    authors = {s.message.id: _member_of(s.message) for s in sent if s.planned.kind == "post"}
+    report.high_risk_members_alert_count = {authors[post]: 0 for post in high | crisis_ids if post in authors}
     return escalations
+
+
+def _member_of(message: Message) -> tuple[int, int]:
+    """The (guild, member) a post's case belongs to: one open case per member per guild."""
+    return int(message.guild_id or 0), message.author.id
 
 
 def _collect_alerts(
     server: DiscordServer,
     report: LoadReport,
-    escalations: dict[int, int],
+    escalations: dict[int, tuple[int, tuple[int, int]]],
     alert_channels: list[Channel] | None = None,
 ) -> None:
-    """Alerts in #mod-alerts (each guild's, default the cast's; re-ping reminders carry no footer), per post."""
+    """Alerts in #mod-alerts (each guild's, default the cast's; re-ping reminders carry no footer), per post that
+    opened a case and per member."""
     alert_messages = [m for c in alert_channels or [server.cast.mod_alerts] for m in server.sent_to(c)]
     for message in alert_messages:
         for embed in message.embeds:
@@ -583,9 +602,12 @@ def _collect_alerts(
             if found is None:
                 continue
             report.alerts_posted += 1
-            post = escalations.get(int(found.group(1)))
-            if post is not None:
+            case = escalations.get(int(found.group(1)))
+            if case is not None:
+                post, member = case
                 report.high_risk_posts_alert_count[post] = report.high_risk_posts_alert_count.get(post, 0) + 1
+                counts = report.high_risk_members_alert_count
+                counts[member] = counts.get(member, 0) + 1
 
 
 def _collect_dms(server: DiscordServer, report: LoadReport, sent: list[Sent]) -> None:

@@ -66,6 +66,7 @@ from bench.discord_load import (
     _collect_stored,
     _count_offered,
     _drain,
+    _member_of,
     _offer,
     _set_up_as_moderators_would,
     _SlashProbe,
@@ -204,8 +205,9 @@ class ProcessReport:
     crisis_posts: int = 0
     crisis_posts_high: int = 0
     high_risk_posts: int = 0  # offered posts the models put in the high tier (crisis or not)
-    alerts: int = 0  # alerts posted for those posts
-    high_risk_posts_not_alerted_once: int = 0
+    alerts: int = 0  # alerts posted for those posts' cases
+    high_risk_members: int = 0  # members who wrote them: each has one case, so one alert
+    high_risk_members_not_alerted_once: int = 0
     checkins_sent: int = 0  # check-ins its guilds' schedules fired (rows in `checkins`)
     rss_start_mb: float = float("nan")
     rss_peak_mb: float = float("nan")
@@ -257,7 +259,7 @@ class FleetReport(LoadReport):
                 f"({p.crisis_posts} crisis) + {p.replies_offered} replies; scored {p.replies_scored} replies "
                 f"({p.replies_scored_in_offered_phase} during the offer), shed {p.replies_shed}; "
                 f"high-risk posts {p.high_risk_posts} ({p.crisis_posts_high} of {p.crisis_posts} crisis), alerts "
-                f"{p.alerts}, not exactly one {p.high_risk_posts_not_alerted_once}; check-ins {p.checkins_sent}; RSS MiB {p.rss_start_mb:.0f} -> peak "
+                f"{p.alerts} for {p.high_risk_members} members, not exactly one {p.high_risk_members_not_alerted_once}; check-ins {p.checkins_sent}; RSS MiB {p.rss_start_mb:.0f} -> peak "
                 f"{p.rss_peak_mb:.0f}, end {p.rss_end_mb:.0f}; errors {len(p.errors_logged)}; exit {p.exit_code}"
             )
         lines.append(
@@ -833,6 +835,7 @@ async def _collect_per_process(
             )
         )
     since, until = window
+    counted_members: set[tuple[int, int]] = set()
     rows = dict(zip((b.shard_ids for b in bots), report.processes, strict=True))
     for guild in guilds:
         for bot in bots:
@@ -846,11 +849,16 @@ async def _collect_per_process(
             row.posts_offered += 1
             row.crisis_posts += s.planned.crisis
             if s.message.id in high:
-                alerts = report.high_risk_posts_alert_count.get(s.message.id, 0)
                 row.high_risk_posts += 1
                 row.crisis_posts_high += s.planned.crisis
-                row.alerts += alerts
-                row.high_risk_posts_not_alerted_once += alerts != 1
+                row.alerts += report.high_risk_posts_alert_count.get(s.message.id, 0)
+                member = _member_of(s.message)
+                if member not in counted_members:
+                    counted_members.add(member)
+                    row.high_risk_members += 1
+                    row.high_risk_members_not_alerted_once += (
+                        report.high_risk_members_alert_count.get(member, 0) != 1
+                    )
             continue
         row.replies_offered += 1
         if outcome is InboxOutcome.SCORED:

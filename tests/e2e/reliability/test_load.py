@@ -47,13 +47,12 @@ BOT_RSS_GROWTH_MB = 200.0
 WORKER_RSS_GROWTH_MB = 1024.0
 SLASH_ANSWER_BOUND_S = 10.0
 # Issue 13 item 3 judges every reply's own risk too (never shed), with the real risk model once more per reply:
-# on this shared 2-core machine the 8 s offer no longer drains within the budget (2 replies/s scored, worker
-# timeouts), and bench.discord_load still expects one alert per high-risk message where a member now has one
-# case per burst and per member. Until the reply's risk rides on its reply request and the bench counts alerts
-# per member case (bench/ belongs to the lead), these outcomes are expected to fail here.
+# on this shared 2-core machine the 8 s offer no longer drains within the budget (2-4 replies/s scored, worker
+# timeouts). Until the reply's risk rides on its reply request, the throughput-bound outcomes below are expected to
+# fail here. (Alerts are counted per member's case since 2026-12-07, and that test is a plain one again.)
 AFTER_EVERY_MESSAGE_JUDGED = pytest.mark.xfail(
     strict=False,
-    reason="issue 13 item 3: every reply risk-judged (throughput) and one case per member (bench counts per post)",
+    reason="issue 13 item 3: every reply risk-judged, and this 2-core machine scores too few per second to drain",
 )
 
 
@@ -110,10 +109,12 @@ def test_every_crisis_post_is_tiered_high(report: LoadReport) -> None:
     assert report.crisis_posts_high == report.crisis_posts_offered
 
 
-@AFTER_EVERY_MESSAGE_JUDGED
-def test_every_high_risk_post_gets_exactly_one_alert(report: LoadReport) -> None:
-    assert report.high_risk_posts_alert_count
-    assert {post: n for post, n in report.high_risk_posts_alert_count.items() if n != 1} == {}
+def test_every_member_with_a_high_risk_post_gets_exactly_one_alert(report: LoadReport) -> None:
+    # One case per member (issue 15): a seeker's later high-risk posts join their open case, so the run's crisis
+    # posts page once per member, not once per post. Before the bench counted per member, this was an xfail that
+    # could not fail (44 high-risk posts by 3 members, 3 alerts: "41 posts not alerted once").
+    assert report.high_risk_members_alert_count
+    assert {member: n for member, n in report.high_risk_members_alert_count.items() if n != 1} == {}
 
 
 def test_no_reply_is_coached_twice(report: LoadReport) -> None:
