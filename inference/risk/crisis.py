@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -76,6 +76,12 @@ class CrisisHeadConfig:
             raise CrisisHeadError(
                 "crisis head config has an out-of-range chunk_window/max_tokens/temperature"
             )
+
+
+class Embedder(Protocol):
+    """Anything that turns texts into the head's embeddings: a ``SentenceEncoder``, or training's cache of one."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class SentenceEncoder:
@@ -215,16 +221,20 @@ class CrisisHead:
             owners.extend([index] * len(found))
         return pieces, owners
 
-    def probabilities(self, encoder: SentenceEncoder, texts: Sequence[str]) -> list[float]:
-        """P(crisis) per message: sigmoid of the largest chunk logit over the calibrated temperature."""
+    def probabilities(self, encoder: Embedder, texts: Sequence[str]) -> list[float]:
+        """P(crisis) per message: sigmoid of its logit (``message_logits``) over the calibrated temperature."""
         if not texts:
             return []
-        pieces, owners = self.message_texts(texts)
-        logits = self.logits(encoder.embed(pieces))
-        best = np.full(len(texts), -np.inf)
-        np.maximum.at(best, np.asarray(owners), logits)
-        best = best + self.word_weight * self.word_logits(texts)
+        best = self.message_logits(encoder, texts)
         return [float(p) for p in 1.0 / (1.0 + np.exp(-best / self.config.temperature))]
+
+    def message_logits(self, encoder: Embedder, texts: Sequence[str]) -> np.ndarray:
+        """Each message's logit: the largest of its chunks' logits, plus the word-level logit where the head has
+        one. Training judges out-of-fold messages by this same number."""
+        pieces, owners = self.message_texts(texts)
+        best = np.full(len(texts), -np.inf)
+        np.maximum.at(best, np.asarray(owners), self.logits(encoder.embed(pieces)))
+        return best + self.word_weight * self.word_logits(texts)
 
     def word_logits(self, texts: Sequence[str]) -> np.ndarray:
         """The word-level logit of each whole message as training read it (0 without a word-level head)."""

@@ -371,16 +371,6 @@ def _leave_one_out_margins(k: int, embeddings: np.ndarray, labels: np.ndarray) -
     return positive - negative
 
 
-def message_logits(
-    head: CrisisHead, cache: EmbeddingCache | SentenceEncoder, texts: Sequence[str]
-) -> np.ndarray:
-    pieces, owners = head.message_texts(texts)
-    logits = head.logits(cache.embed(pieces))
-    best = np.full(len(texts), -np.inf)
-    np.maximum.at(best, np.asarray(owners), logits)
-    return best
-
-
 def lowest_cut_off(scores: np.ndarray, limit: float) -> float:
     """The lowest cut-off at which at most ``limit`` of ``scores`` reach it."""
     allowed = int(np.floor(limit * len(scores)))
@@ -441,7 +431,7 @@ def cross_validate(
             x = np.concatenate([x, cache.embed(styled)])
             y = np.concatenate([y, labels[extra]])
         head = fit_head(variant, x, y, seed)
-        logits[test] = message_logits(head, cache, [rows[i].text for i in test])
+        logits[test] = head.message_logits(cache, [rows[i].text for i in test])
         if variant.lexical:
             words = fit_crisis_lexical([texts[i] for i in train], labels[train])
             logits[test] += words.logits([texts[i] for i in test])[:, 0]
@@ -802,9 +792,7 @@ def cross_validate_tuned_ensemble(
         _, reader, head = tuned_ensemble_head(
             base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold
         )
-        logits[test] = message_logits(head, reader, [rows[i].text for i in test]) + head.word_weight * (
-            head.word_logits([rows[i].text for i in test])
-        )
+        logits[test] = head.message_logits(reader, [rows[i].text for i in test])
         log.info("tuned ensemble seed %d fold %d done", seed, fold)
     return out_of_fold_result(seed, logits, rows, short_limit)
 
