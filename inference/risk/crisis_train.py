@@ -49,6 +49,9 @@ HYPERBOLE_FILE = DATA_FOLDER / "crisis_train_hyperbole.csv"
 SHORT_FILE = DATA_FOLDER / "crisis_train_short.csv"
 # Attempt 12: crises and death-word hyperbole in Discord chat style, by a session that opened no file.
 CHAT_WRITTEN_FILE = DATA_FOLDER / "crisis_train_chat.csv"
+# Attempt 14: ordinary chat in crisis words ("just woke up", "one last game"), short turns, and chat-style plans,
+# preparatory acts and method questions, by a session that opened no file.
+DECOYS_FILE = DATA_FOLDER / "crisis_train_decoys.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 # Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
@@ -139,6 +142,8 @@ class Attempt:
     supporter_replies: bool = False
     # Attempt 13 adds TH, H's head over a LoRA-tuned encoder (3 seeds x 5 folds of tuning: about an hour).
     tuned_ensemble: bool = False
+    # Attempt 14 declared TH alone: the frozen variants are not cross-validated.
+    frozen_variants: bool = True
 
 
 _WRITTEN_PREFIX = {
@@ -149,6 +154,7 @@ _WRITTEN_PREFIX = {
     HYPERBOLE_FILE: "h",
     SHORT_FILE: "s",
     CHAT_WRITTEN_FILE: "d",
+    DECOYS_FILE: "x",
 }
 _ATTEMPT_10 = Attempt(
     10,
@@ -193,6 +199,14 @@ ATTEMPTS = {
         _ATTEMPT_12,
         # Attempt 13 is attempt 12 with TH declared.
         replace(_ATTEMPT_12, number=13, tuned_ensemble=True),
+        # Attempt 14 is TH alone on attempt 13's pool plus the decoys.
+        replace(
+            _ATTEMPT_12,
+            number=14,
+            written_files=(*_ATTEMPT_12.written_files, DECOYS_FILE),
+            tuned_ensemble=True,
+            frozen_variants=False,
+        ),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.
@@ -861,7 +875,11 @@ def train_crisis(
     if selection_path is not None:
         report = json.loads(selection_path.read_text())
     else:
-        report = run_selection(rows, cache_for, seeds, short_limit, ensemble=attempt.ensemble)
+        report = (
+            run_selection(rows, cache_for, seeds, short_limit, ensemble=attempt.ensemble)
+            if attempt.frozen_variants
+            else {"variants": {}}
+        )
         if attempt.contrastive:
             contrastive_run = cross_validate_contrastive(
                 encoder, tokenizer, rows, CONTRASTIVE_SEED, short_limit=short_limit

@@ -311,14 +311,23 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12, 13]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12, 13, 14]
     assert [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files] == [
         12,
         13,
+        14,
     ]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14]
+    # Attempt 14 is attempt 13's pool plus the decoys, with TH alone (no frozen variant cross-validated).
+    assert ct.ATTEMPTS[14] == replace(
+        ct.ATTEMPTS[13],
+        number=14,
+        written_files=(*ct.ATTEMPTS[13].written_files, ct.DECOYS_FILE),
+        frozen_variants=False,
+    )
+    assert [n for n, attempt in ct.ATTEMPTS.items() if not attempt.frozen_variants] == [14]
 
 
 def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_it(tmp_path) -> None:
@@ -502,3 +511,23 @@ def test_tuned_ensemble_ships_its_adapter_and_the_scorer_reads_through_it(
     frozen = head.probabilities(SentenceEncoder(encoder, tokenizer, layers=(0, 1, 2)), texts)
     assert not np.allclose(got, frozen, atol=1e-4)
     assert np.allclose(got, head.probabilities(reader, texts), atol=1e-6)
+
+
+def test_an_attempt_that_declared_th_alone_cross_validates_only_th_and_ships_it(
+    tiny, tiny_tuned_ensemble, model_copy, tmp_path, monkeypatch
+) -> None:
+    """Attempt 14 declared one variant: no frozen variant is run, so none can win instead of TH."""
+    out, base = model_copy
+    monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: _rows())
+    report = ct.train_crisis(
+        output=out,
+        data_dir=tmp_path,
+        base_model=base,
+        seeds=(13,),
+        selection_path=None,
+        cache_path=tmp_path / "cache.npz",
+        attempt=ct.ATTEMPTS[14],
+    )
+    assert set(report["variants"]) == {"TH"} and report["winner"] == "TH"
+    assert (out / "crisis_adapter").is_dir()
+    assert "attempt 14" in json.loads((out / "risk_calibration.json").read_text())["method"]
