@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.risk.phrases import (
     DEFAULT_PHRASES_FILE,
     PhraseBook,
     PhraseFileError,
+    _find,
     match_crisis_phrases,
     parse_phrase_file,
 )
@@ -103,3 +106,23 @@ def test_malformed_phrase_file_is_refused_with_the_line(content: str, message: s
 
 def test_zero_width_characters_do_not_hide_a_phrase() -> None:
     assert "high" in tiers("I want to ki\u200bll myself".replace("ki\u200bll", "kill\u200b"))
+
+
+_VOCABULARY = ("i", "want", "to", "die", "kill", "myself", "not", "*")
+
+
+@given(
+    pattern=st.lists(st.sampled_from(_VOCABULARY), min_size=1, max_size=4),
+    tokens=st.lists(st.sampled_from(_VOCABULARY[:-1]), max_size=12),
+)
+@settings(max_examples=400, deadline=None)
+def test_finding_a_pattern_agrees_with_comparing_every_window_whole(pattern, tokens) -> None:
+    """The matcher compares a pattern's first word before the rest (a speed-up); it must find exactly the starts
+    that comparing each whole window finds, wildcards included."""
+    size = len(pattern)
+    expected = [
+        start
+        for start in range(len(tokens) - size + 1)
+        if all(p == "*" or p == t for p, t in zip(pattern, tokens[start : start + size], strict=True))
+    ]
+    assert _find(tuple(pattern), tokens) == expected
