@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from inference.empathy.lora import apply_saved_lora, lora_state
+from inference.empathy.lora import apply_saved_lora, lora_scale, lora_state
 from inference.empathy.model import HEAD_PREFIXES, BiEncoderConfig, EmpathyBiEncoder
 from inference.empathy.multitask import FORMAT_NAME as MULTITASK_FORMAT
 from inference.empathy.tokenizer_files import check_tokenizer, tokenizer_from_files
@@ -124,7 +124,7 @@ def save_pretrained(
         if base_encoder is None:
             raise ValueError("LoRA adapters are saved relative to a base encoder: pass base_encoder")
         rank = next(iter(v for k, v in adapters.items() if k.endswith("lora_A"))).shape[0]
-        scale = next(m.scale for m in model.responder_encoder.modules() if hasattr(m, "scale"))
+        scale = lora_scale(model.responder_encoder)
         lora_info = {
             "rank": int(rank),
             "alpha": float(lora_alpha if lora_alpha is not None else scale * rank),

@@ -1,10 +1,9 @@
-"""Low-rank adapters for the responder encoder: train a few parameters, ship only them, merge them at load."""
+"""Low-rank adapters for the responder encoder (``peft``): train a few parameters, ship only them, merge them at load."""
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -13,25 +12,8 @@ log = logging.getLogger(__name__)
 
 # The linear layers of a BERT/RoBERTa layer (query/key/value, attention output, feed-forward in and out).
 DEFAULT_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
-
-
-class LoraLinear(nn.Module):
-    """``base(x) + scale * B(A(dropout(x)))`` with the base layer frozen; B starts at zero (a no-op)."""
-
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.base = base
-        self.rank = rank
-        self.scale = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.dropout = nn.Dropout(dropout)
-        for parameter in base.parameters():
-            parameter.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (self.dropout(x) @ self.lora_A.t() @ self.lora_B.t()) * self.scale
+# peft's name for the one adapter ``add_lora`` injects.
+_ADAPTER = "default"
 
 
 def lora_target_paths(encoder: nn.Module, targets: Iterable[str] = DEFAULT_TARGETS) -> list[str]:
@@ -49,41 +31,46 @@ def lora_target_paths(encoder: nn.Module, targets: Iterable[str] = DEFAULT_TARGE
 def add_lora(
     encoder: nn.Module, paths: Iterable[str], *, rank: int, alpha: float, dropout: float = 0.0
 ) -> list[str]:
-    """Wrap the given Linear layers in LoRA; everything else in the encoder is frozen."""
+    """Give the listed Linear layers a ``peft`` LoRA adapter in place; everything else in the encoder is frozen.
+
+    ``peft`` computes ``base(x) + alpha / rank * B(A(dropout(x)))`` with A Kaiming-initialised and B zero (a no-op
+    at first), the recipe the shipped adapters were trained with, so they load as before."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    wrapped = list(paths)
+    for path in wrapped:
+        parent, name = _parent(encoder, path)
+        if not isinstance(getattr(parent, name), nn.Linear):
+            raise ValueError(f"LoRA target {path!r} is not a Linear layer")
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
-    wrapped = []
-    for path in paths:
-        parent, name = _parent(encoder, path)
-        base = getattr(parent, name)
-        if not isinstance(base, nn.Linear):
-            raise ValueError(f"LoRA target {path!r} is not a Linear layer")
-        setattr(parent, name, LoraLinear(base, rank, alpha, dropout))
-        wrapped.append(path)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=wrapped)
+    inject_adapter_in_model(config, encoder)
     return wrapped
 
 
-def lora_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
-    """``{path}.lora_A`` / ``{path}.lora_B`` for every adapter in the encoder."""
-    state = {}
+def _adapted_layers(encoder: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(path, layer) of every Linear that carries a ``peft`` LoRA adapter."""
+    from peft.tuners.lora import LoraLayer
+
     for name, module in encoder.named_modules():
-        if isinstance(module, LoraLinear):
-            state[f"{name}.lora_A"] = module.lora_A.detach()
-            state[f"{name}.lora_B"] = module.lora_B.detach()
+        if isinstance(module, LoraLayer):
+            yield name, module
+
+
+def lora_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """``{path}.lora_A`` / ``{path}.lora_B`` for every adapter in the encoder: the checkpoint format
+    (``apply_saved_lora`` merges it at load), which names layers as the plain encoder does."""
+    state = {}
+    for name, layer in _adapted_layers(encoder):
+        state[f"{name}.lora_A"] = layer.lora_A[_ADAPTER].weight.detach()
+        state[f"{name}.lora_B"] = layer.lora_B[_ADAPTER].weight.detach()
     return state
 
 
-def merge_lora(encoder: nn.Module) -> nn.Module:
-    """Fold every adapter into its base layer (W += scale * B @ A) and drop the wrappers: plain Linears again."""
-    for name, module in list(encoder.named_modules()):
-        if isinstance(module, LoraLinear):
-            base = module.base
-            with torch.no_grad():
-                delta = (module.lora_B.float() @ module.lora_A.float()) * module.scale
-                base.weight += delta.to(base.weight.dtype)
-            parent, attr = _parent(encoder, name)
-            setattr(parent, attr, base)
-    return encoder
+def lora_scale(encoder: nn.Module) -> float:
+    """alpha / rank of the encoder's adapters (one value: ``add_lora`` gives every layer the same)."""
+    return float(next(layer.scaling[_ADAPTER] for _, layer in _adapted_layers(encoder)))
 
 
 def apply_saved_lora(

@@ -142,6 +142,8 @@ def test_checkpoint_missing_a_head_fails_with_the_setting_named(tmp_path) -> Non
 def test_adapter_only_model_stores_no_encoder_and_loads_against_its_base(tmp_path, seekers, replies) -> None:
     base, base_folder = save_tiny_base(tmp_path / "base")
     model = build_tiny_bi_encoder("ER", base=base, lora_rank=4)
+    # Trained adapters are peft's (issue 14); the checkpoint format and its merge at load are PeerCare's.
+    assert any(type(m).__module__.startswith("peft.") for m in model.responder_encoder.modules())
     expected = probabilities_of_model(model, seekers, replies)
     folder = save_peercare(model, tmp_path / "adapters", base_encoder=str(base_folder))
     keys = set(load_file(folder / "model.safetensors"))
