@@ -127,10 +127,10 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
-# attempt 13; sessions 3 to 5 opened no file). Never train or tune on them.
+# attempt 13; 6: attempt 14; sessions 3 to 6 opened no file). Never train or tune on them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5)
+    for number in (2, 3, 4, 5, 6)
 }
 
 
@@ -144,7 +144,7 @@ def later_suite(shipped) -> Callable[[int], dict]:
 
 # Attempt 8 (shipped): suite 2, 0 of 50 short ordinary messages at high and 2.0 % of hard negatives; suite 3, 0 of 24
 # short ordinary turns, 0 of 37 short distress messages, 1.6 %; suite 4, 0 of 10, 0 of 18, 3.7 %; suite 5, 0 of 25
-# short distress messages and 4.4 % (its short ordinary turns: the strict xfail below).
+# short distress messages and 4.4 % (its short ordinary turns: the strict xfail below); suite 6, 0 of 14, 0 of 23, 3.0 %.
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -152,6 +152,7 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (3, ("short_ordinary", "short_distress")),
         (4, ("short_ordinary", "short_distress")),
         (5, ("short_distress",)),
+        (6, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -181,6 +182,8 @@ LATER_SUITE_RECALL_MISSES = {
     "gate)",
     5: "crisis recall 0.779, worst category 0.64 on the fifth suite (attempt 13 reaches 0.926 / 0.86 and failed its "
     "gate)",
+    6: "crisis recall 0.797, worst category 0.56 (plan / intent / timing) on the sixth suite (attempt 14 reaches "
+    "0.979 / 0.96 and failed its gate on ordinary ESConv chat)",
 }
 
 
