@@ -365,59 +365,6 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
     return out
 
 
-# A member's burst for --burst-cost, one line a message (made up here, in the style of a support channel).
-_BURST = (
-    "ugh today was so bad",
-    "like genuinely the worst week ive had in months",
-    "failed the exam i studied 3 weeks for and my mom found out before i could tell her",
-    "she didnt even yell she just looked at me",
-    "idk",
-    "i keep thinking everyone would be less stressed if i wasnt around",
-    "sorry for dumping this here",
-    "its just a lot rn",
-)
-
-
-def burst_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
-    """CPU ms per message of the shipped risk model judging a member's burst as it grows (the bot's unit), with the
-    outputs of recently read windows and pieces kept, against the same scorer reading every burst from the start.
-
-    One message per call, as the worker sees a quiet channel; both sides interleaved per repeat."""
-    import torch
-
-    from inference.risk.scorer import RiskScorer
-
-    torch.set_num_threads(threads)
-    scorer = RiskScorer.load(os.environ.get("RISK_MODEL", "shipped:risk"))
-    bursts = ["\n".join(_BURST[: n + 1]) for n in range(len(_BURST))]
-    scorer.predict(["warm up"])
-    totals = {"from_the_start": 0.0, "new_parts_only": 0.0}
-    agree = True
-    for _ in range(repeats):
-        kept: list[dict[str, float]] = []
-        started = time.process_time()
-        scorer.forget_recent_inputs()
-        for burst in bursts:
-            kept.append(scorer.predict([burst])[0].probabilities)
-        totals["new_parts_only"] += (time.process_time() - started) * 1000 / len(bursts)
-        started = time.process_time()
-        for burst, expected in zip(bursts, kept, strict=True):
-            scorer.forget_recent_inputs()
-            fresh = scorer.predict([burst])[0].probabilities
-            agree = agree and all(abs(fresh[k] - expected[k]) < 1e-4 for k in fresh)
-        totals["from_the_start"] += (time.process_time() - started) * 1000 / len(bursts)
-    base, new = totals["from_the_start"] / repeats, totals["new_parts_only"] / repeats
-    return {
-        "threads": threads,
-        "repeats": repeats,
-        "burst_messages": len(bursts),
-        "from_the_start_cpu_ms": round(base, 2),
-        "new_parts_only_cpu_ms": round(new, 2),
-        "ratio": round(base / new, 3),
-        "same_probabilities": agree,
-    }
-
-
 # Replies for --recogniser-cost: chat replies of the kinds the canonical coaching set has (made up here).
 _CHAT_REPLIES = (
     "ok thx",
@@ -559,16 +506,10 @@ def main(argv: list[str] | None = None) -> int:
         help="only measure the risk model's CPU ms per message with and without its crisis head",
     )
     parser.add_argument(
-        "--burst-cost",
-        action="store_true",
-        help="only measure the risk model's CPU ms per message judging a growing burst, reading only its new "
-        "parts against reading each burst from the start",
-    )
-    parser.add_argument(
         "--repeats",
         type=int,
         default=5,
-        help="--risk-cost, --burst-cost, --recogniser-cost: interleaved repeats (more on a busy machine)",
+        help="--risk-cost, --recogniser-cost: interleaved repeats (more on a busy machine)",
     )
     parser.add_argument(
         "--recogniser-cost",
@@ -605,10 +546,6 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or len(os.sched_getaffinity(0))
     if args.risk_cost:
         cost = risk_cost(threads, repeats=args.repeats)
-        print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
-        return 0
-    if args.burst_cost:
-        cost = burst_cost(threads, repeats=args.repeats)
         print(json.dumps(cost) if args.json else json.dumps(cost, indent=2))
         return 0
     if args.recogniser_cost:

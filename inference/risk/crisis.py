@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from inference.recent_rows import RecentRows, text_key
 from inference.risk.chat_text import chunks, normalise_chat, reading
 from inference.risk.lexical import LexicalHead
 
@@ -97,11 +96,8 @@ class SentenceEncoder:
         max_tokens: int = 256,
         device: str = "cpu",
         layers: Sequence[int] | None = None,
-        recent: RecentRows | None = None,
     ):
         self.encoder = encoder
-        # The scorer's: embeddings of recently read pieces (a growing burst re-reads its earlier lines).
-        self.recent = recent
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.device = device
@@ -116,17 +112,9 @@ class SentenceEncoder:
     def width(self) -> int:
         return _hidden_size(self.encoder) * (len(self.layers) if self.layers else 1)
 
+    @torch.inference_mode()
     def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """(n, width) float32 rows of unit vectors; shorter texts first so batches pad little."""
-        if self.recent is None:
-            return self._embed(texts, batch_size)
-        return self.recent.rows(
-            [text_key(text) for text in texts],
-            lambda positions: self._embed([texts[position] for position in positions], batch_size),
-        )
-
-    @torch.inference_mode()
-    def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.width), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         for start in range(0, len(order), batch_size):

@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from inference.contrastive import adapted_copy as _adapted_copy
 from inference.contrastive import merge_adapter as _merge_adapter
 from inference.errors import InputRejected, ModelLoadError
-from inference.recent_rows import RecentRows, token_key
 from inference.risk.crisis import (
     CRISIS_LABEL,
     CrisisHead,
@@ -60,10 +58,6 @@ _OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "longformer", "ca
 MAX_WINDOW_TOKENS = 4096
 # Tokens per forward pass; with short windows many fit in one batch, with Longformer-4096 only two.
 TOKENS_PER_BATCH = 8192
-# Recently read inputs whose outputs are kept (inference/recent_rows.py): token windows of the risk model (a few
-# floats each) and the crisis head's pieces (one embedding each, 4.6 KB for three layers: about 9 MB in all).
-RECENT_WINDOWS = 8192
-RECENT_CRISIS_PIECES = 2048
 
 
 class _DefaultThresholds:
@@ -129,8 +123,6 @@ class RiskScorer:
         self._prefix, self._suffix = special_tokens(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._batch_size = max(1, TOKENS_PER_BATCH // window_tokens)
-        # Scores of recently read token windows: a burst re-judged as it grows reads its leading windows again.
-        self._recent_windows = RecentRows(RECENT_WINDOWS)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -238,13 +230,11 @@ class RiskScorer:
         plan = plan_windows(
             self.tokenizer, texts, window_tokens=self.window_tokens, overlap_tokens=self.overlap_tokens
         )
-        windows = plan.input_ids
-        scores = torch.from_numpy(
-            self._recent_windows.rows(
-                [token_key(window) for window in windows],
-                lambda positions: self._score_windows([windows[position] for position in positions]),
-            )
-        )
+        scores = torch.empty((len(plan.input_ids), len(self.labels)), dtype=torch.float32)
+        for chunk, ids, mask in padded_batches(
+            plan.input_ids, pad_id=self._pad_id, batch_size=self._batch_size, device=self.device
+        ):
+            scores[chunk] = self._window_scores(ids, mask)
         per_text = max_over_windows(scores, plan.owners, plan.n_texts)
         if self.problem_type == MULTI_LABEL:
             # sigmoid is monotone, so the max over windows of each window's probability is the sigmoid of the
@@ -257,13 +247,6 @@ class RiskScorer:
                 row[CRISIS_LABEL] = crisis
         return rows
 
-    def forget_recent_inputs(self) -> None:
-        """Drop the outputs kept for recently read windows and pieces (``bench/inference.py --burst-cost``'s
-        baseline: every burst read from the start)."""
-        self._recent_windows = RecentRows(RECENT_WINDOWS)
-        if self.crisis is not None and self.crisis[1].recent is not None:
-            self.crisis[1].recent = RecentRows(RECENT_CRISIS_PIECES)
-
     def predict(self, texts: Sequence[str]) -> list[RiskResult]:
         """Probabilities, tier and crisis-phrase matches for each text, in order."""
         results = []
@@ -272,14 +255,6 @@ class RiskScorer:
             tier, triggered = assign_tier(probabilities, self.thresholds, matches)
             results.append(RiskResult(probabilities, tier, triggered, matches))
         return results
-
-    def _score_windows(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
-        scores = torch.empty((len(windows), len(self.labels)), dtype=torch.float32)
-        for chunk, ids, mask in padded_batches(
-            windows, pad_id=self._pad_id, batch_size=self._batch_size, device=self.device
-        ):
-            scores[chunk] = self._window_scores(ids, mask)
-        return scores.numpy()
 
     def _window_scores(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Raw logits for sigmoid (multi-label) models; softmax probabilities for single-label ones."""
@@ -409,12 +384,7 @@ def _load_crisis(
         encoder = _adapted_copy(encoder, folder / head.config.adapter)
     try:
         reader = SentenceEncoder(
-            encoder,
-            tokenizer,
-            max_tokens=head.config.max_tokens,
-            device=device,
-            layers=head.config.layers,
-            recent=RecentRows(RECENT_CRISIS_PIECES),
+            encoder, tokenizer, max_tokens=head.config.max_tokens, device=device, layers=head.config.layers
         )
     except CrisisHeadError as exc:
         raise ModelLoadError(str(exc), setting=SETTING) from exc

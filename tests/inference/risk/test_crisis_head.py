@@ -11,7 +11,6 @@ from inference.errors import ModelLoadError
 from inference.risk.chat_text import chunks, normalise_chat
 from inference.risk.crisis import CONFIG_FILE, CRISIS_LABEL, CrisisHead
 from inference.risk.crisis_train import lowest_cut_off
-from inference.risk.encoding import plan_windows
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskThresholds, RiskTier
 from tests.support.tiny_risk import add_tiny_crisis_head, build_tiny_pooled_risk_model, build_tiny_risk_model
@@ -178,34 +177,3 @@ def test_prototypes_are_stored_in_half_precision_and_score_as_before(tmp_path):
     probe = rng.normal(size=(50, 96)).astype(np.float32)
     probe /= np.linalg.norm(probe, axis=1, keepdims=True)
     np.testing.assert_allclose(loaded.logits(probe), head.logits(probe), atol=1e-2)
-
-
-def test_a_growing_burst_is_judged_reading_only_its_new_parts_with_the_same_numbers(tmp_path, monkeypatch):
-    """A burst is re-judged with each message it gains; the crisis head's earlier pieces and the risk model's
-    leading token windows are not read again, and the probabilities are those of a first reading."""
-    folder = add_tiny_crisis_head(build_tiny_pooled_risk_model(tmp_path / "risk", thresholds=CRISIS_HIGH))
-    lines = [
-        "i cant do this anymore. nobody gets it and i am so tired of all of it every single day",
-        "like really",
-        "the pills are right here",
-    ]
-    bursts = ["\n".join(lines[: n + 1]) for n in range(len(lines))]
-    scorer = RiskScorer.load(folder, window_tokens=16, overlap_tokens=4)
-    _, reader = scorer.crisis
-    embedded: list[int] = []
-    windows: list[int] = []
-    read_texts, score_windows = reader._embed, scorer._score_windows
-    monkeypatch.setattr(
-        reader, "_embed", lambda texts, size: embedded.append(len(texts)) or read_texts(texts, size)
-    )
-    monkeypatch.setattr(scorer, "_score_windows", lambda ws: windows.append(len(ws)) or score_windows(ws))
-    head, _ = scorer.crisis
-    grown = [scorer.probabilities([burst])[0] for burst in bursts]
-
-    pieces = len(head.message_texts([bursts[-1]])[0])
-    plan = plan_windows(scorer.tokenizer, [bursts[-1]], window_tokens=16, overlap_tokens=4)
-    # The last judgement read fewer pieces and windows than the burst has: the first line's were kept.
-    assert embedded[-1] < pieces and windows[-1] < len(plan.input_ids)
-    for burst, got in zip(bursts, grown, strict=True):
-        fresh = RiskScorer.load(folder, window_tokens=16, overlap_tokens=4).probabilities([burst])[0]
-        assert got == pytest.approx(fresh, abs=1e-5)
