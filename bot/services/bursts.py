@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-# A burst judged as one text holds at most this many messages / characters (the newest are kept).
-MAX_MESSAGES = 12
-MAX_CHARS = 4000
+from inference.risk.burst_text import MAX_CHARS, MAX_MESSAGES, burst_text
+
 # Open bursts kept at most (the least recently grown go first): memory stays bounded on a busy server.
 MAX_OPEN = 10_000
 
@@ -73,10 +72,7 @@ class Bursts:
         before = [
             line for message_id, (_, line) in sorted(burst.lines.items()) if message_id < message.message_id
         ]
-        lines = [*before[-(MAX_MESSAGES - 1) :], text]
-        while len(lines) > 1 and sum(len(line) for line in lines) > MAX_CHARS:
-            lines.pop(0)
-        return "\n".join(lines)
+        return burst_text([*before, text])
 
     def _trim(self, burst: _Burst) -> None:
         # Memory only: twice what one judgement reads, so a message judged late still finds its lines.

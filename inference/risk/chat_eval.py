@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.risk.burst_text import burst_text
 from inference.risk.evaluate import EvaluationError, score_in_chunks
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskResult, RiskTier
@@ -74,6 +75,25 @@ def evaluate_suite(scorer: RiskScorer, path: Path) -> dict:
 def esconv_turns(data_dir: Path, half: str, *, replies: bool = False) -> list[tuple[str, int]]:
     """(text, crisis 0/1) for ESConv-dev seeker turns, or with ``replies`` its supporter replies (all 0):
     ``heldout`` (odd conversations), ``train`` or ``all``."""
+    return [(row.text, row.label) for row in _esconv_rows(data_dir, half, replies)]
+
+
+def esconv_bursts(data_dir: Path, half: str, *, replies: bool = False) -> list[str]:
+    """Each turn as the bot would judge it: the latest message of its author's burst, the same speaker's earlier
+    turns of the conversation before it (``inference.risk.burst_text``), as if each followed the last within the
+    bot's burst window. In the order of ``esconv_turns``."""
+    texts: list[str] = []
+    lines: list[str] = []
+    conversation = None
+    for row in _esconv_rows(data_dir, half, replies):
+        if row.group != conversation:
+            lines, conversation = [], row.group
+        lines.append(row.text)
+        texts.append(burst_text(lines))
+    return texts
+
+
+def _esconv_rows(data_dir: Path, half: str, replies: bool) -> list:
     from inference.risk.crisis_train import esconv_replies
     from inference.risk.crisis_train import esconv_turns as seeker_turns
 
@@ -82,14 +102,21 @@ def esconv_turns(data_dir: Path, half: str, *, replies: bool = False) -> list[tu
         raise EvaluationError(f"no esconv-dev/{name} under {data_dir}")
     turns = esconv_replies if replies else seeker_turns
     halves = ("train", "heldout") if half == "all" else (half,)
-    return [(row.text, row.label) for part in halves for row in turns(data_dir, half=part)]
+    return [row for part in halves for row in turns(data_dir, half=part)]
 
 
 def evaluate_ordinary_chat(
-    scorer: RiskScorer, data_dir: Path, half: str = "heldout", *, replies: bool = False
+    scorer: RiskScorer, data_dir: Path, half: str = "heldout", *, replies: bool = False, bursts: bool = False
 ) -> dict:
-    turns = esconv_turns(data_dir, half, replies=replies)
-    results = score_in_chunks(scorer, [text for text, _ in turns])
+    """The high rate on ordinary ESConv turns, each judged alone or (``bursts``) as the bot judges it, the latest
+    of its author's burst; a burst with a crisis line in it keeps its later turns high, which the bot turns into one
+    case per member, not one page per message."""
+    rows = _esconv_rows(data_dir, half, replies)
+    turns = [(row.text, row.label) for row in rows]
+    texts = esconv_bursts(data_dir, half, replies=replies) if bursts else [text for text, _ in turns]
+    results = score_in_chunks(scorer, texts)
+    paged = {row.group for row, result in zip(rows, results, strict=True) if result.tier == RiskTier.HIGH}
+    crisis_conversations = {row.group for row in rows if row.label}
     ordinary = [(text, result) for (text, crisis), result in zip(turns, results, strict=True) if not crisis]
     crises = [result for (_, crisis), result in zip(turns, results, strict=True) if crisis]
     short = [result for text, result in ordinary if len(text.split()) <= SHORT_WORDS]
@@ -97,12 +124,17 @@ def evaluate_ordinary_chat(
         "mode": "ordinary_chat",
         "half": half,
         "speaker": "supporter" if replies else "seeker",
+        "judged": "as bursts" if bursts else "alone",
         "n": len(turns),
         "ordinary_high_rate": _rate([r.tier == RiskTier.HIGH for _, r in ordinary]),
         "ordinary_elevated_or_high_rate": _rate([r.tier != RiskTier.NONE for _, r in ordinary]),
         "short_high_rate": _rate([r.tier == RiskTier.HIGH for r in short]),
         "n_short": len(short),
         "crisis_turns_high": f"{sum(r.tier == RiskTier.HIGH for r in crises)}/{len(crises)}",
+        # Conversations without a labelled crisis turn in which some turn reached high (the bot's unit: one case a
+        # member), of all such conversations.
+        "ordinary_conversations_with_high": f"{len(paged - crisis_conversations)}/"
+        f"{len({row.group for row in rows} - crisis_conversations)}",
         "tiers": _tier_counts([r for _, r in ordinary]),
     }
 

@@ -164,6 +164,12 @@ def register_eval(subparsers) -> None:
         action="store_true",
         help="with --ordinary-chat: the supporters' replies (pairs.csv) instead of the seekers' turns",
     )
+    parser.add_argument(
+        "--bursts",
+        action="store_true",
+        help="with --ordinary-chat: judge each turn as the bot does, the latest message of its author's burst "
+        "(the speaker's earlier turns of the conversation); also counts conversations with a turn at high",
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument(
@@ -229,7 +235,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.suite is not None:
             report = evaluate_suite(scorer, args.suite)
         elif args.ordinary_chat is not None:
-            report = evaluate_ordinary_chat(scorer, args.data_dir, args.ordinary_chat, replies=args.replies)
+            report = evaluate_ordinary_chat(
+                scorer, args.data_dir, args.ordinary_chat, replies=args.replies, bursts=args.bursts
+            )
         elif args.data is not None:
             report = evaluate_csv(
                 scorer,

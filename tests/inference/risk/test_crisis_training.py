@@ -532,3 +532,26 @@ def test_an_attempt_that_declared_th_alone_cross_validates_only_th_and_ships_it(
     assert set(report["variants"]) == {"TH"} and report["winner"] == "TH"
     assert (out / "crisis_adapter").is_dir()
     assert "attempt 14" in json.loads((out / "risk_calibration.json").read_text())["method"]
+
+
+def test_ordinary_chat_judged_as_bursts_counts_conversations_with_a_turn_at_high(tiny, tmp_path):
+    from inference.risk.chat_eval import evaluate_ordinary_chat
+
+    folder, _encoder, _tokenizer = tiny
+    data = tmp_path / "data" / "esconv-dev"
+    data.mkdir(parents=True)
+    (data / "seeker_turns.csv").write_text(
+        "conversation,turn,text\n1,0,hi\n1,2,i feel low\n3,0,ok\n", encoding="utf-8"
+    )
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(folder, model)
+    # Every text is at high under this threshold: each of the two conversations has a turn at high.
+    write_calibration(model, RiskThresholds(elevated={"suicidal": 0.0}, high={"suicidal": 0.0}))
+    scorer = RiskScorer.load(model)
+    alone = evaluate_ordinary_chat(scorer, tmp_path / "data", "heldout")
+    bursts = evaluate_ordinary_chat(scorer, tmp_path / "data", "heldout", bursts=True)
+    assert (alone["judged"], bursts["judged"]) == ("alone", "as bursts")
+    assert bursts["n"] == alone["n"] == 3 and bursts["ordinary_high_rate"] == 1.0
+    assert bursts["ordinary_conversations_with_high"] == "2/2"
