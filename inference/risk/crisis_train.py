@@ -66,6 +66,8 @@ ELEVATED_RECALL = 0.99
 # Amendment of 2026-12-06 (see the protocol): recall 0.99 alone put 16 % of ordinary ESConv turns at elevated
 # ("ok thx" among them); elevated must also leave at least 95 % of ordinary out-of-fold turns below it.
 ELEVATED_ORDINARY_LIMIT = 0.05
+# Attempt 15 ships this fold's model of the first seed instead of a refit on the whole pool.
+SHIPPED_FOLD = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ class Attempt:
     tuned_ensemble: bool = False
     # Attempt 14 declared TH alone: the frozen variants are not cross-validated.
     frozen_variants: bool = True
+    # Attempt 15: the cut-off rule counts the even half's seeker turns and supporter replies each on its own (the
+    # gate counts seeker turns; replies rarely score high, so pooled they let seeker turns take twice their share).
+    ordinary_by_speaker: bool = False
+    # Attempt 15: no refit; the first seed's fold-0 model ships, one of the models the cut-off was measured on.
+    ships_fold_model: bool = False
 
 
 _WRITTEN_PREFIX = {
@@ -206,6 +213,16 @@ ATTEMPTS = {
             written_files=(*_ATTEMPT_12.written_files, DECOYS_FILE),
             tuned_ensemble=True,
             frozen_variants=False,
+        ),
+        # Attempt 15 is attempt 14's pool and TH with the cut-off rule by speaker and a fold model shipped.
+        replace(
+            _ATTEMPT_12,
+            number=15,
+            written_files=(*_ATTEMPT_12.written_files, DECOYS_FILE),
+            tuned_ensemble=True,
+            frozen_variants=False,
+            ordinary_by_speaker=True,
+            ships_fold_model=True,
         ),
     )
 }
@@ -403,6 +420,11 @@ def _negatives(logits: np.ndarray, rows: Sequence[Row], *, ordinary: bool) -> np
     return _logits_where(logits, rows, lambda row: (row.source == "esconv") == ordinary and not row.label)
 
 
+def _ordinary_of(logits: np.ndarray, rows: Sequence[Row], category: str) -> np.ndarray:
+    """Logits of the ESConv negatives of one speaker: seeker turns (``esconv``) or supporter replies."""
+    return _logits_where(logits, rows, lambda row: row.category == category and not row.label)
+
+
 def _short_ordinary(logits: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
     """Logits of the ESConv negatives of at most ``SHORT_WORDS`` words ("ok", "thank you", "goodbye")."""
     return _logits_where(
@@ -412,13 +434,20 @@ def _short_ordinary(logits: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
     )
 
 
-def cut_off_for(logits: np.ndarray, rows: Sequence[Row], short_limit: float | None = None) -> float:
+def cut_off_for(
+    logits: np.ndarray, rows: Sequence[Row], short_limit: float | None = None, by_speaker: bool = False
+) -> float:
     """The declared rule: ordinary turns <= 0.5 %, hard negatives <= 3 %; with ``short_limit`` (attempt 7: 0),
-    ordinary turns of <= 3 words at most that share too (issue 13's target for them is 0)."""
-    cut = max(
-        lowest_cut_off(_negatives(logits, rows, ordinary=True), ORDINARY_LIMIT),
-        lowest_cut_off(_negatives(logits, rows, ordinary=False), HARD_NEGATIVE_LIMIT),
-    )
+    ordinary turns of <= 3 words at most that share too (issue 13's target for them is 0); with ``by_speaker``
+    (attempt 15), seeker turns and supporter replies each <= 0.5 % on their own."""
+    if by_speaker:
+        ordinary = max(
+            lowest_cut_off(_ordinary_of(logits, rows, "esconv"), ORDINARY_LIMIT),
+            lowest_cut_off(_ordinary_of(logits, rows, "esconv_reply"), ORDINARY_LIMIT),
+        )
+    else:
+        ordinary = lowest_cut_off(_negatives(logits, rows, ordinary=True), ORDINARY_LIMIT)
+    cut = max(ordinary, lowest_cut_off(_negatives(logits, rows, ordinary=False), HARD_NEGATIVE_LIMIT))
     if short_limit is None:
         return cut
     return max(cut, lowest_cut_off(_short_ordinary(logits, rows), short_limit))
@@ -462,11 +491,15 @@ def fit_crisis_lexical(texts: Sequence[str], labels: np.ndarray):
 
 
 def out_of_fold_result(
-    seed: int, logits: np.ndarray, rows: Sequence[Row], short_limit: float | None = None
+    seed: int,
+    logits: np.ndarray,
+    rows: Sequence[Row],
+    short_limit: float | None = None,
+    by_speaker: bool = False,
 ) -> dict:
     """One seed's out-of-fold logits judged by the declared rule: the cut-off, recall at it, the rates."""
     labels = np.array([row.label for row in rows])
-    cut = cut_off_for(logits, rows, short_limit)
+    cut = cut_off_for(logits, rows, short_limit, by_speaker)
     positives = logits[labels == 1]
     return {
         "seed": seed,
@@ -479,6 +512,9 @@ def out_of_fold_result(
         "ordinary_high_rate": _rate(logits, rows, cut, lambda row: row.source == "esconv" and not row.label),
         "hard_negative_high_rate": _rate(
             logits, rows, cut, lambda row: row.source != "esconv" and not row.label
+        ),
+        "seeker_turn_high_rate": _rate(
+            logits, rows, cut, lambda row: row.category == "esconv" and not row.label
         ),
         "oof_logits": logits,
     }
@@ -791,24 +827,39 @@ def tuned_ensemble_head(
     return tuned, reader, CrisisHead(replace(head.config, lexical=LEXICAL_FILE), head.tensors, words)
 
 
-def cross_validate_tuned_ensemble(
-    base_encoder, tokenizer, rows: Sequence[Row], seed: int, short_limit: float | None = None
-) -> dict:
-    """TH's out-of-fold logits: per fold, tune on the training rows and fit the head on their tuned embeddings,
-    then read the held-out fold's messages as the scorer would (``CrisisHead.probabilities``' logit)."""
+def tuning_folds(rows: Sequence[Row], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The tuned heads' (train, test) index folds for ``seed``: stratified by label, grouped by conversation."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     labels = np.array([row.label for row in rows])
     groups = [row.group for row in rows]
-    logits = np.zeros(len(rows))
     splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
-    for fold, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), labels, groups)):
+    return list(splitter.split(np.zeros(len(rows)), labels, groups))
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed a fold's model is tuned with (so the shipped fold model is the cross-validation's own)."""
+    return seed * 100 + fold
+
+
+def cross_validate_tuned_ensemble(
+    base_encoder,
+    tokenizer,
+    rows: Sequence[Row],
+    seed: int,
+    short_limit: float | None = None,
+    by_speaker: bool = False,
+) -> dict:
+    """TH's out-of-fold logits: per fold, tune on the training rows and fit the head on their tuned embeddings,
+    then read the held-out fold's messages as the scorer would (``CrisisHead.probabilities``' logit)."""
+    logits = np.zeros(len(rows))
+    for fold, (train, test) in enumerate(tuning_folds(rows, seed)):
         _, reader, head = tuned_ensemble_head(
-            base_encoder, tokenizer, [rows[i] for i in train], seed * 100 + fold
+            base_encoder, tokenizer, [rows[i] for i in train], fold_seed(seed, fold)
         )
         logits[test] = head.message_logits(reader, [rows[i].text for i in test])
         log.info("tuned ensemble seed %d fold %d done", seed, fold)
-    return out_of_fold_result(seed, logits, rows, short_limit)
+    return out_of_fold_result(seed, logits, rows, short_limit, by_speaker)
 
 
 def with_tuned_ensemble(report: dict, runs: Sequence[dict]) -> dict:
@@ -889,7 +940,9 @@ def train_crisis(
             report = with_tuned_ensemble(
                 report,
                 [
-                    cross_validate_tuned_ensemble(encoder, tokenizer, rows, seed, short_limit)
+                    cross_validate_tuned_ensemble(
+                        encoder, tokenizer, rows, seed, short_limit, attempt.ordinary_by_speaker
+                    )
                     for seed in seeds
                 ],
             )
@@ -902,6 +955,11 @@ def train_crisis(
         train_contrastive_head(base_model, rows, output, seed=CONTRASTIVE_SEED)
     elif winner == TUNED.name:
         train_tuned_head(base_model, rows, output, seed=seeds[0])
+    elif winner == TUNED_ENSEMBLE.name and attempt.ships_fold_model:
+        train, _ = tuning_folds(rows, seeds[0])[SHIPPED_FOLD]
+        train_tuned_ensemble_head(
+            base_model, [rows[i] for i in train], output, fold_seed(seeds[0], SHIPPED_FOLD)
+        )
     elif winner == TUNED_ENSEMBLE.name:
         train_tuned_ensemble_head(base_model, rows, output, seed=seeds[0])
     else:
@@ -910,9 +968,13 @@ def train_crisis(
         head = fit_final(spec, rows, cache_for(Variant(winner, layers=variant_layers)))
         head = CrisisHead(replace(head.config, base_model=base_model), head.tensors, head.lexical)
         head.save(output)
+    ordinary = "seeker turns and supporter replies each" if attempt.ordinary_by_speaker else "ordinary-chat"
+    shipped = (
+        f"; the model of seed {seeds[0]} fold {SHIPPED_FOLD}, no refit" if attempt.ships_fold_model else ""
+    )
     method = (
-        f"variant {winner} by docs/models/risk-crisis-protocol.md; high = median over seeds of the lowest "
-        f"cut-off with out-of-fold ordinary-chat high <= {ORDINARY_LIMIT:.1%} and hard negatives <= "
+        f"variant {winner} by docs/models/risk-crisis-protocol.md{shipped}; high = median over seeds of the lowest "
+        f"cut-off with out-of-fold {ordinary} high <= {ORDINARY_LIMIT:.1%} and hard negatives <= "
         f"{HARD_NEGATIVE_LIMIT:.0%}"
         + ("" if short_limit is None else f" and no ordinary turn of <= {SHORT_WORDS} words")
         + f"; elevated = out-of-fold crisis recall {ELEVATED_RECALL} (attempt {attempt.number})"

@@ -311,15 +311,16 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12, 13, 14]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12, 13, 14, 15]
     assert [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files] == [
         12,
         13,
         14,
+        15,
     ]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15]
     # Attempt 14 is attempt 13's pool plus the decoys, with TH alone (no frozen variant cross-validated).
     assert ct.ATTEMPTS[14] == replace(
         ct.ATTEMPTS[13],
@@ -327,7 +328,27 @@ def test_each_attempt_reads_its_own_pool() -> None:
         written_files=(*ct.ATTEMPTS[13].written_files, ct.DECOYS_FILE),
         frozen_variants=False,
     )
-    assert [n for n, attempt in ct.ATTEMPTS.items() if not attempt.frozen_variants] == [14]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if not attempt.frozen_variants] == [14, 15]
+    # Attempt 15 is attempt 14's pool and variant; only the cut-off rule and what ships change.
+    assert ct.ATTEMPTS[15] == replace(
+        ct.ATTEMPTS[14], number=15, ordinary_by_speaker=True, ships_fold_model=True
+    )
+
+
+def test_the_rule_by_speaker_keeps_seeker_turns_to_their_own_share() -> None:
+    """Attempt 15: pooled with 400 quiet supporter replies, 2 seeker turns in 200 at high pass the 0.5 % rule
+    (2 of 600); counted on their own they are 1 %, so the cut-off must rise above them."""
+    seekers = [ct.Row(f"a seeker turn {i}", 0, f"e{i}", "esconv", "esconv") for i in range(200)]
+    replies = [ct.Row(f"a supporter reply {i}", 0, f"e{i}", "esconv", "esconv_reply") for i in range(400)]
+    rows = _rows() + seekers + replies
+    logits = np.array([3.0 if row.label else -3.0 for row in rows])
+    first_seeker = len(_rows())
+    logits[first_seeker : first_seeker + 2] = 2.0
+    pooled = ct.cut_off_for(logits, rows)
+    by_speaker = ct.cut_off_for(logits, rows, by_speaker=True)
+    assert pooled <= 2.0 < by_speaker < 3.0
+    result = ct.out_of_fold_result(13, logits, rows, by_speaker=True)
+    assert result["seeker_turn_high_rate"] == 0.0 and result["recall"] == 1.0
 
 
 def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_it(tmp_path) -> None:
@@ -532,6 +553,37 @@ def test_an_attempt_that_declared_th_alone_cross_validates_only_th_and_ships_it(
     assert set(report["variants"]) == {"TH"} and report["winner"] == "TH"
     assert (out / "crisis_adapter").is_dir()
     assert "attempt 14" in json.loads((out / "risk_calibration.json").read_text())["method"]
+
+
+def test_an_attempt_that_ships_a_fold_model_ships_the_cross_validation_s_own_model(
+    tiny, tiny_tuned_ensemble, model_copy, tmp_path, monkeypatch
+) -> None:
+    """Attempt 15: no refit. The shipped head reads fold 0's held-out rows exactly as the cross-validation did,
+    so the cut-off measured on the out-of-fold logits is measured on the model that ships."""
+    _, encoder, tokenizer = tiny
+    out, base = model_copy
+    rows = _rows()
+    monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: rows)
+    ct.train_crisis(
+        output=out,
+        data_dir=tmp_path,
+        base_model=base,
+        seeds=(13,),
+        selection_path=None,
+        cache_path=tmp_path / "cache.npz",
+        attempt=ct.ATTEMPTS[15],
+    )
+    method = json.loads((out / "risk_calibration.json").read_text())["method"]
+    assert "attempt 15" in method and "fold 0, no refit" in method and "supporter replies each" in method
+    oof = ct.cross_validate_tuned_ensemble(encoder, tokenizer, rows, 13, by_speaker=True)["oof_logits"]
+    _, held_out = ct.tuning_folds(rows, 13)[ct.SHIPPED_FOLD]
+    head, reader = RiskScorer.load(out).crisis
+    shipped = head.message_logits(reader, [rows[i].text for i in held_out])
+    assert np.allclose(shipped, oof[held_out], atol=1e-3)
+    # A refit on every row would read them otherwise (it trained on them).
+    _, refit_reader, refit_head = ct.tuned_ensemble_head(encoder, tokenizer, rows, 13)
+    refit = refit_head.message_logits(refit_reader, [rows[i].text for i in held_out])
+    assert not np.allclose(refit, oof[held_out], atol=1e-3)
 
 
 def test_ordinary_chat_judged_as_bursts_counts_conversations_with_a_turn_at_high(tiny, tmp_path):
