@@ -44,6 +44,7 @@ peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_3.cs
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_4.csv --json  # attempt 12's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_5.csv --json  # attempt 13's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_6.csv --json  # attempt 14's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_7.csv --json  # attempt 15's fresh suite
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 

@@ -127,10 +127,10 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
-# attempt 13; 6: attempt 14; sessions 3 to 6 opened no file). Never train or tune on them.
+# attempt 13; 6: attempt 14; 7: attempt 15; sessions 3 to 7 opened no file). Never train or tune on them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6)
+    for number in (2, 3, 4, 5, 6, 7)
 }
 
 
@@ -144,7 +144,8 @@ def later_suite(shipped) -> Callable[[int], dict]:
 
 # Attempt 8 (shipped): suite 2, 0 of 50 short ordinary messages at high and 2.0 % of hard negatives; suite 3, 0 of 24
 # short ordinary turns, 0 of 37 short distress messages, 1.6 %; suite 4, 0 of 10, 0 of 18, 3.7 %; suite 5, 0 of 25
-# short distress messages and 4.4 % (its short ordinary turns: the strict xfail below); suite 6, 0 of 14, 0 of 23, 3.0 %.
+# short distress messages and 4.4 % (its short ordinary turns: the strict xfail below); suite 6, 0 of 14, 0 of 23, 3.0 %;
+# suite 7, 0 of 5 and 0 of 18 (its hard negatives, 5.5 %: the strict xfail below).
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -162,6 +163,20 @@ def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
     at_high = {category: report["categories"][category]["high_rate"] for category in short_categories}
     assert at_high == dict.fromkeys(short_categories, 0.0)
     assert report["hard_negative_high_rate"] <= 0.05
+
+
+def test_seventh_suite_short_messages_stay_below_high(later_suite) -> None:
+    categories = later_suite(7)["categories"]
+    assert [categories[name]["high_rate"] for name in ("short_ordinary", "short_distress")] == [0.0, 0.0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: attempt 8 puts 5.5 % of the seventh suite's hard negatives at high (hyperbole "
+    "and recovery stories 3 of 20 each; attempt 15 3.3 %: docs/models/risk-crisis-protocol.md)",
+)
+def test_seventh_suite_hard_negatives_stay_at_most_5_percent(later_suite) -> None:
+    assert later_suite(7)["hard_negative_high_rate"] <= 0.05
 
 
 @pytest.mark.xfail(
@@ -184,6 +199,8 @@ LATER_SUITE_RECALL_MISSES = {
     "gate)",
     6: "crisis recall 0.797, worst category 0.56 (plan / intent / timing) on the sixth suite (attempt 14 reaches "
     "0.979 / 0.96 and failed its gate on ordinary ESConv chat)",
+    7: "crisis recall 0.812, worst category 0.68 (burdensomeness) on the seventh suite (attempt 15 reaches 0.919 / "
+    "0.875 and failed its gate)",
 }
 
 
