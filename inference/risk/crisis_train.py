@@ -176,6 +176,14 @@ _ATTEMPT_12 = replace(
     written_files=(*_ATTEMPT_10.written_files, CHAT_WRITTEN_FILE),
     supporter_replies=True,
 )
+# Attempt 14 is TH alone on attempt 13's pool plus the decoys.
+_ATTEMPT_14 = replace(
+    _ATTEMPT_12,
+    number=14,
+    written_files=(*_ATTEMPT_12.written_files, DECOYS_FILE),
+    tuned_ensemble=True,
+    frozen_variants=False,
+)
 ATTEMPTS = {
     attempt.number: attempt
     for attempt in (
@@ -206,24 +214,9 @@ ATTEMPTS = {
         _ATTEMPT_12,
         # Attempt 13 is attempt 12 with TH declared.
         replace(_ATTEMPT_12, number=13, tuned_ensemble=True),
-        # Attempt 14 is TH alone on attempt 13's pool plus the decoys.
-        replace(
-            _ATTEMPT_12,
-            number=14,
-            written_files=(*_ATTEMPT_12.written_files, DECOYS_FILE),
-            tuned_ensemble=True,
-            frozen_variants=False,
-        ),
+        _ATTEMPT_14,
         # Attempt 15 is attempt 14's pool and TH with the cut-off rule by speaker and a fold model shipped.
-        replace(
-            _ATTEMPT_12,
-            number=15,
-            written_files=(*_ATTEMPT_12.written_files, DECOYS_FILE),
-            tuned_ensemble=True,
-            frozen_variants=False,
-            ordinary_by_speaker=True,
-            ships_fold_model=True,
-        ),
+        replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fold_model=True),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.

@@ -536,21 +536,26 @@ def test_tuned_ensemble_ships_its_adapter_and_the_scorer_reads_through_it(
     assert np.allclose(got, head.probabilities(reader, texts), atol=1e-6)
 
 
-def test_an_attempt_that_declared_th_alone_cross_validates_only_th_and_ships_it(
-    tiny, tiny_tuned_ensemble, model_copy, tmp_path, monkeypatch
-) -> None:
-    """Attempt 14 declared one variant: no frozen variant is run, so none can win instead of TH."""
-    out, base = model_copy
-    monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: _rows())
-    report = ct.train_crisis(
+def _train_tuned_attempt(number: int, out: Path, base, tmp_path: Path) -> dict:
+    """``train_crisis`` for a TH attempt on the tiny model, one seed (the pool is patched by the caller)."""
+    return ct.train_crisis(
         output=out,
         data_dir=tmp_path,
         base_model=base,
         seeds=(13,),
         selection_path=None,
         cache_path=tmp_path / "cache.npz",
-        attempt=ct.ATTEMPTS[14],
+        attempt=ct.ATTEMPTS[number],
     )
+
+
+def test_an_attempt_that_declared_th_alone_cross_validates_only_th_and_ships_it(
+    tiny, tiny_tuned_ensemble, model_copy, tmp_path, monkeypatch
+) -> None:
+    """Attempt 14 declared one variant: no frozen variant is run, so none can win instead of TH."""
+    out, base = model_copy
+    monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: _rows())
+    report = _train_tuned_attempt(14, out, base, tmp_path)
     assert set(report["variants"]) == {"TH"} and report["winner"] == "TH"
     assert (out / "crisis_adapter").is_dir()
     assert "attempt 14" in json.loads((out / "risk_calibration.json").read_text())["method"]
@@ -565,15 +570,7 @@ def test_an_attempt_that_ships_a_fold_model_ships_the_cross_validation_s_own_mod
     out, base = model_copy
     rows = _rows()
     monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: rows)
-    ct.train_crisis(
-        output=out,
-        data_dir=tmp_path,
-        base_model=base,
-        seeds=(13,),
-        selection_path=None,
-        cache_path=tmp_path / "cache.npz",
-        attempt=ct.ATTEMPTS[15],
-    )
+    _train_tuned_attempt(15, out, base, tmp_path)
     method = json.loads((out / "risk_calibration.json").read_text())["method"]
     assert "attempt 15" in method and "fold 0, no refit" in method and "supporter replies each" in method
     oof = ct.cross_validate_tuned_ensemble(encoder, tokenizer, rows, 13, by_speaker=True)["oof_logits"]
