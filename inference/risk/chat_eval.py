@@ -6,6 +6,10 @@ Two measurements (``peercare eval risk --suite`` / ``--ordinary-chat``), both on
   high rate per hard-negative category, and the overall figures the model card reports;
 - **ordinary chat**: ESConv-dev seeker turns (typed emotional-support chat). The rate of high among ordinary
   turns, overall and for turns of three words or fewer, plus how its few labelled crisis turns fare.
+
+With ``cut_offs`` either also reports the same figures with the high cut-off moved to each value (``--cut-offs``):
+the messages are scored once and re-tiered by the same pure ``assign_tier`` the scorer uses, phrase floor included,
+so a model's whole trade-off between crises found and ordinary chat paged can be read before choosing where it sits.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 from inference.risk.burst_text import burst_text
 from inference.risk.evaluate import EvaluationError, score_in_chunks
 from inference.risk.scorer import RiskScorer
-from inference.types import RiskResult, RiskTier
+from inference.risk.tiers import assign_tier
+from inference.types import RiskResult, RiskThresholds, RiskTier
 
 EXPECTED = ("high", "not_high")
 SHORT_WORDS = 3
@@ -45,9 +50,39 @@ def read_suite(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def evaluate_suite(scorer: RiskScorer, path: Path) -> dict:
+def at_cut_off(results: Sequence[RiskResult], thresholds: RiskThresholds, cut_off: float) -> list[RiskResult]:
+    """The tiers ``results`` would have had with every high cut-off at ``cut_off`` (no model run: the same pure
+    ``assign_tier`` over the same probabilities and phrase matches)."""
+    moved = RiskThresholds(elevated=thresholds.elevated, high=dict.fromkeys(thresholds.high, cut_off))
+    return [
+        RiskResult(r.probabilities, *assign_tier(r.probabilities, moved, r.phrase_matches), r.phrase_matches)
+        for r in results
+    ]
+
+
+def _at_cut_offs(
+    scorer: RiskScorer, results: Sequence[RiskResult], cut_offs: Sequence[float], summarise
+) -> list[dict]:
+    return [
+        {"cut_off": cut_off, **summarise(at_cut_off(results, scorer.thresholds, cut_off))}
+        for cut_off in cut_offs
+    ]
+
+
+def evaluate_suite(scorer: RiskScorer, path: Path, cut_offs: Sequence[float] = ()) -> dict:
     rows = read_suite(path)
     results = score_in_chunks(scorer, [text for _, _, text in rows])
+    report = {"mode": "suite", "n": len(rows), **_suite_figures(rows, results)}
+    if cut_offs:
+        report["at_cut_offs"] = _at_cut_offs(
+            scorer, results, cut_offs, lambda moved: _suite_figures(rows, moved, detail=False)
+        )
+    return report
+
+
+def _suite_figures(
+    rows: Sequence[tuple[str, str, str]], results: Sequence[RiskResult], detail: bool = True
+) -> dict:
     by_category: dict[str, list[bool]] = defaultdict(list)
     expected_of: dict[str, str] = {}
     for (category, expected, _), result in zip(rows, results, strict=True):
@@ -55,21 +90,21 @@ def evaluate_suite(scorer: RiskScorer, path: Path) -> dict:
         expected_of[category] = expected
     crisis = [flag for c, flags in by_category.items() if expected_of[c] == "high" for flag in flags]
     negative = [flag for c, flags in by_category.items() if expected_of[c] == "not_high" for flag in flags]
-    return {
-        "mode": "suite",
-        "n": len(rows),
+    figures = {
         "crisis_recall": _rate(crisis),
         "crisis_recall_worst_category": min(
             (_rate(flags) or 0.0 for c, flags in by_category.items() if expected_of[c] == "high"),
             default=None,
         ),
         "hard_negative_high_rate": _rate(negative),
-        "categories": {
+    }
+    if detail:
+        figures["categories"] = {
             category: {"expected": expected_of[category], "high_rate": _rate(flags), "n": len(flags)}
             for category, flags in sorted(by_category.items())
-        },
-        "tiers": _tier_counts(results),
-    }
+        }
+        figures["tiers"] = _tier_counts(results)
+    return figures
 
 
 def esconv_turns(data_dir: Path, half: str, *, replies: bool = False) -> list[tuple[str, int]]:
@@ -106,26 +141,43 @@ def _esconv_rows(data_dir: Path, half: str, replies: bool) -> list:
 
 
 def evaluate_ordinary_chat(
-    scorer: RiskScorer, data_dir: Path, half: str = "heldout", *, replies: bool = False, bursts: bool = False
+    scorer: RiskScorer,
+    data_dir: Path,
+    half: str = "heldout",
+    *,
+    replies: bool = False,
+    bursts: bool = False,
+    cut_offs: Sequence[float] = (),
 ) -> dict:
     """The high rate on ordinary ESConv turns, each judged alone or (``bursts``) as the bot judges it, the latest
     of its author's burst; a burst with a crisis line in it keeps its later turns high, which the bot turns into one
     case per member, not one page per message."""
     rows = _esconv_rows(data_dir, half, replies)
-    turns = [(row.text, row.label) for row in rows]
-    texts = esconv_bursts(data_dir, half, replies=replies) if bursts else [text for text, _ in turns]
+    texts = esconv_bursts(data_dir, half, replies=replies) if bursts else [row.text for row in rows]
     results = score_in_chunks(scorer, texts)
+    report = {
+        "mode": "ordinary_chat",
+        "half": half,
+        "speaker": "supporter" if replies else "seeker",
+        "judged": "as bursts" if bursts else "alone",
+        "n": len(rows),
+        **_ordinary_figures(rows, results),
+    }
+    if cut_offs:
+        report["at_cut_offs"] = _at_cut_offs(
+            scorer, results, cut_offs, lambda moved: _ordinary_figures(rows, moved, detail=False)
+        )
+    return report
+
+
+def _ordinary_figures(rows: Sequence, results: Sequence[RiskResult], detail: bool = True) -> dict:
+    turns = [(row.text, row.label) for row in rows]
     paged = {row.group for row, result in zip(rows, results, strict=True) if result.tier == RiskTier.HIGH}
     crisis_conversations = {row.group for row in rows if row.label}
     ordinary = [(text, result) for (text, crisis), result in zip(turns, results, strict=True) if not crisis]
     crises = [result for (_, crisis), result in zip(turns, results, strict=True) if crisis]
     short = [result for text, result in ordinary if len(text.split()) <= SHORT_WORDS]
-    return {
-        "mode": "ordinary_chat",
-        "half": half,
-        "speaker": "supporter" if replies else "seeker",
-        "judged": "as bursts" if bursts else "alone",
-        "n": len(turns),
+    figures = {
         "ordinary_high_rate": _rate([r.tier == RiskTier.HIGH for _, r in ordinary]),
         "ordinary_elevated_or_high_rate": _rate([r.tier != RiskTier.NONE for _, r in ordinary]),
         "short_high_rate": _rate([r.tier == RiskTier.HIGH for r in short]),
@@ -135,8 +187,10 @@ def evaluate_ordinary_chat(
         # member), of all such conversations.
         "ordinary_conversations_with_high": f"{len(paged - crisis_conversations)}/"
         f"{len({row.group for row in rows} - crisis_conversations)}",
-        "tiers": _tier_counts([r for _, r in ordinary]),
     }
+    if detail:
+        figures["tiers"] = _tier_counts([r for _, r in ordinary])
+    return figures
 
 
 def _tier_counts(results: Sequence[RiskResult]) -> dict[str, int]:

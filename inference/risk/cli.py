@@ -170,6 +170,13 @@ def register_eval(subparsers) -> None:
         help="with --ordinary-chat: judge each turn as the bot does, the latest message of its author's burst "
         "(the speaker's earlier turns of the conversation); also counts conversations with a turn at high",
     )
+    parser.add_argument(
+        "--cut-offs",
+        type=_cut_offs,
+        default=(),
+        help="with --suite or --ordinary-chat: also report the figures with the high cut-off at each of these "
+        "probabilities, e.g. 0.8,0.9,0.95 (the messages are scored once and re-tiered, phrase floor included)",
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument(
@@ -185,6 +192,17 @@ def register_eval(subparsers) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.set_defaults(func=_evaluate)
+
+
+def _cut_offs(value: str) -> tuple[float, ...]:
+    """``"0.8, 0.95"`` -> ``(0.8, 0.95)``; each a probability."""
+    try:
+        values = tuple(float(part) for part in _label_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of probabilities: {value!r}") from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"cut-offs must be probabilities between 0 and 1: {value!r}")
+    return values
 
 
 def _label_list(value: str) -> tuple[str, ...]:
@@ -233,10 +251,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         scorer = RiskScorer.load(source, device=args.device, problem_type=args.problem_type)
         cut_offs = decision_cut_offs(resolve_source(source, setting="RISK_MODEL"))
         if args.suite is not None:
-            report = evaluate_suite(scorer, args.suite)
+            report = evaluate_suite(scorer, args.suite, args.cut_offs)
         elif args.ordinary_chat is not None:
             report = evaluate_ordinary_chat(
-                scorer, args.data_dir, args.ordinary_chat, replies=args.replies, bursts=args.bursts
+                scorer,
+                args.data_dir,
+                args.ordinary_chat,
+                replies=args.replies,
+                bursts=args.bursts,
+                cut_offs=args.cut_offs,
             )
         elif args.data is not None:
             report = evaluate_csv(
@@ -269,6 +292,10 @@ def _print_report(report: dict) -> None:
                     print(
                         f"  {name:24} expected={row['expected']:8} high_rate={row['high_rate']} n={row['n']}"
                     )
+            elif key == "at_cut_offs":
+                print("with the high cut-off at:")
+                for row in value:
+                    print("  " + "  ".join(f"{name}={figure}" for name, figure in row.items()))
             elif key != "mode":
                 print(f"{key}: {value}")
         return
