@@ -92,6 +92,29 @@ def test_a_morning_greeting_does_not_reach_high(shipped, text: str) -> None:
     assert shipped.predict([text])[0].tier is not RiskTier.HIGH
 
 
+# Signing off for the night, tried as a member types it (session 8's probe). "last", "tonight" and "message" are the
+# words of goodbye notes in the training pool; nothing there says a sign-off is ordinary.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "goodnight everyone",
+        "cya tomorrow",
+        "bye guys",
+        "ok im out",
+        "taking a break from discord",
+        pytest.param(
+            "last message for tonight",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 13 defect: attempt 8 puts it at high (P(crisis) 0.998; attempt 15's head 0.990)",
+            ),
+        ),
+    ],
+)
+def test_signing_off_for_the_night_does_not_reach_high(shipped, text: str) -> None:
+    assert shipped.predict([text])[0].tier is not RiskTier.HIGH
+
+
 def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -> None:
     assert suite["categories"]["greeting_thanks_short"]["high_rate"] == 0.0
     assert suite["hard_negative_high_rate"] <= 0.05
