@@ -24,7 +24,7 @@ from bot.db.models import EscalationConsent, GuildSettings
 from bot.services.coaching import ReplyForCoaching, compose_note
 from bot.services.reply_scoring import has_scorable_text
 from inference.client import InferenceClient
-from inference.empathy.phatic import is_phatic
+from inference.empathy.phatic import is_bare_echo, is_phatic
 from inference.types import EmpathyLevel, Mechanism, ReplyScore, ReplyScoreRequest, RiskResult, RiskTier
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
         "empathy": empathy,
         # True: every level above is none by the phatic rule, whatever the probabilities say.
         "reply_is_phatic": is_phatic(reply_text),
+        # True: no level above is strong by the bare-echo rule ("lol same"), whatever the probabilities say.
+        "reply_is_bare_echo": is_bare_echo(reply_text),
         "coaching_dm": note.text,
         "seeker_risk": _risk_json(score.parent_risk),
         "escalation": describe_escalation(score.parent_risk.tier),
@@ -154,6 +156,10 @@ PHATIC_NOTE = (
     "  (only greetings, thanks or acknowledgements: no mechanism, whatever the models' p say; "
     "inference/empathy/phatic.py)"
 )
+BARE_ECHO_NOTE = (
+    '  (only an echo of shared experience, like "same": no mechanism above weak, whatever the models\' p say; '
+    "inference/empathy/phatic.py)"
+)
 
 
 def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
@@ -172,6 +178,8 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
             lines.append("      " + highlight(reply_text, spans, ansi=ansi, colour=_ANSI[mechanism]))
     if data["reply_is_phatic"]:
         lines.append(PHATIC_NOTE)
+    if data["reply_is_bare_echo"]:
+        lines.append(BARE_ECHO_NOTE)
     lines += ["", "Coaching DM the responder would receive:"]
     lines += ["  " + line if line else "" for line in data["coaching_dm"].splitlines()]
     risk = data["seeker_risk"]

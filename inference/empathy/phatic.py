@@ -1,4 +1,5 @@
-"""Replies that are only a greeting, thanks or an acknowledgement show no empathy mechanism.
+"""Replies that are only a greeting, thanks or an acknowledgement show no empathy mechanism; a bare "same" shows
+at most a weak one.
 
 Why: Sharma et al.'s three mechanisms each need content about the seeker: an expressed feeling for them (ER),
 an understanding of what they said (IP), or a question about their experience (EX). "hello" has none. Yet the
@@ -11,15 +12,22 @@ The rule is narrow on purpose: every word of the reply (after chat normalisation
 letters and punctuation removed) must belong to a short list of greetings, thanks, acknowledgements and
 fillers. "same", "me too", "hugs", "i'm here", "how are you?" and any emoji-only reply are *not* phatic: each can
 carry a mechanism, and the models decide them.
+
+A **bare echo** ("lol same", "me too!!", "big mood", "felt that tbh") is the second, equally narrow rule: a strong
+level needs content specific to the seeker (a named feeling, a specific understanding or shared experience, a
+specific question), and an echo has none, so each mechanism keeps its level but never above weak. The Reddit
+bi-encoders gave "lol same" a strong Interpretation and the DM praised it for understanding (issue 14). A reply that
+says what is the same ("same thing happened to me…") is not a bare echo.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from inference.risk.chat_text import normalise_chat
-from inference.types import EmpathyLevel, EmpathyResult, Mechanism
+from inference.types import EmpathyLevel, EmpathyResult, Mechanism, MechanismScore
 
 _GREETING = (
     r"(?:hi|hii|hello|hello there|hey|heyy|heya|hiya|howdy|yo|sup|greetings|gm|gn|"
@@ -37,7 +45,14 @@ _ACKNOWLEDGEMENT = (
 )
 _UNIT = rf"(?:{_GREETING}{_AUDIENCE}|{_THANKS}|{_ACKNOWLEDGEMENT})"
 _PHATIC = re.compile(rf"{_UNIT}(?: {_UNIT})*")
-_ONE_UNIT = re.compile(_UNIT)
+_ECHO = (
+    r"(?:same|same here|same tho|me too|me as well|relatable|so relatable|mood|big mood|felt|felt that|"
+    r"i felt that|i feel that|i feel you|fr|real|too real|so real|literally me)"
+)
+_HEDGE = r"(?:tbh|ngl|honestly|literally|lowkey|omg)"
+_FILLER = rf"(?:{_UNIT}|{_HEDGE})"
+_BARE_ECHO = re.compile(rf"(?:{_FILLER} )*{_ECHO}(?: (?:{_ECHO}|{_FILLER}))*")
+_ONE_WORD = re.compile(rf"{_FILLER}|{_ECHO}")
 _TRAILING_RUN = re.compile(r"(\w)\1+$")  # "heyy", "okk", "lmaoo": normalise_chat leaves two of a kind
 _NOT_A_WORD = re.compile(r"[^\w' ]+")
 _SPACES = re.compile(r"\s+")
@@ -46,14 +61,38 @@ _SPACES = re.compile(r"\s+")
 def is_phatic(reply: str) -> bool:
     """True when the reply is nothing but greetings, thanks, acknowledgements or fillers ("hello", "ok thx",
     "hey there!!", "**thanks**"); False for anything else, including a reply that normalises to nothing."""
+    words = _words(reply)
+    return bool(words) and _PHATIC.fullmatch(words) is not None
+
+
+def is_bare_echo(reply: str) -> bool:
+    """True when the reply only echoes shared experience, perhaps among fillers ("lol same", "me too!!", "big mood",
+    "felt that tbh"); False for a phatic reply and for one that says what is the same."""
+    words = _words(reply)
+    return bool(words) and not is_phatic(reply) and _BARE_ECHO.fullmatch(words) is not None
+
+
+def by_definition(result: EmpathyResult, reply: str) -> EmpathyResult:
+    """``result`` with the two stated definitions applied: a phatic reply shows no mechanism, a bare echo none
+    above weak; any other reply is the models' to judge and comes back unchanged."""
+    if is_phatic(reply):
+        return without_mechanisms(result)
+    if is_bare_echo(reply):
+        return at_most_weak(result)
+    return result
+
+
+def _words(reply: str) -> str:
+    """The reply's words after chat normalisation, lower case, one space apart, stretched fillers shortened."""
     words = _SPACES.sub(" ", _NOT_A_WORD.sub(" ", normalise_chat(reply).lower())).split()
-    return bool(words) and _PHATIC.fullmatch(" ".join(map(_unstretched, words))) is not None
+    return " ".join(map(_unstretched, words))
 
 
 def _unstretched(word: str) -> str:
-    """A stretched word's short form ("heyy" -> "hey") when only that is phatic; "all" and "cool" stay as they are."""
+    """A stretched word's short form ("heyy" -> "hey", "samee" -> "same") when only that is on a list; "all" and
+    "cool" stay as they are."""
     shorter = _TRAILING_RUN.sub(r"\1", word)
-    if shorter != word and _ONE_UNIT.fullmatch(shorter) and not _ONE_UNIT.fullmatch(word):
+    if shorter != word and _ONE_WORD.fullmatch(shorter) and not _ONE_WORD.fullmatch(word):
         return shorter
     return word
 
@@ -61,12 +100,20 @@ def _unstretched(word: str) -> str:
 def without_mechanisms(result: EmpathyResult) -> EmpathyResult:
     """``result`` with every mechanism at level none and no rationale; the models' probabilities are kept, so
     a reader can still see what they said."""
-    cleared = {
-        mechanism: replace(score, level=EmpathyLevel.NONE, rationales=())
-        for mechanism, score in result.by_mechanism().items()
-    }
+    return _each_mechanism(result, lambda score: replace(score, level=EmpathyLevel.NONE, rationales=()))
+
+
+def at_most_weak(result: EmpathyResult) -> EmpathyResult:
+    """``result`` with every strong level lowered to weak (rationales and probabilities kept)."""
+    return _each_mechanism(result, lambda score: replace(score, level=min(score.level, EmpathyLevel.WEAK)))
+
+
+def _each_mechanism(
+    result: EmpathyResult, change: Callable[[MechanismScore], MechanismScore]
+) -> EmpathyResult:
+    changed = {mechanism: change(score) for mechanism, score in result.by_mechanism().items()}
     return EmpathyResult(
-        emotional_reactions=cleared[Mechanism.EMOTIONAL_REACTIONS],
-        interpretations=cleared[Mechanism.INTERPRETATIONS],
-        explorations=cleared[Mechanism.EXPLORATIONS],
+        emotional_reactions=changed[Mechanism.EMOTIONAL_REACTIONS],
+        interpretations=changed[Mechanism.INTERPRETATIONS],
+        explorations=changed[Mechanism.EXPLORATIONS],
     )

@@ -15,7 +15,7 @@ from torch import nn
 
 from inference.empathy.checkpoints import LoadedBiEncoder, load_bi_encoder
 from inference.empathy.model import EmpathyBiEncoder, encoder_states
-from inference.empathy.phatic import is_phatic, without_mechanisms
+from inference.empathy.phatic import by_definition
 from inference.empathy.text import Tokenized, merge_token_spans, tokenize
 from inference.errors import InputRejected, ModelLoadError
 from inference.types import EmpathyLevel, EmpathyResult, Mechanism, MechanismScore
@@ -215,10 +215,7 @@ class EmpathyScorer:
                     raise ValueError("seeker encoding has no sentence embedding; re-encode with this scorer")
                 seeker_sentences = np.stack([seeker.sentence for seeker in seekers])
             results = self.recogniser.apply(results, replies, seeker_sentences)
-        return [
-            without_mechanisms(result) if is_phatic(reply) else result
-            for result, reply in zip(results, replies, strict=True)
-        ]
+        return [by_definition(result, reply) for result, reply in zip(results, replies, strict=True)]
 
     def score_pairs(self, seeker_texts: Sequence[str], replies: Sequence[str]) -> list[EmpathyResult]:
         """Convenience: encode the seeker posts, then score the replies against them."""

@@ -128,3 +128,19 @@ def test_a_greeting_or_thanks_earns_no_praise_in_the_coaching_dm(shipped_scorer)
     praised = {reply: note.praised for reply, (_, note) in zip(GREETINGS_AND_THANKS, coached, strict=True)}
     assert not any(praised.values()), praised
     assert all(not any(s.level for s in result.by_mechanism().values()) for result, _ in coached)
+
+
+# A bare echo of shared experience (issue 14: "lol same" got a strong Interpretation and the DM praised it for
+# understanding how they feel). inference/empathy/phatic.py keeps its level but never above weak.
+BARE_ECHOES = ["lol same", "same here", "me too!!", "big mood"]
+
+
+def test_a_bare_same_is_never_a_strong_mechanism_in_the_coaching_dm(shipped_scorer) -> None:
+    seeker = "i failed my driving test again today, feel like an idiot"
+    coached = _coached(shipped_scorer, [seeker] * len(BARE_ECHOES), BARE_ECHOES)
+    strong = {
+        reply: [m.value for m, s in result.by_mechanism().items() if s.level > 1]
+        for reply, (result, _) in zip(BARE_ECHOES, coached, strict=True)
+    }
+    assert not any(strong.values()), strong
+    assert not any("a strong" in note.text for _, note in coached)

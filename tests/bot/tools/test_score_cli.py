@@ -214,3 +214,14 @@ async def test_text_output_says_why_a_greeting_shows_no_mechanism(scripted: Scri
     assert (
         result_json(score, "ok thx")["reply_is_phatic"] and not result_json(score, REPLY)["reply_is_phatic"]
     )
+
+
+async def test_text_output_says_why_a_bare_same_shows_nothing_above_weak(scripted: ScriptedInference) -> None:
+    score = await _score(scripted)
+    assert score_cli.BARE_ECHO_NOTE in render_text(score, "lol same", ansi=False)
+    assert score_cli.BARE_ECHO_NOTE not in render_text(score, REPLY, ansi=False)
+    assert score_cli.BARE_ECHO_NOTE not in render_text(score, "ok thx", ansi=False)  # phatic: its own note
+    assert (
+        result_json(score, "me too!!")["reply_is_bare_echo"]
+        and not result_json(score, REPLY)["reply_is_bare_echo"]
+    )

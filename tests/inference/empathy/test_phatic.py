@@ -1,12 +1,13 @@
-"""Greeting/thanks/acknowledgement-only replies show no mechanism; anything with content is left to the models."""
+"""Greeting/thanks/acknowledgement-only replies show no mechanism; a bare "same" none above weak; anything with
+content is left to the models."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference.empathy.phatic import is_phatic
+from inference.empathy.phatic import by_definition, is_bare_echo, is_phatic
 from inference.empathy.scorer import EmpathyScorer
-from inference.types import EmpathyLevel, Mechanism
+from inference.types import EmpathyLevel, EmpathyResult, Mechanism, MechanismScore, RationaleSpan
 from tests.support.tiny_empathy import build_tiny_empathy_models
 
 PHATIC = [
@@ -28,7 +29,7 @@ PHATIC = [
     "no problem",
 ]
 NOT_PHATIC = [
-    "lol same",  # a disclosure: the models decide
+    "lol same",  # a bare echo: at most weak (is_bare_echo), not phatic
     "same",
     "me too",
     "hugs",
@@ -43,6 +44,59 @@ NOT_PHATIC = [
     "good",
     "",
 ]
+
+
+BARE_ECHOES = [
+    "lol same",
+    "same",
+    "SAME 😭",
+    "samee",
+    "me too!!",
+    "same here",
+    "big mood",
+    "felt that tbh",
+    "ngl same",
+]
+NOT_BARE_ECHOES = [
+    "same thing happened to me when i transferred, i felt so lost for months",
+    "same, it sucks so much when that happens",
+    "ngl same, i'm always the one reaching out",
+    "ok thx",  # phatic: no mechanism at all
+    "so sad",
+    "this",
+    "",
+]
+
+
+@pytest.mark.parametrize("reply", BARE_ECHOES)
+def test_an_echo_of_shared_experience_alone_is_a_bare_echo(reply: str) -> None:
+    assert is_bare_echo(reply)
+
+
+@pytest.mark.parametrize("reply", NOT_BARE_ECHOES)
+def test_a_reply_that_says_what_is_the_same_is_not_a_bare_echo(reply: str) -> None:
+    assert not is_bare_echo(reply)
+
+
+def _all_strong() -> EmpathyResult:
+    def strong(mechanism: Mechanism) -> MechanismScore:
+        span = RationaleSpan(0, len("lol same"), "lol same")
+        return MechanismScore(mechanism, EmpathyLevel.STRONG, (0.0, 0.1, 0.9), (span,))
+
+    return EmpathyResult(*(strong(mechanism) for mechanism in Mechanism))
+
+
+def test_a_bare_echo_keeps_its_levels_but_none_above_weak() -> None:
+    echoed = by_definition(_all_strong(), "lol same")
+    for score, before in zip(
+        echoed.by_mechanism().values(), _all_strong().by_mechanism().values(), strict=True
+    ):
+        assert score.level is EmpathyLevel.WEAK
+        assert (score.rationales, score.probabilities) == (before.rationales, before.probabilities)
+    assert by_definition(_all_strong(), "same thing happened to me last year") == _all_strong()
+    assert all(
+        s.level is EmpathyLevel.NONE for s in by_definition(_all_strong(), "ok thx").by_mechanism().values()
+    )
 
 
 @pytest.mark.parametrize("reply", PHATIC)
