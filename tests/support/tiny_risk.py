@@ -305,3 +305,14 @@ def add_tiny_crisis_head(
     config = CrisisHeadConfig(base_model=base, chunk_window=chunk_window, adapter=adapter_folder)
     CrisisHead(config, tensors).save(folder)
     return folder
+
+
+def write_tiny_esconv(data_dir: Path, seeker_turns: str, pairs: str | None = None) -> Path:
+    """A shared-data folder holding an ``esconv-dev`` with the given CSV texts (``seeker_turns.csv``: conversation,
+    turn, text; ``pairs.csv``: conversation, turn, seeker, reply, strategy); returns ``data_dir``."""
+    esconv = data_dir / "esconv-dev"
+    esconv.mkdir(parents=True)
+    (esconv / "seeker_turns.csv").write_text(seeker_turns, encoding="utf-8")
+    if pairs is not None:
+        (esconv / "pairs.csv").write_text(pairs, encoding="utf-8")
+    return data_dir

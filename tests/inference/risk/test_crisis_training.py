@@ -15,7 +15,7 @@ from inference.risk.crisis import CRISIS_LABEL, CrisisHead, SentenceEncoder
 from inference.risk.model_folder import read_calibration
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskThresholds, RiskTier
-from tests.support.tiny_risk import build_tiny_pooled_risk_model, write_calibration
+from tests.support.tiny_risk import build_tiny_pooled_risk_model, write_calibration, write_tiny_esconv
 
 CRISIS = ["i want to die", "i will kill myself", "no one would miss me", "i want to end my life"]
 CALM = ["hello", "thanks", "exam is killing me", "help me with my exam", "you are not alone", "call me"]
@@ -439,15 +439,11 @@ def test_ordinary_chat_evaluation_reads_the_supporters_replies_when_asked(tiny, 
     from inference.risk.chat_eval import evaluate_ordinary_chat
 
     folder, _encoder, _tokenizer = tiny
-    data = tmp_path / "data" / "esconv-dev"
-    data.mkdir(parents=True)
-    (data / "seeker_turns.csv").write_text(
-        "conversation,turn,text\n1,0,hi\n1,2,i feel low\n", encoding="utf-8"
-    )
-    (data / "pairs.csv").write_text(
+    write_tiny_esconv(
+        tmp_path / "data",
+        "conversation,turn,text\n1,0,hi\n1,2,i feel low\n",
         "conversation,turn,seeker,reply,strategy\n1,1,hi,Hello,Other\n1,3,i feel low,That sounds hard,Other\n"
         "1,5,x,Have you talked to someone about it?,Question\n",
-        encoding="utf-8",
     )
     import shutil
 
@@ -588,11 +584,7 @@ def test_ordinary_chat_judged_as_bursts_counts_conversations_with_a_turn_at_high
     from inference.risk.chat_eval import evaluate_ordinary_chat
 
     folder, _encoder, _tokenizer = tiny
-    data = tmp_path / "data" / "esconv-dev"
-    data.mkdir(parents=True)
-    (data / "seeker_turns.csv").write_text(
-        "conversation,turn,text\n1,0,hi\n1,2,i feel low\n3,0,ok\n", encoding="utf-8"
-    )
+    write_tiny_esconv(tmp_path / "data", "conversation,turn,text\n1,0,hi\n1,2,i feel low\n3,0,ok\n")
     import shutil
 
     model = tmp_path / "model"

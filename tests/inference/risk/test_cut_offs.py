@@ -12,7 +12,7 @@ from inference.risk.chat_eval import at_cut_off, evaluate_suite
 from inference.risk.cli import register_eval
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskThresholds
-from tests.support.tiny_risk import build_tiny_pooled_risk_model, write_calibration
+from tests.support.tiny_risk import build_tiny_pooled_risk_model, write_calibration, write_tiny_esconv
 
 TEXTS = [
     "hello there",
@@ -80,11 +80,7 @@ def _run_eval(argv: list[str]) -> int:
 
 
 def test_cli_prints_the_cut_offs_in_its_json_line(tiny_model, tmp_path, capsys) -> None:
-    data = tmp_path / "data" / "esconv-dev"
-    data.mkdir(parents=True)
-    (data / "seeker_turns.csv").write_text(
-        "conversation,turn,text\n1,0,hi\n1,2,i feel low\n3,0,ok\n", encoding="utf-8"
-    )
+    write_tiny_esconv(tmp_path / "data", "conversation,turn,text\n1,0,hi\n1,2,i feel low\n3,0,ok\n")
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
     write_calibration(folder, RiskThresholds(elevated={"suicidal": 0.05}, high={"suicidal": 0.5}))
