@@ -61,23 +61,24 @@ _SPACES = re.compile(r"\s+")
 def is_phatic(reply: str) -> bool:
     """True when the reply is nothing but greetings, thanks, acknowledgements or fillers ("hello", "ok thx",
     "hey there!!", "**thanks**"); False for anything else, including a reply that normalises to nothing."""
-    words = _words(reply)
-    return bool(words) and _PHATIC.fullmatch(words) is not None
+    return _PHATIC.fullmatch(_words(reply)) is not None
 
 
 def is_bare_echo(reply: str) -> bool:
     """True when the reply only echoes shared experience, perhaps among fillers ("lol same", "me too!!", "big mood",
-    "felt that tbh"); False for a phatic reply and for one that says what is the same."""
-    words = _words(reply)
-    return bool(words) and not is_phatic(reply) and _BARE_ECHO.fullmatch(words) is not None
+    "felt that tbh"); False for a phatic reply (an echo needs at least one echo word, which no phatic unit is) and
+    for one that says what is the same."""
+    return _BARE_ECHO.fullmatch(_words(reply)) is not None
 
 
 def by_definition(result: EmpathyResult, reply: str) -> EmpathyResult:
     """``result`` with the two stated definitions applied: a phatic reply shows no mechanism, a bare echo none
-    above weak; any other reply is the models' to judge and comes back unchanged."""
-    if is_phatic(reply):
+    above weak; any other reply is the models' to judge and comes back unchanged. The reply is normalised once:
+    this runs for every scored reply."""
+    words = _words(reply)
+    if _PHATIC.fullmatch(words):
         return without_mechanisms(result)
-    if is_bare_echo(reply):
+    if _BARE_ECHO.fullmatch(words):
         return at_most_weak(result)
     return result
 

@@ -78,6 +78,12 @@ def test_a_reply_that_says_what_is_the_same_is_not_a_bare_echo(reply: str) -> No
     assert not is_bare_echo(reply)
 
 
+@pytest.mark.parametrize("reply", PHATIC)
+def test_a_phatic_reply_is_never_also_a_bare_echo(reply: str) -> None:
+    """The two rules never overlap: a bare echo needs an echo word, and none is on the phatic list."""
+    assert not is_bare_echo(reply)
+
+
 def _all_strong() -> EmpathyResult:
     def strong(mechanism: Mechanism) -> MechanismScore:
         span = RationaleSpan(0, len("lol same"), "lol same")
