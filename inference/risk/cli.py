@@ -245,6 +245,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from inference.risk.scorer import RiskScorer
     from inference.sources import resolve_source
 
+    if args.cut_offs and args.suite is None and args.ordinary_chat is None:
+        print("peercare eval risk: error: --cut-offs needs --suite or --ordinary-chat", file=sys.stderr)
+        return 2
     _quiet_libraries()
     source = _model_source(args)
     try:

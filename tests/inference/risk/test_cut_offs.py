@@ -97,3 +97,9 @@ def test_cli_refuses_cut_offs_that_are_not_probabilities(value: str, capsys) -> 
     with pytest.raises(SystemExit):
         _run_eval(["--suite", "x.csv", "--cut-offs", value])
     assert "probabilities" in capsys.readouterr().err
+
+
+def test_cli_refuses_cut_offs_where_it_cannot_apply_them(tmp_path, capsys) -> None:
+    """--data and --dataset report metrics of their own: a cut-off given there would be ignored, so it is an error."""
+    assert _run_eval(["--data", str(tmp_path / "x.csv"), "--cut-offs", "0.9"]) == 2
+    assert "--cut-offs needs --suite or --ordinary-chat" in capsys.readouterr().err
