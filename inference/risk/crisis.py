@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,6 +59,11 @@ class CrisisHeadConfig:
     # A word-level head (TF-IDF + logistic regression, plain JSON) whose logit is added to the embedding head's,
     # read from this file in the model folder; None = none. Attempt 3's F and attempt 5.
     lexical: str | None = None
+    # A second, frozen-encoder crisis head in this sub-folder whose logit is blended with this one's: the message's
+    # logit is blend_weight x this head's + (1 - blend_weight) x the partner's (attempt 16: a tuned and a frozen head
+    # err on partly different messages). None = this head alone.
+    blend: str | None = None
+    blend_weight: float = 1.0
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -72,6 +77,10 @@ class CrisisHeadConfig:
             raise CrisisHeadError(f"crisis head kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.kind == "ensemble" and self.layers is None:
             raise CrisisHeadError("an ensemble crisis head needs layers (its prototypes read the last one)")
+        if self.blend is not None and not 0.0 < self.blend_weight < 1.0:
+            raise CrisisHeadError(
+                "a blended crisis head needs a blend_weight between 0 and 1 (its own share)"
+            )
         if self.chunk_window < 0 or self.max_tokens < 8 or self.temperature <= 0 or self.neighbours < 1:
             raise CrisisHeadError(
                 "crisis head config has an out-of-range chunk_window/max_tokens/temperature"
@@ -178,11 +187,19 @@ def _hidden_size(encoder: torch.nn.Module) -> int:
 @dataclass(frozen=True)
 class CrisisHead:
     """A logit per embedding: logistic regression, or Platt-scaled nearest-prototype margin; plus, when the
-    config names one, a word-level logit over the whole (normalised) message."""
+    config names one, a word-level logit over the whole (normalised) message; and, when it names a blend, the
+    partner head's logit over its own (frozen) reader, weighted in."""
 
     config: CrisisHeadConfig
     tensors: dict[str, np.ndarray]
     lexical: LexicalHead | None = None
+    partner: CrisisHead | None = None
+    # What the partner reads: the frozen base encoder (the scorer attaches it with ``reading_partner_with``).
+    partner_reader: Embedder | None = None
+
+    def reading_partner_with(self, reader: Embedder) -> CrisisHead:
+        """This head with its partner's reader attached (the partner reads another encoder than this head)."""
+        return replace(self, partner_reader=reader)
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         if self.config.kind == "logreg":
@@ -234,7 +251,15 @@ class CrisisHead:
         pieces, owners = self.message_texts(texts)
         best = np.full(len(texts), -np.inf)
         np.maximum.at(best, np.asarray(owners), self.logits(encoder.embed(pieces)))
-        return best + self.word_weight * self.word_logits(texts)
+        own = best + self.word_weight * self.word_logits(texts)
+        if self.partner is None:
+            return own
+        if self.partner_reader is None:
+            raise CrisisHeadError(
+                "a blended crisis head was asked to score before its partner's reader was attached"
+            )
+        weight = self.config.blend_weight
+        return weight * own + (1.0 - weight) * self.partner.message_logits(self.partner_reader, texts)
 
     def word_logits(self, texts: Sequence[str]) -> np.ndarray:
         """The word-level logit of each whole message as training read it (0 without a word-level head)."""
@@ -260,6 +285,8 @@ class CrisisHead:
             (folder / self.config.lexical).write_text(
                 json.dumps(self.lexical.to_json(), separators=(",", ":")) + "\n", encoding="utf-8"
             )
+        if self.partner is not None and self.config.blend:
+            self.partner.save(folder / self.config.blend)
 
     @classmethod
     def load(cls, folder: Path) -> CrisisHead | None:
@@ -294,7 +321,23 @@ class CrisisHead:
             raise CrisisHeadError(
                 f"{folder / WEIGHTS_FILE} lacks {', '.join(missing)} for a {config.kind} head"
             )
-        return cls(config, tensors, lexical)
+        return cls(config, tensors, lexical, partner=_blend_partner(folder, config))
+
+
+def _blend_partner(folder: Path, config: CrisisHeadConfig) -> CrisisHead | None:
+    """The frozen head a blended config names, read from its sub-folder; None when the config names none."""
+    if config.blend is None:
+        return None
+    partner = CrisisHead.load(folder / config.blend)
+    if partner is None:
+        raise CrisisHeadError(
+            f"{folder / CONFIG_FILE} blends with {config.blend!r}, which holds no crisis head"
+        )
+    if partner.config.adapter or partner.config.blend:
+        raise CrisisHeadError(
+            f"{folder / config.blend / CONFIG_FILE}: a blend's partner reads the frozen encoder and blends nothing"
+        )
+    return partner
 
 
 def last_layer_block(embeddings: np.ndarray, layers: Sequence[int] | None) -> np.ndarray:

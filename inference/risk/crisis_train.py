@@ -151,6 +151,8 @@ class Attempt:
     ordinary_by_speaker: bool = False
     # Attempt 15: no refit; the first seed's fold-0 model ships, one of the models the cut-off was measured on.
     ships_fold_model: bool = False
+    # Attempt 16: blends M<w> of TH's and the frozen H's out-of-fold logits, w the tuned head's share.
+    blend_weights: tuple[float, ...] = ()
 
 
 _WRITTEN_PREFIX = {
@@ -184,6 +186,8 @@ _ATTEMPT_14 = replace(
     tuned_ensemble=True,
     frozen_variants=False,
 )
+# Attempt 15 is attempt 14's pool and TH with the cut-off rule by speaker and a fold model shipped.
+_ATTEMPT_15 = replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fold_model=True)
 ATTEMPTS = {
     attempt.number: attempt
     for attempt in (
@@ -215,8 +219,9 @@ ATTEMPTS = {
         # Attempt 13 is attempt 12 with TH declared.
         replace(_ATTEMPT_12, number=13, tuned_ensemble=True),
         _ATTEMPT_14,
-        # Attempt 15 is attempt 14's pool and TH with the cut-off rule by speaker and a fold model shipped.
-        replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fold_model=True),
+        _ATTEMPT_15,
+        # Attempt 16: attempt 15 with the frozen variants back (by speaker) and blends of TH with the frozen H.
+        replace(_ATTEMPT_15, number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7)),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and ships.
@@ -447,7 +452,12 @@ def cut_off_for(
 
 
 def cross_validate(
-    variant: Variant, rows: Sequence[Row], cache: EmbeddingCache, seed: int, short_limit: float | None = None
+    variant: Variant,
+    rows: Sequence[Row],
+    cache: EmbeddingCache,
+    seed: int,
+    short_limit: float | None = None,
+    by_speaker: bool = False,
 ) -> dict:
     """Out-of-fold logits of ``variant`` over the pool (``cache`` holds the embeddings the variant reads)."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -471,7 +481,7 @@ def cross_validate(
         if variant.lexical:
             words = fit_crisis_lexical([texts[i] for i in train], labels[train])
             logits[test] += words.logits([texts[i] for i in test])[:, 0]
-    return out_of_fold_result(seed, logits, rows, short_limit)
+    return out_of_fold_result(seed, logits, rows, short_limit, by_speaker)
 
 
 def fit_crisis_lexical(texts: Sequence[str], labels: np.ndarray):
@@ -527,7 +537,7 @@ def summarise(runs: Sequence[dict]) -> dict:
     }
 
 
-_COST = {"A": 0, "B": 1, "C": 2, "E": 3, "F": 4, "H": 5, "T": 6}
+_COST = {"A": 0, "B": 1, "C": 2, "E": 3, "F": 4, "H": 5, "T": 6, "M": 7}
 
 
 def choose(report: dict[str, dict]) -> str:
@@ -546,12 +556,15 @@ def run_selection(
     seeds: Sequence[int] = SEEDS,
     short_limit: float | None = None,
     ensemble: bool = False,
+    by_speaker: bool = False,
+    runs: dict[str, list[dict]] | None = None,
 ) -> dict:
     """Attempts 1 and 3 of the protocol (attempt 2's tuned D was stopped, see the protocol), and with
-    ``ensemble`` attempt 10's H, judged together by the declared rule."""
+    ``ensemble`` attempt 10's H, judged together by the declared rule. ``runs``, when given, receives every
+    variant's per-seed runs with their out-of-fold logits (attempt 16 blends H's with TH's)."""
     variants: dict[str, Variant] = {}
     report: dict[str, dict] = {}
-    runs: dict[str, list[dict]] = {}
+    runs = {} if runs is None else runs
 
     def record(variant: Variant, variant_runs: list[dict]) -> None:
         variants[variant.name], runs[variant.name] = variant, variant_runs
@@ -560,7 +573,9 @@ def run_selection(
 
     def evaluate(variant: Variant) -> None:
         cache = cache_for(variant)
-        record(variant, [cross_validate(variant, rows, cache, seed, short_limit) for seed in seeds])
+        record(
+            variant, [cross_validate(variant, rows, cache, seed, short_limit, by_speaker) for seed in seeds]
+        )
 
     for variant in declared_variants() + attempt3_variants():
         evaluate(variant)
@@ -580,12 +595,17 @@ def run_selection(
                 ENSEMBLE_WEIGHT * f["oof_logits"] + (1 - ENSEMBLE_WEIGHT) * b["oof_logits"],
                 rows,
                 short_limit,
+                by_speaker,
             )
             for b, f in zip(runs["B"], runs[lexical.name], strict=True)
         ]
         record(ensemble_variant(lexical), mixed)
     winner = choose(report)
-    return {"variants": report, "winner": winner, "winner_spec": asdict(variants[winner])}
+    selection = {"variants": report, "winner": winner, "winner_spec": asdict(variants[winner])}
+    if ensemble and lexical.layers is not None:
+        # What a blend's frozen half is (attempt 16), kept so ``--selection`` can rebuild it.
+        selection["ensemble_spec"] = asdict(ensemble_variant(lexical))
+    return selection
 
 
 def ensemble_variant(lexical: Variant) -> Variant:
@@ -865,6 +885,40 @@ def with_tuned_ensemble(report: dict, runs: Sequence[dict]) -> dict:
     return report
 
 
+BLEND_PREFIX = "M"
+# Where a blend's frozen half lives inside the model folder (its config names it).
+BLEND_FOLDER = "crisis_frozen"
+
+
+def blend_name(weight: float) -> str:
+    return f"{BLEND_PREFIX}{weight:g}"
+
+
+def with_blends(
+    report: dict,
+    frozen_runs: Sequence[dict],
+    tuned_runs: Sequence[dict],
+    rows: Sequence[Row],
+    weights: Sequence[float],
+    short_limit: float | None,
+    by_speaker: bool,
+) -> dict:
+    """Attempt 16's M<w>: w x TH's + (1 - w) x the frozen H's out-of-fold logit, seed by seed (one seed gives both
+    the same folds), judged by the same rule; a blend is the dearest variant (one tuned and one frozen pass)."""
+    for weight in weights:
+        mixed = []
+        for frozen, tuned in zip(frozen_runs, tuned_runs, strict=True):
+            if frozen["seed"] != tuned["seed"]:
+                raise ValueError("a blend needs both heads' out-of-fold logits from the same seeds")
+            logits = weight * tuned["oof_logits"] + (1 - weight) * frozen["oof_logits"]
+            mixed.append(out_of_fold_result(tuned["seed"], logits, rows, short_limit, by_speaker))
+        report["variants"][blend_name(weight)] = summarise(mixed)
+    report["winner"] = choose(report["variants"])
+    if report["winner"].startswith(BLEND_PREFIX):
+        report["winner_spec"] = {"blend_weight": float(report["winner"][len(BLEND_PREFIX) :])}
+    return report
+
+
 def train_tuned_ensemble_head(base_model: str, rows: Sequence[Row], output: Path, seed: int) -> None:
     """Fit TH on the whole pool; save its LoRA adapter (crisis_adapter/) and head into ``output``."""
     from inference.risk.features import load_encoder
@@ -874,6 +928,34 @@ def train_tuned_ensemble_head(base_model: str, rows: Sequence[Row], output: Path
     contrastive.save_adapter(tuned, output / "crisis_adapter", base_model)
     config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
     CrisisHead(config, head.tensors, head.lexical).save(output)
+
+
+def _save_out_of_fold(path: Path, runs: dict[str, list[dict]]) -> None:
+    """Every variant's out-of-fold logits per seed beside the embedding cache (not in the model folder), so a
+    later look at the cross-validation needs no re-tuning."""
+    arrays = {f"{name}/{run['seed']}": run["oof_logits"] for name, seeds in runs.items() for run in seeds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def frozen_head(spec: dict, rows: Sequence[Row], cache_for: CacheFor, base_model: str) -> CrisisHead:
+    """A frozen-encoder variant (``spec``: its ``Variant`` as the report stores it) fitted on ``rows``."""
+    layers = tuple(spec["layers"]) if spec.get("layers") else None
+    head = fit_final(dict(spec), rows, cache_for(Variant(spec["name"], layers=layers)))
+    return CrisisHead(replace(head.config, base_model=base_model), head.tensors, head.lexical)
+
+
+def train_blended_head(
+    base_model: str, rows: Sequence[Row], output: Path, seed: int, weight: float, frozen: CrisisHead
+) -> None:
+    """Attempt 16's blend: TH fitted on ``rows`` (its adapter and head, as ``train_tuned_ensemble_head``) blended
+    with ``frozen`` (the frozen H fitted on the same rows), saved in ``BLEND_FOLDER``; TH's share is ``weight``."""
+    train_tuned_ensemble_head(base_model, rows, output, seed)
+    tuned = CrisisHead.load(output)
+    if tuned is None:
+        raise FileNotFoundError(f"no crisis head was written into {output}")
+    config = replace(tuned.config, blend=BLEND_FOLDER, blend_weight=weight)
+    CrisisHead(config, tuned.tensors, tuned.lexical, partner=frozen).save(output)
 
 
 def caches_for(encoder, tokenizer, cache_path: Path) -> CacheFor:
@@ -919,8 +1001,18 @@ def train_crisis(
     if selection_path is not None:
         report = json.loads(selection_path.read_text())
     else:
+        frozen_runs: dict[str, list[dict]] = {}
+        tuned_runs: list[dict] = []
         report = (
-            run_selection(rows, cache_for, seeds, short_limit, ensemble=attempt.ensemble)
+            run_selection(
+                rows,
+                cache_for,
+                seeds,
+                short_limit,
+                ensemble=attempt.ensemble,
+                by_speaker=attempt.ordinary_by_speaker,
+                runs=frozen_runs,
+            )
             if attempt.frozen_variants
             else {"variants": {}}
         )
@@ -930,41 +1022,60 @@ def train_crisis(
             )
             report = with_contrastive(report, contrastive_run)
         if attempt.tuned_ensemble:
-            report = with_tuned_ensemble(
-                report,
-                [
-                    cross_validate_tuned_ensemble(
-                        encoder, tokenizer, rows, seed, short_limit, attempt.ordinary_by_speaker
-                    )
-                    for seed in seeds
-                ],
-            )
+            tuned_runs = [
+                cross_validate_tuned_ensemble(
+                    encoder, tokenizer, rows, seed, short_limit, attempt.ordinary_by_speaker
+                )
+                for seed in seeds
+            ]
+            report = with_tuned_ensemble(report, tuned_runs)
+            if attempt.blend_weights:
+                report = with_blends(
+                    report,
+                    frozen_runs[report["ensemble_spec"]["name"]],
+                    tuned_runs,
+                    rows,
+                    attempt.blend_weights,
+                    short_limit,
+                    attempt.ordinary_by_speaker,
+                )
+        _save_out_of_fold(
+            cache_path.parent / f"oof-attempt{attempt.number}.npz",
+            {**frozen_runs, TUNED_ENSEMBLE.name: tuned_runs},
+        )
     winner = report["winner"]
     cut_offs = cut_offs_from(report["variants"][winner]["per_seed"])
     report["cut_offs"] = cut_offs
     # Written before the refit, so a refit that fails keeps the (long) selection for --selection.
     write_report(output / "crisis_selection.json", report)
+    # What ships is fitted on these rows with this seed: the whole pool, or (attempt 15 on) the first seed's fold 0.
+    ship_rows, ship_seed = list(rows), seeds[0]
+    if attempt.ships_fold_model:
+        train, _ = tuning_folds(rows, seeds[0])[SHIPPED_FOLD]
+        ship_rows, ship_seed = [rows[i] for i in train], fold_seed(seeds[0], SHIPPED_FOLD)
     if winner == CONTRASTIVE.name:
         train_contrastive_head(base_model, rows, output, seed=CONTRASTIVE_SEED)
     elif winner == TUNED.name:
         train_tuned_head(base_model, rows, output, seed=seeds[0])
-    elif winner == TUNED_ENSEMBLE.name and attempt.ships_fold_model:
-        train, _ = tuning_folds(rows, seeds[0])[SHIPPED_FOLD]
-        train_tuned_ensemble_head(
-            base_model, [rows[i] for i in train], output, fold_seed(seeds[0], SHIPPED_FOLD)
-        )
     elif winner == TUNED_ENSEMBLE.name:
-        train_tuned_ensemble_head(base_model, rows, output, seed=seeds[0])
+        train_tuned_ensemble_head(base_model, ship_rows, output, ship_seed)
+    elif winner.startswith(BLEND_PREFIX):
+        train_blended_head(
+            base_model,
+            ship_rows,
+            output,
+            ship_seed,
+            report["winner_spec"]["blend_weight"],
+            frozen_head(report["ensemble_spec"], ship_rows, cache_for, base_model),
+        )
     else:
-        spec = dict(report["winner_spec"])
-        variant_layers = tuple(spec["layers"]) if spec.get("layers") else None
-        head = fit_final(spec, rows, cache_for(Variant(winner, layers=variant_layers)))
-        head = CrisisHead(replace(head.config, base_model=base_model), head.tensors, head.lexical)
-        head.save(output)
+        frozen_head(report["winner_spec"], ship_rows, cache_for, base_model).save(output)
     ordinary = "seeker turns and supporter replies each" if attempt.ordinary_by_speaker else "ordinary-chat"
     shipped = (
         f"; the model of seed {seeds[0]} fold {SHIPPED_FOLD}, no refit" if attempt.ships_fold_model else ""
     )
+    if winner.startswith(BLEND_PREFIX):
+        shipped += f" (TH blended with the frozen {report['ensemble_spec']['name']} in {BLEND_FOLDER}/)"
     method = (
         f"variant {winner} by docs/models/risk-crisis-protocol.md{shipped}; high = median over seeds of the lowest "
         f"cut-off with out-of-fold {ordinary} high <= {ORDINARY_LIMIT:.1%} and hard negatives <= "

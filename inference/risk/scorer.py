@@ -380,15 +380,35 @@ def _load_crisis(
         encoder, tokenizer = load_base_encoder(
             head.config.base_model, device=device, setting=SETTING, what="the crisis head"
         )
+    frozen = encoder
     if head.config.adapter:
         encoder = _adapted_copy(encoder, folder / head.config.adapter)
     try:
         reader = SentenceEncoder(
             encoder, tokenizer, max_tokens=head.config.max_tokens, device=device, layers=head.config.layers
         )
+        if head.partner is not None:
+            head = head.reading_partner_with(
+                _partner_reader(head.config.base_model, head.partner, frozen, tokenizer, device)
+            )
     except CrisisHeadError as exc:
         raise ModelLoadError(str(exc), setting=SETTING) from exc
     return head, reader
+
+
+def _partner_reader(
+    base_model: str, partner: CrisisHead, frozen: torch.nn.Module, tokenizer: Any, device: str
+) -> SentenceEncoder:
+    """A blended head's partner reads the frozen base encoder the tuned head's adapter was applied to (no second
+    copy of the weights is loaded)."""
+    if partner.config.base_model != base_model:
+        raise CrisisHeadError(
+            f"a blended crisis head reads {base_model!r} but its partner reads "
+            f"{partner.config.base_model!r}: both must read one base encoder"
+        )
+    return SentenceEncoder(
+        frozen, tokenizer, max_tokens=partner.config.max_tokens, device=device, layers=partner.config.layers
+    )
 
 
 def _tuned_encoder(encoder: torch.nn.Module, folder: Path, config: PooledConfig) -> torch.nn.Module:

@@ -587,6 +587,85 @@ def test_an_attempt_that_ships_a_fold_model_ships_the_cross_validation_s_own_mod
     assert not np.allclose(refit, oof[held_out], atol=1e-3)
 
 
+def test_a_blend_ships_the_fold_models_whose_out_of_fold_logits_it_blended(
+    tiny, tiny_tuned_ensemble, model_copy, tmp_path, monkeypatch
+) -> None:
+    """Attempt 16: the frozen variants run under the by-speaker rule beside TH and its blends; a blend that wins
+    ships TH's and the frozen H's fold-0 models, and reads fold 0's held-out rows exactly as the cross-validation's
+    w x TH + (1 - w) x H out-of-fold logit did."""
+    out, base = model_copy
+    rows = _rows()
+    monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: rows)
+    monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))
+    monkeypatch.setattr(
+        ct,
+        "declared_variants",
+        lambda best_c=None: [] if best_c else [ct.Variant("A8", c=1e-4), ct.Variant("B", kind="prototypes")],
+    )
+    monkeypatch.setattr(ct, "attempt3_variants", lambda: [ct.Variant("E2", c=2.0, layers=ct.LAYERS)])
+    report = _train_tuned_attempt(16, out, base, tmp_path)
+    assert {"B", "H(B+F(E2))", "TH", "M0.3", "M0.5", "M0.7"} <= set(report["variants"])
+    assert report["ensemble_spec"]["name"] == "H(B+F(E2))"
+
+    # Whichever won on these toy rows, the selection can name the blend; rebuilding from it ships the blend.
+    selection = tmp_path / "selection.json"
+    ct.write_report(selection, {**report, "winner": "M0.3", "winner_spec": {"blend_weight": 0.3}})
+    ct.train_crisis(
+        output=out,
+        data_dir=tmp_path,
+        base_model=base,
+        seeds=(13,),
+        selection_path=selection,
+        cache_path=tmp_path / "cache.npz",
+        attempt=ct.ATTEMPTS[16],
+    )
+    head, reader = RiskScorer.load(out).crisis
+    assert head.config.blend == ct.BLEND_FOLDER and head.config.blend_weight == 0.3
+    assert head.config.adapter == "crisis_adapter" and head.partner is not None
+    assert head.partner.config.adapter is None and head.partner.config.kind == "ensemble"
+    assert (
+        "blended with the frozen H(B+F(E2))"
+        in json.loads((out / "risk_calibration.json").read_text())["method"]
+    )
+    oof = np.load(tmp_path / "oof-attempt16.npz")
+    blended = 0.3 * oof["TH/13"] + 0.7 * oof["H(B+F(E2))/13"]
+    _, held_out = ct.tuning_folds(rows, 13)[ct.SHIPPED_FOLD]
+    shipped = head.message_logits(reader, [rows[i].text for i in held_out])
+    np.testing.assert_allclose(shipped, blended[held_out], atol=1e-3)
+    # Without its frozen half the shipped head would read them otherwise.
+    alone = replace(head, partner=None).message_logits(reader, [rows[i].text for i in held_out])
+    assert not np.allclose(alone, blended[held_out], atol=1e-3)
+
+
+def test_a_blended_head_names_a_partner_it_can_read(tiny, tmp_path) -> None:
+    from inference.risk.crisis import CrisisHeadConfig, CrisisHeadError
+
+    with pytest.raises(CrisisHeadError, match="blend_weight between 0 and 1"):
+        CrisisHeadConfig(blend="crisis_frozen", blend_weight=1.0)
+    tensors = {"weight": np.ones(8, np.float32), "bias": np.zeros(1, np.float32)}
+    config = CrisisHeadConfig(blend="crisis_frozen", blend_weight=0.5)
+    CrisisHead(config, tensors).save(tmp_path)
+    with pytest.raises(CrisisHeadError, match="holds no crisis head"):
+        CrisisHead.load(tmp_path)
+    tuned_partner = CrisisHead(CrisisHeadConfig(adapter="crisis_adapter"), tensors)
+    CrisisHead(config, tensors, partner=tuned_partner).save(tmp_path)
+    with pytest.raises(CrisisHeadError, match="reads the frozen encoder"):
+        CrisisHead.load(tmp_path)
+    plain_partner = CrisisHead(CrisisHeadConfig(), tensors)
+    CrisisHead(config, tensors, partner=plain_partner).save(tmp_path)
+    loaded = CrisisHead.load(tmp_path)
+    assert loaded is not None and loaded.partner is not None
+
+    class Ones:
+        def embed(self, texts):
+            return np.ones((len(texts), 8), np.float32)
+
+    with pytest.raises(CrisisHeadError, match="before its partner's reader was attached"):
+        loaded.message_logits(Ones(), ["a message"])
+    # Each head's logit is 8 (eight ones against eight ones); half of each.
+    assert loaded.reading_partner_with(Ones()).message_logits(Ones(), ["a message"]).tolist() == [8.0]
+
+
 def test_ordinary_chat_judged_as_bursts_counts_conversations_with_a_turn_at_high(tiny, tmp_path):
     from inference.risk.chat_eval import evaluate_ordinary_chat
 
