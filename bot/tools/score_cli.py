@@ -157,8 +157,8 @@ PHATIC_NOTE = (
     "inference/empathy/phatic.py)"
 )
 BARE_ECHO_NOTE = (
-    '  (only an echo of shared experience, like "same": no mechanism above weak, whatever the models\' p say; '
-    "inference/empathy/phatic.py)"
+    '  (only an echo of shared experience, like "same": no mechanism above weak and, without a "?", no Exploration, '
+    "whatever the models' p say; inference/empathy/phatic.py)"
 )
 
 

@@ -17,7 +17,9 @@ A **bare echo** ("lol same", "me too!!", "big mood", "felt that tbh") is the sec
 level needs content specific to the seeker (a named feeling, a specific understanding or shared experience, a
 specific question), and an echo has none, so each mechanism keeps its level but never above weak. The Reddit
 bi-encoders gave "lol same" a strong Interpretation and the DM praised it for understanding (issue 14). A reply that
-says what is the same ("same thing happened to me…") is not a bare echo.
+says what is the same ("same thing happened to me…") is not a bare echo. An echo also asks nothing, so without a
+question mark it shows no Exploration: the chat recogniser gave "same here" a weak one and the DM said it "invites
+them to share more".
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def by_definition(result: EmpathyResult, reply: str) -> EmpathyResult:
     if _PHATIC.fullmatch(words):
         return without_mechanisms(result)
     if _BARE_ECHO.fullmatch(words):
-        return at_most_weak(result)
+        # An echo asks nothing, so no Exploration, unless it carries a question mark ("same??" may be asking).
+        return at_most_weak(result) if "?" in reply else without_exploration(at_most_weak(result))
     return result
 
 
@@ -102,6 +105,18 @@ def without_mechanisms(result: EmpathyResult) -> EmpathyResult:
     """``result`` with every mechanism at level none and no rationale; the models' probabilities are kept, so
     a reader can still see what they said."""
     return _each_mechanism(result, lambda score: replace(score, level=EmpathyLevel.NONE, rationales=()))
+
+
+def without_exploration(result: EmpathyResult) -> EmpathyResult:
+    """``result`` with Explorations at level none and no rationale (probabilities kept); the rest unchanged."""
+    return _each_mechanism(
+        result,
+        lambda score: (
+            replace(score, level=EmpathyLevel.NONE, rationales=())
+            if score.mechanism is Mechanism.EXPLORATIONS
+            else score
+        ),
+    )
 
 
 def at_most_weak(result: EmpathyResult) -> EmpathyResult:

@@ -144,3 +144,17 @@ def test_a_bare_same_is_never_a_strong_mechanism_in_the_coaching_dm(shipped_scor
     }
     assert not any(strong.values()), strong
     assert not any("a strong" in note.text for _, note in coached)
+
+
+def test_a_bare_echo_is_never_praised_as_an_exploration(shipped_scorer) -> None:
+    """Issue 14: "same here" got a weak Exploration from the chat recogniser, and the DM said it "invites them to share
+    more". An echo asks nothing (docs/models/empathy-chat-recogniser-protocol.md, third amendment)."""
+    seeker = "i failed my driving test again today, feel like an idiot"
+    coached = _coached(shipped_scorer, [seeker] * len(BARE_ECHOES), BARE_ECHOES)
+    explored = {
+        reply: result.explorations.level.name
+        for reply, (result, _) in zip(BARE_ECHOES, coached, strict=True)
+        if result.explorations.level
+    }
+    assert explored == {}
+    assert not any("Exploration" in note.text.split("One thing to try")[0] for _, note in coached)

@@ -94,15 +94,26 @@ def _all_strong() -> EmpathyResult:
 
 def test_a_bare_echo_keeps_its_levels_but_none_above_weak() -> None:
     echoed = by_definition(_all_strong(), "lol same")
-    for score, before in zip(
-        echoed.by_mechanism().values(), _all_strong().by_mechanism().values(), strict=True
-    ):
+    for mechanism in (
+        Mechanism.EMOTIONAL_REACTIONS,
+        Mechanism.INTERPRETATIONS,
+    ):  # an echo asks nothing: no EX
+        score, before = echoed.by_mechanism()[mechanism], _all_strong().by_mechanism()[mechanism]
         assert score.level is EmpathyLevel.WEAK
         assert (score.rationales, score.probabilities) == (before.rationales, before.probabilities)
     assert by_definition(_all_strong(), "same thing happened to me last year") == _all_strong()
     assert all(
         s.level is EmpathyLevel.NONE for s in by_definition(_all_strong(), "ok thx").by_mechanism().values()
     )
+
+
+def test_a_bare_echo_without_a_question_shows_no_exploration() -> None:
+    echoed = by_definition(_all_strong(), "same here")
+    assert echoed.explorations.level is EmpathyLevel.NONE and echoed.explorations.rationales == ()
+    assert echoed.explorations.probabilities == _all_strong().explorations.probabilities
+    assert echoed.interpretations.level is EmpathyLevel.WEAK  # sharing the experience is still understanding
+    # With a question mark the echo may be asking ("same??"): the models decide, never above weak.
+    assert by_definition(_all_strong(), "same??").explorations.level is EmpathyLevel.WEAK
 
 
 @pytest.mark.parametrize("reply", PHATIC)
