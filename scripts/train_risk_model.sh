@@ -22,11 +22,12 @@ peercare train risk --mode lora --epochs 3 --lora-rank 8 --lora-blocks 0,1,2,3,4
 
 # 2b. The crisis head that decides the high tier (issue 13; docs/models/risk-crisis-protocol.md): cross-validates
 #     the declared variants (attempts 1 and 3 over seeds 13/29/47, attempt 4's contrastive G on seed 13) on the
-#     written chat examples + the even ESConv-dev conversations, chooses by the declared rules, refits the winner
-#     and writes its cut-offs into the calibration. The default is attempt 8 (the shipped head: frozen variants
-#     only, about 5 minutes on 2 cores); set CRISIS_SELECTION=inference/shipped/risk/crisis_selection.json to
-#     reuse the recorded selection and only refit (seconds). --attempt 5, 6 or 7 reproduces the earlier attempts
-#     (5 and 6 also cross-validate the contrastive G: about 45 minutes more).
+#     written chat examples + the even ESConv-dev conversations, chooses by the declared rules, fits the winner
+#     and writes its cut-offs into the calibration. The default is attempt 16 (the shipped head: the frozen
+#     variants and the LoRA-tuned TH over 3 seeds, about 46 minutes on 2 cores; the shipped model is seed 13's
+#     fold 0, no refit); set CRISIS_SELECTION=docs/models/crisis-selections/attempt16.json to reuse the recorded
+#     selection and only fit the fold model (under a minute). --attempt 5 to 15 reproduces the earlier attempts
+#     (8 is the head shipped before 16; 5 and 6 also cross-validate the contrastive G: about 45 minutes more).
 peercare train crisis --output "$OUT" ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
 
 # 3. The authors' test splits (balanced accuracy, F1), then the C-SSRS users.
@@ -45,6 +46,7 @@ peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_4.cs
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_5.csv --json  # attempt 13's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_6.csv --json  # attempt 14's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_7.csv --json  # attempt 15's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_8.csv --json  # attempt 16's fresh suite
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 

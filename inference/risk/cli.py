@@ -102,8 +102,8 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
     parser.add_argument(
         "--attempt",
         type=int,
-        default=8,
-        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 16 (default 8: the shipped head)",
+        default=16,
+        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 16 (default 16: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)
 

@@ -78,13 +78,8 @@ def test_greetings_and_short_answers_never_reach_high(shipped) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        pytest.param(
-            "morning, just woke up",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 13 defect: attempt 8 puts it at high (P(crisis) 0.985; attempt 13 elevated)",
-            ),
-        ),
+        "morning, just woke up",  # attempt 8 put it at high (P(crisis) 0.985); attempt 16 elevated (0.488)
+        "jus woke up",  # the fifth suite's; attempt 8 at high (0.994), attempt 16 elevated (0.749)
         "i woke up late lol",
     ],
 )
@@ -106,7 +101,8 @@ def test_a_morning_greeting_does_not_reach_high(shipped, text: str) -> None:
             "last message for tonight",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="issue 13 defect: attempt 8 puts it at high (P(crisis) 0.998; attempt 15's head 0.990)",
+                reason="issue 13 defect: the shipped head (attempt 16) puts it at high (P(crisis) 0.964; attempt 8 "
+                "0.998, attempt 15's head 0.990)",
             ),
         ),
     ],
@@ -141,8 +137,8 @@ def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, suite_tex
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13 target missed: crisis recall 0.785 overall, worst category 0.64 (attempt 8's F(E8), chosen "
-    "by the declared rule and gate; docs/models/risk-crisis-protocol.md)",
+    reason="issue 13 target missed: crisis recall 0.885 overall, worst category 0.76 (attempt 16's H, shipped by its "
+    "declared no-worse rule; attempt 8 0.785 / 0.64; docs/models/risk-crisis-protocol.md)",
 )
 def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
     assert suite["crisis_recall"] >= 0.95 and suite["crisis_recall_worst_category"] >= 0.9
@@ -150,10 +146,11 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
-# attempt 13; 6: attempt 14; 7: attempt 15; sessions 3 to 7 opened no file). Never train or tune on them.
+# attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; sessions 3 to 8 opened no file). Never train or tune on
+# them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6, 7)
+    for number in (2, 3, 4, 5, 6, 7, 8)
 }
 
 
@@ -165,18 +162,18 @@ def later_suite(shipped) -> Callable[[int], dict]:
     return functools.cache(lambda number: evaluate_suite(shipped, LATER_SUITES[number]))
 
 
-# Attempt 8 (shipped): suite 2, 0 of 50 short ordinary messages at high and 2.0 % of hard negatives; suite 3, 0 of 24
-# short ordinary turns, 0 of 37 short distress messages, 1.6 %; suite 4, 0 of 10, 0 of 18, 3.7 %; suite 5, 0 of 25
-# short distress messages and 4.4 % (its short ordinary turns: the strict xfail below); suite 6, 0 of 14, 0 of 23, 3.0 %;
-# suite 7, 0 of 5 and 0 of 18 (its hard negatives, 5.5 %: the strict xfail below).
+# Attempt 16 (shipped): suite 2, no short ordinary message at high and 1.6 % of hard negatives; suite 3, no short
+# ordinary turn or short distress message, 3.1 %; suite 4, none, 2.7 %; suite 5, none, 2.9 %; suite 6, none, 2.5 %;
+# suite 8 (its fresh suite), 0 of 29 and 0 of 21, 2.8 %; suite 7: the strict xfails below (attempt 8 had 5.5 % there).
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
         (2, ("short_ordinary",)),
         (3, ("short_ordinary", "short_distress")),
         (4, ("short_ordinary", "short_distress")),
-        (5, ("short_distress",)),
+        (5, ("short_ordinary", "short_distress")),
         (6, ("short_ordinary", "short_distress")),
+        (8, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -188,6 +185,11 @@ def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
     assert report["hard_negative_high_rate"] <= 0.05
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 defect: attempt 16 (shipped) puts 1 of the seventh suite's 18 short distress messages at high, "
+    "'want to hide under my blanket all day' (P(crisis) 0.835, cut-off 0.782; attempt 8 had none)",
+)
 def test_seventh_suite_short_messages_stay_below_high(later_suite) -> None:
     categories = later_suite(7)["categories"]
     assert [categories[name]["high_rate"] for name in ("short_ordinary", "short_distress")] == [0.0, 0.0]
@@ -195,35 +197,25 @@ def test_seventh_suite_short_messages_stay_below_high(later_suite) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13 target missed: attempt 8 puts 5.5 % of the seventh suite's hard negatives at high (hyperbole "
-    "and recovery stories 3 of 20 each; attempt 15 3.3 %: docs/models/risk-crisis-protocol.md)",
+    reason="issue 13 target missed: attempt 16 (shipped) puts 5.5 % of the seventh suite's hard negatives at high "
+    "(recovery stories and helping a friend 3 of 20 each, hyperbole 2, third person 1; attempt 8 5.5 %, attempt 15 "
+    "3.3 %: "
+    "docs/models/risk-crisis-protocol.md)",
 )
 def test_seventh_suite_hard_negatives_stay_at_most_5_percent(later_suite) -> None:
     assert later_suite(7)["hard_negative_high_rate"] <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 defect: attempt 8 puts 1 of the fifth suite's 17 short ordinary turns at high, 'jus woke up' "
-    "(P(crisis) 0.994; attempts 12 and 13 too: docs/models/risk-crisis-protocol.md)",
-)
-def test_fifth_suite_short_ordinary_turns_stay_below_high(later_suite) -> None:
-    assert later_suite(5)["categories"]["short_ordinary"]["high_rate"] == 0.0
-
-
-# What the shipped head misses on each later suite, and the best head tried on it (docs/models/risk-crisis-protocol.md).
+# What the shipped head (attempt 16) misses on each later suite, and attempt 8's figures (docs/models/risk-crisis-protocol.md).
 LATER_SUITE_RECALL_MISSES = {
-    2: "crisis recall 0.72, worst category 0.52 (preparatory acts) on the second suite (attempt 5b: 0.705 / 0.48)",
-    3: "crisis recall 0.824, worst category 0.63 (current self-harm) on the third suite (attempts 10 and 11 reach "
-    "0.928 and 0.961 but failed their gates)",
-    4: "crisis recall 0.759, worst category 0.67 on the fourth suite (attempt 12 reaches 0.898 / 0.80 and failed its "
-    "gate)",
-    5: "crisis recall 0.779, worst category 0.64 on the fifth suite (attempt 13 reaches 0.926 / 0.86 and failed its "
-    "gate)",
-    6: "crisis recall 0.797, worst category 0.56 (plan / intent / timing) on the sixth suite (attempt 14 reaches "
-    "0.979 / 0.96 and failed its gate on ordinary ESConv chat)",
-    7: "crisis recall 0.812, worst category 0.68 (burdensomeness) on the seventh suite (attempt 15 reaches 0.919 / "
-    "0.875 and failed its gate)",
+    2: "crisis recall 0.87, worst category 0.72 (preparatory acts) on the second suite (attempt 8: 0.72 / 0.52)",
+    3: "crisis recall 0.948, worst category 0.84 (current self-harm) on the third suite (attempt 8: 0.824 / 0.63)",
+    4: "crisis recall 0.893, worst category 0.83 (burdensomeness) on the fourth suite (attempt 8: 0.759 / 0.67)",
+    5: "crisis recall 0.884, worst category 0.77 (plan / intent / timing) on the fifth suite (attempt 8: 0.779 / 0.64)",
+    6: "worst category 0.88 (plan / intent / timing; recall 0.953) on the sixth suite (attempt 8: 0.797 / 0.56)",
+    7: "crisis recall 0.904, worst category 0.79 (plan / intent / timing) on the seventh suite (attempt 8: 0.812 / 0.68)",
+    8: "crisis recall 0.934, worst category 0.88 (plan / intent / timing) on the eighth suite, its fresh one (attempt 8: "
+    "0.817 / 0.70)",
 }
 
 
@@ -244,14 +236,7 @@ def test_a_later_suite_s_crisis_recall_meets_the_target(later_suite, number: int
     "text",
     [
         "I'd die for a pizza rn",
-        pytest.param(
-            "dying to know how it ends",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="attempt 8 puts it at high (P(crisis) 0.966; 5b 0.970); attempt 9 fixed it but missed its "
-                "gate on short ordinary chat (docs/models/risk-crisis-protocol.md)",
-            ),
-        ),
+        "dying to know how it ends",  # attempt 8 put it at high (0.966); attempt 16 elevated (0.680)
         "going to throw my controller",
     ],
 )
