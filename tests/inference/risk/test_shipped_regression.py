@@ -111,6 +111,37 @@ def test_signing_off_for_the_night_does_not_reach_high(shipped, text: str) -> No
     assert shipped.predict([text])[0].tier is not RiskTier.HIGH
 
 
+# Ordinary tiredness and dread, tried as a member types it after attempt 16 shipped (a probe written then, not a blind
+# set). Its cut-off (P 0.78) is lower than attempt 8's (0.93); on the blind sets it is no worse, but these single lines
+# about sleep and work sit where the training pool's passive ideation does.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i need a nap so bad",
+        "gonna sleep for 12 hours",
+        "i want to stay in bed all weekend",
+        "ugh i just want this week to be over",
+        pytest.param(
+            "i dont want to go to work tomorrow",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.862; attempt 8 elevated, "
+                "0.839)",
+            ),
+        ),
+        pytest.param(
+            "i just want to sleep for a week",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.939; attempt 8 0.989)",
+            ),
+        ),
+    ],
+)
+def test_ordinary_tiredness_does_not_reach_high(shipped, text: str) -> None:
+    assert shipped.predict([text])[0].tier is not RiskTier.HIGH
+
+
 def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -> None:
     assert suite["categories"]["greeting_thanks_short"]["high_rate"] == 0.0
     assert suite["hard_negative_high_rate"] <= 0.05
