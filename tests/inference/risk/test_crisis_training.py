@@ -365,8 +365,10 @@ def test_a_refit_replaces_the_calibration_s_crisis_method_instead_of_appending_i
     assert method.count("crisis (decides high)") == 1 and method.endswith("variant B")
 
 
-def test_ensemble_h_is_the_mean_of_b_and_f_out_of_fold_logits(tiny, tmp_path, monkeypatch):
-    _folder, encoder, tokenizer = tiny
+@pytest.fixture
+def few_frozen_variants(monkeypatch) -> None:
+    """The frozen selection cut to A8 (all but unfitted), B and E2 over the tiny encoder's three hidden states, so
+    H is built from F(E2)."""
     monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))
     monkeypatch.setattr(
         ct,
@@ -374,6 +376,10 @@ def test_ensemble_h_is_the_mean_of_b_and_f_out_of_fold_logits(tiny, tmp_path, mo
         lambda best_c=None: [] if best_c else [ct.Variant("A8", c=1e-4), ct.Variant("B", kind="prototypes")],
     )
     monkeypatch.setattr(ct, "attempt3_variants", lambda: [ct.Variant("E2", c=2.0, layers=ct.LAYERS)])
+
+
+def test_ensemble_h_is_the_mean_of_b_and_f_out_of_fold_logits(tiny, tmp_path, few_frozen_variants):
+    _folder, encoder, tokenizer = tiny
     cache_for = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")
     rows = _rows()
     report = ct.run_selection(rows, cache_for, seeds=(13,), ensemble=True)
@@ -539,14 +545,15 @@ def test_tuned_ensemble_ships_its_adapter_and_the_scorer_reads_through_it(
     assert np.allclose(got, head.probabilities(reader, texts), atol=1e-6)
 
 
-def _train_tuned_attempt(number: int, out: Path, base, tmp_path: Path) -> dict:
-    """``train_crisis`` for a TH attempt on the tiny model, one seed (the pool is patched by the caller)."""
+def _train_tuned_attempt(number: int, out: Path, base, tmp_path: Path, selection: Path | None = None) -> dict:
+    """``train_crisis`` for a TH attempt on the tiny model, one seed (the pool is patched by the caller); with
+    ``selection``, only what ships is fitted, from that recorded selection."""
     return ct.train_crisis(
         output=out,
         data_dir=tmp_path,
         base_model=base,
         seeds=(13,),
-        selection_path=None,
+        selection_path=selection,
         cache_path=tmp_path / "cache.npz",
         attempt=ct.ATTEMPTS[number],
     )
@@ -588,7 +595,7 @@ def test_an_attempt_that_ships_a_fold_model_ships_the_cross_validation_s_own_mod
 
 
 def test_a_blend_ships_the_fold_models_whose_out_of_fold_logits_it_blended(
-    tiny, tiny_tuned_ensemble, model_copy, tmp_path, monkeypatch
+    tiny, tiny_tuned_ensemble, few_frozen_variants, model_copy, tmp_path, monkeypatch
 ) -> None:
     """Attempt 16: the frozen variants run under the by-speaker rule beside TH and its blends; a blend that wins
     ships TH's and the frozen H's fold-0 models, and reads fold 0's held-out rows exactly as the cross-validation's
@@ -596,13 +603,6 @@ def test_a_blend_ships_the_fold_models_whose_out_of_fold_logits_it_blended(
     out, base = model_copy
     rows = _rows()
     monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: rows)
-    monkeypatch.setattr(ct, "LAYERS", (0, 1, 2))
-    monkeypatch.setattr(
-        ct,
-        "declared_variants",
-        lambda best_c=None: [] if best_c else [ct.Variant("A8", c=1e-4), ct.Variant("B", kind="prototypes")],
-    )
-    monkeypatch.setattr(ct, "attempt3_variants", lambda: [ct.Variant("E2", c=2.0, layers=ct.LAYERS)])
     report = _train_tuned_attempt(16, out, base, tmp_path)
     assert {"B", "H(B+F(E2))", "TH", "M0.3", "M0.5", "M0.7"} <= set(report["variants"])
     assert report["ensemble_spec"]["name"] == "H(B+F(E2))"
@@ -610,15 +610,7 @@ def test_a_blend_ships_the_fold_models_whose_out_of_fold_logits_it_blended(
     # Whichever won on these toy rows, the selection can name the blend; rebuilding from it ships the blend.
     selection = tmp_path / "selection.json"
     ct.write_report(selection, {**report, "winner": "M0.3", "winner_spec": {"blend_weight": 0.3}})
-    ct.train_crisis(
-        output=out,
-        data_dir=tmp_path,
-        base_model=base,
-        seeds=(13,),
-        selection_path=selection,
-        cache_path=tmp_path / "cache.npz",
-        attempt=ct.ATTEMPTS[16],
-    )
+    _train_tuned_attempt(16, out, base, tmp_path, selection)
     head, reader = RiskScorer.load(out).crisis
     assert head.config.blend == ct.BLEND_FOLDER and head.config.blend_weight == 0.3
     assert head.config.adapter == "crisis_adapter" and head.partner is not None
