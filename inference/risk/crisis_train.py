@@ -52,6 +52,8 @@ CHAT_WRITTEN_FILE = DATA_FOLDER / "crisis_train_chat.csv"
 # Attempt 14: ordinary chat in crisis words ("just woke up", "one last game"), short turns, and chat-style plans,
 # preparatory acts and method questions, by a session that opened no file.
 DECOYS_FILE = DATA_FOLDER / "crisis_train_decoys.csv"
+# Attempt 17: 40 crises a category and 120 look-alike negatives in varied chat style, by a session that opened no file.
+FOURTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fourth.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 # Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
@@ -164,6 +166,7 @@ _WRITTEN_PREFIX = {
     SHORT_FILE: "s",
     CHAT_WRITTEN_FILE: "d",
     DECOYS_FILE: "x",
+    FOURTH_WRITTEN_FILE: "y",
 }
 _ATTEMPT_10 = Attempt(
     10,
@@ -188,6 +191,8 @@ _ATTEMPT_14 = replace(
 )
 # Attempt 15 is attempt 14's pool and TH with the cut-off rule by speaker and a fold model shipped.
 _ATTEMPT_15 = replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fold_model=True)
+# Attempt 16: attempt 15 with the frozen variants back (by speaker) and blends of TH with the frozen H.
+_ATTEMPT_16 = replace(_ATTEMPT_15, number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7))
 ATTEMPTS = {
     attempt.number: attempt
     for attempt in (
@@ -220,8 +225,15 @@ ATTEMPTS = {
         replace(_ATTEMPT_12, number=13, tuned_ensemble=True),
         _ATTEMPT_14,
         _ATTEMPT_15,
-        # Attempt 16: attempt 15 with the frozen variants back (by speaker) and blends of TH with the frozen H.
-        replace(_ATTEMPT_15, number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7)),
+        _ATTEMPT_16,
+        # Attempt 17: attempt 16's frozen variants on its pool plus the fourth written rows (no TH, no blends).
+        replace(
+            _ATTEMPT_16,
+            number=17,
+            written_files=(*_ATTEMPT_16.written_files, FOURTH_WRITTEN_FILE),
+            tuned_ensemble=False,
+            blend_weights=(),
+        ),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and shipped until attempt 16, which

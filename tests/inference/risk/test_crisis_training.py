@@ -311,13 +311,22 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [11, 12, 13, 14, 15, 16]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        17,
+    ]
     assert [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files] == [
         12,
         13,
         14,
         15,
         16,
+        17,
     ]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
@@ -339,6 +348,14 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.ATTEMPTS[15], number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7)
     )
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.blend_weights] == [16]
+    # Attempt 17 is attempt 16's pool plus the fourth written rows, frozen variants only.
+    assert ct.ATTEMPTS[17] == replace(
+        ct.ATTEMPTS[16],
+        number=17,
+        written_files=(*ct.ATTEMPTS[16].written_files, ct.FOURTH_WRITTEN_FILE),
+        tuned_ensemble=False,
+        blend_weights=(),
+    )
 
 
 def test_the_rule_by_speaker_keeps_seeker_turns_to_their_own_share() -> None:
@@ -471,7 +488,7 @@ def test_ordinary_chat_evaluation_reads_the_supporters_replies_when_asked(tiny, 
 
 # Suites 1 and 2 were written before the rule that drops new rows reading the same as a held-out text, and share
 # these many rows with the pool (mostly greetings such as "ok" or "brb"; 5 crises each, recorded in the protocol).
-# Suites 3 to 8 were deduplicated against the pool when they came back. No new training row may add to either.
+# Suites 3 to 9 were deduplicated against the pool when they came back. No new training row may add to either.
 SUITE_ROWS_IN_POOL = {
     "risk_suite_independent.csv": 18,
     "risk_suite_independent_2.csv": 28,
@@ -481,6 +498,7 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_6.csv": 0,
     "risk_suite_independent_7.csv": 0,
     "risk_suite_independent_8.csv": 0,
+    "risk_suite_independent_9.csv": 0,
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
 }
 
