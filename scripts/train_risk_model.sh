@@ -47,6 +47,8 @@ peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_5.cs
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_6.csv --json  # attempt 14's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_7.csv --json  # attempt 15's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_8.csv --json  # attempt 16's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_9.csv --json  # attempt 17's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_tiredness_independent.csv --json  # ordinary tiredness, blind
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
 

@@ -189,11 +189,11 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
-# attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; sessions 3 to 8 opened no file). Never train or tune on
-# them.
+# attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; 9: attempt 17, which did not ship; sessions 3 to 9 opened
+# no file). Never train or tune on them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6, 7, 8)
+    for number in (2, 3, 4, 5, 6, 7, 8, 9)
 }
 
 
@@ -207,7 +207,7 @@ def later_suite(shipped) -> Callable[[int], dict]:
 
 # Attempt 16 (shipped): suite 2, no short ordinary message at high and 1.6 % of hard negatives; suite 3, no short
 # ordinary turn or short distress message, 3.1 %; suite 4, none, 2.7 %; suite 5, none, 2.9 %; suite 6, none, 2.5 %;
-# suite 8 (its fresh suite), 0 of 29 and 0 of 21, 2.8 %; suite 7: the strict xfails below (attempt 8 had 5.5 % there).
+# suite 8 (its fresh suite), 0 of 29 and 0 of 21, 2.8 %; suite 9, 0 of 30 and 0 of 22, 2.3 %; suite 7: the strict xfails below (attempt 8 had 5.5 % there).
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -217,6 +217,7 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (5, ("short_ordinary", "short_distress")),
         (6, ("short_ordinary", "short_distress")),
         (8, ("short_ordinary", "short_distress")),
+        (9, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -259,6 +260,8 @@ LATER_SUITE_RECALL_MISSES = {
     7: "crisis recall 0.904, worst category 0.79 (plan / intent / timing) on the seventh suite (attempt 8: 0.812 / 0.68)",
     8: "crisis recall 0.934, worst category 0.88 (plan / intent / timing) on the eighth suite, its fresh one (attempt 8: "
     "0.817 / 0.70)",
+    9: "crisis recall 0.923, worst category 0.83 (burdensomeness) on the ninth suite (attempt 17, not shipped: 0.928 / "
+    "0.88)",
 }
 
 
