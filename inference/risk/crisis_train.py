@@ -52,8 +52,7 @@ CHAT_WRITTEN_FILE = DATA_FOLDER / "crisis_train_chat.csv"
 # Attempt 14: ordinary chat in crisis words ("just woke up", "one last game"), short turns, and chat-style plans,
 # preparatory acts and method questions, by a session that opened no file.
 DECOYS_FILE = DATA_FOLDER / "crisis_train_decoys.csv"
-# Attempt 17: 40 crises a category and 120 look-alike negatives in varied chat style, by a session that opened no file.
-FOURTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fourth.csv"
+FOURTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fourth.csv"  # attempt 17: 8 x 40 crises, 120 look-alikes
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 # Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
