@@ -430,9 +430,14 @@ def _negatives(logits: np.ndarray, rows: Sequence[Row], *, ordinary: bool) -> np
     return _logits_where(logits, rows, lambda row: (row.source == "esconv") == ordinary and not row.label)
 
 
+def _spoken_by(category: str) -> Callable[[Row], bool]:
+    """An ESConv negative of one speaker: seeker turns (``esconv``) or supporter replies (``esconv_reply``)."""
+    return lambda row: row.category == category and not row.label
+
+
 def _ordinary_of(logits: np.ndarray, rows: Sequence[Row], category: str) -> np.ndarray:
-    """Logits of the ESConv negatives of one speaker: seeker turns (``esconv``) or supporter replies."""
-    return _logits_where(logits, rows, lambda row: row.category == category and not row.label)
+    """Logits of the ESConv negatives of one speaker."""
+    return _logits_where(logits, rows, _spoken_by(category))
 
 
 def _short_ordinary(logits: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
@@ -528,9 +533,7 @@ def out_of_fold_result(
         "hard_negative_high_rate": _rate(
             logits, rows, cut, lambda row: row.source != "esconv" and not row.label
         ),
-        "seeker_turn_high_rate": _rate(
-            logits, rows, cut, lambda row: row.category == "esconv" and not row.label
-        ),
+        "seeker_turn_high_rate": _rate(logits, rows, cut, _spoken_by("esconv")),
         "oof_logits": logits,
     }
 
