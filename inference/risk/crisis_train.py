@@ -604,16 +604,7 @@ def run_selection(
     evaluate(lexical)
     if ensemble and lexical.layers is not None:
         # The same seeds give the same folds, so the mean of two out-of-fold logits is H's out-of-fold logit.
-        mixed = [
-            out_of_fold_result(
-                b["seed"],
-                ENSEMBLE_WEIGHT * f["oof_logits"] + (1 - ENSEMBLE_WEIGHT) * b["oof_logits"],
-                rows,
-                short_limit,
-                by_speaker,
-            )
-            for b, f in zip(runs["B"], runs[lexical.name], strict=True)
-        ]
+        mixed = mixed_runs(runs[lexical.name], runs["B"], ENSEMBLE_WEIGHT, rows, short_limit, by_speaker)
         record(ensemble_variant(lexical), mixed)
     winner = choose(report)
     selection = {"variants": report, "winner": winner, "winner_spec": asdict(variants[winner])}
@@ -621,6 +612,26 @@ def run_selection(
         # What a blend's frozen half is (attempt 16), kept so ``--selection`` can rebuild it.
         selection["ensemble_spec"] = asdict(ensemble_variant(lexical))
     return selection
+
+
+def mixed_runs(
+    first: Sequence[dict],
+    second: Sequence[dict],
+    first_share: float,
+    rows: Sequence[Row],
+    short_limit: float | None,
+    by_speaker: bool,
+) -> list[dict]:
+    """Seed by seed, ``first_share`` x the first variant's out-of-fold logit + the rest x the second's, judged by the
+    declared rule. One seed gives both variants the same folds, so the mix is itself out of fold (H, attempt 16's
+    blends)."""
+    mixed = []
+    for one, other in zip(first, second, strict=True):
+        if one["seed"] != other["seed"]:
+            raise ValueError("mixing two variants needs their out-of-fold logits from the same seeds")
+        logits = first_share * one["oof_logits"] + (1 - first_share) * other["oof_logits"]
+        mixed.append(out_of_fold_result(one["seed"], logits, rows, short_limit, by_speaker))
+    return mixed
 
 
 def ensemble_variant(lexical: Variant) -> Variant:
@@ -921,12 +932,7 @@ def with_blends(
     """Attempt 16's M<w>: w x TH's + (1 - w) x the frozen H's out-of-fold logit, seed by seed (one seed gives both
     the same folds), judged by the same rule; a blend is the dearest variant (one tuned and one frozen pass)."""
     for weight in weights:
-        mixed = []
-        for frozen, tuned in zip(frozen_runs, tuned_runs, strict=True):
-            if frozen["seed"] != tuned["seed"]:
-                raise ValueError("a blend needs both heads' out-of-fold logits from the same seeds")
-            logits = weight * tuned["oof_logits"] + (1 - weight) * frozen["oof_logits"]
-            mixed.append(out_of_fold_result(tuned["seed"], logits, rows, short_limit, by_speaker))
+        mixed = mixed_runs(tuned_runs, frozen_runs, weight, rows, short_limit, by_speaker)
         report["variants"][blend_name(weight)] = summarise(mixed)
     report["winner"] = choose(report["variants"])
     if report["winner"].startswith(BLEND_PREFIX):
@@ -934,15 +940,17 @@ def with_blends(
     return report
 
 
-def train_tuned_ensemble_head(base_model: str, rows: Sequence[Row], output: Path, seed: int) -> None:
-    """Fit TH on the whole pool; save its LoRA adapter (crisis_adapter/) and head into ``output``."""
+def train_tuned_ensemble_head(base_model: str, rows: Sequence[Row], output: Path, seed: int) -> CrisisHead:
+    """Fit TH on ``rows``; save its LoRA adapter (crisis_adapter/) and head into ``output``; return the head."""
     from inference.risk.features import load_encoder
 
     encoder, tokenizer = load_encoder(base_model)
     tuned, _, head = tuned_ensemble_head(encoder, tokenizer, rows, seed)
     contrastive.save_adapter(tuned, output / "crisis_adapter", base_model)
     config = replace(head.config, base_model=base_model, adapter="crisis_adapter")
-    CrisisHead(config, head.tensors, head.lexical).save(output)
+    saved = CrisisHead(config, head.tensors, head.lexical)
+    saved.save(output)
+    return saved
 
 
 def _save_out_of_fold(path: Path, runs: dict[str, list[dict]]) -> None:
@@ -965,10 +973,7 @@ def train_blended_head(
 ) -> None:
     """Attempt 16's blend: TH fitted on ``rows`` (its adapter and head, as ``train_tuned_ensemble_head``) blended
     with ``frozen`` (the frozen H fitted on the same rows), saved in ``BLEND_FOLDER``; TH's share is ``weight``."""
-    train_tuned_ensemble_head(base_model, rows, output, seed)
-    tuned = CrisisHead.load(output)
-    if tuned is None:
-        raise FileNotFoundError(f"no crisis head was written into {output}")
+    tuned = train_tuned_ensemble_head(base_model, rows, output, seed)
     config = replace(tuned.config, blend=BLEND_FOLDER, blend_weight=weight)
     CrisisHead(config, tuned.tensors, tuned.lexical, partner=frozen).save(output)
 
