@@ -94,10 +94,8 @@ def _all_strong() -> EmpathyResult:
 
 def test_a_bare_echo_keeps_its_levels_but_none_above_weak() -> None:
     echoed = by_definition(_all_strong(), "lol same")
-    for mechanism in (
-        Mechanism.EMOTIONAL_REACTIONS,
-        Mechanism.INTERPRETATIONS,
-    ):  # an echo asks nothing: no EX
+    # Explorations are not here: an echo asks nothing (test_a_bare_echo_without_a_question_shows_no_exploration).
+    for mechanism in (Mechanism.EMOTIONAL_REACTIONS, Mechanism.INTERPRETATIONS):
         score, before = echoed.by_mechanism()[mechanism], _all_strong().by_mechanism()[mechanism]
         assert score.level is EmpathyLevel.WEAK
         assert (score.rationales, score.probabilities) == (before.rationales, before.probabilities)

@@ -52,6 +52,11 @@ ORDINARY_CHAT = [
 ]
 
 
+def _known_miss(value, reason: str):
+    """A parametrized case the shipped head is known to get wrong: a strict xfail, so fixing it is noticed."""
+    return pytest.param(value, marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
 @pytest.fixture(scope="module")
 def shipped() -> RiskScorer:
     return RiskScorer.load("shipped:risk")
@@ -97,13 +102,10 @@ def test_a_morning_greeting_does_not_reach_high(shipped, text: str) -> None:
         "bye guys",
         "ok im out",
         "taking a break from discord",
-        pytest.param(
+        _known_miss(
             "last message for tonight",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 13 defect: the shipped head (attempt 16) puts it at high (P(crisis) 0.964; attempt 8 "
-                "0.998, attempt 15's head 0.990)",
-            ),
+            "issue 13 defect: the shipped head (attempt 16) puts it at high (P(crisis) 0.964; attempt 8 "
+            "0.998, attempt 15's head 0.990)",
         ),
     ],
 )
@@ -121,20 +123,14 @@ def test_signing_off_for_the_night_does_not_reach_high(shipped, text: str) -> No
         "gonna sleep for 12 hours",
         "i want to stay in bed all weekend",
         "ugh i just want this week to be over",
-        pytest.param(
+        _known_miss(
             "i dont want to go to work tomorrow",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.862; attempt 8 elevated, "
-                "0.839)",
-            ),
+            "issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.862; attempt 8 elevated, "
+            "0.839)",
         ),
-        pytest.param(
+        _known_miss(
             "i just want to sleep for a week",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.939; attempt 8 0.989)",
-            ),
+            "issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.939; attempt 8 0.989)",
         ),
     ],
 )
@@ -268,7 +264,7 @@ LATER_SUITE_RECALL_MISSES = {
 @pytest.mark.parametrize(
     "number",
     [
-        pytest.param(number, marks=pytest.mark.xfail(strict=True, reason=f"issue 13 target missed: {why}"))
+        _known_miss(number, f"issue 13 target missed: {why}")
         for number, why in LATER_SUITE_RECALL_MISSES.items()
     ],
 )
