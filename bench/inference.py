@@ -333,7 +333,9 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
     """CPU ms per message of the shipped risk model with its crisis head against the same model without it.
 
     Both sides are the same loaded scorer (the crisis head switched off for the baseline), interleaved per
-    repeat so machine load hits them alike; one message per call, as the worker sees a quiet channel.
+    repeat so machine load hits them alike; one message per call, as the worker sees a quiet channel. The
+    crisis-phrase floor's own share (matching alone, inside both sides) is timed in the same repeats: it grew with
+    attempt 19's phrase file and speaker rules.
     """
     import torch
 
@@ -343,7 +345,7 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
     scorer = RiskScorer.load(os.environ.get("RISK_MODEL", "shipped:risk"))
     crisis = scorer.crisis
     sets = {"short_chat": list(_SHORT_CHAT), "long_post": [_LONG_POST] * 2}
-    totals: dict[str, dict[str, float]] = {name: {"baseline": 0.0, "with_crisis": 0.0} for name in sets}
+    totals = {name: {"baseline": 0.0, "with_crisis": 0.0, "phrase_floor": 0.0} for name in sets}
     scorer.predict(["warm up"])
     for _ in range(repeats):
         for name, texts in sets.items():
@@ -353,6 +355,10 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
                 for text in texts:
                     scorer.predict([text])
                 totals[name][side] += (time.process_time() - started) * 1000 / len(texts)
+            started = time.process_time()
+            for text in texts:
+                scorer.phrase_book.matches(text)
+            totals[name]["phrase_floor"] += (time.process_time() - started) * 1000 / len(texts)
     scorer.crisis = crisis
     out: dict[str, Any] = {"has_crisis_head": crisis is not None, "threads": threads, "repeats": repeats}
     for name, sides in totals.items():
@@ -361,6 +367,8 @@ def risk_cost(threads: int, repeats: int = 5) -> dict[str, Any]:
             "baseline_cpu_ms": round(base, 2),
             "with_crisis_cpu_ms": round(new, 2),
             "ratio": round(new / base, 3),
+            "phrase_floor_cpu_ms": round(sides["phrase_floor"] / repeats, 3),
+            "phrase_floor_share": round(sides["phrase_floor"] / repeats / new, 4),
         }
     return out
 

@@ -24,11 +24,23 @@ DEFAULT_PHRASES_FILE = Path(__file__).resolve().parent / "crisis_phrases.txt"
 
 # Words in front of a phrase that may negate it ("I would never kill myself").
 NEGATION_REACH = 3
+# How far back the speaker of a phrase that names none ("been thinking about suicide") is looked for.
+SPEAKER_REACH = 5
+# Words that make a phrase the writer's own: the nearest of these before a speakerless phrase keeps it.
+FIRST_PERSON = frozenset({"i", "im", "ive", "id", "ill", "me", "my", "myself", "imma", "ima"})
 _TIER_SECTIONS = {"high": RiskTier.HIGH, "elevated": RiskTier.ELEVATED}
-_CUE_SECTIONS = ("negation", "past", "joking")
+_CUE_SECTIONS = ("negation", "past", "joking", "third_person")
 _APOSTROPHES = "'\u2019\u2018\u02bc`\u00b4"
 _SENTENCE_BREAK = re.compile(r"[.!?;\n\r]+")
 _WORD = re.compile(r"[\w/]+|[^\w\s]")
+# A hyphen or dash inside a word separates words: "self-harmed" reads as "self harmed".
+_INNER_DASH = re.compile(r"(?<=\w)[-\u2010\u2011\u2012\u2013](?=\w)")
+# Reported speech: a "quoted" or “quoted” span on one line, or a Discord block quote (a line that starts with
+# "> ", or everything after ">>> "). Wording there is someone's words being talked about, not the writer's own.
+_QUOTED = re.compile(r"\"[^\"\n]+\"|\u201c[^\u201d\n]+\u201d|^>>> [\s\S]*|^> .*$", re.MULTILINE)
+_PHRASE_NAME = re.compile(r"(?P<name>[a-z0-9_]+)(?P<any>\s*\(any speaker\))?")
+_REPEATED_LETTER = re.compile(r"(\w)\1+")
+_REPEATED_SYLLABLE = re.compile(r"(\w\w)\1+")
 
 
 class PhraseFileError(ValueError):
@@ -40,7 +52,7 @@ def words(text: str) -> list[str]:
     text = without_invisible(unicodedata.normalize("NFKC", text)).casefold()
     for mark in _APOSTROPHES:
         text = text.replace(mark, "")
-    return _WORD.findall(text)
+    return _WORD.findall(_INNER_DASH.sub(" ", text))
 
 
 def sentences(text: str) -> list[list[str]]:
@@ -68,21 +80,50 @@ def _occurs(patterns: Sequence[Pattern], tokens: Sequence[str]) -> bool:
     return any(_find(pattern, tokens) for pattern in patterns)
 
 
+def _squeezed(word: str) -> str:
+    """A word with drawn-out letters and syllables shortened: "lmaooo" -> "lmao", "hahahaha" -> "ha"."""
+    return _REPEATED_SYLLABLE.sub(r"\1", _REPEATED_LETTER.sub(r"\1", word))
+
+
+def _laughs(cues: Sequence[Pattern], tokens: Sequence[str]) -> bool:
+    """True when a joking cue occurs, one-word cues also drawn out ("lmaooo", "hahahaha", "lolol").
+
+    A drawn-out form must be at least as long as the cue, so "ha" alone is not read as "haha"."""
+    if _occurs(cues, tokens):
+        return True
+    shortest: dict[str, int] = {}
+    for cue in cues:
+        if len(cue) == 1:
+            squeezed = _squeezed(cue[0])
+            shortest[squeezed] = min(len(cue[0]), shortest.get(squeezed, len(cue[0])))
+    return any(len(token) >= shortest.get(_squeezed(token), len(token) + 1) for token in tokens)
+
+
+def reported_speech(text: str) -> tuple[str, str]:
+    """``text`` split into the writer's own words and the words they quote (each part's pieces on own lines)."""
+    quoted = [found.group(0) for found in _QUOTED.finditer(text)]
+    return _QUOTED.sub("\n", text), "\n".join(quoted)
+
+
 @dataclass(frozen=True)
 class CrisisPhrase:
     name: str
     tier: RiskTier
     patterns: tuple[Pattern, ...]
+    # Burdensomeness speaks through others ("they'd be better off with the insurance money"): such a phrase is the
+    # writer's whoever its subject is, so the third-person rule leaves it alone.
+    any_speaker: bool = False
 
 
 @dataclass(frozen=True)
 class PhraseBook:
-    """Crisis phrases plus the cue words that cancel (negation, past) or soften (joking) a match."""
+    """Crisis phrases plus the cue words that cancel (negation, past, third person) or soften (joking) a match."""
 
     phrases: tuple[CrisisPhrase, ...]
     negation: tuple[Pattern, ...] = ()
     past: tuple[Pattern, ...] = ()
     joking: tuple[Pattern, ...] = ()
+    third_person: tuple[Pattern, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PHRASES_FILE) -> PhraseBook:
@@ -94,27 +135,57 @@ class PhraseBook:
         # An invisible character may hide inside a word ("ki\u200bll") or stand where a space was
         # ("kill\u2062myself"): the text is read both ways, with invisible characters dropped and as spaces.
         for variant in dict.fromkeys((without_invisible(text), without_invisible(text, replacement=" "))):
-            self._match_into(found, sentences(variant))
+            own, quoted = reported_speech(variant)
+            self._match_into(found, sentences(own), strongest=RiskTier.HIGH)
+            # Quoted words can still show distress on the dashboard, but never page anyone by themselves.
+            self._match_into(found, sentences(quoted), strongest=RiskTier.ELEVATED)
         ordered = sorted(found.items(), key=lambda item: (-item[1].rank, item[0]))
         return tuple(f"{tier.value}:{name}" for name, tier in ordered)
 
-    def _match_into(self, found: dict[str, RiskTier], parts: list[list[str]]) -> None:
+    def _match_into(self, found: dict[str, RiskTier], parts: list[list[str]], *, strongest: RiskTier) -> None:
         for index, tokens in enumerate(parts):
             if _occurs(self.past, tokens):
                 continue
+            matched = [
+                phrase
+                for phrase in self.phrases
+                if any(self._counts(pattern, tokens, phrase.any_speaker) for pattern in phrase.patterns)
+            ]
+            if not matched:
+                continue
             following = parts[index + 1] if index + 1 < len(parts) else []
-            joking = _occurs(self.joking, tokens) or _occurs(self.joking, following)
-            for phrase in self.phrases:
-                if not any(self._counts(pattern, tokens) for pattern in phrase.patterns):
-                    continue
+            joking = _laughs(self.joking, tokens) or _laughs(self.joking, following)
+            for phrase in matched:
                 tier = RiskTier.ELEVATED if joking and phrase.tier == RiskTier.HIGH else phrase.tier
+                tier = strongest if tier.rank > strongest.rank else tier
                 found[phrase.name] = RiskTier.max(tier, found.get(phrase.name, RiskTier.NONE))
 
-    def _counts(self, pattern: Pattern, tokens: Sequence[str]) -> bool:
-        """True when ``pattern`` occurs at least once without a negation cue just before it."""
-        for start in _find(pattern, tokens):
+    def _counts(self, pattern: Pattern, tokens: Sequence[str], any_speaker: bool = False) -> bool:
+        """True when ``pattern`` occurs at least once as the writer's own words.
+
+        Not when a negation cue stands just before it, nor, for a phrase that names no speaker ("been thinking
+        about suicide", "end it all"), when the nearest speaker before it is someone else ("my brother says
+        he's been thinking about suicide")."""
+        starts = _find(pattern, tokens)
+        if not starts:
+            return False
+        names_speaker = any_speaker or any(word in FIRST_PERSON for word in pattern)
+        for start in starts:
             before = tokens[max(0, start - NEGATION_REACH - 1) : start]
-            if not any(_find(cue, before) for cue in self.negation):
+            if any(_find(cue, before) for cue in self.negation):
+                continue
+            if names_speaker or not self._someone_else_speaks(tokens[max(0, start - SPEAKER_REACH) : start]):
+                return True
+        return False
+
+    def _someone_else_speaks(self, before: Sequence[str]) -> bool:
+        """Whether the speaker nearest before a phrase is a third person (a first-person word nearer keeps it)."""
+        for end in range(len(before), 0, -1):
+            # A comma or other mark ends the clause: "lost my job, he left, been thinking about suicide" is the
+            # writer's own.
+            if before[end - 1] in FIRST_PERSON or not before[end - 1].isalnum():
+                return False
+            if any(_find(cue, before[max(0, end - len(cue)) : end]) for cue in self.third_person):
                 return True
         return False
 
@@ -142,15 +213,19 @@ def parse_phrase_file(content: str, *, source: str = "crisis phrases") -> Phrase
             cues[section].extend(p for p in (_pattern(alt) for alt in line.split("|")) if p)
             continue
         name, sep, alternatives = line.partition("=")
-        name = name.strip()
-        if not sep or not re.fullmatch(r"[a-z0-9_]+", name):
+        found = _PHRASE_NAME.fullmatch(name.strip())
+        if not sep or found is None:
             raise PhraseFileError(
                 f"{source}:{number}: expected `name = phrase | phrase` with a snake_case name"
+                " (optionally followed by `(any speaker)`)"
             )
+        name = found.group("name")
         patterns = tuple(p for p in (_pattern(alt) for alt in alternatives.split("|")) if p)
         if not patterns:
             raise PhraseFileError(f"{source}:{number}: {name} has no phrases")
-        phrases.append(CrisisPhrase(name, _TIER_SECTIONS[section], patterns))
+        phrases.append(
+            CrisisPhrase(name, _TIER_SECTIONS[section], patterns, any_speaker=bool(found.group("any")))
+        )
     names = [phrase.name for phrase in phrases]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -160,6 +235,7 @@ def parse_phrase_file(content: str, *, source: str = "crisis phrases") -> Phrase
         negation=tuple(cues["negation"]),
         past=tuple(cues["past"]),
         joking=tuple(cues["joking"]),
+        third_person=tuple(cues["third_person"]),
     )
 
 

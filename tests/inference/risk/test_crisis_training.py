@@ -485,6 +485,8 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_7.csv": 0,
     "risk_suite_independent_8.csv": 0,
     "risk_suite_independent_9.csv": 0,
+    "risk_suite_independent_10.csv": 0,
+    "risk_suite_independent_11.csv": 0,
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
 }
 

@@ -75,6 +75,72 @@ def test_joking_marker_turns_a_high_phrase_into_elevated() -> None:
     assert match_crisis_phrases("ugh I want to die lol") == ("elevated:want_to_die",)
 
 
+def test_a_drawn_out_joking_marker_softens_like_the_marker() -> None:
+    assert match_crisis_phrases("gonna kms if the tickets sell out again lmaooo") == ("elevated:kill_myself",)
+    assert match_crisis_phrases("i want to die hahahaha") == ("elevated:want_to_die",)
+
+
+def test_a_bare_ha_is_not_read_as_laughter() -> None:
+    assert match_crisis_phrases("ha. i want to die") == ("high:want_to_die",)
+
+
+def test_a_hyphen_inside_a_word_separates_words() -> None:
+    assert "high" in tiers("I have just self-harmed and I can't stop shaking")
+
+
+_SPEAKER_BOOK = """
+[high]
+thinking = been thinking about suicide
+harmed = self harmed | cut myself
+insurance (any speaker) = better off with the insurance money
+
+[third_person]
+he | she | hes | shes | friend | who
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my brother told me he's been thinking about suicide, should i tell my parents",
+        "a friend self harmed at school today and the teachers handled it badly",
+        "the character who self harmed in that show felt so real",
+    ],
+)
+def test_a_speakerless_phrase_about_someone_else_is_cancelled(text: str) -> None:
+    assert parse_phrase_file(_SPEAKER_BOOK).matches(text) == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("been thinking about suicide a lot this week", "high:thinking"),
+        ("she knows i self harmed last night", "high:harmed"),  # the nearer speaker is the writer
+        ("lost my job, he left, been thinking about suicide", "high:thinking"),  # a comma ends the clause
+        ("after she left cut myself again", "high:harmed"),  # a phrase naming the writer is theirs
+        ("honestly they'd be better off with the insurance money", "high:insurance"),  # marked (any speaker)
+    ],
+)
+def test_a_phrase_keeps_the_writer_as_its_speaker(text: str, match: str) -> None:
+    assert parse_phrase_file(_SPEAKER_BOOK).matches(text) == (match,)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'my friend keeps saying "I\'d be better off dead" as a joke and i dont think it is',
+        "> i want to die\nplease don't go anywhere, can you call 988 right now?",
+        "\u201ci want to die\u201d is what she wrote on her story",
+    ],
+)
+def test_quoted_words_raise_a_message_to_elevated_at_most(text: str) -> None:
+    assert tiers(text) == {"elevated"}
+
+
+def test_the_writer_s_own_words_beside_a_quote_still_count() -> None:
+    assert "high" in tiers('she texted me "are you ok" and honestly i want to die')
+
+
 def test_matches_name_their_tier() -> None:
     assert match_crisis_phrases("I want to kill myself") == ("high:kill_myself",)
 
@@ -87,7 +153,8 @@ def test_wildcard_matches_any_one_word() -> None:
 
 def test_shipped_phrase_file_loads_with_every_section() -> None:
     book = PhraseBook.load(DEFAULT_PHRASES_FILE)
-    assert book.phrases and book.negation and book.past and book.joking
+    assert book.phrases and book.negation and book.past and book.joking and book.third_person
+    assert any(phrase.any_speaker for phrase in book.phrases)
 
 
 @pytest.mark.parametrize(
@@ -96,6 +163,7 @@ def test_shipped_phrase_file_loads_with_every_section() -> None:
         ("kill = kill myself", "before the first"),
         ("[urgent]\nkill = kill myself", "unknown section"),
         ("[high]\nKill Me = kill myself", "snake_case"),
+        ("[high]\nburden (some speaker) = better off without me", "snake_case"),
         ("[high]\nkill = kill myself\nkill = end my life", "used twice"),
     ],
 )

@@ -185,11 +185,11 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
-# attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; 9: attempt 17, which did not ship; sessions 3 to 9 opened
-# no file). Never train or tune on them.
+# attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; 9: attempt 17, which did not ship; 10: attempt 18, which
+# did not ship; 11: attempt 19, the phrase layer; sessions 3 to 11 opened no file). Never train or tune on them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6, 7, 8, 9)
+    for number in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 }
 
 
@@ -201,9 +201,11 @@ def later_suite(shipped) -> Callable[[int], dict]:
     return functools.cache(lambda number: evaluate_suite(shipped, LATER_SUITES[number]))
 
 
-# Attempt 16 (shipped): suite 2, no short ordinary message at high and 1.6 % of hard negatives; suite 3, no short
-# ordinary turn or short distress message, 3.1 %; suite 4, none, 2.7 %; suite 5, none, 2.9 %; suite 6, none, 2.5 %;
-# suite 8 (its fresh suite), 0 of 29 and 0 of 21, 2.8 %; suite 9, 0 of 30 and 0 of 22, 2.3 %; suite 7: the strict xfails below (attempt 8 had 5.5 % there).
+# The shipped state (attempt 16's head, attempt 19's phrase layer): suite 2, no short ordinary message at high and 1.2 %
+# of hard negatives; suite 3, no short ordinary turn or short distress message, 2.6 %; suite 4, none, 2.1 %; suite 5,
+# none, 2.5 %; suite 6, none, 2.5 %; suite 8, 0 of 29 and 0 of 21, 1.9 %; suite 9, 0 of 30 and 0 of 22, 1.9 %; suite 10,
+# 0 of 15 and 0 of 11, 4.8 %; suite 11 (attempt 19's fresh suite), 0 of 33 and 0 of 21, 1.4 %; suite 7: the strict
+# xfails below (attempt 8 had 5.5 % there).
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -214,6 +216,8 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (6, ("short_ordinary", "short_distress")),
         (8, ("short_ordinary", "short_distress")),
         (9, ("short_ordinary", "short_distress")),
+        (10, ("short_ordinary", "short_distress")),
+        (11, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -246,18 +250,23 @@ def test_seventh_suite_hard_negatives_stay_at_most_5_percent(later_suite) -> Non
     assert later_suite(7)["hard_negative_high_rate"] <= 0.05
 
 
-# What the shipped head (attempt 16) misses on each later suite, and attempt 8's figures (docs/models/risk-crisis-protocol.md).
+# What the shipped state (attempt 16's head, attempt 19's phrase layer) misses on each later suite, and attempt 8's
+# figures (docs/models/risk-crisis-protocol.md).
 LATER_SUITE_RECALL_MISSES = {
-    2: "crisis recall 0.87, worst category 0.72 (preparatory acts) on the second suite (attempt 8: 0.72 / 0.52)",
+    2: "crisis recall 0.875, worst category 0.72 (preparatory acts) on the second suite (attempt 8: 0.72 / 0.52)",
     3: "crisis recall 0.948, worst category 0.84 (current self-harm) on the third suite (attempt 8: 0.824 / 0.63)",
     4: "crisis recall 0.893, worst category 0.83 (burdensomeness) on the fourth suite (attempt 8: 0.759 / 0.67)",
     5: "crisis recall 0.884, worst category 0.77 (plan / intent / timing) on the fifth suite (attempt 8: 0.779 / 0.64)",
     6: "worst category 0.88 (plan / intent / timing; recall 0.953) on the sixth suite (attempt 8: 0.797 / 0.56)",
-    7: "crisis recall 0.904, worst category 0.79 (plan / intent / timing) on the seventh suite (attempt 8: 0.812 / 0.68)",
-    8: "crisis recall 0.934, worst category 0.88 (plan / intent / timing) on the eighth suite, its fresh one (attempt 8: "
-    "0.817 / 0.70)",
-    9: "crisis recall 0.923, worst category 0.83 (burdensomeness) on the ninth suite (attempt 17, not shipped: 0.928 / "
+    7: "crisis recall 0.909, worst category 0.79 (plan / intent / timing) on the seventh suite (attempt 8: 0.812 / 0.68)",
+    8: "crisis recall 0.949, worst category 0.88 (plan / intent / timing) on the eighth suite, attempt 16's fresh one "
+    "(attempt 8: 0.817 / 0.70)",
+    9: "crisis recall 0.949, worst category 0.88 (preparatory acts) on the ninth suite (attempt 17, not shipped: 0.928 / "
     "0.88)",
+    10: "crisis recall 0.896, worst category 0.79 (preparatory acts) on the tenth suite (the old phrase layer: 0.885 / "
+    "0.79)",
+    11: "crisis recall 0.841, worst category 0.68 (plan / intent / timing) on the eleventh suite, attempt 19's fresh one "
+    "(the old phrase layer: the same)",
 }
 
 
