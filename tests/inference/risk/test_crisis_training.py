@@ -487,6 +487,7 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_9.csv": 0,
     "risk_suite_independent_10.csv": 0,
     "risk_suite_independent_11.csv": 0,
+    "risk_suite_independent_12.csv": 0,
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
 }
 
