@@ -33,6 +33,7 @@ def _phrase_lines() -> list[tuple[str, str]]:
         if section not in ("high", "elevated") or "=" not in line:
             continue
         name, alternatives = (part.strip() for part in line.split("=", 1))
+        name = re.sub(r"\s*\(any speaker\)$", "", name)  # a line's marker, not part of its name
         found += [
             (name, alt.strip().replace("*", "really")) for alt in alternatives.split("|") if alt.strip()
         ]
