@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from inference.text_normalise import has_visible_text
+
 # <@123>, <@!123>, <@&123>, <#123>: ids carry no meaning for risk. Custom emoji keep their name.
 _MENTION = re.compile(r"<(?:@[!&]?|#)\d+>")
 _CUSTOM_EMOJI = re.compile(r"<a?:(\w+):\d+>")
@@ -30,6 +32,33 @@ _QUOTES = str.maketrans(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CLOSING = re.compile(r"[\s.!?,;:]+$")
+
+
+# Discord block quotes: a line that starts with "> ", or everything after a line that starts with ">>> ".
+_QUOTE_REST = re.compile(r"^[ \t]*>>> [\s\S]*", re.MULTILINE)
+_QUOTE_LINE = re.compile(r"^[ \t]*> .*(?:\n|$)", re.MULTILINE)
+
+
+def split_block_quotes(text: str) -> tuple[str, str]:
+    """``text`` as (the writer's own lines, the lines they quote).
+
+    A Discord block quote shows someone else's words, or a line the writer answers: a responder quoting "> i
+    don't want to be here anymore" before offering 988 is not in danger. When nothing but quotes is left, the
+    whole message is the writer's own (some members style their own words as a quote). A literal "\\n" counts
+    as a line break, as ``normalise_chat`` reads it."""
+    lines = text.replace("\\n", "\n")
+    quoted = [found.group(0) for found in _QUOTE_REST.finditer(lines)]
+    own = _QUOTE_REST.sub("", lines)
+    quoted += [found.group(0) for found in _QUOTE_LINE.finditer(own)]
+    own = _QUOTE_LINE.sub("", own)
+    if not quoted or not has_visible_text(own):
+        return text, ""
+    return own, "\n".join(part.rstrip("\n") for part in quoted)
+
+
+def own_words(text: str) -> str:
+    """The lines a risk judgement reads: the writer's own, Discord block quotes left out (``split_block_quotes``)."""
+    return split_block_quotes(text)[0]
 
 
 def _is_droppable(char: str) -> bool:

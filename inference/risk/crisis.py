@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from inference.risk.chat_text import chunks, normalise_chat, reading
+from inference.risk.chat_text import chunks, normalise_chat, own_words, reading
 from inference.risk.lexical import LexicalHead
 
 CRISIS_LABEL = "crisis"
@@ -229,11 +229,11 @@ class CrisisHead:
         return ENSEMBLE_WEIGHT if self.config.kind == "ensemble" else 1.0
 
     def message_texts(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Every chunk the head reads, and the message each belongs to."""
+        """Every chunk the head reads, and the message each belongs to: the writer's own lines (``own_words``)."""
         pieces: list[str] = []
         owners: list[int] = []
         for index, text in enumerate(texts):
-            found = chunks(normalise_chat(text), window=self.config.chunk_window) or ["."]
+            found = chunks(normalise_chat(own_words(text)), window=self.config.chunk_window) or ["."]
             pieces.extend(found)
             owners.extend([index] * len(found))
         return pieces, owners
@@ -265,7 +265,8 @@ class CrisisHead:
         """The word-level logit of each whole message as training read it (0 without a word-level head)."""
         if self.lexical is None:
             return np.zeros(len(texts))
-        return self.lexical.logits([reading(normalise_chat(text)) for text in texts])[:, 0].astype(np.float64)
+        readings = [reading(normalise_chat(own_words(text))) for text in texts]
+        return self.lexical.logits(readings)[:, 0].astype(np.float64)
 
     # -- files -----------------------------------------------------------------------------------
 

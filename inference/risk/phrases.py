@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.risk.chat_text import split_block_quotes
 from inference.text_normalise import without_invisible
 from inference.types import RiskTier
 
@@ -35,9 +36,8 @@ _SENTENCE_BREAK = re.compile(r"[.!?;\n\r]+")
 _WORD = re.compile(r"[\w/]+|[^\w\s]")
 # A hyphen or dash inside a word separates words: "self-harmed" reads as "self harmed".
 _INNER_DASH = re.compile(r"(?<=\w)[-\u2010\u2011\u2012\u2013](?=\w)")
-# Reported speech: a "quoted" or “quoted” span on one line, or a Discord block quote (a line that starts with
-# "> ", or everything after ">>> "). Wording there is someone's words being talked about, not the writer's own.
-_QUOTED = re.compile(r"\"[^\"\n]+\"|\u201c[^\u201d\n]+\u201d|^>>> [\s\S]*|^> .*$", re.MULTILINE)
+# Reported speech in one line: a "quoted" or “quoted” span. (Discord block quotes: ``split_block_quotes``.)
+_QUOTED = re.compile(r"\"[^\"\n]+\"|\u201c[^\u201d\n]+\u201d")
 _PHRASE_NAME = re.compile(r"(?P<name>[a-z0-9_]+)(?P<any>\s*\(any speaker\))?")
 _REPEATED_LETTER = re.compile(r"(\w)\1+")
 _REPEATED_SYLLABLE = re.compile(r"(\w\w)\1+")
@@ -100,9 +100,11 @@ def _laughs(cues: Sequence[Pattern], tokens: Sequence[str]) -> bool:
 
 
 def reported_speech(text: str) -> tuple[str, str]:
-    """``text`` split into the writer's own words and the words they quote (each part's pieces on own lines)."""
-    quoted = [found.group(0) for found in _QUOTED.finditer(text)]
-    return _QUOTED.sub("\n", text), "\n".join(quoted)
+    """``text`` split into the writer's own words and the words they quote (each part's pieces on own lines):
+    Discord block quotes as the crisis head leaves them out, then "double-quoted" spans."""
+    own, blocks = split_block_quotes(text)
+    quoted = [found.group(0) for found in _QUOTED.finditer(own)]
+    return _QUOTED.sub("\n", own), "\n".join([blocks, *quoted])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.errors import ModelLoadError
-from inference.risk.chat_text import chunks, normalise_chat
+from inference.risk.chat_text import chunks, normalise_chat, split_block_quotes
 from inference.risk.crisis import CONFIG_FILE, CRISIS_LABEL, CrisisHead
 from inference.risk.crisis_train import lowest_cut_off
 from inference.risk.scorer import RiskScorer
@@ -54,6 +54,41 @@ def test_lines_sent_together_are_sentences():
         "i cant like really",
         "like really its all here",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "own", "quoted"),
+    [
+        (
+            "> i don't want to be here anymore\nare you safe right now?",
+            "are you safe right now?",
+            "> i don't want to be here anymore",
+        ),
+        ("thanks\n>>> line one\nline two", "thanks\n", ">>> line one\nline two"),
+        (
+            "> how are you holding up\\nhonestly not great",
+            "honestly not great",
+            "> how are you holding up",
+        ),  # a literal \n
+        (
+            "> i can't do this anymore",
+            "> i can't do this anymore",
+            "",
+        ),  # nothing else: the writer's own, styled
+        (">no space is no quote\nhi", ">no space is no quote\nhi", ""),
+    ],
+)
+def test_a_message_splits_into_the_writer_s_own_lines_and_the_block_quotes(text, own, quoted):
+    assert split_block_quotes(text) == (own, quoted)
+
+
+def test_the_crisis_head_reads_the_writer_s_own_lines(tmp_path):
+    """A responder quoting "> i want to die" before offering help is not the one in danger (attempt 21)."""
+    folder = add_tiny_crisis_head(build_tiny_pooled_risk_model(tmp_path / "risk", thresholds=CRISIS_HIGH))
+    head, _ = RiskScorer.load(folder).crisis
+    reply = "are you safe right now? you can call 988"
+    assert head.message_texts([f"> i want to die\n{reply}"]) == head.message_texts([reply])
+    assert head.message_texts(["> i want to die"]) == head.message_texts(["i want to die"])
 
 
 def test_lowest_cut_off_allows_at_most_the_limit():

@@ -137,6 +137,10 @@ def test_quoted_words_raise_a_message_to_elevated_at_most(text: str) -> None:
     assert tiers(text) == {"elevated"}
 
 
+def test_a_message_that_is_nothing_but_a_block_quote_is_the_writer_s_own() -> None:
+    assert "high" in tiers("> i want to die")
+
+
 def test_the_writer_s_own_words_beside_a_quote_still_count() -> None:
     assert "high" in tiers('she texted me "are you ok" and honestly i want to die')
 

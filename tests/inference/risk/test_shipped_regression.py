@@ -286,6 +286,33 @@ def test_a_later_suite_s_crisis_recall_meets_the_target(later_suite, number: int
     assert report["crisis_recall"] >= 0.95 and report["crisis_recall_worst_category"] >= 0.9
 
 
+QUOTE_SET = Path(__file__).resolve().parents[2] / "data" / "risk_quotes_independent.csv"
+
+
+@pytest.fixture(scope="module")
+def quote_set(shipped) -> dict:
+    """Attempt 21's blind set of messages with Discord block quotes (replies quoting a crisis, answers with one's own)."""
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, QUOTE_SET)
+
+
+def test_replies_that_quote_a_crisis_rarely_reach_high(quote_set) -> None:
+    """The crisis head reads the writer's own lines: 2 % of the quote set's not-high messages at high (the head
+    reading quotes as the writer's words: 9 %, replies quoting a crisis 9 of 40)."""
+    assert quote_set["hard_negative_high_rate"] <= 0.05
+    assert quote_set["categories"]["reply_quoting_crisis"]["high_rate"] <= 0.05
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.783, worst category 0.70 (crises that need their quote to be "
+    "read) on attempt 21's quote set (the head reading quotes: 0.633 / 0.50)",
+)
+def test_crises_answering_a_quote_meet_the_recall_target(quote_set) -> None:
+    assert quote_set["crisis_recall"] >= 0.95 and quote_set["crisis_recall_worst_category"] >= 0.9
+
+
 # Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
 @pytest.mark.parametrize(
     "text",
