@@ -103,7 +103,7 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
         "--attempt",
         type=int,
         default=16,
-        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17 (default 16: the shipped head)",
+        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17 or 22 (default 16: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)
 

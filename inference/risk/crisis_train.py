@@ -53,6 +53,8 @@ CHAT_WRITTEN_FILE = DATA_FOLDER / "crisis_train_chat.csv"
 # preparatory acts and method questions, by a session that opened no file.
 DECOYS_FILE = DATA_FOLDER / "crisis_train_decoys.csv"
 FOURTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fourth.csv"  # attempt 17: 8 x 40 crises, 120 look-alikes
+# Attempt 22: indirect plans, farewell acts, passive wishes and burdensomeness (200) and their ordinary look-alikes (100).
+FIFTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fifth.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 # Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
@@ -166,6 +168,7 @@ _WRITTEN_PREFIX = {
     CHAT_WRITTEN_FILE: "d",
     DECOYS_FILE: "x",
     FOURTH_WRITTEN_FILE: "y",
+    FIFTH_WRITTEN_FILE: "z",
 }
 _ATTEMPT_10 = Attempt(
     10,
@@ -230,6 +233,15 @@ ATTEMPTS = {
             _ATTEMPT_16,
             number=17,
             written_files=(*_ATTEMPT_16.written_files, FOURTH_WRITTEN_FILE),
+            tuned_ensemble=False,
+            blend_weights=(),
+        ),
+        # Attempt 22 (attempts 18-21 changed the phrase floor and the head's reading, not training): attempt 16's
+        # frozen variants on its pool plus the fifth written rows, indirect crises and their look-alikes.
+        replace(
+            _ATTEMPT_16,
+            number=22,
+            written_files=(*_ATTEMPT_16.written_files, FIFTH_WRITTEN_FILE),
             tuned_ensemble=False,
             blend_weights=(),
         ),

@@ -311,9 +311,9 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == list(range(11, 18))
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [*range(11, 18), 22]
     chat_rows = [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files]
-    assert chat_rows == list(range(12, 18))
+    assert chat_rows == [*range(12, 18), 22]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15, 16]
@@ -339,6 +339,14 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.ATTEMPTS[16],
         number=17,
         written_files=(*ct.ATTEMPTS[16].written_files, ct.FOURTH_WRITTEN_FILE),
+        tuned_ensemble=False,
+        blend_weights=(),
+    )
+    # Attempt 22 is attempt 16's pool plus the fifth written rows (not the fourth), frozen variants only.
+    assert ct.ATTEMPTS[22] == replace(
+        ct.ATTEMPTS[16],
+        number=22,
+        written_files=(*ct.ATTEMPTS[16].written_files, ct.FIFTH_WRITTEN_FILE),
         tuned_ensemble=False,
         blend_weights=(),
     )
