@@ -186,11 +186,11 @@ def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
 # attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; 9: attempt 17, which did not ship; 10: attempt 18, which
-# did not ship; 11: attempt 19, the phrase layer; 12: attempt 20, which did not ship; sessions 3 to 12 opened no
-# file). Never train or tune on them.
+# did not ship; 11: attempt 19, the phrase layer; 12: attempt 20, which did not ship; 13: attempt 22, which did not
+# ship; sessions 3 to 13 opened no file). Never train or tune on them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+    for number in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 }
 
 
@@ -205,8 +205,8 @@ def later_suite(shipped) -> Callable[[int], dict]:
 # The shipped state (attempt 16's head, attempt 19's phrase layer): suite 2, no short ordinary message at high and 1.2 %
 # of hard negatives; suite 3, no short ordinary turn or short distress message, 2.6 %; suite 4, none, 2.1 %; suite 5,
 # none, 2.5 %; suite 6, none, 2.5 %; suite 8, 0 of 29 and 0 of 21, 1.9 %; suite 9, 0 of 30 and 0 of 22, 1.9 %; suite 10,
-# 0 of 15 and 0 of 11, 4.8 %; suite 11 (attempt 19's fresh suite), 0 of 33 and 0 of 21, 1.4 %; suite 12, 0 of 39 and 0
-# of 20, 1.4 %; suite 7: the strict xfails below (attempt 8 had 5.5 % there).
+# 0 of 15 and 0 of 11, 4.2 %; suite 11 (attempt 19's fresh suite), 0 of 33 and 0 of 21, 1.4 %; suite 12, 0 of 39 and 0
+# of 20, 1.4 %; suite 13, 0 of 38 and 0 of 26, 2.7 %; suite 7: the strict xfails below (attempt 8 had 5.5 % there).
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -220,6 +220,7 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (10, ("short_ordinary", "short_distress")),
         (11, ("short_ordinary", "short_distress")),
         (12, ("short_ordinary", "short_distress")),
+        (13, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -271,6 +272,8 @@ LATER_SUITE_RECALL_MISSES = {
     "(the old phrase layer: the same)",
     12: "crisis recall 0.862, worst category 0.73 (plan / intent / timing) on the twelfth suite (attempt 20's phrase "
     "layer, not shipped: the same)",
+    13: "crisis recall 0.861, worst category 0.76 (plan / intent / timing) on the thirteenth suite (attempt 22, not "
+    "shipped: 0.902 / 0.80)",
 }
 
 
