@@ -195,6 +195,19 @@ _ATTEMPT_14 = replace(
 _ATTEMPT_15 = replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fold_model=True)
 # Attempt 16: attempt 15 with the frozen variants back (by speaker) and blends of TH with the frozen H.
 _ATTEMPT_16 = replace(_ATTEMPT_15, number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7))
+
+
+def _frozen_on_attempt_16(number: int, added: Path) -> Attempt:
+    """Attempt 16's frozen variants and rule on its pool plus one more written file (no TH, no blends)."""
+    return replace(
+        _ATTEMPT_16,
+        number=number,
+        written_files=(*_ATTEMPT_16.written_files, added),
+        tuned_ensemble=False,
+        blend_weights=(),
+    )
+
+
 ATTEMPTS = {
     attempt.number: attempt
     for attempt in (
@@ -228,23 +241,10 @@ ATTEMPTS = {
         _ATTEMPT_14,
         _ATTEMPT_15,
         _ATTEMPT_16,
-        # Attempt 17: attempt 16's frozen variants on its pool plus the fourth written rows (no TH, no blends).
-        replace(
-            _ATTEMPT_16,
-            number=17,
-            written_files=(*_ATTEMPT_16.written_files, FOURTH_WRITTEN_FILE),
-            tuned_ensemble=False,
-            blend_weights=(),
-        ),
-        # Attempt 22 (attempts 18-21 changed the phrase floor and the head's reading, not training): attempt 16's
-        # frozen variants on its pool plus the fifth written rows, indirect crises and their look-alikes.
-        replace(
-            _ATTEMPT_16,
-            number=22,
-            written_files=(*_ATTEMPT_16.written_files, FIFTH_WRITTEN_FILE),
-            tuned_ensemble=False,
-            blend_weights=(),
-        ),
+        # Attempt 17: the fourth written rows. Attempt 22 (attempts 18-21 changed the phrase floor and the head's
+        # reading, not training): the fifth, indirect crises and their look-alikes.
+        _frozen_on_attempt_16(17, FOURTH_WRITTEN_FILE),
+        _frozen_on_attempt_16(22, FIFTH_WRITTEN_FILE),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and shipped until attempt 16, which

@@ -334,22 +334,15 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.ATTEMPTS[15], number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7)
     )
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.blend_weights] == [16]
-    # Attempt 17 is attempt 16's pool plus the fourth written rows, frozen variants only.
-    assert ct.ATTEMPTS[17] == replace(
-        ct.ATTEMPTS[16],
-        number=17,
-        written_files=(*ct.ATTEMPTS[16].written_files, ct.FOURTH_WRITTEN_FILE),
-        tuned_ensemble=False,
-        blend_weights=(),
-    )
-    # Attempt 22 is attempt 16's pool plus the fifth written rows (not the fourth), frozen variants only.
-    assert ct.ATTEMPTS[22] == replace(
-        ct.ATTEMPTS[16],
-        number=22,
-        written_files=(*ct.ATTEMPTS[16].written_files, ct.FIFTH_WRITTEN_FILE),
-        tuned_ensemble=False,
-        blend_weights=(),
-    )
+    # Attempts 17 and 22 are attempt 16's pool plus the fourth or (not and) the fifth written rows, frozen only.
+    for number, added in ((17, ct.FOURTH_WRITTEN_FILE), (22, ct.FIFTH_WRITTEN_FILE)):
+        assert ct.ATTEMPTS[number] == replace(
+            ct.ATTEMPTS[16],
+            number=number,
+            written_files=(*ct.ATTEMPTS[16].written_files, added),
+            tuned_ensemble=False,
+            blend_weights=(),
+        )
 
 
 def test_the_rule_by_speaker_keeps_seeker_turns_to_their_own_share() -> None:

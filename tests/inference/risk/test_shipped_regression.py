@@ -57,6 +57,11 @@ def _known_miss(value, reason: str):
     return pytest.param(value, marks=pytest.mark.xfail(strict=True, reason=reason))
 
 
+def _meets_the_recall_target(report: dict) -> bool:
+    """Issue 13's target for a crisis suite: recall >= 0.95 overall and >= 0.9 in every category."""
+    return report["crisis_recall"] >= 0.95 and report["crisis_recall_worst_category"] >= 0.9
+
+
 @pytest.fixture(scope="module")
 def shipped() -> RiskScorer:
     return RiskScorer.load("shipped:risk")
@@ -174,13 +179,24 @@ def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, suite_tex
     assert sum(a != b for a, b in zip(plain, dressed, strict=True)) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target missed: crisis recall 0.885 overall, worst category 0.76 (attempt 16's H, shipped by its "
-    "declared no-worse rule; attempt 8 0.785 / 0.64; docs/models/risk-crisis-protocol.md)",
+@pytest.mark.parametrize(
+    "report",
+    [
+        _known_miss(
+            "suite",
+            "issue 13 target missed: crisis recall 0.885 overall, worst category 0.76 on the first suite (attempt 16's "
+            "H, shipped by its declared no-worse rule; attempt 8 0.785 / 0.64; docs/models/risk-crisis-protocol.md)",
+        ),
+        _known_miss(
+            "quote_set",
+            "issue 13 target missed: crisis recall 0.783, worst category 0.70 (crises that need their quote to be "
+            "read) on attempt 21's quote set (the head reading quotes: 0.633 / 0.50)",
+        ),
+    ],
 )
-def test_independent_suite_crisis_recall_meets_the_target(suite) -> None:
-    assert suite["crisis_recall"] >= 0.95 and suite["crisis_recall_worst_category"] >= 0.9
+def test_independent_suite_crisis_recall_meets_the_target(request, report: str) -> None:
+    """The first suite and the quote set (the later suites have their own test below)."""
+    assert _meets_the_recall_target(request.getfixturevalue(report))
 
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
@@ -286,7 +302,7 @@ LATER_SUITE_RECALL_MISSES = {
 )
 def test_a_later_suite_s_crisis_recall_meets_the_target(later_suite, number: int) -> None:
     report = later_suite(number)
-    assert report["crisis_recall"] >= 0.95 and report["crisis_recall_worst_category"] >= 0.9
+    assert _meets_the_recall_target(report)
 
 
 QUOTE_SET = Path(__file__).resolve().parents[2] / "data" / "risk_quotes_independent.csv"
@@ -305,15 +321,6 @@ def test_replies_that_quote_a_crisis_rarely_reach_high(quote_set) -> None:
     reading quotes as the writer's words: 9 %, replies quoting a crisis 9 of 40)."""
     assert quote_set["hard_negative_high_rate"] <= 0.05
     assert quote_set["categories"]["reply_quoting_crisis"]["high_rate"] <= 0.05
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target missed: crisis recall 0.783, worst category 0.70 (crises that need their quote to be "
-    "read) on attempt 21's quote set (the head reading quotes: 0.633 / 0.50)",
-)
-def test_crises_answering_a_quote_meet_the_recall_target(quote_set) -> None:
-    assert quote_set["crisis_recall"] >= 0.95 and quote_set["crisis_recall_worst_category"] >= 0.9
 
 
 # Issue 13's own examples of false alarms on hyperbole (regression examples; the hidden set has its own wordings).
