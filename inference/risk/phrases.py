@@ -85,20 +85,6 @@ def _squeezed(word: str) -> str:
     return _REPEATED_SYLLABLE.sub(r"\1", _REPEATED_LETTER.sub(r"\1", word))
 
 
-def _laughs(cues: Sequence[Pattern], tokens: Sequence[str]) -> bool:
-    """True when a joking cue occurs, one-word cues also drawn out ("lmaooo", "hahahaha", "lolol").
-
-    A drawn-out form must be at least as long as the cue, so "ha" alone is not read as "haha"."""
-    if _occurs(cues, tokens):
-        return True
-    shortest: dict[str, int] = {}
-    for cue in cues:
-        if len(cue) == 1:
-            squeezed = _squeezed(cue[0])
-            shortest[squeezed] = min(len(cue[0]), shortest.get(squeezed, len(cue[0])))
-    return any(len(token) >= shortest.get(_squeezed(token), len(token) + 1) for token in tokens)
-
-
 def reported_speech(text: str) -> tuple[str, str]:
     """``text`` split into the writer's own words and the words they quote (each part's pieces on own lines):
     Discord block quotes as the crisis head leaves them out, then "double-quoted" spans."""
@@ -126,6 +112,26 @@ class PhraseBook:
     past: tuple[Pattern, ...] = ()
     joking: tuple[Pattern, ...] = ()
     third_person: tuple[Pattern, ...] = ()
+
+    @functools.cached_property
+    def _drawn_out_laughs(self) -> dict[str, int]:
+        """Each one-word joking cue drawn out to its shortest form ("hahaha" -> "ha"), with the length of the
+        shortest cue it came from; read once per book, not per sentence."""
+        shortest: dict[str, int] = {}
+        for cue in self.joking:
+            if len(cue) == 1:
+                squeezed = _squeezed(cue[0])
+                shortest[squeezed] = min(len(cue[0]), shortest.get(squeezed, len(cue[0])))
+        return shortest
+
+    def _laughs(self, tokens: Sequence[str]) -> bool:
+        """True when a joking cue occurs, one-word cues also drawn out ("lmaooo", "hahahaha", "lolol").
+
+        A drawn-out form must be at least as long as the cue, so "ha" alone is not read as "haha"."""
+        if _occurs(self.joking, tokens):
+            return True
+        shortest = self._drawn_out_laughs
+        return any(len(token) >= shortest.get(_squeezed(token), len(token) + 1) for token in tokens)
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PHRASES_FILE) -> PhraseBook:
@@ -156,7 +162,7 @@ class PhraseBook:
             if not matched:
                 continue
             following = parts[index + 1] if index + 1 < len(parts) else []
-            joking = _laughs(self.joking, tokens) or _laughs(self.joking, following)
+            joking = self._laughs(tokens) or self._laughs(following)
             for phrase in matched:
                 tier = RiskTier.ELEVATED if joking and phrase.tier == RiskTier.HIGH else phrase.tier
                 tier = strongest if tier.rank > strongest.rank else tier
