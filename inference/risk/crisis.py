@@ -36,6 +36,12 @@ ENSEMBLE_WEIGHT = 0.5
 _STORED_DTYPE = {"positive": np.float16, "negative": np.float16}
 
 
+def read_message(text: str) -> str:
+    """What the head reads of a message, for its chunks and its word-level logit alike: the writer's own lines
+    (``own_words``: Discord block quotes left out), chat-normalised."""
+    return normalise_chat(own_words(text))
+
+
 class CrisisHeadError(ValueError):
     """A crisis-head folder that cannot be read; the message names the file and what is wrong."""
 
@@ -229,11 +235,11 @@ class CrisisHead:
         return ENSEMBLE_WEIGHT if self.config.kind == "ensemble" else 1.0
 
     def message_texts(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Every chunk the head reads, and the message each belongs to: the writer's own lines (``own_words``)."""
+        """Every chunk the head reads (``read_message``), and the message each belongs to."""
         pieces: list[str] = []
         owners: list[int] = []
         for index, text in enumerate(texts):
-            found = chunks(normalise_chat(own_words(text)), window=self.config.chunk_window) or ["."]
+            found = chunks(read_message(text), window=self.config.chunk_window) or ["."]
             pieces.extend(found)
             owners.extend([index] * len(found))
         return pieces, owners
@@ -265,8 +271,7 @@ class CrisisHead:
         """The word-level logit of each whole message as training read it (0 without a word-level head)."""
         if self.lexical is None:
             return np.zeros(len(texts))
-        readings = [reading(normalise_chat(own_words(text))) for text in texts]
-        return self.lexical.logits(readings)[:, 0].astype(np.float64)
+        return self.lexical.logits([reading(read_message(text)) for text in texts])[:, 0].astype(np.float64)
 
     # -- files -----------------------------------------------------------------------------------
 
