@@ -11,7 +11,7 @@ from bot.services.reply_scoring import content_hash, has_scorable_text
 from bot.services.seeker_risk import excerpt
 from inference.engine import prepare_text
 from inference.errors import InputRejected
-from inference.risk.phrases import DEFAULT_PHRASES_FILE, match_crisis_phrases
+from inference.risk.phrases import DEFAULT_PHRASES_FILE, PhraseBook, match_crisis_phrases
 from inference.text_normalise import has_visible_text, invisible_characters, visible_text
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -23,21 +23,12 @@ SAMPLE = (
 
 def _phrase_lines() -> list[tuple[str, str]]:
     """(name, phrase) of every [high] and [elevated] phrase in the shipped file, "*" filled with a word."""
-    found: list[tuple[str, str]] = []
-    section = None
-    for raw in DEFAULT_PHRASES_FILE.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        if section not in ("high", "elevated") or "=" not in line:
-            continue
-        name, alternatives = (part.strip() for part in line.split("=", 1))
-        name = re.sub(r"\s*\(any speaker\)$", "", name)  # a line's marker, not part of its name
-        found += [
-            (name, alt.strip().replace("*", "really")) for alt in alternatives.split("|") if alt.strip()
-        ]
-    return found
+    book = PhraseBook.load(DEFAULT_PHRASES_FILE)
+    return [
+        (phrase.name, " ".join("really" if word == "*" else word for word in pattern))
+        for phrase in book.phrases
+        for pattern in phrase.patterns
+    ]
 
 
 PHRASES = _phrase_lines()
