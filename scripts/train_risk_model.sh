@@ -48,6 +48,12 @@ peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_6.cs
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_7.csv --json  # attempt 15's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_8.csv --json  # attempt 16's fresh suite
 peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_9.csv --json  # attempt 17's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_10.csv --json  # attempt 18's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_11.csv --json  # attempt 19's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_12.csv --json  # attempt 20's fresh suite
+peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_13.csv --json  # attempt 22's fresh suite
+# (risk_suite_independent_14.csv is left out on purpose: the next attempt's gate, scored by nothing yet.)
+peercare eval risk --model "$OUT" --suite tests/data/risk_quotes_independent.csv --json  # Discord block quotes (attempt 21)
 peercare eval risk --model "$OUT" --suite tests/data/risk_tiredness_independent.csv --json  # ordinary tiredness, blind
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
   --text-column text --label-column needs_moderator --json
