@@ -39,20 +39,12 @@ peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k pos
 #    the old Discord-style regression set (needs-a-moderator column).
 peercare eval risk --model "$OUT" --ordinary-chat heldout --json
 peercare eval risk --model "$OUT" --ordinary-chat heldout --replies --json   # the supporters' replies (attempt 11)
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent.csv --json
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_2.csv --json  # attempt 8's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_3.csv --json  # attempt 10's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_4.csv --json  # attempt 12's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_5.csv --json  # attempt 13's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_6.csv --json  # attempt 14's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_7.csv --json  # attempt 15's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_8.csv --json  # attempt 16's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_9.csv --json  # attempt 17's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_10.csv --json  # attempt 18's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_11.csv --json  # attempt 19's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_12.csv --json  # attempt 20's fresh suite
-peercare eval risk --model "$OUT" --suite tests/data/risk_suite_independent_13.csv --json  # attempt 22's fresh suite
-# (risk_suite_independent_14.csv is left out on purpose: the next attempt's gate, scored by nothing yet.)
+# The fresh suites, each written blind for one attempt's gate: 1 the first; 2 attempt 8's, 3 attempt 10's, 4 12's,
+# 5 13's, 6 14's, 7 15's, 8 16's, 9 17's, 10 18's, 11 19's, 12 20's, 13 22's. risk_suite_independent_14.csv is left
+# out on purpose: the next attempt's gate, scored by nothing yet.
+for SUITE in "" _2 _3 _4 _5 _6 _7 _8 _9 _10 _11 _12 _13; do
+  peercare eval risk --model "$OUT" --suite "tests/data/risk_suite_independent${SUITE}.csv" --json
+done
 peercare eval risk --model "$OUT" --suite tests/data/risk_quotes_independent.csv --json  # Discord block quotes (attempt 21)
 peercare eval risk --model "$OUT" --suite tests/data/risk_tiredness_independent.csv --json  # ordinary tiredness, blind
 peercare eval risk --model "$OUT" --data tests/data/risk_discord_style.csv \
