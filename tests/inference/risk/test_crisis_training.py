@@ -490,7 +490,8 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_11.csv": 0,
     "risk_suite_independent_12.csv": 0,
     "risk_suite_independent_13.csv": 0,
-    "risk_suite_independent_14.csv": 0,  # written for the next attempt; scored by nothing yet
+    "risk_suite_independent_14.csv": 0,
+    "risk_suite_independent_15.csv": 0,
     "risk_quotes_independent.csv": 0,  # messages with Discord block quotes (attempt 21)
     "risk_double_quotes_independent.csv": 0,  # double quotes; seen before a declaration, a development set
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
