@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sqlalchemy import event
 
 from bot.db import session as db_session
 from bot.db.models import EscalationConsent, EscalationState, RiskAssessment
@@ -43,10 +44,21 @@ def _lock_when_the_alert_is_sent(e2e, lock: WriteLock, hold_s: float | None) -> 
     )
 
 
+def _lock_at_the_post_s_first_write(e2e, lock: WriteLock, hold_s: float) -> None:
+    """Take the lock just before the bot records the post in its inbox (its first write for it): however long a
+    loaded machine takes to get there, the post arrives while the lock is held, and the bot's write meets it."""
+
+    def take(_connection: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO MESSAGE_INBOX"):
+            lock.take(hold_s)
+
+    event.listen(e2e.database.engine.sync_engine, "before_cursor_execute", take)
+
+
 async def test_a_post_arriving_during_a_short_lock_is_scored_and_escalated_after_it(e2e, write_lock, caplog):
     await go_live(e2e, EscalationConsent.YES)
+    _lock_at_the_post_s_first_write(e2e, write_lock, hold_s=1.5)
     with caplog.at_level(logging.WARNING, logger="bot.db.session"):
-        write_lock.take(hold_s=1.5)
         post = await post_crisis(e2e)
         alert = await wait_for_alert(e2e, timeout=20)
     (sent,) = e2e.requests.find(method="POST", path=f"/channels/{e2e.cast.mod_alerts.id}/messages")
