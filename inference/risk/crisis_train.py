@@ -55,6 +55,9 @@ DECOYS_FILE = DATA_FOLDER / "crisis_train_decoys.csv"
 FOURTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fourth.csv"  # attempt 17: 8 x 40 crises, 120 look-alikes
 # Attempt 22: indirect plans, farewell acts, passive wishes and burdensomeness (200) and their ordinary look-alikes (100).
 FIFTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_fifth.csv"
+# Attempt 25: ordinary chat lines that read like a crisis out of context (leaving the chat, asking the other's story,
+# ordinary wishes, blame, belongings, endings, safety, metaphors, tiredness, medicine), 300, all negatives.
+SIXTH_WRITTEN_FILE = DATA_FOLDER / "crisis_train_sixth.csv"
 CHAT_STYLE_FILE = DATA_FOLDER / "chat_style_training.csv"
 ESCONV_LABELS_FILE = DATA_FOLDER / "esconv_dev_crisis_labels.csv"
 # Even-conversation supporter replies whose normalised text is also a held-out text (a suite's, or an odd
@@ -169,6 +172,7 @@ _WRITTEN_PREFIX = {
     DECOYS_FILE: "x",
     FOURTH_WRITTEN_FILE: "y",
     FIFTH_WRITTEN_FILE: "z",
+    SIXTH_WRITTEN_FILE: "v",
 }
 _ATTEMPT_10 = Attempt(
     10,
@@ -197,12 +201,12 @@ _ATTEMPT_15 = replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fo
 _ATTEMPT_16 = replace(_ATTEMPT_15, number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7))
 
 
-def _frozen_on_attempt_16(number: int, added: Path) -> Attempt:
-    """Attempt 16's frozen variants and rule on its pool plus one more written file (no TH, no blends)."""
+def _frozen_on_attempt_16(number: int, *added: Path) -> Attempt:
+    """Attempt 16's frozen variants and rule on its pool plus more written files (no TH, no blends)."""
     return replace(
         _ATTEMPT_16,
         number=number,
-        written_files=(*_ATTEMPT_16.written_files, added),
+        written_files=(*_ATTEMPT_16.written_files, *added),
         tuned_ensemble=False,
         blend_weights=(),
     )
@@ -242,9 +246,11 @@ ATTEMPTS = {
         _ATTEMPT_15,
         _ATTEMPT_16,
         # Attempt 17: the fourth written rows. Attempt 22 (attempts 18-21 changed the phrase floor and the head's
-        # reading, not training): the fifth, indirect crises and their look-alikes.
+        # reading, not training): the fifth, indirect crises and their look-alikes. Attempt 25 (23 blended two
+        # heads, 24 changed the floor): the fifth and the sixth, ordinary lines that read like a crisis alone.
         _frozen_on_attempt_16(17, FOURTH_WRITTEN_FILE),
         _frozen_on_attempt_16(22, FIFTH_WRITTEN_FILE),
+        _frozen_on_attempt_16(25, FIFTH_WRITTEN_FILE, SIXTH_WRITTEN_FILE),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and shipped until attempt 16, which

@@ -311,9 +311,9 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [*range(11, 18), 22]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [*range(11, 18), 22, 25]
     chat_rows = [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files]
-    assert chat_rows == [*range(12, 18), 22]
+    assert chat_rows == [*range(12, 18), 22, 25]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15, 16]
@@ -334,12 +334,17 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.ATTEMPTS[15], number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7)
     )
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.blend_weights] == [16]
-    # Attempts 17 and 22 are attempt 16's pool plus the fourth or (not and) the fifth written rows, frozen only.
-    for number, added in ((17, ct.FOURTH_WRITTEN_FILE), (22, ct.FIFTH_WRITTEN_FILE)):
+    # Attempts 17, 22 and 25 are attempt 16's pool plus the fourth, the fifth, or the fifth and the sixth written
+    # rows, frozen only.
+    for number, added in (
+        (17, (ct.FOURTH_WRITTEN_FILE,)),
+        (22, (ct.FIFTH_WRITTEN_FILE,)),
+        (25, (ct.FIFTH_WRITTEN_FILE, ct.SIXTH_WRITTEN_FILE)),
+    ):
         assert ct.ATTEMPTS[number] == replace(
             ct.ATTEMPTS[16],
             number=number,
-            written_files=(*ct.ATTEMPTS[16].written_files, added),
+            written_files=(*ct.ATTEMPTS[16].written_files, *added),
             tuned_ensemble=False,
             blend_weights=(),
         )
@@ -492,6 +497,7 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_13.csv": 0,
     "risk_suite_independent_14.csv": 0,
     "risk_suite_independent_15.csv": 0,
+    "risk_suite_independent_16.csv": 0,
     "risk_quotes_independent.csv": 0,  # messages with Discord block quotes (attempt 21)
     "risk_double_quotes_independent.csv": 0,  # double quotes; seen before a declaration, a development set
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
