@@ -40,8 +40,8 @@ peercare eval risk --model "$OUT" --dataset cssrs --json   # user level, ~9k pos
 peercare eval risk --model "$OUT" --ordinary-chat heldout --json
 peercare eval risk --model "$OUT" --ordinary-chat heldout --replies --json   # the supporters' replies (attempt 11)
 # The fresh suites, each written blind for one attempt's gate: 1 the first; 2 attempt 8's, 3 attempt 10's, 4 12's,
-# 5 13's, 6 14's, 7 15's, 8 16's, 9 17's, 10 18's, 11 19's, 12 20's, 13 22's, 14 23's, 15 24's.
-for SUITE in "" _2 _3 _4 _5 _6 _7 _8 _9 _10 _11 _12 _13 _14 _15; do
+# 5 13's, 6 14's, 7 15's, 8 16's, 9 17's, 10 18's, 11 19's, 12 20's, 13 22's, 14 23's, 15 24's, 16 25's.
+for SUITE in "" _2 _3 _4 _5 _6 _7 _8 _9 _10 _11 _12 _13 _14 _15 _16; do
   peercare eval risk --model "$OUT" --suite "tests/data/risk_suite_independent${SUITE}.csv" --json
 done
 peercare eval risk --model "$OUT" --suite tests/data/risk_quotes_independent.csv --json  # Discord block quotes (attempt 21)

@@ -203,11 +203,11 @@ def test_independent_suite_crisis_recall_meets_the_target(request, report: str) 
 # gate it was (2: attempt 8, when the first had been looked at three times; 3: attempts 10 and 11; 4: attempt 12; 5:
 # attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; 9: attempt 17, which did not ship; 10: attempt 18, which
 # did not ship; 11: attempt 19, the phrase layer; 12: attempt 20, which did not ship; 13: attempt 22, which did not
-# ship; 14: attempt 23, which did not ship; 15: attempt 24, which did not ship; sessions 3 to 15 opened no file). Never
-# train or tune on them.
+# ship; 14: attempt 23, 15: attempt 24 and 16: attempt 25, none of which shipped; sessions 3 to 16 opened no file).
+# Never train or tune on them.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+    for number in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
 }
 
 
@@ -224,7 +224,8 @@ def later_suite(shipped) -> Callable[[int], dict]:
 # none, 2.5 %; suite 6, none, 2.5 %; suite 8, 0 of 29 and 0 of 21, 1.9 %; suite 9, 0 of 30 and 0 of 22, 1.9 %; suite 10,
 # 0 of 15 and 0 of 11, 4.2 %; suite 11 (attempt 19's fresh suite), 0 of 33 and 0 of 21, 1.4 %; suite 12, 0 of 39 and 0
 # of 20, 1.4 %; suite 13, 0 of 38 and 0 of 26, 2.7 %; suite 14, 0 of 27 and 0 of 22, 0.5 %; suite 15, 0 of 15 short
-# ordinary turns, 2.1 %; suite 7 and suite 15's short distress: the strict xfails below (attempt 8 had 5.5 % on suite 7).
+# ordinary turns, 2.1 %; suite 16, 0 of 9, 2.7 %; suite 7 and the short distress of suites 15 and 16: the strict xfails
+# below (attempt 8 had 5.5 % on suite 7).
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -241,6 +242,7 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (13, ("short_ordinary", "short_distress")),
         (14, ("short_ordinary", "short_distress")),
         (15, ("short_ordinary",)),
+        (16, ("short_ordinary",)),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -273,13 +275,23 @@ def test_seventh_suite_hard_negatives_stay_at_most_5_percent(later_suite) -> Non
     assert later_suite(7)["hard_negative_high_rate"] <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 defect: the shipped state puts 1 of the fifteenth suite's 19 short distress messages at high, "
-    "'havent left my bed today' (P(crisis) 0.832, cut-off 0.782)",
+@pytest.mark.parametrize(
+    "number",
+    [
+        _known_miss(
+            15,
+            "issue 13 defect: the shipped state puts 1 of the fifteenth suite's 19 short distress messages at high, "
+            "'havent left my bed today' (P(crisis) 0.832, cut-off 0.782)",
+        ),
+        _known_miss(
+            16,
+            "issue 13 defect: the shipped state puts 1 of the sixteenth suite's 17 short distress messages at high, "
+            "'i just wanna stay in bed all day' (P(crisis) 0.944)",
+        ),
+    ],
 )
-def test_fifteenth_suite_short_distress_stays_below_high(later_suite) -> None:
-    assert later_suite(15)["categories"]["short_distress"]["high_rate"] == 0.0
+def test_a_later_suite_s_short_distress_stays_below_high(later_suite, number: int) -> None:
+    assert later_suite(number)["categories"]["short_distress"]["high_rate"] == 0.0
 
 
 # What the shipped state (attempt 16's head, attempt 19's phrase layer) misses on each later suite, and attempt 8's
@@ -307,6 +319,8 @@ LATER_SUITE_RECALL_MISSES = {
     "shipped: 0.857 / 0.70)",
     15: "crisis recall 0.850, worst category 0.68 (preparatory acts) on the fifteenth suite (attempt 24's phrase file, "
     "not shipped: the same)",
+    16: "crisis recall 0.882, worst category 0.77 (burdensomeness) on the sixteenth suite (attempt 25, not shipped: "
+    "0.833 / 0.67)",
 }
 
 
