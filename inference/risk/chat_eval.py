@@ -3,7 +3,8 @@
 Two measurements (``peercare eval risk --suite`` / ``--ordinary-chat``), both on tiers as the bot assigns them
 (model + phrase floor), never on a probability alone:
 - a **suite**: a CSV of ``category, expected (high | not_high), text`` rows: recall per crisis category,
-  high rate per hard-negative category, and the overall figures the model card reports;
+  high rate per hard-negative category, and the overall figures the model card reports, recall with its 95 %
+  interval; several suites can be pooled into one gate, each suite's own figures kept beside the pooled ones;
 - **ordinary chat**: ESConv-dev seeker turns (typed emotional-support chat). The rate of high among ordinary
   turns, overall and for turns of three words or fewer, plus how its few labelled crisis turns fare.
 
@@ -69,15 +70,46 @@ def _at_cut_offs(
     ]
 
 
-def evaluate_suite(scorer: RiskScorer, path: Path, cut_offs: Sequence[float] = ()) -> dict:
-    rows = read_suite(path)
+def evaluate_suite(scorer: RiskScorer, paths: Path | Sequence[Path], cut_offs: Sequence[float] = ()) -> dict:
+    """One suite's figures, or several suites pooled into one gate with each suite's own figures under ``suites``.
+
+    Pooling is for precision: one blind suite of about 190 crises cannot tell apart recall gains under about 0.05,
+    so the recall comes with its 95 % interval (Wilson) and a gate can be declared over two or three suites.
+    """
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    if len(set(paths)) < len(paths):
+        raise EvaluationError("the same suite was given twice: each suite counts once in a pooled gate")
+    suites = [(path, read_suite(path)) for path in paths]
+    rows = [row for _, suite in suites for row in suite]
     results = score_in_chunks(scorer, [text for _, _, text in rows])
     report = {"mode": "suite", "n": len(rows), **_suite_figures(rows, results)}
+    if len(suites) > 1:
+        report["suites"] = _each_suite(suites, results)
     if cut_offs:
         report["at_cut_offs"] = _at_cut_offs(
             scorer, results, cut_offs, lambda moved: _suite_figures(rows, moved, detail=False)
         )
     return report
+
+
+def _interval(successes: int, trials: int) -> list[float]:
+    """The 95 % Wilson interval of a rate: how far a suite's recall could be from the model's."""
+    from scipy.stats import binomtest
+
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return [round(float(interval.low), 4), round(float(interval.high), 4)]
+
+
+def _each_suite(
+    suites: Sequence[tuple[Path, Sequence[tuple[str, str, str]]]], results: Sequence[RiskResult]
+) -> dict[str, dict]:
+    """Each pooled suite's own figures, by its path as given (its results are the next ``len(suite)`` of ``results``)."""
+    each, start = {}, 0
+    for path, suite in suites:
+        own = results[start : start + len(suite)]
+        start += len(suite)
+        each[str(path)] = {"n": len(suite), **_suite_figures(suite, own, detail=False)}
+    return each
 
 
 def _suite_figures(
@@ -92,6 +124,7 @@ def _suite_figures(
     negative = [flag for c, flags in by_category.items() if expected_of[c] == "not_high" for flag in flags]
     figures = {
         "crisis_recall": _rate(crisis),
+        "crisis_recall_95": _interval(sum(crisis), len(crisis)) if crisis else None,
         "crisis_recall_worst_category": min(
             (_rate(flags) or 0.0 for c, flags in by_category.items() if expected_of[c] == "high"),
             default=None,

@@ -143,8 +143,8 @@ def register_eval(subparsers) -> None:
         description="With --data: a 0/1 label column means 'needs a moderator' (reports recall_high, "
         "false_alarm_rate, n); a column of label names (or --label) gives per-label F1 and balanced accuracy. "
         "With --dataset: the authors' test split of sdcnl, dreaddit, depseverity (or cssrs, user level). "
-        "With --suite: a category,expected(high|not_high),text CSV (crisis recall per category, hard-negative "
-        "high rate). With --ordinary-chat: ESConv-dev seeker turns (high rate on ordinary chat, all and <= 3 words).",
+        "With --suite: a category,expected(high|not_high),text CSV (crisis recall per category with its 95% "
+        "interval, hard-negative high rate); repeat it to pool several suites into one gate. With --ordinary-chat: ESConv-dev seeker turns (high rate on ordinary chat, all and <= 3 words).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="CSV file to evaluate")
@@ -152,7 +152,11 @@ def register_eval(subparsers) -> None:
         "--dataset", choices=DATASETS, action="append", help="a dataset's test split (repeatable)"
     )
     source.add_argument(
-        "--suite", type=Path, help="crisis / hard-negative suite CSV (category,expected,text)"
+        "--suite",
+        type=Path,
+        action="append",
+        help="crisis / hard-negative suite CSV (category,expected,text); repeatable: several suites are pooled "
+        "into one report, each suite's own figures beside it",
     )
     source.add_argument(
         "--ordinary-chat",
@@ -299,6 +303,10 @@ def _print_report(report: dict) -> None:
                 print("with the high cut-off at:")
                 for row in value:
                     print("  " + "  ".join(f"{name}={figure}" for name, figure in row.items()))
+            elif key == "suites":
+                print("each suite:")
+                for name, row in value.items():
+                    print(f"  {name}  " + "  ".join(f"{figure}={number}" for figure, number in row.items()))
             elif key != "mode":
                 print(f"{key}: {value}")
         return
