@@ -7,15 +7,9 @@ import json
 
 import pytest
 
-from inference.risk.cli import register_eval, register_train
+from inference.risk.cli import register_train
+from tests.support.risk_cli import run_eval_risk
 from tests.support.tiny_risk import build_tiny_risk_model
-
-
-def run_eval(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register_eval(parser.add_subparsers(dest="model"))
-    args = parser.parse_args(["risk", *argv])
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def test_needs_moderator_column_reports_recall_and_false_alarms(tmp_path, phrase
         '"please call 988 if you feel unsafe",0\n',
         encoding="utf-8",
     )
-    code = run_eval(
+    code = run_eval_risk(
         [
             "--model",
             str(phrase_only_model),
@@ -54,7 +48,7 @@ def test_needs_moderator_column_reports_recall_and_false_alarms(tmp_path, phrase
 def test_label_name_column_reports_f1_and_balanced_accuracy(tmp_path, phrase_only_model, capsys) -> None:
     csv = tmp_path / "labelled.csv"
     csv.write_text('text,label\n"hello",stress\n"i feel low",depression\n"ok",stress\n', encoding="utf-8")
-    assert run_eval(["--model", str(phrase_only_model), "--data", str(csv), "--json"]) == 0
+    assert run_eval_risk(["--model", str(phrase_only_model), "--data", str(csv), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(report["labels"]) == {"stress", "depression"}
     assert {"f1", "balanced_accuracy", "n"} <= set(report["labels"]["stress"])
@@ -63,7 +57,7 @@ def test_label_name_column_reports_f1_and_balanced_accuracy(tmp_path, phrase_onl
 def test_missing_column_is_a_clear_error(tmp_path, phrase_only_model, capsys) -> None:
     csv = tmp_path / "bad.csv"
     csv.write_text("body,label\nhello,0\n", encoding="utf-8")
-    assert run_eval(["--model", str(phrase_only_model), "--data", str(csv)]) == 2
+    assert run_eval_risk(["--model", str(phrase_only_model), "--data", str(csv)]) == 2
     assert "no column 'text'" in capsys.readouterr().err
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
 import pytest
 
 from inference.risk.chat_eval import at_cut_off, evaluate_suite
-from inference.risk.cli import register_eval
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskThresholds
+from tests.support.risk_cli import run_eval_risk
 from tests.support.tiny_risk import build_tiny_pooled_risk_model, write_calibration, write_tiny_esconv
 
 TEXTS = [
@@ -72,20 +71,13 @@ def test_suite_reports_each_cut_off_and_recall_never_rises_with_it(tiny_model, t
     assert recalls == sorted(recalls, reverse=True)
 
 
-def _run_eval(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register_eval(parser.add_subparsers(dest="model"))
-    args = parser.parse_args(["risk", *argv])
-    return args.func(args)
-
-
 def test_cli_prints_the_cut_offs_in_its_json_line(tiny_model, tmp_path, capsys) -> None:
     write_tiny_esconv(tmp_path / "data", "conversation,turn,text\n1,0,hi\n1,2,i feel low\n3,0,ok\n")
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
     write_calibration(folder, RiskThresholds(elevated={"suicidal": 0.05}, high={"suicidal": 0.5}))
     argv = ["--model", str(folder), "--ordinary-chat", "heldout", "--data-dir", str(tmp_path / "data")]
-    assert _run_eval([*argv, "--cut-offs", "0,1", "--json"]) == 0
+    assert run_eval_risk([*argv, "--cut-offs", "0,1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [row["cut_off"] for row in report["at_cut_offs"]] == [0.0, 1.0]
     assert report["at_cut_offs"][0]["ordinary_high_rate"] == 1.0
@@ -95,11 +87,11 @@ def test_cli_prints_the_cut_offs_in_its_json_line(tiny_model, tmp_path, capsys) 
 @pytest.mark.parametrize("value", ["high", "0.5,2", ""])
 def test_cli_refuses_cut_offs_that_are_not_probabilities(value: str, capsys) -> None:
     with pytest.raises(SystemExit):
-        _run_eval(["--suite", "x.csv", "--cut-offs", value])
+        run_eval_risk(["--suite", "x.csv", "--cut-offs", value])
     assert "probabilities" in capsys.readouterr().err
 
 
 def test_cli_refuses_cut_offs_where_it_cannot_apply_them(tmp_path, capsys) -> None:
     """--data and --dataset report metrics of their own: a cut-off given there would be ignored, so it is an error."""
-    assert _run_eval(["--data", str(tmp_path / "x.csv"), "--cut-offs", "0.9"]) == 2
+    assert run_eval_risk(["--data", str(tmp_path / "x.csv"), "--cut-offs", "0.9"]) == 2
     assert "--cut-offs needs --suite or --ordinary-chat" in capsys.readouterr().err

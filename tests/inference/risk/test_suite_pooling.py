@@ -6,7 +6,6 @@ after attempt 25); pooling two or three, with the interval said out loud, can.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -14,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from inference.risk.chat_eval import evaluate_suite
-from inference.risk.cli import register_eval
 from inference.risk.scorer import RiskScorer
 from inference.types import RiskThresholds
+from tests.support.risk_cli import run_eval_risk
 from tests.support.tiny_risk import build_tiny_pooled_risk_model, write_calibration
 
 FIRST = [
@@ -87,24 +86,17 @@ def test_recall_comes_with_its_95_percent_interval_which_pooling_narrows(scorer,
     assert "suites" not in one  # a single suite is its own pooled figure
 
 
-def _run_eval(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register_eval(parser.add_subparsers(dest="model"))
-    args = parser.parse_args(["risk", *argv])
-    return args.func(args)
-
-
 def test_cli_takes_the_suite_option_more_than_once(model_folder, tmp_path, capsys) -> None:
     first, second = _suite(tmp_path / "first.csv", FIRST), _suite(tmp_path / "second.csv", SECOND)
     folder = tmp_path / "model"
     shutil.copytree(model_folder, folder)
     argv = ["--model", str(folder), "--suite", str(first), "--suite", str(second), "--json"]
-    assert _run_eval(argv) == 0
+    assert run_eval_risk(argv) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["n"] == 8 and sorted(report["suites"]) == sorted([str(first), str(second)])
 
 
 def test_the_same_suite_twice_is_refused_not_counted_twice(model_folder, tmp_path, capsys) -> None:
     first = _suite(tmp_path / "first.csv", FIRST)
-    assert _run_eval(["--model", str(model_folder), "--suite", str(first), "--suite", str(first)]) == 2
+    assert run_eval_risk(["--model", str(model_folder), "--suite", str(first), "--suite", str(first)]) == 2
     assert "the same suite was given twice" in capsys.readouterr().err
