@@ -103,7 +103,8 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
         "--attempt",
         type=int,
         default=16,
-        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17 or 22 (default 16: the shipped head)",
+        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17, 22 or 25 "
+        "(default 16: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)
 
@@ -143,8 +144,9 @@ def register_eval(subparsers) -> None:
         description="With --data: a 0/1 label column means 'needs a moderator' (reports recall_high, "
         "false_alarm_rate, n); a column of label names (or --label) gives per-label F1 and balanced accuracy. "
         "With --dataset: the authors' test split of sdcnl, dreaddit, depseverity (or cssrs, user level). "
-        "With --suite: a category,expected(high|not_high),text CSV (crisis recall per category with its 95% "
-        "interval, hard-negative high rate); repeat it to pool several suites into one gate. With --ordinary-chat: ESConv-dev seeker turns (high rate on ordinary chat, all and <= 3 words).",
+        "With --suite: a category,expected(high|not_high),text CSV (crisis recall per category, overall with its 95% "
+        "interval, hard-negative high rate); repeat it to pool several suites into one gate. "
+        "With --ordinary-chat: ESConv-dev seeker turns (high rate on ordinary chat, all and <= 3 words).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="CSV file to evaluate")
