@@ -77,7 +77,7 @@ def evaluate_suite(scorer: RiskScorer, paths: Path | Sequence[Path], cut_offs: S
     so the recall comes with its 95 % interval (Wilson) and a gate can be declared over two or three suites.
     """
     paths = [paths] if isinstance(paths, Path) else list(paths)
-    if len(set(paths)) < len(paths):
+    if len({path.resolve() for path in paths}) < len(paths):
         raise EvaluationError("the same suite was given twice: each suite counts once in a pooled gate")
     suites = [(path, read_suite(path)) for path in paths]
     rows = [row for _, suite in suites for row in suite]
