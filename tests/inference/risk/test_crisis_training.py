@@ -498,6 +498,10 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_14.csv": 0,
     "risk_suite_independent_15.csv": 0,
     "risk_suite_independent_16.csv": 0,
+    # Written for the next gate (session 12): three suites pooled, so a gain of about 0.03 in recall can show.
+    "risk_suite_independent_17.csv": 0,
+    "risk_suite_independent_18.csv": 0,
+    "risk_suite_independent_19.csv": 0,
     "risk_quotes_independent.csv": 0,  # messages with Discord block quotes (attempt 21)
     "risk_double_quotes_independent.csv": 0,  # double quotes; seen before a declaration, a development set
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
