@@ -159,6 +159,8 @@ class Attempt:
     ships_fold_model: bool = False
     # Attempt 16: blends M<w> of TH's and the frozen H's out-of-fold logits, w the tuned head's share.
     blend_weights: tuple[float, ...] = ()
+    # Attempt 26: blind suites already spent as gates (category,expected,text), read in place as written rows.
+    spent_suites: tuple[Path, ...] = ()
 
 
 _WRITTEN_PREFIX = {
@@ -199,6 +201,12 @@ _ATTEMPT_14 = replace(
 _ATTEMPT_15 = replace(_ATTEMPT_14, number=15, ordinary_by_speaker=True, ships_fold_model=True)
 # Attempt 16: attempt 15 with the frozen variants back (by speaker) and blends of TH with the frozen H.
 _ATTEMPT_16 = replace(_ATTEMPT_15, number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7))
+SUITES_FOLDER = Path(__file__).resolve().parents[2] / "tests" / "data"
+# Suites 1-16: each was one attempt's gate (attempts 1-25) and is development data since; 17-19 are attempt 26's gate.
+SPENT_SUITES = (
+    SUITES_FOLDER / "risk_suite_independent.csv",
+    *(SUITES_FOLDER / f"risk_suite_independent_{number}.csv" for number in range(2, 17)),
+)
 
 
 def _frozen_on_attempt_16(number: int, *added: Path) -> Attempt:
@@ -251,6 +259,8 @@ ATTEMPTS = {
         _frozen_on_attempt_16(17, FOURTH_WRITTEN_FILE),
         _frozen_on_attempt_16(22, FIFTH_WRITTEN_FILE),
         _frozen_on_attempt_16(25, FIFTH_WRITTEN_FILE, SIXTH_WRITTEN_FILE),
+        # Attempt 26: attempt 16's pool and every spent suite.
+        replace(_frozen_on_attempt_16(26), spent_suites=SPENT_SUITES),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and shipped until attempt 16, which
@@ -268,12 +278,29 @@ def training_pool(data_dir: Path, attempt: Attempt = SHIPPED_ATTEMPT) -> list[Ro
                     rows.append(
                         Row(row["text"], int(row["label"]), f"{prefix}{index}", "written", row["category"])
                     )
+    for path in attempt.spent_suites:
+        rows.extend(spent_suite_rows(path))
     with CHAT_STYLE_FILE.open(newline="", encoding="utf-8") as handle:
         for index, row in enumerate(csv.DictReader(handle)):
             label = int(row["suicidal"])
             rows.append(Row(row["text"], label, f"c{index}", "chat_style", row.get("kind") or "chat_style"))
     replies = esconv_replies(data_dir, half="train") if attempt.supporter_replies else []
     return rows + esconv_turns(data_dir, half="train") + replies
+
+
+def spent_suite_rows(path: Path) -> list[Row]:
+    """A spent suite's rows as written training rows (crisis = expected high), grouped by the suite's own ids."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [
+            Row(
+                row["text"],
+                int(row["expected"] == "high"),
+                f"{path.stem}:{row['id']}",
+                "written",
+                row["category"],
+            )
+            for row in csv.DictReader(handle)
+        ]
 
 
 # -- augmentation ------------------------------------------------------------------------------------

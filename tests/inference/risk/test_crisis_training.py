@@ -311,9 +311,14 @@ def test_each_attempt_reads_its_own_pool() -> None:
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )
     assert ct.ATTEMPTS[7].short_ordinary_limit == 0.0 and ct.ATTEMPTS[6].short_ordinary_limit is None
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [*range(11, 18), 22, 25]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.supporter_replies] == [
+        *range(11, 18),
+        22,
+        25,
+        26,
+    ]
     chat_rows = [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files]
-    assert chat_rows == [*range(12, 18), 22, 25]
+    assert chat_rows == [*range(12, 18), 22, 25, 26]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15, 16]
@@ -348,6 +353,37 @@ def test_each_attempt_reads_its_own_pool() -> None:
             tuned_ensemble=False,
             blend_weights=(),
         )
+    # Attempt 26 is attempt 16's pool, frozen only, plus the sixteen spent suites; no other attempt reads a suite.
+    assert ct.ATTEMPTS[26] == replace(
+        ct.ATTEMPTS[16], number=26, tuned_ensemble=False, blend_weights=(), spent_suites=ct.SPENT_SUITES
+    )
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.spent_suites] == [26]
+
+
+GATE_SUITES_26 = (
+    "risk_suite_independent_17.csv",
+    "risk_suite_independent_18.csv",
+    "risk_suite_independent_19.csv",
+)
+
+
+def test_attempt_26_trains_on_the_spent_suites_and_never_on_its_gate() -> None:
+    """Suites 1-16 were each one attempt's gate and are training rows for attempt 26 (crisis = expected high);
+    suites 17-19 are its gate, so no row of them may be in its pool, read in place or reading the same."""
+    spent = ct.SPENT_SUITES
+    assert len(spent) == 16 and all(path.exists() for path in spent)
+    assert {path.name for path in spent}.isdisjoint(GATE_SUITES_26)
+    first = ct.spent_suite_rows(spent[0])
+    with spent[0].open(encoding="utf-8") as handle:
+        expected = [row["expected"] for row in csv.DictReader(handle)]
+    assert [row.label for row in first] == [int(value == "high") for value in expected]
+    assert {row.source for row in first} == {"written"} and len({row.group for row in first}) == len(first)
+    pool = {ct.head_text(row.text) for path in spent for row in ct.spent_suite_rows(path)}
+    assert len(pool) > 6000
+    for name in GATE_SUITES_26:
+        with (ct.SUITES_FOLDER / name).open(encoding="utf-8") as handle:
+            gate = [ct.head_text(row["text"]) for row in csv.DictReader(handle)]
+        assert len(gate) > 380 and not pool.intersection(gate)
 
 
 def test_the_rule_by_speaker_keeps_seeker_turns_to_their_own_share() -> None:
