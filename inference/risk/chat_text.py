@@ -61,6 +61,13 @@ def own_words(text: str) -> str:
     return split_block_quotes(text)[0]
 
 
+def without_markup(text: str) -> str:
+    """``text`` without Discord's inline markers (bold, italics, underline, strike-through, spoiler, code), its
+    words kept: "**6 months** without" reads "6 months without", "i want to ||kill|| myself" as the words say.
+    The phrase floor reads this (the crisis head reads ``normalise_chat``, which removes the same markers)."""
+    return _MARKERS.sub("", text)
+
+
 def _is_droppable(char: str) -> bool:
     """Format (Cf: zero-width, bidi, tag characters), controls other than newline, variation selectors, and
     pictographic symbols (So: emoji, dingbats; and the emoji skin-tone modifiers).

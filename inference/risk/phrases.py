@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.risk.chat_text import split_block_quotes
+from inference.risk.chat_text import split_block_quotes, without_markup
 from inference.text_normalise import without_invisible
 from inference.types import RiskTier
 
@@ -142,6 +142,8 @@ class PhraseBook:
         found: dict[str, RiskTier] = {}
         # An invisible character may hide inside a word ("ki\u200bll") or stand where a space was
         # ("kill\u2062myself"): the text is read both ways, with invisible characters dropped and as spaces.
+        # Discord markup around a word ("i want to **kill** myself") is dressing, not a word: it goes first.
+        text = without_markup(text)
         for variant in dict.fromkeys((without_invisible(text), without_invisible(text, replacement=" "))):
             own, quoted = reported_speech(variant)
             self._match_into(found, sentences(own), strongest=RiskTier.HIGH)

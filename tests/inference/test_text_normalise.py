@@ -87,3 +87,25 @@ def test_an_edit_that_only_adds_invisible_characters_is_not_material() -> None:
 def test_alert_excerpt_carries_no_bidi_override() -> None:
     cut = excerpt("please \u202eesrever\u202c read this")
     assert not re.search("[\u202a-\u202e\u2066-\u2069]", cut)
+
+
+_MARKUP = ("**", "*", "***", "__", "||", "~~", "`")
+
+
+@pytest.mark.parametrize(("name", "phrase"), PHRASES, ids=[f"{n}:{p}" for n, p in PHRASES])
+def test_every_phrase_matches_with_discord_markup_around_any_of_its_words(name: str, phrase: str) -> None:
+    """Bold, italics, underline, strike-through, a spoiler or code around one word is how Discord dresses it;
+    the word is still there (issue 13: markup must not move a message across tiers by itself)."""
+    words = phrase.split()
+    for index, word in enumerate(words):
+        marker = _MARKUP[(index + len(phrase)) % len(_MARKUP)]
+        dressed = " ".join([*words[:index], f"{marker}{word}{marker}", *words[index + 1 :]])
+        assert name in _names(dressed), (name, dressed)
+
+
+@pytest.mark.parametrize("marker", _MARKUP)
+def test_discord_markup_hides_no_cue_word(marker: str) -> None:
+    """A past, negation or third-person cue in bold still cancels, as it does plain."""
+    assert not _names(f"{marker}6 months{marker} without hurting myself. proud of me")
+    assert not _names(f"i would {marker}never{marker} kill myself")
+    assert not _names(f"{marker}my brother{marker} says he's been thinking about suicide")
