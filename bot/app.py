@@ -71,6 +71,16 @@ def _dropping_unreadable(event: str, parse: Callable[[Any], None]) -> Callable[[
 
 RESTARTING = "PeerCare is restarting; try again in a minute."
 CogT = TypeVar("CogT", bound=commands.Cog)
+HandlerT = TypeVar("HandlerT")
+
+
+async def _or_restarting(
+    interaction: discord.Interaction, handler: HandlerT | None, *, ephemeral: bool
+) -> HandlerT | None:
+    # A press that finds no handler is answered, never dropped: the member learns to try again.
+    if handler is None:
+        await answer(interaction, RESTARTING, ephemeral=ephemeral)
+    return handler
 
 
 async def cog_for(
@@ -82,10 +92,7 @@ async def cog_for(
     """
     client = interaction.client
     cog = client.get_cog(cog_type.__cog_name__) if isinstance(client, commands.Bot) else None
-    if isinstance(cog, cog_type):
-        return cog
-    await answer(interaction, RESTARTING, ephemeral=ephemeral)
-    return None
+    return await _or_restarting(interaction, cog if isinstance(cog, cog_type) else None, ephemeral=ephemeral)
 
 
 class CaseDesk(Protocol):
@@ -100,6 +107,16 @@ class CaseDesk(Protocol):
     async def member_answered(
         self, interaction: discord.Interaction, escalation_id: int, wants_moderator: bool
     ) -> None: ...
+
+
+async def case_desk_for(interaction: discord.Interaction, *, ephemeral: bool = False) -> CaseDesk | None:
+    """The case desk an escalation button hands its press to (the bot's, not a cog looked up by name).
+
+    None while the escalation cog is not loaded (PeerCare is restarting): the member is told so and tries again.
+    """
+    client = interaction.client
+    desk = client.case_desk if isinstance(client, PeerCareBot) else None
+    return await _or_restarting(interaction, desk, ephemeral=ephemeral)
 
 
 class PeerCareBot(commands.Bot):

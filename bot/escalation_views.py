@@ -7,19 +7,14 @@ handed to the bot's case desk (the escalation cog), never looked up by cog name.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import discord
 
-from bot import interaction_replies
-from bot.app import RESTARTING
+from bot.app import case_desk_for
 from bot.buttons import RestartProofButton, TwoChoiceButton
 from bot.db.models import EscalationState
 from bot.services.escalation_delivery import ALERT_FOOTER_PREFIX, DeliveryPlan
 from bot.services.escalation_policy import EscalationKind, ModeratorAction
-
-if TYPE_CHECKING:
-    from bot.app import CaseDesk
 
 # At most this many later messages are linked in an alert (the count says how many more there are).
 LINKED_MESSAGES = 5
@@ -58,14 +53,6 @@ def status_text(plan: DeliveryPlan) -> str:
     )
 
 
-def _desk(interaction: discord.Interaction) -> CaseDesk | None:
-    """The bot's case desk (None while the escalation cog is not loaded: PeerCare is restarting)."""
-    from bot.app import PeerCareBot
-
-    client = interaction.client
-    return client.case_desk if isinstance(client, PeerCareBot) else None
-
-
 class AlertButton(
     RestartProofButton,
     template=r"peercare:alert:(?P<action>acknowledge|claim|resolve|false_alarm):(?P<escalation_id>[0-9]+)",
@@ -83,11 +70,9 @@ class AlertButton(
         return cls(ModeratorAction(match["action"]), int(match["escalation_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        desk = _desk(interaction)
-        if desk is None:
-            await interaction_replies.answer(interaction, RESTARTING, ephemeral=True)
-            return
-        await desk.moderator_pressed(interaction, self.escalation_id, self.action)
+        desk = await case_desk_for(interaction, ephemeral=True)
+        if desk is not None:
+            await desk.moderator_pressed(interaction, self.escalation_id, self.action)
 
 
 class AskFirstAnswer(
@@ -99,11 +84,9 @@ class AskFirstAnswer(
     """The member's yes/no to "would you like a moderator to reach out?"; the subject is the case."""
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        desk = _desk(interaction)
-        if desk is None:
-            await interaction_replies.answer(interaction, RESTARTING)
-            return
-        await desk.member_answered(interaction, self.subject_id, self.yes)
+        desk = await case_desk_for(interaction)
+        if desk is not None:
+            await desk.member_answered(interaction, self.subject_id, self.yes)
 
 
 def alert_view(escalation_id: int, state: EscalationState = EscalationState.ALERTED) -> discord.ui.View:

@@ -10,11 +10,14 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from inference.errors import InferenceError, InferenceShutDown, RequestShed
-from inference.futures import settle
+from inference.futures import cancel_and_wait, settle
 from inference.types import Priority
+
+if TYPE_CHECKING:
+    from inference.config import InferenceConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,34 @@ class BatcherStats:
     shed: int = 0
     coalesced: int = 0
     largest_batch: int = 0
+
+
+class _ShedCounter(Protocol):
+    shed: int
+
+
+async def _wait_for_room(
+    priority: Priority,
+    room: asyncio.Condition,
+    has_room: Callable[[], bool],
+    *,
+    coaching_wait_s: float,
+    full: Callable[[], str],
+    counter: _ShedCounter,
+) -> None:
+    """Risk work always goes in; coaching work waits for room up to ``coaching_wait_s``, then is shed.
+
+    Raises RequestShed, its message ``full()`` (what is full) plus how long it waited; ``counter.shed`` counts it.
+    Whoever makes room notifies ``room``.
+    """
+    if priority is Priority.RISK or has_room():
+        return
+    async with room:
+        try:
+            await asyncio.wait_for(room.wait_for(has_room), coaching_wait_s)
+        except TimeoutError:
+            counter.shed += 1
+            raise RequestShed(f"{full()} for {coaching_wait_s:g}s: coaching request shed") from None
 
 
 @dataclass
@@ -83,6 +114,20 @@ class MicroBatcher(Generic[Item, Result]):
         self._failure: BaseException | None = None
         self.stats = BatcherStats()
 
+    @classmethod
+    def from_config(
+        cls, run_batch: BatchFunction, config: InferenceConfig, *, name: str
+    ) -> MicroBatcher[Item, Result]:
+        """A batcher sized by the inference configuration (whose wait is in milliseconds, as operators set it)."""
+        return cls(
+            run_batch,
+            max_batch_size=config.max_batch_size,
+            max_wait_s=config.max_wait_ms / 1000,
+            queue_size=config.queue_size,
+            coaching_wait_s=config.coaching_wait_s,
+            name=name,
+        )
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -108,10 +153,7 @@ class MicroBatcher(Generic[Item, Result]):
 
     async def close(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         self.fail(InferenceShutDown())
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -129,15 +171,22 @@ class MicroBatcher(Generic[Item, Result]):
         if self._closed:
             raise InferenceShutDown()
         existing = self._by_item.get(item)
+        if existing is None:
+            await _wait_for_room(
+                priority,
+                self._room,
+                lambda: self.queued < self.queue_size,
+                coaching_wait_s=self.coaching_wait_s,
+                full=lambda: (
+                    f"inference queue full ({self.queued} requests waiting, limit {self.queue_size})"
+                ),
+                counter=self.stats,
+            )
+            # An identical request may have been queued while this one waited for room.
+            existing = self._by_item.get(item)
         if existing is not None:
             self.stats.coalesced += 1
             return await asyncio.shield(existing)
-        if priority is not Priority.RISK and self.queued >= self.queue_size:
-            await self._wait_for_room()
-            existing = self._by_item.get(item)
-            if existing is not None:
-                self.stats.coalesced += 1
-                return await asyncio.shield(existing)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         entry = _Entry(item, future, loop.time())
@@ -148,19 +197,6 @@ class MicroBatcher(Generic[Item, Result]):
             self._full.set()
         # Shielded: a caller that gives up must not cancel the result other callers share.
         return await asyncio.shield(future)
-
-    async def _wait_for_room(self) -> None:
-        async with self._room:
-            try:
-                await asyncio.wait_for(
-                    self._room.wait_for(lambda: self.queued < self.queue_size), self.coaching_wait_s
-                )
-            except TimeoutError:
-                self.stats.shed += 1
-                raise RequestShed(
-                    f"inference queue full ({self.queued} requests waiting, limit {self.queue_size}) "
-                    f"for {self.coaching_wait_s:g}s: coaching request shed"
-                ) from None
 
     # -- the batching loop -----------------------------------------------------------------------
 
@@ -236,18 +272,14 @@ class AdmissionGate:
 
     @contextlib.asynccontextmanager
     async def admit(self, priority: Priority):
-        if priority is not Priority.RISK and self.in_flight >= self.limit:
-            async with self._room:
-                try:
-                    await asyncio.wait_for(
-                        self._room.wait_for(lambda: self.in_flight < self.limit), self.coaching_wait_s
-                    )
-                except TimeoutError:
-                    self.shed += 1
-                    raise RequestShed(
-                        f"{self.in_flight} inference requests in flight (limit {self.limit}) "
-                        f"for {self.coaching_wait_s:g}s: coaching request shed"
-                    ) from None
+        await _wait_for_room(
+            priority,
+            self._room,
+            lambda: self.in_flight < self.limit,
+            coaching_wait_s=self.coaching_wait_s,
+            full=lambda: f"{self.in_flight} inference requests in flight (limit {self.limit})",
+            counter=self,
+        )
         self.in_flight += 1
         try:
             yield

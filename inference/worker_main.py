@@ -54,13 +54,8 @@ class WorkerServer:
         heart = loop.create_task(self._heartbeat(config.heartbeat_interval_s))
         engine_box: list[ScoringEngine] = []
         trimmer = HeapTrimmer()
-        batcher = MicroBatcher(
-            lambda items: score_then_trim(engine_box[0], items, trimmer),
-            max_batch_size=config.max_batch_size,
-            max_wait_s=config.max_wait_ms / 1000,
-            queue_size=config.queue_size,
-            coaching_wait_s=config.coaching_wait_s,
-            name="worker",
+        batcher = MicroBatcher.from_config(
+            lambda items: score_then_trim(engine_box[0], items, trimmer), config, name="worker"
         )
         batcher.start()
         loading = loop.create_task(self._load(config, engine_box, batcher))

@@ -36,14 +36,7 @@ class InProcessClient:
     async def start(self) -> None:
         if self._batcher is not None:
             return
-        self._batcher = MicroBatcher(
-            self._score_batch,
-            max_batch_size=self.config.max_batch_size,
-            max_wait_s=self.config.max_wait_ms / 1000,
-            queue_size=self.config.queue_size,
-            coaching_wait_s=self.config.coaching_wait_s,
-            name="inprocess",
-        )
+        self._batcher = MicroBatcher.from_config(self._score_batch, self.config, name="inprocess")
         self._batcher.start()
         self._loading = asyncio.get_running_loop().create_task(self._load(), name="inference-load")
 

@@ -25,7 +25,7 @@ from inference.backends.inprocess import _expect
 from inference.config import InferenceConfig
 from inference.engine import WorkItem, WorkResult
 from inference.errors import InferenceShutDown, InferenceUnavailable, RequestShed
-from inference.futures import settle
+from inference.futures import cancel_and_wait, settle
 from inference.types import ReplyScore, ReplyScoreRequest, RiskScore, RiskScoreRequest
 
 log = logging.getLogger(__name__)
@@ -128,10 +128,7 @@ class WorkerClient:
 
     async def close(self) -> None:
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        await cancel_and_wait(self._supervisor)
         await self._stop_worker(graceful=True)
         self._fail_all(InferenceShutDown())
 

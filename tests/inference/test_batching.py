@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from inference.batching import AdmissionGate, MicroBatcher, plan_length_groups
+from inference.config import InferenceConfig
 from inference.errors import InferenceShutDown, InputRejected, RequestShed
 from inference.types import Priority
 
@@ -185,6 +186,14 @@ async def test_a_request_after_close_is_told_the_backend_shut_down():
     await batcher.close()
     with pytest.raises(InferenceShutDown):
         await batcher.submit(1, priority=Priority.RISK)
+
+
+async def test_a_batcher_from_the_config_waits_its_milliseconds_as_seconds():
+    config = InferenceConfig(max_batch_size=7, max_wait_ms=25.0, queue_size=11, coaching_wait_s=0.5)
+    batcher = MicroBatcher.from_config(RecordingBatchFunction(), config, name="test")
+    await batcher.close()
+    assert batcher.max_wait_s == 0.025
+    assert (batcher.max_batch_size, batcher.queue_size, batcher.coaching_wait_s) == (7, 11, 0.5)
 
 
 async def test_admission_gate_sheds_coaching_but_admits_risk_past_its_limit():
