@@ -60,6 +60,19 @@ def sentences(text: str) -> list[list[str]]:
 
 
 Pattern = tuple[str, ...]  # words; "*" matches any one word
+# A letter written three times or more in a row: chat draws words out ("dieeee", "myselffff").
+_DRAWN_OUT = re.compile(r"([^\W\d_])\1{2,}")
+
+
+def _read_as(token: str, vocabulary: frozenset[str]) -> str:
+    """A drawn-out ``token`` read as the phrase-file word it draws out, if it squeezes into one: each run kept
+    twice ("killll" -> "kill") or once ("dieeee" -> "die"). Any other token is left as it is."""
+    if not _DRAWN_OUT.search(token):
+        return token
+    for candidate in (_DRAWN_OUT.sub(r"\1\1", token), _DRAWN_OUT.sub(r"\1", token)):
+        if candidate in vocabulary:
+            return candidate
+    return token
 
 
 def _find(pattern: Pattern, tokens: Sequence[str]) -> list[int]:
@@ -133,6 +146,18 @@ class PhraseBook:
         shortest = self._drawn_out_laughs
         return any(len(token) >= shortest.get(_squeezed(token), len(token) + 1) for token in tokens)
 
+    @functools.cached_property
+    def _vocabulary(self) -> frozenset[str]:
+        """Every word a phrase or a cue names; read once per book."""
+        patterns = [pattern for phrase in self.phrases for pattern in phrase.patterns]
+        patterns += [*self.negation, *self.past, *self.joking, *self.third_person]
+        return frozenset(word for pattern in patterns for word in pattern if word != "*")
+
+    def _sentences(self, text: str) -> list[list[str]]:
+        """``text``'s sentences as words, drawn-out words read as the words they draw out (``_read_as``)."""
+        vocabulary = self._vocabulary
+        return [[_read_as(token, vocabulary) for token in tokens] for tokens in sentences(text)]
+
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PHRASES_FILE) -> PhraseBook:
         return parse_phrase_file(Path(path).read_text(encoding="utf-8"), source=str(path))
@@ -146,9 +171,9 @@ class PhraseBook:
         text = without_markup(text)
         for variant in dict.fromkeys((without_invisible(text), without_invisible(text, replacement=" "))):
             own, quoted = reported_speech(variant)
-            self._match_into(found, sentences(own), strongest=RiskTier.HIGH)
+            self._match_into(found, self._sentences(own), strongest=RiskTier.HIGH)
             # Quoted words can still show distress on the dashboard, but never page anyone by themselves.
-            self._match_into(found, sentences(quoted), strongest=RiskTier.ELEVATED)
+            self._match_into(found, self._sentences(quoted), strongest=RiskTier.ELEVATED)
         ordered = sorted(found.items(), key=lambda item: (-item[1].rank, item[0]))
         return tuple(f"{tier.value}:{name}" for name, tier in ordered)
 

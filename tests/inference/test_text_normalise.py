@@ -109,3 +109,22 @@ def test_discord_markup_hides_no_cue_word(marker: str) -> None:
     assert not _names(f"{marker}6 months{marker} without hurting myself. proud of me")
     assert not _names(f"i would {marker}never{marker} kill myself")
     assert not _names(f"{marker}my brother{marker} says he's been thinking about suicide")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("i want to dieeee", "want_to_die"),
+        ("i wanna dieeeeee", "want_to_die"),
+        ("gonna kill myselffff tonight", "kill_myself"),
+        ("im gonna killll myself", "kill_myself"),
+    ],
+)
+def test_drawn_out_letters_hide_no_phrase(text: str, name: str) -> None:
+    """Chat draws words out ("dieeee"); the floor reads the word it draws out, as the head does."""
+    assert name in _names(text)
+
+
+def test_drawn_out_letters_still_read_as_laughter_and_nothing_else() -> None:
+    assert match_crisis_phrases("kms lmaooooo") == ("elevated:kill_myself",)
+    assert not _names("sooooo tired of this weeeeek")
