@@ -109,8 +109,8 @@ def test_a_morning_greeting_does_not_reach_high(shipped, text: str) -> None:
         "taking a break from discord",
         _known_miss(
             "last message for tonight",
-            "issue 13 defect: the shipped head (attempt 16) puts it at high (P(crisis) 0.964; attempt 8 "
-            "0.998, attempt 15's head 0.990)",
+            "issue 13 defect: the shipped head (attempt 26) puts it at high (P(crisis) 0.977; attempt 16 "
+            "0.964, attempt 8 0.998)",
         ),
     ],
 )
@@ -130,12 +130,12 @@ def test_signing_off_for_the_night_does_not_reach_high(shipped, text: str) -> No
         "ugh i just want this week to be over",
         _known_miss(
             "i dont want to go to work tomorrow",
-            "issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.862; attempt 8 elevated, "
-            "0.839)",
+            "issue 13 defect: attempt 26 (shipped) puts it at high (P(crisis) 0.889, cut-off 0.881; attempt 16 "
+            "0.862, attempt 8 elevated)",
         ),
         _known_miss(
             "i just want to sleep for a week",
-            "issue 13 defect: attempt 16 (shipped) puts it at high (P(crisis) 0.939; attempt 8 0.989)",
+            "issue 13 defect: attempt 26 (shipped) puts it at high (P(crisis) 0.940; attempt 16 0.939)",
         ),
     ],
 )
@@ -148,8 +148,8 @@ TIREDNESS_SET = Path(__file__).resolve().parents[2] / "data" / "risk_tiredness_i
 
 def test_a_blind_set_of_ordinary_tiredness_and_dread_stays_mostly_below_high(shipped) -> None:
     """149 ordinary lines (tired, dreading work, fed up, low, signing off) written by a helper that opened no file after
-    attempt 16 shipped: the shipped head puts 4 at high (2.7 %), attempt 8 put 8 (5.4 %); the issue's bound for hard
-    negatives is 5 %."""
+    attempt 16 shipped: the shipped head (attempt 26) puts 3 at high (2.0 %), attempt 16 4, attempt 8 8 (5.4 %); the
+    issue's bound for hard negatives is 5 %."""
     from inference.risk.chat_eval import evaluate_suite
 
     assert evaluate_suite(shipped, TIREDNESS_SET)["hard_negative_high_rate"] <= 0.05
@@ -179,24 +179,14 @@ def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, suite_tex
     assert sum(a != b for a, b in zip(plain, dressed, strict=True)) == 0
 
 
-@pytest.mark.parametrize(
-    "report",
-    [
-        _known_miss(
-            "suite",
-            "issue 13 target missed: crisis recall 0.885 overall, worst category 0.76 on the first suite (attempt 16's "
-            "H, shipped by its declared no-worse rule; attempt 8 0.785 / 0.64; docs/models/risk-crisis-protocol.md)",
-        ),
-        _known_miss(
-            "quote_set",
-            "issue 13 target missed: crisis recall 0.783, worst category 0.70 (crises that need their quote to be "
-            "read) on attempt 21's quote set (the head reading quotes: 0.633 / 0.50)",
-        ),
-    ],
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target missed: crisis recall 0.733, worst category 0.60 (crises that need their quote to be read) "
+    "on attempt 21's quote set (attempt 16's head: 0.783 / 0.70; the head reading quotes: 0.633 / 0.50)",
 )
-def test_independent_suite_crisis_recall_meets_the_target(request, report: str) -> None:
-    """The first suite and the quote set (the later suites have their own test below)."""
-    assert _meets_the_recall_target(request.getfixturevalue(report))
+def test_quote_set_crisis_recall_meets_the_target(quote_set) -> None:
+    """The quote set is never trained on (the suites have their own tests below)."""
+    assert _meets_the_recall_target(quote_set)
 
 
 # The later suites, each written by a fresh session from the category definitions alone before the attempt whose
@@ -204,11 +194,13 @@ def test_independent_suite_crisis_recall_meets_the_target(request, report: str) 
 # attempt 13; 6: attempt 14; 7: attempt 15; 8: attempt 16; 9: attempt 17, which did not ship; 10: attempt 18, which
 # did not ship; 11: attempt 19, the phrase layer; 12: attempt 20, which did not ship; 13: attempt 22, which did not
 # ship; 14: attempt 23, 15: attempt 24 and 16: attempt 25, none of which shipped; sessions 3 to 16 opened no file).
-# Never train or tune on them.
+# Since attempt 26 the shipped head is TRAINED on suites 1-16 (each spent as a gate), so what they show here is a
+# regression check on training rows, not evidence; suites 17-19, attempt 26's pooled gate, are never trained on.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+    for number in range(2, 20)
 }
+GATE_SUITES = (17, 18, 19)
 
 
 @pytest.fixture(scope="module")
@@ -219,13 +211,14 @@ def later_suite(shipped) -> Callable[[int], dict]:
     return functools.cache(lambda number: evaluate_suite(shipped, LATER_SUITES[number]))
 
 
-# The shipped state (attempt 16's head, attempt 19's phrase layer): suite 2, no short ordinary message at high and 1.2 %
+# Attempt 16's head (shipped until attempt 26, which trains on suites 1-16) and attempt 19's phrase layer: suite 2, no
+# short ordinary message at high and 1.2 %
 # of hard negatives; suite 3, no short ordinary turn or short distress message, 2.6 %; suite 4, none, 2.1 %; suite 5,
 # none, 2.5 %; suite 6, none, 2.5 %; suite 8, 0 of 29 and 0 of 21, 1.9 %; suite 9, 0 of 30 and 0 of 22, 1.9 %; suite 10,
 # 0 of 15 and 0 of 11, 4.2 %; suite 11 (attempt 19's fresh suite), 0 of 33 and 0 of 21, 1.4 %; suite 12, 0 of 39 and 0
 # of 20, 1.4 %; suite 13, 0 of 38 and 0 of 26, 2.7 %; suite 14, 0 of 27 and 0 of 22, 0.5 %; suite 15, 0 of 15 short
-# ordinary turns, 2.1 %; suite 16, 0 of 9, 2.7 %; suite 7 and the short distress of suites 15 and 16: the strict xfails
-# below (attempt 8 had 5.5 % on suite 7).
+# ordinary turns, 2.1 %; suite 16, 0 of 9, 2.7 %; suite 7 (5.5 %, one short distress message at high) and the short
+# distress of suites 15 and 16 (one each) were strict xfails until attempt 26 trained on them.
 @pytest.mark.parametrize(
     ("number", "short_categories"),
     [
@@ -241,8 +234,9 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (12, ("short_ordinary", "short_distress")),
         (13, ("short_ordinary", "short_distress")),
         (14, ("short_ordinary", "short_distress")),
-        (15, ("short_ordinary",)),
-        (16, ("short_ordinary",)),
+        (7, ("short_ordinary", "short_distress")),
+        (15, ("short_ordinary", "short_distress")),
+        (16, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -254,86 +248,29 @@ def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
     assert report["hard_negative_high_rate"] <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 defect: attempt 16 (shipped) puts 1 of the seventh suite's 18 short distress messages at high, "
-    "'want to hide under my blanket all day' (P(crisis) 0.835, cut-off 0.782; attempt 8 had none)",
-)
-def test_seventh_suite_short_messages_stay_below_high(later_suite) -> None:
-    categories = later_suite(7)["categories"]
+@pytest.fixture(scope="module")
+def gate_suites(shipped) -> dict:
+    """Suites 17-19 pooled: attempt 26's gate, the only suites the shipped head has never trained on."""
+    from inference.risk.chat_eval import evaluate_suite
+
+    return evaluate_suite(shipped, [LATER_SUITES[number] for number in GATE_SUITES])
+
+
+def test_the_gate_suites_keep_short_messages_and_most_hard_negatives_below_high(gate_suites) -> None:
+    """Attempt 26 on suites 17-19: no short ordinary turn or short distress message at high (60 and 66), 1.0 % of
+    hard negatives (attempt 16: 3.1 %)."""
+    categories = gate_suites["categories"]
     assert [categories[name]["high_rate"] for name in ("short_ordinary", "short_distress")] == [0.0, 0.0]
+    assert gate_suites["hard_negative_high_rate"] <= 0.05
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13 target missed: attempt 16 (shipped) puts 5.5 % of the seventh suite's hard negatives at high "
-    "(recovery stories and helping a friend 3 of 20 each, hyperbole 2, third person 1; attempt 8 5.5 %, attempt 15 "
-    "3.3 %: "
-    "docs/models/risk-crisis-protocol.md)",
+    reason="issue 13 target missed: crisis recall 0.882 [0.853, 0.905], worst category 0.83 (preparatory acts) on "
+    "suites 17-19 pooled, attempt 26's gate (attempt 16: 0.863 / 0.78; docs/models/risk-crisis-protocol.md)",
 )
-def test_seventh_suite_hard_negatives_stay_at_most_5_percent(later_suite) -> None:
-    assert later_suite(7)["hard_negative_high_rate"] <= 0.05
-
-
-@pytest.mark.parametrize(
-    "number",
-    [
-        _known_miss(
-            15,
-            "issue 13 defect: the shipped state puts 1 of the fifteenth suite's 19 short distress messages at high, "
-            "'havent left my bed today' (P(crisis) 0.832, cut-off 0.782)",
-        ),
-        _known_miss(
-            16,
-            "issue 13 defect: the shipped state puts 1 of the sixteenth suite's 17 short distress messages at high, "
-            "'i just wanna stay in bed all day' (P(crisis) 0.944)",
-        ),
-    ],
-)
-def test_a_later_suite_s_short_distress_stays_below_high(later_suite, number: int) -> None:
-    assert later_suite(number)["categories"]["short_distress"]["high_rate"] == 0.0
-
-
-# What the shipped state (attempt 16's head, attempt 19's phrase layer) misses on each later suite, and attempt 8's
-# figures (docs/models/risk-crisis-protocol.md).
-LATER_SUITE_RECALL_MISSES = {
-    2: "crisis recall 0.875, worst category 0.72 (preparatory acts) on the second suite (attempt 8: 0.72 / 0.52)",
-    3: "crisis recall 0.948, worst category 0.84 (current self-harm) on the third suite (attempt 8: 0.824 / 0.63)",
-    4: "crisis recall 0.893, worst category 0.83 (burdensomeness) on the fourth suite (attempt 8: 0.759 / 0.67)",
-    5: "crisis recall 0.884, worst category 0.77 (plan / intent / timing) on the fifth suite (attempt 8: 0.779 / 0.64)",
-    6: "worst category 0.88 (plan / intent / timing; recall 0.953) on the sixth suite (attempt 8: 0.797 / 0.56)",
-    7: "crisis recall 0.909, worst category 0.79 (plan / intent / timing) on the seventh suite (attempt 8: 0.812 / 0.68)",
-    8: "crisis recall 0.949, worst category 0.88 (plan / intent / timing) on the eighth suite, attempt 16's fresh one "
-    "(attempt 8: 0.817 / 0.70)",
-    9: "crisis recall 0.949, worst category 0.88 (preparatory acts) on the ninth suite (attempt 17, not shipped: 0.928 / "
-    "0.88)",
-    10: "crisis recall 0.896, worst category 0.79 (preparatory acts) on the tenth suite (the old phrase layer: 0.885 / "
-    "0.79)",
-    11: "crisis recall 0.841, worst category 0.68 (plan / intent / timing) on the eleventh suite, attempt 19's fresh one "
-    "(the old phrase layer: the same)",
-    12: "crisis recall 0.862, worst category 0.73 (plan / intent / timing) on the twelfth suite (attempt 20's phrase "
-    "layer, not shipped: the same)",
-    13: "crisis recall 0.861, worst category 0.76 (plan / intent / timing) on the thirteenth suite (attempt 22, not "
-    "shipped: 0.902 / 0.80)",
-    14: "crisis recall 0.847, worst category 0.70 (active ideation) on the fourteenth suite (attempt 23's blend, not "
-    "shipped: 0.857 / 0.70)",
-    15: "crisis recall 0.850, worst category 0.68 (preparatory acts) on the fifteenth suite (attempt 24's phrase file, "
-    "not shipped: the same)",
-    16: "crisis recall 0.882, worst category 0.77 (burdensomeness) on the sixteenth suite (attempt 25, not shipped: "
-    "0.833 / 0.67)",
-}
-
-
-@pytest.mark.parametrize(
-    "number",
-    [
-        _known_miss(number, f"issue 13 target missed: {why}")
-        for number, why in LATER_SUITE_RECALL_MISSES.items()
-    ],
-)
-def test_a_later_suite_s_crisis_recall_meets_the_target(later_suite, number: int) -> None:
-    report = later_suite(number)
-    assert _meets_the_recall_target(report)
+def test_the_gate_suites_crisis_recall_meets_the_target(gate_suites) -> None:
+    assert _meets_the_recall_target(gate_suites)
 
 
 QUOTE_SET = Path(__file__).resolve().parents[2] / "data" / "risk_quotes_independent.csv"
