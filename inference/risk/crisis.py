@@ -27,8 +27,6 @@ CONFIG_FILE = "crisis_head.json"
 WEIGHTS_FILE = "crisis_head.safetensors"
 FORMAT = "peercare-crisis-head/1"
 KINDS = ("logreg", "prototypes", "ensemble")
-# An ensemble's logit is the mean of its logistic-regression logit (word logit included) and its prototype logit.
-ENSEMBLE_WEIGHT = 0.5
 
 
 # The prototypes are every training row's unit vector (thousands of rows): half precision keeps the file a few
@@ -70,6 +68,9 @@ class CrisisHeadConfig:
     # err on partly different messages). None = this head alone.
     blend: str | None = None
     blend_weight: float = 1.0
+    # An ensemble's logit is prototype_share x its prototype logit + the rest x its logistic-regression logit (word
+    # logit included): H's mean until attempt 26; attempt 27 declared 0.7 (a larger pool makes neighbours tell more).
+    prototype_share: float = 0.5
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -83,6 +84,8 @@ class CrisisHeadConfig:
             raise CrisisHeadError(f"crisis head kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.kind == "ensemble" and self.layers is None:
             raise CrisisHeadError("an ensemble crisis head needs layers (its prototypes read the last one)")
+        if not 0.0 < self.prototype_share < 1.0:
+            raise CrisisHeadError("a crisis head's prototype_share must be between 0 and 1")
         if self.blend is not None and not 0.0 < self.blend_weight < 1.0:
             raise CrisisHeadError(
                 "a blended crisis head needs a blend_weight between 0 and 1 (its own share)"
@@ -215,9 +218,8 @@ class CrisisHead:
         # Attempt 10's H: the prototypes read the last layer's block, which is the sentence embedding B was
         # chosen on, so both halves come from one encoder pass.
         last_block = last_layer_block(embeddings, self.config.layers)
-        return ENSEMBLE_WEIGHT * self._regression_logits(embeddings) + (
-            1 - ENSEMBLE_WEIGHT
-        ) * self._prototype_logits(last_block)
+        share = self.config.prototype_share
+        return (1 - share) * self._regression_logits(embeddings) + share * self._prototype_logits(last_block)
 
     def _regression_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ self.tensors["weight"] + float(self.tensors["bias"][0])
@@ -232,7 +234,7 @@ class CrisisHead:
     @property
     def word_weight(self) -> float:
         """How much of the word-level logit counts: all of it, or an ensemble's share of its regression half."""
-        return ENSEMBLE_WEIGHT if self.config.kind == "ensemble" else 1.0
+        return 1 - self.config.prototype_share if self.config.kind == "ensemble" else 1.0
 
     def message_texts(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
         """Every chunk the head reads (``read_message``), and the message each belongs to."""

@@ -26,7 +26,6 @@ from inference.contrastive import LoraShape, lora_copy
 from inference.risk.chat_eval import SHORT_WORDS
 from inference.risk.chat_text import chunks, head_text, normalise_chat, reading
 from inference.risk.crisis import (
-    ENSEMBLE_WEIGHT,
     CrisisHead,
     CrisisHeadConfig,
     SentenceEncoder,
@@ -159,6 +158,8 @@ class Attempt:
     ships_fold_model: bool = False
     # Attempt 16: blends M<w> of TH's and the frozen H's out-of-fold logits, w the tuned head's share.
     blend_weights: tuple[float, ...] = ()
+    # Attempt 27: H with each of these shares of its prototype logit (0.5: H as declared in attempt 10).
+    prototype_shares: tuple[float, ...] = (0.5,)
     # Attempt 26: blind suites already spent as gates (category,expected,text), read in place as written rows.
     spent_suites: tuple[Path, ...] = ()
 
@@ -259,8 +260,9 @@ ATTEMPTS = {
         _frozen_on_attempt_16(17, FOURTH_WRITTEN_FILE),
         _frozen_on_attempt_16(22, FIFTH_WRITTEN_FILE),
         _frozen_on_attempt_16(25, FIFTH_WRITTEN_FILE, SIXTH_WRITTEN_FILE),
-        # Attempt 26: attempt 16's pool and every spent suite.
+        # Attempt 26: attempt 16's pool and every spent suite. Attempt 27: the same, H also with 0.7 prototypes.
         replace(_frozen_on_attempt_16(26), spent_suites=SPENT_SUITES),
+        replace(_frozen_on_attempt_16(27), spent_suites=SPENT_SUITES, prototype_shares=(0.5, 0.7)),
     )
 }
 # Attempts 6, 7 and 9 missed their declared ship gate; attempt 8 passed it and shipped until attempt 16, which
@@ -385,6 +387,7 @@ class Variant:
     augmented: bool = False
     layers: tuple[int, ...] | None = None  # None: the sentence embedding (last layer)
     lexical: bool = False  # add a TF-IDF logistic-regression logit (attempt 3's F)
+    prototype_share: float = 0.5  # an ensemble's share of B's prototype logit (H: the mean; attempt 27: 0.7)
 
 
 # Attempt 3: hidden states 2, 4 and 6 of the frozen encoder, pooled and concatenated.
@@ -411,7 +414,12 @@ def lexical_variant(base: Variant) -> Variant:
 
 
 def fit_head(variant: Variant, embeddings: np.ndarray, labels: np.ndarray, seed: int) -> CrisisHead:
-    config = CrisisHeadConfig(kind=variant.kind, chunk_window=variant.chunk_window, layers=variant.layers)
+    config = CrisisHeadConfig(
+        kind=variant.kind,
+        chunk_window=variant.chunk_window,
+        layers=variant.layers,
+        prototype_share=variant.prototype_share,
+    )
     if variant.kind == "logreg":
         return CrisisHead(config, _regression_tensors(variant, embeddings, labels, seed))
     if variant.kind == "prototypes":
@@ -619,10 +627,12 @@ def run_selection(
     ensemble: bool = False,
     by_speaker: bool = False,
     runs: dict[str, list[dict]] | None = None,
+    prototype_shares: Sequence[float] = (0.5,),
 ) -> dict:
     """Attempts 1 and 3 of the protocol (attempt 2's tuned D was stopped, see the protocol), and with
-    ``ensemble`` attempt 10's H, judged together by the declared rule. ``runs``, when given, receives every
-    variant's per-seed runs with their out-of-fold logits (attempt 16 blends H's with TH's)."""
+    ``ensemble`` attempt 10's H (one per share of its prototype logit, attempt 27), judged together by the declared
+    rule. ``runs``, when given, receives every variant's per-seed runs with their out-of-fold logits (attempt 16
+    blends H's with TH's)."""
     variants: dict[str, Variant] = {}
     report: dict[str, dict] = {}
     runs = {} if runs is None else runs
@@ -649,9 +659,10 @@ def run_selection(
     lexical = lexical_variant(variants[base])
     evaluate(lexical)
     if ensemble and lexical.layers is not None:
-        # The same seeds give the same folds, so the mean of two out-of-fold logits is H's out-of-fold logit.
-        mixed = mixed_runs(runs[lexical.name], runs["B"], ENSEMBLE_WEIGHT, rows, short_limit, by_speaker)
-        record(ensemble_variant(lexical), mixed)
+        # The same seeds give the same folds, so a mix of two out-of-fold logits is H's out-of-fold logit.
+        for share in prototype_shares:
+            mixed = mixed_runs(runs[lexical.name], runs["B"], 1 - share, rows, short_limit, by_speaker)
+            record(ensemble_variant(lexical, share), mixed)
     winner = choose(report)
     selection = {"variants": report, "winner": winner, "winner_spec": asdict(variants[winner])}
     if ensemble and lexical.layers is not None:
@@ -680,9 +691,13 @@ def mixed_runs(
     return mixed
 
 
-def ensemble_variant(lexical: Variant) -> Variant:
-    """H: F(E…)'s regression over its layers plus its word logit, averaged with B's prototypes."""
-    return replace(lexical, name=f"H(B+{lexical.name})", kind="ensemble")
+def ensemble_variant(lexical: Variant, prototype_share: float = 0.5) -> Variant:
+    """H: F(E…)'s regression over its layers plus its word logit, mixed with B's prototypes (``prototype_share`` of
+    the logit; "H0.7(B+F(E8))" names a share other than the mean)."""
+    share = "" if prototype_share == 0.5 else f"{prototype_share:g}"
+    return replace(
+        lexical, name=f"H{share}(B+{lexical.name})", kind="ensemble", prototype_share=prototype_share
+    )
 
 
 CONTRASTIVE_SEED = 13
@@ -1078,6 +1093,7 @@ def train_crisis(
                 ensemble=attempt.ensemble,
                 by_speaker=attempt.ordinary_by_speaker,
                 runs=frozen_runs,
+                prototype_shares=attempt.prototype_shares,
             )
             if attempt.frozen_variants
             else {"variants": {}}

@@ -316,9 +316,10 @@ def test_each_attempt_reads_its_own_pool() -> None:
         22,
         25,
         26,
+        27,
     ]
     chat_rows = [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files]
-    assert chat_rows == [*range(12, 18), 22, 25, 26]
+    assert chat_rows == [*range(12, 18), 22, 25, 26, 27]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15, 16]
@@ -357,7 +358,10 @@ def test_each_attempt_reads_its_own_pool() -> None:
     assert ct.ATTEMPTS[26] == replace(
         ct.ATTEMPTS[16], number=26, tuned_ensemble=False, blend_weights=(), spent_suites=ct.SPENT_SUITES
     )
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.spent_suites] == [26]
+    # Attempt 27 is attempt 26 with H also judged with 0.7 of its logit from the prototypes.
+    assert ct.ATTEMPTS[27] == replace(ct.ATTEMPTS[26], number=27, prototype_shares=(0.5, 0.7))
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.spent_suites] == [26, 27]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.prototype_shares != (0.5,)] == [27]
 
 
 GATE_SUITES_26 = (
@@ -444,9 +448,18 @@ def test_ensemble_h_is_the_mean_of_b_and_f_out_of_fold_logits(tiny, tmp_path, fe
     assert got["cut_off_logit"] == pytest.approx(expected["cut_off_logit"])
     # Without the flag (attempts 1-9) there is no H.
     assert "H(B+F(E2))" not in ct.run_selection(rows, cache_for, seeds=(13,))["variants"]
+    # Attempt 27: H also with 0.7 of its logit from the prototypes, judged by the same rule.
+    shares = ct.run_selection(rows, cache_for, seeds=(13,), ensemble=True, prototype_shares=(0.5, 0.7))
+    assert {"H(B+F(E2))", "H0.7(B+F(E2))"} <= set(shares["variants"])
+    heavier = ct.out_of_fold_result(13, 0.7 * b["oof_logits"] + 0.3 * f["oof_logits"], rows)
+    (got,) = shares["variants"]["H0.7(B+F(E2))"]["per_seed"]
+    assert got["cut_off_logit"] == pytest.approx(heavier["cut_off_logit"])
+    assert got["recall"] == pytest.approx(heavier["recall"])
 
 
-def test_an_ensemble_head_ships_and_the_scorer_averages_its_two_halves(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("share", [0.5, 0.7])
+def test_an_ensemble_head_ships_and_the_scorer_mixes_its_two_halves(tiny, tmp_path, monkeypatch, share):
+    """H mixes F's logit and B's by its prototype share (0.5: the mean, as H was declared; attempt 27: 0.7)."""
     import shutil
     from dataclasses import replace
 
@@ -455,9 +468,17 @@ def test_an_ensemble_head_ships_and_the_scorer_averages_its_two_halves(tiny, tmp
     rows = _rows()
     cache_for = ct.caches_for(encoder, tokenizer, tmp_path / "cache.npz")
     layers = [0, 1, 2]
-    spec = {"name": "H(B+F(E2))", "kind": "ensemble", "c": 2.0, "layers": layers, "lexical": True}
+    spec = {
+        "name": "H(B+F(E2))",
+        "kind": "ensemble",
+        "c": 2.0,
+        "layers": layers,
+        "lexical": True,
+        "prototype_share": share,
+    }
     head = ct.fit_final(spec, rows, cache_for(ct.Variant("E2", layers=(0, 1, 2))))
     assert head.config.kind == "ensemble" and head.lexical is not None
+    assert head.config.prototype_share == share
     hidden = encoder.config.hidden_size
     assert head.tensors["positive"].shape[1] == hidden  # the prototypes read the last layer's block only
     out = tmp_path / "model"
@@ -481,7 +502,7 @@ def test_an_ensemble_head_ships_and_the_scorer_averages_its_two_halves(tiny, tmp
         last @ head.tensors["negative"].T, axis=1
     )[:, -k:].mean(1)
     scale, shift = head.tensors["platt"]
-    expected = 1 / (1 + np.exp(-((regression + words) / 2 + (scale * margin + shift) / 2)))
+    expected = 1 / (1 + np.exp(-((1 - share) * (regression + words) + share * (scale * margin + shift))))
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
@@ -490,6 +511,14 @@ def test_an_ensemble_head_without_layers_is_refused():
 
     with pytest.raises(CrisisHeadError, match="ensemble crisis head needs layers"):
         CrisisHeadConfig(kind="ensemble")
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.2, 1.5])
+def test_a_prototype_share_outside_zero_and_one_is_refused(share: float) -> None:
+    from inference.risk.crisis import CrisisHeadConfig, CrisisHeadError
+
+    with pytest.raises(CrisisHeadError, match="prototype_share must be between 0 and 1"):
+        CrisisHeadConfig(kind="ensemble", layers=(2, 4, 6), prototype_share=share)
 
 
 def test_ordinary_chat_evaluation_reads_the_supporters_replies_when_asked(tiny, tmp_path):
@@ -538,6 +567,10 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_17.csv": 0,
     "risk_suite_independent_18.csv": 0,
     "risk_suite_independent_19.csv": 0,
+    # Attempt 27's gate, pooled (session 12, after attempt 26 spent 17-19).
+    "risk_suite_independent_20.csv": 0,
+    "risk_suite_independent_21.csv": 0,
+    "risk_suite_independent_22.csv": 0,
     "risk_quotes_independent.csv": 0,  # messages with Discord block quotes (attempt 21)
     "risk_double_quotes_independent.csv": 0,  # double quotes; seen before a declaration, a development set
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
