@@ -364,19 +364,16 @@ def test_each_attempt_reads_its_own_pool() -> None:
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.prototype_shares != (0.5,)] == [27]
 
 
-GATE_SUITES_26 = (
-    "risk_suite_independent_17.csv",
-    "risk_suite_independent_18.csv",
-    "risk_suite_independent_19.csv",
-)
+# Gates since the suites became training rows: 17-19 (attempt 26), 20-22 (attempt 27), 23-25 (the next attempt).
+LATER_GATE_SUITES = tuple(f"risk_suite_independent_{number}.csv" for number in range(17, 26))
 
 
-def test_attempt_26_trains_on_the_spent_suites_and_never_on_its_gate() -> None:
-    """Suites 1-16 were each one attempt's gate and are training rows for attempt 26 (crisis = expected high);
-    suites 17-19 are its gate, so no row of them may be in its pool, read in place or reading the same."""
+def test_attempts_26_on_train_on_the_spent_suites_and_never_on_a_later_gate() -> None:
+    """Suites 1-16 were each one attempt's gate and are training rows from attempt 26 on (crisis = expected high);
+    suites 17-25 are later gates, so no row of them may be in that pool, read in place or reading the same."""
     spent = ct.SPENT_SUITES
     assert len(spent) == 16 and all(path.exists() for path in spent)
-    assert {path.name for path in spent}.isdisjoint(GATE_SUITES_26)
+    assert {path.name for path in spent}.isdisjoint(LATER_GATE_SUITES)
     first = ct.spent_suite_rows(spent[0])
     with spent[0].open(encoding="utf-8") as handle:
         expected = [row["expected"] for row in csv.DictReader(handle)]
@@ -384,10 +381,13 @@ def test_attempt_26_trains_on_the_spent_suites_and_never_on_its_gate() -> None:
     assert {row.source for row in first} == {"written"} and len({row.group for row in first}) == len(first)
     pool = {ct.head_text(row.text) for path in spent for row in ct.spent_suite_rows(path)}
     assert len(pool) > 6000
-    for name in GATE_SUITES_26:
+    for name in LATER_GATE_SUITES:
         with (ct.SUITES_FOLDER / name).open(encoding="utf-8") as handle:
-            gate = [ct.head_text(row["text"]) for row in csv.DictReader(handle)]
-        assert len(gate) > 380 and not pool.intersection(gate)
+            gate = {ct.head_text(row["text"]) for row in csv.DictReader(handle)}
+        # Counts only: a failure must not print a blind suite's texts.
+        rows, overlap = len(gate), len(pool & gate)
+        assert rows > 350, f"{name}: {rows} rows"
+        assert overlap == 0, f"{overlap} rows of {name} read like training rows"
 
 
 def test_the_rule_by_speaker_keeps_seeker_turns_to_their_own_share() -> None:
@@ -571,6 +571,10 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_20.csv": 0,
     "risk_suite_independent_21.csv": 0,
     "risk_suite_independent_22.csv": 0,
+    # Written for the next attempt's pooled gate (session 12, end); scored by nothing yet.
+    "risk_suite_independent_23.csv": 0,
+    "risk_suite_independent_24.csv": 0,
+    "risk_suite_independent_25.csv": 0,
     "risk_quotes_independent.csv": 0,  # messages with Discord block quotes (attempt 21)
     "risk_double_quotes_independent.csv": 0,  # double quotes; seen before a declaration, a development set
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
