@@ -25,9 +25,9 @@ peercare train risk --mode lora --epochs 3 --lora-rank 8 --lora-blocks 0,1,2,3,4
 #     written chat examples + the even ESConv-dev conversations, chooses by the declared rules, fits the winner
 #     and writes its cut-offs into the calibration. The default is attempt 27 (the shipped head: the frozen
 #     variants over 3 seeds on attempt 16's pool plus the sixteen spent suites, H with 0.7 of its logit from the
-#     prototypes; about 6 minutes on 2 cores; the shipped model is seed 13's fold 0, no refit); set
-#     CRISIS_SELECTION=docs/models/crisis-selections/attempt27.json to reuse the recorded selection and only fit the
-#     fold model (a minute or two). --attempt 5 to 26 reproduces the earlier attempts (26 shipped before 27, 16 before
+#     prototypes; about 6 minutes on 2 cores once the embeddings are cached; the shipped model is seed 13's fold 0, no
+#     refit); set CRISIS_SELECTION=docs/models/crisis-selections/attempt27.json to reuse the recorded selection and
+#     only fit the fold model. --attempt 5 to 26 reproduces the earlier attempts (26 shipped before 27, 16 before
 #     26, with the LoRA-tuned TH: about 46 minutes; 8 before 16).
 peercare train crisis --output "$OUT" ${CRISIS_SELECTION:+--selection "$CRISIS_SELECTION"}
 
