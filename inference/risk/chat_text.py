@@ -64,7 +64,7 @@ def own_words(text: str) -> str:
 def without_markup(text: str) -> str:
     """``text`` without Discord's inline markers (bold, italics, underline, strike-through, spoiler, code), its
     words kept: "**6 months** without" reads "6 months without", "i want to ||kill|| myself" as the words say.
-    The phrase floor reads this (the crisis head reads ``normalise_chat``, which removes the same markers)."""
+    The phrase floor reads this, and ``normalise_chat`` (what the crisis head reads) removes markup through it."""
     return _MARKERS.sub("", text)
 
 
@@ -95,7 +95,7 @@ def normalise_chat(text: str) -> str:
     text = _MENTION.sub(" ", text)
     text = _URL.sub(" ", text)
     text = _LINE_PREFIX.sub("", text)
-    text = _MARKERS.sub("", text)
+    text = without_markup(text)
     text = text.replace("\\n", "\n").replace("\r", "\n")
     text = _SPACE_BEFORE_PUNCTUATION.sub("", text)
     text = _REPEATED_PUNCTUATION.sub(r"\1", text)
