@@ -23,7 +23,7 @@ import numpy as np
 
 from inference import contrastive
 from inference.contrastive import LoraShape, lora_copy
-from inference.risk.chat_eval import SHORT_WORDS
+from inference.risk.chat_eval import EXPECTED, SHORT_WORDS
 from inference.risk.chat_text import chunks, head_text, normalise_chat, reading
 from inference.risk.crisis import (
     CrisisHead,
@@ -31,6 +31,7 @@ from inference.risk.crisis import (
     SentenceEncoder,
     last_layer_block,
 )
+from inference.risk.evaluate import EvaluationError
 
 log = logging.getLogger(__name__)
 
@@ -293,18 +294,17 @@ def training_pool(data_dir: Path, attempt: Attempt = SHIPPED_ATTEMPT) -> list[Ro
 
 
 def spent_suite_rows(path: Path) -> list[Row]:
-    """A spent suite's rows as written training rows (crisis = expected high), grouped by the suite's own ids."""
+    """A spent suite's rows as written training rows (crisis = expected high), grouped by the suite's own ids.
+
+    ``expected`` is checked as ``peercare eval risk --suite`` checks it: a typo must not make a crisis a negative."""
+    rows = []
     with path.open(newline="", encoding="utf-8") as handle:
-        return [
-            Row(
-                row["text"],
-                int(row["expected"] == "high"),
-                f"{path.stem}:{row['id']}",
-                "written",
-                row["category"],
-            )
-            for row in csv.DictReader(handle)
-        ]
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            if row["expected"] not in EXPECTED:
+                raise EvaluationError(f"{path}:{number}: expected must be high or not_high")
+            label = int(row["expected"] == "high")
+            rows.append(Row(row["text"], label, f"{path.stem}:{row['id']}", "written", row["category"]))
+    return rows
 
 
 # -- augmentation ------------------------------------------------------------------------------------

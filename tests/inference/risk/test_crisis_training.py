@@ -772,3 +772,16 @@ def test_ordinary_chat_judged_as_bursts_counts_conversations_with_a_turn_at_high
     assert (alone["judged"], bursts["judged"]) == ("alone", "as bursts")
     assert bursts["n"] == alone["n"] == 3 and bursts["ordinary_high_rate"] == 1.0
     assert bursts["ordinary_conversations_with_high"] == "2/2"
+
+
+def test_a_spent_suite_with_a_mistyped_expected_value_is_refused_with_its_line(tmp_path) -> None:
+    """A typo in ``expected`` must not turn a crisis into a training negative without a word."""
+    from inference.risk.evaluate import EvaluationError
+
+    suite = tmp_path / "suite.csv"
+    suite.write_text(
+        "id,category,expected,text\ns-1,active_ideation,high,a crisis\ns-2,active_ideation,hihg,another\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(EvaluationError, match=r"suite.csv:3: expected must be high or not_high"):
+        ct.spent_suite_rows(suite)
