@@ -54,6 +54,22 @@ async def test_only_moderators_can_press_alert_buttons(e2e):
     assert (await wait_for_case(e2e)).state is EscalationState.ALERTED
 
 
+async def test_a_press_while_the_case_desk_is_away_is_answered_restarting_and_changes_nothing(e2e):
+    """Between a restart and the escalation cog's load no desk takes presses: the moderator is told to try again."""
+    from bot.app import RESTARTING
+
+    alert, case = await _alert(e2e)
+    desk, e2e.bot.case_desk = e2e.bot.case_desk, None
+    try:
+        click = await e2e.click(alert, f"peercare:alert:acknowledge:{case.id}", user=e2e.cast.moderator)
+        answer = await click.reply()
+    finally:
+        e2e.bot.case_desk = desk
+    assert answer.ephemeral and answer.content == RESTARTING
+    await e2e.settle()
+    assert (await wait_for_case(e2e)).state is EscalationState.ALERTED
+
+
 async def test_claim_then_resolve_records_each_step_in_the_audit_log(e2e):
     alert, case = await _alert(e2e)
     await e2e.click(alert, f"peercare:alert:claim:{case.id}", user=e2e.cast.moderator)
