@@ -364,13 +364,14 @@ def test_each_attempt_reads_its_own_pool() -> None:
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.prototype_shares != (0.5,)] == [27]
 
 
-# Gates since the suites became training rows: 17-19 (attempt 26), 20-22 (attempt 27), 23-25 (the next attempt).
-LATER_GATE_SUITES = tuple(f"risk_suite_independent_{number}.csv" for number in range(17, 26))
+# Gates since the suites became training rows: 17-19 (attempt 26), 20-22 (attempt 27), 23-25 (the next attempt),
+# 26-28 (the one after it).
+LATER_GATE_SUITES = tuple(f"risk_suite_independent_{number}.csv" for number in range(17, 29))
 
 
 def test_attempts_26_on_train_on_the_spent_suites_and_never_on_a_later_gate() -> None:
     """Suites 1-16 were each one attempt's gate and are training rows from attempt 26 on (crisis = expected high);
-    suites 17-25 are later gates, so no row of them may be in that pool, read in place or reading the same."""
+    suites 17-28 are later gates, so no row of them may be in that pool, read in place or reading the same."""
     spent = ct.SPENT_SUITES
     assert len(spent) == 16 and all(path.exists() for path in spent)
     assert {path.name for path in spent}.isdisjoint(LATER_GATE_SUITES)
@@ -575,6 +576,10 @@ SUITE_ROWS_IN_POOL = {
     "risk_suite_independent_23.csv": 0,
     "risk_suite_independent_24.csv": 0,
     "risk_suite_independent_25.csv": 0,
+    # Written for the gate after that one (session 13, start); scored by nothing yet.
+    "risk_suite_independent_26.csv": 0,
+    "risk_suite_independent_27.csv": 0,
+    "risk_suite_independent_28.csv": 0,
     "risk_quotes_independent.csv": 0,  # messages with Discord block quotes (attempt 21)
     "risk_double_quotes_independent.csv": 0,  # double quotes; seen before a declaration, a development set
     "risk_tiredness_independent.csv": 0,  # ordinary tiredness and dread, every row not_high (after attempt 16)
