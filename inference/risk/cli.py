@@ -103,7 +103,7 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
         "--attempt",
         type=int,
         default=27,
-        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17, 22, 25, 26 or 27 "
+        help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17, 22, 25, 26, 27 or 28 "
         "(default 27: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)

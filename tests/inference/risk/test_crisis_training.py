@@ -317,12 +317,13 @@ def test_each_attempt_reads_its_own_pool() -> None:
         25,
         26,
         27,
+        28,
     ]
     chat_rows = [n for n, attempt in ct.ATTEMPTS.items() if ct.CHAT_WRITTEN_FILE in attempt.written_files]
-    assert chat_rows == [*range(12, 18), 22, 25, 26, 27]
+    assert chat_rows == [*range(12, 18), 22, 25, 26, 27, 28]
     # Attempt 13 is attempt 12's pool and rule with TH declared, nothing else.
     assert ct.ATTEMPTS[13] == replace(ct.ATTEMPTS[12], number=13, tuned_ensemble=True)
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15, 16]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_ensemble] == [13, 14, 15, 16, 28]
     # Attempt 14 is attempt 13's pool plus the decoys, with TH alone (no frozen variant cross-validated).
     assert ct.ATTEMPTS[14] == replace(
         ct.ATTEMPTS[13],
@@ -339,7 +340,7 @@ def test_each_attempt_reads_its_own_pool() -> None:
     assert ct.ATTEMPTS[16] == replace(
         ct.ATTEMPTS[15], number=16, frozen_variants=True, blend_weights=(0.3, 0.5, 0.7)
     )
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.blend_weights] == [16]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.blend_weights] == [16, 28]
     # Attempts 17, 22 and 25 are attempt 16's pool plus the fourth, the fifth, or the fifth and the sixth written
     # rows, frozen only.
     for number, added in (
@@ -360,8 +361,18 @@ def test_each_attempt_reads_its_own_pool() -> None:
     )
     # Attempt 27 is attempt 26 with H also judged with 0.7 of its logit from the prototypes.
     assert ct.ATTEMPTS[27] == replace(ct.ATTEMPTS[26], number=27, prototype_shares=(0.5, 0.7))
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.spent_suites] == [26, 27]
-    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.prototype_shares != (0.5,)] == [27]
+    # Attempt 28 is attempt 27 with TH on its first seed only, blended with H0.7 at TH shares 0.2 and 0.3.
+    assert ct.ATTEMPTS[28] == replace(
+        ct.ATTEMPTS[27],
+        number=28,
+        tuned_ensemble=True,
+        blend_weights=(0.2, 0.3),
+        tuned_seeds=1,
+        blend_partner_share=0.7,
+    )
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.spent_suites] == [26, 27, 28]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.prototype_shares != (0.5,)] == [27, 28]
+    assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_seeds is not None] == [28]
 
 
 # Gates since the suites became training rows: 17-19 (attempt 26), 20-22 (attempt 27), 23-25 (the next attempt),
@@ -729,6 +740,51 @@ def test_a_blend_ships_the_fold_models_whose_out_of_fold_logits_it_blended(
     # Without its frozen half the shipped head would read them otherwise.
     alone = replace(head, partner=None).message_logits(reader, [rows[i].text for i in held_out])
     assert not np.allclose(alone, blended[held_out], atol=1e-3)
+
+
+def test_attempt_28_tunes_its_first_seed_only_and_blends_th_with_the_h_of_its_declared_share(
+    tiny, tiny_tuned_ensemble, few_frozen_variants, model_copy, tmp_path, monkeypatch
+) -> None:
+    """Attempt 28: TH for the first seed alone (the frozen variants keep every seed), its blends mixed with H0.7's
+    out-of-fold logit of that seed, and the shipped blend's frozen half is H0.7's fold-0 model."""
+    out, base = model_copy
+    rows = _rows()
+    monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: rows)
+    report = ct.train_crisis(
+        output=out,
+        data_dir=tmp_path,
+        base_model=base,
+        seeds=(13, 29),
+        selection_path=None,
+        cache_path=tmp_path / "cache.npz",
+        attempt=ct.ATTEMPTS[28],
+    )
+    variants = report["variants"]
+    assert [run["seed"] for run in variants["TH"]["per_seed"]] == [13]
+    assert [run["seed"] for run in variants["M0.2"]["per_seed"]] == [13]
+    assert [run["seed"] for run in variants["H0.7(B+F(E2))"]["per_seed"]] == [13, 29]
+    assert report["ensemble_spec"]["name"] == "H0.7(B+F(E2))"
+    oof = np.load(tmp_path / "oof-attempt28.npz")
+    assert "TH/29" not in oof
+    blended = 0.2 * oof["TH/13"] + 0.8 * oof["H0.7(B+F(E2))/13"]
+    assert variants["M0.2"]["per_seed"][0]["recall"] == ct.out_of_fold_result(13, blended, rows, 0.0, True)["recall"]
+
+    selection = tmp_path / "selection.json"
+    ct.write_report(selection, {**report, "winner": "M0.2", "winner_spec": {"blend_weight": 0.2}})
+    ct.train_crisis(
+        output=out,
+        data_dir=tmp_path,
+        base_model=base,
+        seeds=(13, 29),
+        selection_path=selection,
+        cache_path=tmp_path / "cache.npz",
+        attempt=ct.ATTEMPTS[28],
+    )
+    head, reader = RiskScorer.load(out).crisis
+    assert head.config.blend_weight == 0.2 and head.partner.config.prototype_share == 0.7
+    _, held_out = ct.tuning_folds(rows, 13)[ct.SHIPPED_FOLD]
+    shipped = head.message_logits(reader, [rows[i].text for i in held_out])
+    np.testing.assert_allclose(shipped, blended[held_out], atol=1e-3)
 
 
 def test_a_blended_head_names_a_partner_it_can_read(tiny, tmp_path) -> None:
