@@ -767,7 +767,10 @@ def test_attempt_28_tunes_its_first_seed_only_and_blends_th_with_the_h_of_its_de
     oof = np.load(tmp_path / "oof-attempt28.npz")
     assert "TH/29" not in oof
     blended = 0.2 * oof["TH/13"] + 0.8 * oof["H0.7(B+F(E2))/13"]
-    assert variants["M0.2"]["per_seed"][0]["recall"] == ct.out_of_fold_result(13, blended, rows, 0.0, True)["recall"]
+    assert (
+        variants["M0.2"]["per_seed"][0]["recall"]
+        == ct.out_of_fold_result(13, blended, rows, 0.0, True)["recall"]
+    )
 
     selection = tmp_path / "selection.json"
     ct.write_report(selection, {**report, "winner": "M0.2", "winner_spec": {"blend_weight": 0.2}})
