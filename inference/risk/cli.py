@@ -102,9 +102,9 @@ def _register_train_crisis(subparsers, data_dir: Path) -> None:
     parser.add_argument(
         "--attempt",
         type=int,
-        default=27,
+        default=28,
         help="the protocol's attempt whose pool and cut-off rule to use: 5 to 17, 22, 25, 26, 27 or 28 "
-        "(default 27: the shipped head)",
+        "(default 28: the shipped head)",
     )
     parser.set_defaults(func=_train_crisis)
 

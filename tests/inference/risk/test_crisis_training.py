@@ -306,7 +306,7 @@ def test_the_short_turn_condition_raises_the_cut_off_only_for_the_attempt_that_d
 def test_each_attempt_reads_its_own_pool() -> None:
     written = {attempt: set(attempt.written_files) for attempt in ct.ATTEMPTS.values()}
     assert ct.THIRD_WRITTEN_FILE not in written[ct.ATTEMPTS[5]]
-    assert ct.FAREWELLS_FILE in written[ct.SHIPPED_ATTEMPT] and ct.SHIPPED_ATTEMPT.number == 27
+    assert ct.FAREWELLS_FILE in written[ct.SHIPPED_ATTEMPT] and ct.SHIPPED_ATTEMPT.number == 28
     assert (
         ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[6]] and ct.THIRD_WRITTEN_FILE in written[ct.ATTEMPTS[7]]
     )

@@ -109,8 +109,8 @@ def test_a_morning_greeting_does_not_reach_high(shipped, text: str) -> None:
         "taking a break from discord",
         _known_miss(
             "last message for tonight",
-            "issue 13 defect: the shipped head (attempt 27) puts it at high (P(crisis) 0.950; attempt 26 0.977, "
-            "attempt 16 0.964, attempt 8 0.998)",
+            "issue 13 defect: the shipped head (attempt 28) puts it at high (P(crisis) 0.979; attempt 27 0.950, "
+            "attempt 26 0.977, attempt 16 0.964, attempt 8 0.998)",
         ),
     ],
 )
@@ -128,16 +128,10 @@ def test_signing_off_for_the_night_does_not_reach_high(shipped, text: str) -> No
         "gonna sleep for 12 hours",
         "i want to stay in bed all weekend",
         "ugh i just want this week to be over",
-        _known_miss(
-            "i dont want to go to work tomorrow",
-            "issue 13 defect: attempt 27 (shipped) puts it at high (P(crisis) 0.814, cut-off 0.806; attempt 26 "
-            "0.889, attempt 16 0.862, attempt 8 elevated)",
-        ),
-        _known_miss(
-            "i just want to sleep for a week",
-            "issue 13 defect: attempt 27 (shipped) puts it at high (P(crisis) 0.923; attempt 26 0.940, attempt 16 "
-            "0.939)",
-        ),
+        # At high under attempts 16-27 (strict xfails until attempt 28's blend put them at elevated, 0.819 and
+        # 0.830 against its cut-off 0.848).
+        "i dont want to go to work tomorrow",
+        "i just want to sleep for a week",
     ],
 )
 def test_ordinary_tiredness_does_not_reach_high(shipped, text: str) -> None:
@@ -149,8 +143,8 @@ TIREDNESS_SET = Path(__file__).resolve().parents[2] / "data" / "risk_tiredness_i
 
 def test_a_blind_set_of_ordinary_tiredness_and_dread_stays_mostly_below_high(shipped) -> None:
     """149 ordinary lines (tired, dreading work, fed up, low, signing off) written by a helper that opened no file after
-    attempt 16 shipped: the shipped head (attempt 27) puts 3 at high (2.0 %), as attempt 26; attempt 16 4, attempt 8
-    8 (5.4 %); the issue's bound for hard negatives is 5 %."""
+    attempt 16 shipped: the shipped head (attempt 28) puts 2 at high (1.3 %); attempts 27 and 26 3, attempt 16 4,
+    attempt 8 8 (5.4 %); the issue's bound for hard negatives is 5 %."""
     from inference.risk.chat_eval import evaluate_suite
 
     assert evaluate_suite(shipped, TIREDNESS_SET)["hard_negative_high_rate"] <= 0.05
@@ -186,13 +180,13 @@ def test_an_appended_emoji_moves_no_suite_message_across_high(shipped, suite_tex
 # did not ship; 11: attempt 19, the phrase layer; 12: attempt 20, which did not ship; 13: attempt 22, which did not
 # ship; 14: attempt 23, 15: attempt 24 and 16: attempt 25, none of which shipped; sessions 3 to 16 opened no file).
 # Since attempt 26 the shipped head is TRAINED on suites 1-16 (each spent as a gate), so what they show here is a
-# regression check on training rows, not evidence; suites 17-19 (attempt 26's pooled gate) and 20-22 (attempt 27's)
-# are never trained on.
+# regression check on training rows, not evidence; suites 17-19 (attempt 26's pooled gate), 20-22 (attempt 27's) and
+# 23-25 (attempt 28's) are never trained on.
 LATER_SUITES = {
     number: Path(__file__).resolve().parents[2] / "data" / f"risk_suite_independent_{number}.csv"
-    for number in range(2, 23)
+    for number in range(2, 26)
 }
-GATE_SUITES = (20, 21, 22)
+GATE_SUITES = (23, 24, 25)
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +226,9 @@ def later_suite(shipped) -> Callable[[int], dict]:
         (17, ("short_ordinary", "short_distress")),
         (18, ("short_ordinary", "short_distress")),
         (19, ("short_ordinary", "short_distress")),
+        (20, ("short_ordinary", "short_distress")),
+        (21, ("short_ordinary", "short_distress")),
+        (22, ("short_ordinary", "short_distress")),
     ],
 )
 def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
@@ -245,15 +242,15 @@ def test_a_later_suite_s_short_messages_and_hard_negatives_stay_below_high(
 
 @pytest.fixture(scope="module")
 def gate_suites(shipped) -> dict:
-    """Suites 20-22 pooled: attempt 27's gate (with 17-19, the suites the shipped head never trained on)."""
+    """Suites 23-25 pooled: attempt 28's gate (with 17-22, the suites the shipped head never trained on)."""
     from inference.risk.chat_eval import evaluate_suite
 
     return evaluate_suite(shipped, [LATER_SUITES[number] for number in GATE_SUITES])
 
 
 def test_the_gate_suites_keep_short_messages_and_most_hard_negatives_below_high(gate_suites) -> None:
-    """Attempt 27 on suites 20-22: no short ordinary turn or short distress message at high (49 and 52), 1.0 % of
-    hard negatives (attempt 26 the same)."""
+    """Attempt 28 on suites 23-25: no short ordinary turn or short distress message at high (65 and 58), 1.2 % of
+    hard negatives (attempt 27 the same)."""
     categories = gate_suites["categories"]
     assert [categories[name]["high_rate"] for name in ("short_ordinary", "short_distress")] == [0.0, 0.0]
     assert gate_suites["hard_negative_high_rate"] <= 0.05
@@ -264,13 +261,13 @@ def test_the_gate_suites_keep_short_messages_and_most_hard_negatives_below_high(
     [
         _known_miss(
             "gate_suites",
-            "issue 13 target missed: crisis recall 0.891 [0.864, 0.914], worst category 0.80 (active ideation) on "
-            "suites 20-22 pooled, attempt 27's gate (attempt 26: 0.849 / 0.77; docs/models/risk-crisis-protocol.md)",
+            "issue 13 target missed: crisis recall 0.914 [0.889, 0.935], worst category 0.87 (active ideation) on "
+            "suites 23-25 pooled, attempt 28's gate (attempt 27: 0.879 / 0.85; docs/models/risk-crisis-protocol.md)",
         ),
         _known_miss(
             "quote_set",
-            "issue 13 target missed: crisis recall 0.733, worst category 0.60 (crises that need their quote to be "
-            "read) on attempt 21's quote set (attempt 16's head: 0.783 / 0.70; the head reading quotes: 0.633 / 0.50)",
+            "issue 13 target missed: crisis recall 0.767, worst category 0.65 (crises that need their quote to be "
+            "read) on attempt 21's quote set (attempt 27: 0.733 / 0.60; attempt 16's head: 0.783 / 0.70)",
         ),
     ],
 )
