@@ -75,7 +75,7 @@ def test_train_crisis_refuses_an_attempt_the_protocol_never_declared(tmp_path) -
     register_train(sub.add_parser("train").add_subparsers(dest="model"))
     args = parser.parse_args(["train", "crisis", "--attempt", "4", "--output", str(tmp_path)])
     with pytest.raises(
-        SystemExit, match=r"--attempt 4 is not a declared attempt \(5, .*, 16, 17, 22, 25, 26, 27\)"
+        SystemExit, match=r"--attempt 4 is not a declared attempt \(5, .*, 16, 17, 22, 25, 26, 27, 28\)"
     ):
         args.func(args)
     assert not any(tmp_path.iterdir())  # refused before anything was loaded or written
