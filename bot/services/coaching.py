@@ -13,9 +13,22 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.types import Mechanism, ReplyScore
+from inference.types import Mechanism, ReplyScore, RiskTier
 
 log = logging.getLogger(__name__)
+
+# What ``peercare score`` says instead of a note when the rule below stands coaching down.
+NO_NOTE_AUTHOR_AT_RISK = (
+    "No coaching note: this reply is itself at high risk, so its author may be the one in danger. It is "
+    "handled as their own message (a case, as the server's consent settings allow), never praised for empathy."
+)
+
+
+def author_may_be_in_danger(reply_risk_tier: str | None) -> bool:
+    """A reply whose own risk (as the latest of its author's burst) is high earns no coaching note and no
+    invitation to coaching: a note praising its empathy would be tone-deaf to a responder who may be in danger."""
+    return reply_risk_tier == RiskTier.HIGH.value
+
 
 DISCORD_MESSAGE_LIMIT = 2000
 QUOTE_CHARS = 90

@@ -23,8 +23,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import CoachingChoice, CoachingDelivery, GuildSettings, ScoredReply
-from bot.services import consent, guild_settings
-from bot.services.coaching import CoachingNote, ReplyForCoaching, compose_digest, compose_note
+from bot.services import consent, guild_settings, seeker_risk
+from bot.services.coaching import (
+    CoachingNote,
+    ReplyForCoaching,
+    author_may_be_in_danger,
+    compose_digest,
+    compose_note,
+)
 from bot.services.message_links import jump_url
 from bot.services.reply_scoring import CoachingStatus, mechanism_levels
 from bot.sharding import GuildOwnership
@@ -115,6 +121,10 @@ async def plan_for_new_reply(session: AsyncSession, reply_message_id: int, now: 
     guild_id, responder_id = row.guild_id, row.responder_id
     if row.coaching_status != CoachingStatus.PENDING.value:
         return _nothing(guild_id, responder_id, f"already {row.coaching_status}")
+    # Intake judges a reply's own risk before handing it here.
+    if author_may_be_in_danger(await seeker_risk.recorded_tier(session, reply_message_id)):
+        row.coaching_status = CoachingStatus.AUTHOR_AT_RISK.value
+        return _nothing(guild_id, responder_id, "its author may be in danger")
     settings = await guild_settings.get_or_create(session, guild_id)
     member = await consent.find(session, guild_id, responder_id)
     if settings.shadow_mode:

@@ -226,11 +226,17 @@ class MessageIntake:
         if kind is MessageKind.POST:
             return Verdict(kind, retry=not await self.judge(message))
         # Coaching first: under overload its request is shed at once instead of queueing behind the risk work.
-        verdict = await self._score_reply(message, retrying=retrying)
+        verdict, scored = await self._score_reply(message, retrying=retrying)
         # The reply's own words are judged too (a responder can be the one in danger); if the models could not
         # answer, another attempt must judge them.
         judged = await self.judge(message)
-        return verdict if judged or verdict.retry else Verdict(kind, retry=True)
+        if not judged:
+            # Coaching waits for the reply's own risk, which decides whether a note may go (the retry that
+            # judges it hands the still-pending reply to coaching).
+            return Verdict(kind, retry=True)
+        if scored is not None:
+            self.reply_scored(scored)
+        return verdict
 
     async def judge(self, message: MessageSnapshot) -> bool:
         """Risk-judge the message as the latest of its author's burst; True once its risk is recorded.
@@ -253,17 +259,21 @@ class MessageIntake:
         if judged is not None and judged.escalation_id is not None:
             await self.deliver_cases([judged.escalation_id])
 
-    async def _score_reply(self, message: MessageSnapshot, *, retrying: bool) -> Verdict:
+    async def _score_reply(
+        self, message: MessageSnapshot, *, retrying: bool
+    ) -> tuple[Verdict, ReplyScored | None]:
+        """The reply scored with its parent, and the coaching it may earn (handed over once its risk is known)."""
         parent = message.parent
         if parent is None:
-            return Verdict(MessageKind.REPLY, SkipReason.PARENT_UNREADABLE)
+            return Verdict(MessageKind.REPLY, SkipReason.PARENT_UNREADABLE), None
         if parent.author_is_bot:
-            return Verdict(MessageKind.REPLY, SkipReason.PARENT_IS_BOT)
+            return Verdict(MessageKind.REPLY, SkipReason.PARENT_IS_BOT), None
         if not has_visible_text(parent.text):
-            return Verdict(MessageKind.REPLY, SkipReason.PARENT_EMPTY)
+            return Verdict(MessageKind.REPLY, SkipReason.PARENT_EMPTY), None
         result = await self.pipeline.score_reply(reply_input(message, parent))
         await self.deliver(result.seeker_risk)
         ref = message.ref
+        scored = None
         if not self.pipeline.is_deleted(ref.message_id) and (
             result.outcome is ReplyOutcome.NEW
             or (
@@ -272,8 +282,8 @@ class MessageIntake:
                 and await self._coaching_owed(ref.message_id)
             )
         ):
-            self.reply_scored(ReplyScored(ref.guild_id, ref.author_id, ref.message_id))
-        return self._reply_verdict(result)
+            scored = ReplyScored(ref.guild_id, ref.author_id, ref.message_id)
+        return self._reply_verdict(result), scored
 
     async def _coaching_owed(self, message_id: int) -> bool:
         """Stored before a crash, never looked at by coaching: the note it may earn is still owed."""

@@ -58,6 +58,8 @@ class CoachingStatus(str, enum.Enum):
     NOT_WANTED = "not_wanted"  # responder (or guild default) said no
     SHADOW = "shadow"  # guild in shadow mode: scored and logged only
     DMS_CLOSED = "dms_closed"
+    # The reply itself put its author at high risk: no note praising its empathy (the case takes it from there).
+    AUTHOR_AT_RISK = "author_at_risk"
     FAILED = "failed"
 
 

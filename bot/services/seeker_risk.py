@@ -308,12 +308,16 @@ class SeekerRisk:
 
 async def seeker_risk_recorded(session: AsyncSession, message_id: int) -> bool:
     """The message was risk-scored as a seeker post (its edits are then re-scored)."""
-    found = await session.scalar(
-        select(RiskAssessment.id).where(
+    return await recorded_tier(session, message_id) is not None
+
+
+async def recorded_tier(session: AsyncSession, message_id: int) -> str | None:
+    """The tier the message's own risk was recorded at (as the latest of its author's burst), if it was judged."""
+    return await session.scalar(
+        select(RiskAssessment.tier).where(
             RiskAssessment.source == "post", RiskAssessment.message_id == message_id
         )
     )
-    return found is not None
 
 
 async def record_seeker_risk(

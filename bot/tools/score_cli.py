@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.db.models import EscalationConsent, GuildSettings
-from bot.services.coaching import ReplyForCoaching, compose_note
+from bot.services.coaching import (
+    NO_NOTE_AUTHOR_AT_RISK,
+    ReplyForCoaching,
+    author_may_be_in_danger,
+    compose_note,
+)
 from bot.services.reply_scoring import has_scorable_text
 from inference.client import InferenceClient
 from inference.empathy.phatic import is_bare_echo, is_phatic
@@ -122,6 +127,8 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
                 {"start": s.start, "end": s.end, "text": s.text} for s in mechanism_score.rationales
             ],
         }
+    reply_risk = score.reply_risk
+    withheld = reply_risk is not None and author_may_be_in_danger(reply_risk.tier.value)
     note = compose_note(ReplyForCoaching.from_score(score, reply_text, PREVIEW_URL))
     return {
         "empathy": empathy,
@@ -129,8 +136,13 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
         "reply_is_phatic": is_phatic(reply_text),
         # True: no level above is strong by the bare-echo rule ("lol same"), whatever the probabilities say.
         "reply_is_bare_echo": is_bare_echo(reply_text),
-        "coaching_dm": note.text,
+        # None when the reply's own risk stands coaching down (``coaching_withheld`` says why).
+        "coaching_dm": None if withheld else note.text,
+        "coaching_withheld": NO_NOTE_AUTHOR_AT_RISK if withheld else None,
         "seeker_risk": _risk_json(score.parent_risk),
+        # The reply is judged as its author's own message too (a responder can be the one in danger).
+        "reply_risk": None if reply_risk is None else _risk_json(reply_risk),
+        "reply_escalation": None if reply_risk is None else describe_escalation(reply_risk.tier),
         "escalation": describe_escalation(score.parent_risk.tier),
     }
 
@@ -181,21 +193,36 @@ def render_text(score: ReplyScore, reply_text: str, *, ansi: bool) -> str:
     if data["reply_is_bare_echo"]:
         lines.append(BARE_ECHO_NOTE)
     lines += ["", "Coaching DM the responder would receive:"]
-    lines += ["  " + line if line else "" for line in data["coaching_dm"].splitlines()]
-    risk = data["seeker_risk"]
-    labels = ", ".join(risk["triggered_labels"] + risk["phrase_matches"]) or "none"
+    if data["coaching_withheld"]:
+        lines.append("  " + data["coaching_withheld"])
+    else:
+        lines += ["  " + line if line else "" for line in data["coaching_dm"].splitlines()]
     lines += [
         "",
-        f"Seeker post risk tier: {risk['tier']} (triggered by: {labels})",
+        f"Seeker post risk tier: {_tier_line(data['seeker_risk'])}",
         f"Escalation under the default consent settings: {data['escalation']}",
     ]
+    if data["reply_risk"] is not None:
+        lines += [
+            f"Reply's own risk tier: {_tier_line(data['reply_risk'])}",
+            f"Escalation for the reply's author: {data['reply_escalation']}",
+        ]
     return "\n".join(lines)
+
+
+def _tier_line(risk: dict[str, Any]) -> str:
+    labels = ", ".join(risk["triggered_labels"] + risk["phrase_matches"]) or "none"
+    return f"{risk['tier']} (triggered by: {labels})"
 
 
 async def _score_pair(client: InferenceClient, seeker: str, reply: str, index: int = 0) -> ReplyScore:
     return await client.score_reply(
         ReplyScoreRequest(
-            parent_id=2 * index + 1, parent_text=seeker, reply_id=2 * index + 2, reply_text=reply
+            parent_id=2 * index + 1,
+            parent_text=seeker,
+            reply_id=2 * index + 2,
+            reply_text=reply,
+            score_reply_risk=True,
         )
     )
 

@@ -13,6 +13,7 @@ from tests.e2e._features import (
     count_deliveries,
     eventually,
     go_live,
+    risk_row,
     settings_for,
     stored_reply,
     wait_for_stored_reply,
@@ -64,6 +65,22 @@ async def test_coaching_dm_never_mentions_the_seekers_risk(e2e):
     dm = await e2e.wait_for_dm(e2e.cast.bob, timeout=15.0)
     for word in ("risk", "suicid", "crisis", "kill", "alert", "moderator", "diagnos"):
         assert word not in dm.content.lower()
+
+
+async def test_a_reply_whose_author_may_be_in_danger_gets_no_coaching_note(e2e):
+    """Issue 13: a responder can be the one in danger. Their reply is risk-judged as their own message; when that
+    puts it at high, a note praising its empathy would be tone-deaf, so coaching stands down for it (the case and
+    the moderators take it from there)."""
+    await go_live(e2e)
+    await coaching_on(e2e, e2e.cast.bob)
+    crisis = await _reply_to_a_post(e2e, text="honestly same. I want to kill myself, I can't go on.")
+    await wait_for_stored_reply(
+        e2e, crisis.id, where=lambda row: row.coaching_status == CoachingStatus.AUTHOR_AT_RISK.value
+    )
+    assert (await risk_row(e2e, crisis.id)).tier == "high"
+    await e2e.settle()
+    assert [dm for dm in e2e.dms_to(e2e.cast.bob) if "One thing to try" in (dm.content or "")] == []
+    assert await count_deliveries(e2e) == 0
 
 
 async def test_first_reply_brings_an_invitation_not_a_note(e2e):

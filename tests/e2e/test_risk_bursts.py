@@ -63,11 +63,6 @@ async def test_burst_of_short_messages_escalates_once(e2e):
     await e2e.eventually(lambda: _all_judged(e2e, sent), what="every message of the burst judged")
     await e2e.settle()
     # Each message is judged with the lines of the burst before it; the last line alone means nothing.
-    print(
-        "TEXTS",
-        [texts.get(m.id) for m in sent],
-        [m.created_at if hasattr(m, "created_at") else None for m in sent],
-    )
     assert texts[sent[-1].id] == "\n".join(BURST)
     tiers = await _risk_rows(e2e)
     assert [tiers[m.id] for m in sent] == ["elevated", "elevated", "high", "high"]

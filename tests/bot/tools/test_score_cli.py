@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from bot.tools.score_cli import (
     result_json,
     summarise,
 )
-from inference.types import Mechanism, ReplyScoreRequest, RiskTier
+from inference.types import Mechanism, ReplyScoreRequest, RiskResult, RiskTier
 from tests.bot.services.responder_fixtures import ScriptedInference
 
 SEEKER = "I failed my exam again and I feel useless."
@@ -225,3 +226,21 @@ async def test_text_output_says_why_a_bare_same_shows_nothing_above_weak(scripte
         result_json(score, "me too!!")["reply_is_bare_echo"]
         and not result_json(score, REPLY)["reply_is_bare_echo"]
     )
+
+
+async def test_a_reply_at_high_risk_shows_its_own_tier_and_no_coaching_note(
+    scripted: ScriptedInference,
+) -> None:
+    """Issue 13: the reply is judged as its author's own message, as the bot judges it; at high, the bot sends no
+    note praising its empathy, so the CLI shows none either and says why."""
+    await score_cli._score_pair(scripted, SEEKER, REPLY)
+    assert scripted.reply_calls[-1].score_reply_risk
+    crisis = RiskResult(probabilities={"crisis": 0.97}, tier=RiskTier.HIGH)
+    score = replace(await _score(scripted), reply_risk=crisis)
+    text = render_text(score, REPLY, ansi=False)
+    assert "No coaching note" in text and "shows you understood" not in text
+    assert "Reply's own risk tier: high" in text and "Seeker post risk tier: none" in text
+    data = result_json(score, REPLY)
+    assert data["coaching_dm"] is None and data["reply_risk"]["tier"] == "high"
+    calm = result_json(replace(score, reply_risk=RiskResult(probabilities={}, tier=RiskTier.NONE)), REPLY)
+    assert "open question" in calm["coaching_dm"] and calm["coaching_withheld"] is None
