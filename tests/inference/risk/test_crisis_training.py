@@ -658,14 +658,21 @@ def test_tuned_ensemble_ships_its_adapter_and_the_scorer_reads_through_it(
     assert np.allclose(got, head.probabilities(reader, texts), atol=1e-6)
 
 
-def _train_tuned_attempt(number: int, out: Path, base, tmp_path: Path, selection: Path | None = None) -> dict:
-    """``train_crisis`` for a TH attempt on the tiny model, one seed (the pool is patched by the caller); with
-    ``selection``, only what ships is fitted, from that recorded selection."""
+def _train_tuned_attempt(
+    number: int,
+    out: Path,
+    base,
+    tmp_path: Path,
+    selection: Path | None = None,
+    seeds: tuple[int, ...] = (13,),
+) -> dict:
+    """``train_crisis`` for a TH attempt on the tiny model, one seed unless told (the pool is patched by the
+    caller); with ``selection``, only what ships is fitted, from that recorded selection."""
     return ct.train_crisis(
         output=out,
         data_dir=tmp_path,
         base_model=base,
-        seeds=(13,),
+        seeds=seeds,
         selection_path=selection,
         cache_path=tmp_path / "cache.npz",
         attempt=ct.ATTEMPTS[number],
@@ -750,15 +757,7 @@ def test_attempt_28_tunes_its_first_seed_only_and_blends_th_with_the_h_of_its_de
     out, base = model_copy
     rows = _rows()
     monkeypatch.setattr(ct, "training_pool", lambda data_dir, attempt: rows)
-    report = ct.train_crisis(
-        output=out,
-        data_dir=tmp_path,
-        base_model=base,
-        seeds=(13, 29),
-        selection_path=None,
-        cache_path=tmp_path / "cache.npz",
-        attempt=ct.ATTEMPTS[28],
-    )
+    report = _train_tuned_attempt(28, out, base, tmp_path, seeds=(13, 29))
     variants = report["variants"]
     assert [run["seed"] for run in variants["TH"]["per_seed"]] == [13]
     assert [run["seed"] for run in variants["M0.2"]["per_seed"]] == [13]
@@ -774,15 +773,7 @@ def test_attempt_28_tunes_its_first_seed_only_and_blends_th_with_the_h_of_its_de
 
     selection = tmp_path / "selection.json"
     ct.write_report(selection, {**report, "winner": "M0.2", "winner_spec": {"blend_weight": 0.2}})
-    ct.train_crisis(
-        output=out,
-        data_dir=tmp_path,
-        base_model=base,
-        seeds=(13, 29),
-        selection_path=selection,
-        cache_path=tmp_path / "cache.npz",
-        attempt=ct.ATTEMPTS[28],
-    )
+    _train_tuned_attempt(28, out, base, tmp_path, selection, seeds=(13, 29))
     head, reader = RiskScorer.load(out).crisis
     assert head.config.blend_weight == 0.2 and head.partner.config.prototype_share == 0.7
     _, held_out = ct.tuning_folds(rows, 13)[ct.SHIPPED_FOLD]
