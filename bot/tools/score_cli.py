@@ -129,7 +129,7 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
         }
     reply_risk = score.reply_risk
     withheld = reply_risk is not None and author_may_be_in_danger(reply_risk.tier.value)
-    note = compose_note(ReplyForCoaching.from_score(score, reply_text, PREVIEW_URL))
+    note = None if withheld else compose_note(ReplyForCoaching.from_score(score, reply_text, PREVIEW_URL))
     return {
         "empathy": empathy,
         # True: every level above is none by the phatic rule, whatever the probabilities say.
@@ -137,7 +137,7 @@ def result_json(score: ReplyScore, reply_text: str) -> dict[str, Any]:
         # True: no level above is strong by the bare-echo rule ("lol same"), whatever the probabilities say.
         "reply_is_bare_echo": is_bare_echo(reply_text),
         # None when the reply's own risk stands coaching down (``coaching_withheld`` says why).
-        "coaching_dm": None if withheld else note.text,
+        "coaching_dm": None if note is None else note.text,
         "coaching_withheld": NO_NOTE_AUTHOR_AT_RISK if withheld else None,
         "seeker_risk": _risk_json(score.parent_risk),
         # The reply is judged as its author's own message too (a responder can be the one in danger).

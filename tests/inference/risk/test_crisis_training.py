@@ -375,8 +375,8 @@ def test_each_attempt_reads_its_own_pool() -> None:
     assert [n for n, attempt in ct.ATTEMPTS.items() if attempt.tuned_seeds is not None] == [28]
 
 
-# Gates since the suites became training rows: 17-19 (attempt 26), 20-22 (attempt 27), 23-25 (the next attempt),
-# 26-28 (the one after it).
+# Gates since the suites became training rows: 17-19 (attempt 26), 20-22 (attempt 27), 23-25 (attempt 28), 26-28
+# (the next attempt's, scored by nothing yet).
 LATER_GATE_SUITES = tuple(f"risk_suite_independent_{number}.csv" for number in range(17, 29))
 
 
